@@ -1,0 +1,202 @@
+//! Diagnostics for user input: what is wrong, where (file:line:col and the field), and a hint.
+//!
+//! Every checker in stackgen collects [`Diagnostic`]s instead of stopping at the first problem, so a
+//! user sees everything wrong with a file in one run. [`Diagnostic::render`] prints one the way
+//! compilers do: the message, the location, the source line with a caret under the culprit and a hint.
+
+use std::fmt::Write as _;
+
+/// A position in a source file, 1-based line and column (columns count characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Location {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Location {
+    /// Takes the start of a `marked_yaml` span; a missing start (synthetic nodes) maps to 1:1.
+    pub fn of_span(span: &marked_yaml::Span) -> Self {
+        span.start()
+            .map(|m| Location {
+                line: m.line(),
+                col: m.column(),
+            })
+            .unwrap_or(Location { line: 1, col: 1 })
+    }
+}
+
+/// One problem found in a user's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file as the user named it.
+    pub file: String,
+    pub location: Location,
+    /// Dotted path of the field, e.g. `services[2].team`.
+    pub field: String,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The culprit is a secret: the echoed source line shows `*` in its place.
+    pub redact: bool,
+}
+
+impl Diagnostic {
+    /// Prints the diagnostic with the offending source line and a caret, e.g.
+    ///
+    /// ```text
+    /// error: unknown key `retension` in `prometheus`
+    ///  --> stack.yaml:5:3
+    ///   |
+    /// 5 |   retension: 15d
+    ///   |   ^^^^^^^^^
+    ///   = field: prometheus.retension
+    ///   = hint: did you mean `retention`?
+    /// ```
+    pub fn render(&self, source: &str) -> String {
+        let mut out = String::new();
+        let Location { line, col } = self.location;
+        let _ = writeln!(out, "error: {}", self.message);
+        let gutter = line.to_string().len();
+        let pad = " ".repeat(gutter);
+        let _ = writeln!(out, "{pad}--> {}:{line}:{col}", self.file);
+        if let Some(text) = source.lines().nth(line.saturating_sub(1)) {
+            let text = text.trim_end_matches('\r');
+            let _ = writeln!(out, "{pad} |");
+            let width = token_width(text, col);
+            let culprit = col..col + width;
+            let shown: String = text
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if self.redact && culprit.contains(&(i + 1)) {
+                        '*'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "{line} | {shown}");
+            let lead: String = text
+                .chars()
+                .take(col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let _ = writeln!(out, "{pad} | {lead}{}", "^".repeat(width));
+        }
+        if !self.field.is_empty() {
+            let _ = writeln!(out, "{pad} = field: {}", self.field);
+        }
+        if let Some(hint) = &self.hint {
+            let _ = writeln!(out, "{pad} = hint: {hint}");
+        }
+        out
+    }
+}
+
+/// Width of the token starting at 1-based `col`: 1 for the start of a flow mapping or list, a
+/// quoted string up to its closing quote, otherwise
+/// up to the next `:` followed by a space, `,`, `]`, `}`, ` #` or the end of the line (trailing
+/// blanks trimmed). At least 1.
+fn token_width(text: &str, col: usize) -> usize {
+    let rest: Vec<char> = text.chars().skip(col.saturating_sub(1)).collect();
+    let Some(&first) = rest.first() else {
+        return 1;
+    };
+    if first == '{' || first == '[' {
+        return 1;
+    }
+    if first == '"' || first == '\'' {
+        let close = rest.iter().skip(1).position(|&c| c == first);
+        return close.map_or(rest.len(), |i| i + 2);
+    }
+    let mut end = rest.len();
+    for (i, &c) in rest.iter().enumerate() {
+        let next = rest.get(i + 1).copied();
+        let stops = matches!(c, ',' | ']' | '}')
+            || (c == ':' && matches!(next, None | Some(' ')))
+            || (c == ' ' && next == Some('#'));
+        if stops && i > 0 {
+            end = i;
+            break;
+        }
+    }
+    let token: String = rest[..end].iter().collect();
+    token.trim_end().chars().count().max(1)
+}
+
+/// Renders all diagnostics for one source file, followed by a one-line summary.
+pub fn render_all(diagnostics: &[Diagnostic], source: &str) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        out.push_str(&d.render(source));
+        out.push('\n');
+    }
+    let n = diagnostics.len();
+    let _ = writeln!(out, "{n} problem{} found", if n == 1 { "" } else { "s" });
+    out
+}
+
+/// Suggests the candidate closest to `got`, if one is close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    got: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(got, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diag(line: usize, col: usize) -> Diagnostic {
+        Diagnostic {
+            file: "stack.yaml".into(),
+            location: Location { line, col },
+            field: "prometheus.retension".into(),
+            message: "unknown key `retension` in `prometheus`".into(),
+            hint: Some("did you mean `retention`?".into()),
+            redact: false,
+        }
+    }
+
+    #[test]
+    fn renders_source_line_caret_and_hint() {
+        let src = "cluster:\n  name: a\nprometheus:\n  replicas: 2\n  retension: 15d\n";
+        let got = diag(5, 3).render(src);
+        let want = "error: unknown key `retension` in `prometheus`\n --> stack.yaml:5:3\n  |\n5 |   retension: 15d\n  |   ^^^^^^^^^\n  = field: prometheus.retension\n  = hint: did you mean `retention`?\n";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn redacted_culprit_is_not_echoed() {
+        let mut d = diag(1, 13);
+        d.redact = true;
+        let got = d.render("  url: x\n    url: \"hunter2\"\n");
+        let d2 = Diagnostic {
+            location: Location { line: 2, col: 10 },
+            ..d
+        };
+        let got2 = d2.render("  url: x\n    url: \"hunter2\"\n");
+        assert!(!got2.contains("hunter2"), "{got2}");
+        assert!(got2.contains("    url: *********"), "{got2}");
+        assert!(got.contains("url: x"));
+    }
+
+    #[test]
+    fn caret_covers_quoted_strings_and_flow_items() {
+        assert_eq!(token_width(r#"  name: "my team" # x"#, 9), 9);
+        assert_eq!(token_width("  ports: [80, 9o]", 15), 2);
+        assert_eq!(token_width("  retention: 15x  # days", 14), 3);
+    }
+
+    #[test]
+    fn suggests_close_names_only() {
+        let keys = ["retention", "replicas", "resources"];
+        assert_eq!(did_you_mean("retension", keys), Some("retention"));
+        assert_eq!(did_you_mean("zzz", keys), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Alertmanager: clustered replicas over a headless Service, routing every alert to the stackgen
+//! router (bearer token from a Secret), Watchdog as a heartbeat, critical inhibiting warning.
+
+use serde_json::json;
+
+use super::{
+    Builder, RenderError, allow_from_components, content_hash, labels, resources, selector,
+};
+use crate::spec::defaults;
+
+/// Where Alertmanager mounts the router's bearer token.
+const TOKEN_FILE: &str = "/etc/alertmanager/secrets/router/token";
+
+pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
+    let spec = stack.spec;
+    let ns = &spec.namespace;
+    let router_base = format!("http://stackgen-router.{ns}.svc:8080");
+    let config = stack.config_template("alertmanager/alertmanager.yml", "alertmanager/alertmanager.yml", &json!({
+        "cluster": spec.cluster.name,
+        "router_url": format!("{router_base}/api/v1/alertmanager"),
+        "heartbeat_url": format!("{router_base}/api/v1/heartbeat"),
+        "token_file": TOKEN_FILE,
+        "teams": spec.teams.iter().map(|t| json!({"matcher": format!("team=\"{}\"", t.name)})).collect::<Vec<_>>(),
+    }))?;
+    stack.config_map(
+        "alertmanager-config",
+        "alertmanager",
+        vec![(
+            "alertmanager.yml".into(),
+            "alertmanager/alertmanager.yml".into(),
+        )],
+    );
+
+    let am = &spec.alertmanager;
+    let mut args = vec![
+        "--config.file=/etc/alertmanager/alertmanager.yml".to_string(),
+        "--storage.path=/alertmanager".to_string(),
+        "--web.listen-address=:9093".to_string(),
+    ];
+    if am.replicas > 1 {
+        args.push("--cluster.listen-address=:9094".into());
+        args.push("--cluster.advertise-address=$(POD_IP):9094".into());
+        for i in 0..am.replicas {
+            args.push(format!(
+                "--cluster.peer=alertmanager-{i}.alertmanager-headless.{ns}.svc:9094"
+            ));
+        }
+    } else {
+        // A single replica has no peers: gossip off, so notifications never wait for it to settle.
+        args.push("--cluster.listen-address=".into());
+    }
+    let image = stack.image(defaults::ALERTMANAGER_IMAGE);
+    stack.template(
+        "alertmanager/statefulset.yaml",
+        "alertmanager/statefulset.yaml",
+        &json!({
+            "namespace": ns,
+            "labels": labels("alertmanager"),
+            "selector": selector("alertmanager"),
+            "replicas": am.replicas,
+            "image": image,
+            "args": args,
+            "resources": resources(&am.resources),
+            "storage_class": am.storage_class,
+            "volume_size": am.volume_size,
+            "auth_secret": spec.router.auth_secret,
+            "config_hash": content_hash([config.as_str()]),
+        }),
+    )?;
+    stack.service(
+        "alertmanager/service.yaml",
+        "alertmanager",
+        "alertmanager",
+        false,
+        json!([
+            {"name": "web", "port": 9093, "targetPort": "web"},
+        ]),
+    )?;
+    stack.service(
+        "alertmanager/service.yaml",
+        "alertmanager-headless",
+        "alertmanager",
+        true,
+        json!([
+            {"name": "web", "port": 9093, "targetPort": "web"},
+            {"name": "mesh-tcp", "port": 9094, "targetPort": "mesh-tcp", "protocol": "TCP"},
+            {"name": "mesh-udp", "port": 9094, "targetPort": "mesh-udp", "protocol": "UDP"},
+        ]),
+    )?;
+    stack.workload_extras(
+        "alertmanager",
+        "alertmanager",
+        am.replicas,
+        false,
+        json!([
+            allow_from_components(&[(9093, "TCP")], &["prometheus", "grafana", "stackgen-router"]),
+            allow_from_components(&[(9094, "TCP"), (9094, "UDP")], &["alertmanager"]),
+        ]),
+        "Alertmanager takes alerts from Prometheus, queries from Grafana and gossip from its peers.",
+    )
+}

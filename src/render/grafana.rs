@@ -1,0 +1,150 @@
+//! Grafana: Prometheus and Alertmanager datasources, dashboards provisioned from a ConfigMap, admin
+//! credentials from a Secret (never a default password), a ReadWriteOnce volume with `Recreate`,
+//! and an optional Ingress with TLS.
+
+use serde_json::json;
+
+use super::{
+    Builder, RenderError, allow_from_components, content_hash, labels, resources, selector,
+};
+use crate::spec::defaults;
+
+/// The dashboards shipped with the stack, by file name.
+pub const DASHBOARDS: &[(&str, &str)] = &[
+    (
+        "services.json",
+        include_str!("../../stack/grafana/dashboards/services.json"),
+    ),
+    (
+        "cluster.json",
+        include_str!("../../stack/grafana/dashboards/cluster.json"),
+    ),
+    (
+        "stack.json",
+        include_str!("../../stack/grafana/dashboards/stack.json"),
+    ),
+];
+
+pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
+    let spec = stack.spec;
+    let ns = &spec.namespace;
+    let g = &spec.grafana;
+    let datasources = stack.config_template(
+        "grafana/datasources.yaml",
+        "grafana/datasources.yaml",
+        &json!({
+            "prometheus_url": format!("http://prometheus.{ns}.svc:9090"),
+            "alertmanager_url": format!("http://alertmanager.{ns}.svc:9093"),
+            "scrape_interval": spec.prometheus.scrape_interval,
+        }),
+    )?;
+    let providers = stack.config_template(
+        "grafana/dashboard-providers.yaml",
+        "grafana/dashboards.yaml",
+        &json!({
+            "folder": format!("stackgen ({})", spec.cluster.name),
+        }),
+    )?;
+    stack.config_map(
+        "grafana-datasources",
+        "grafana",
+        vec![("datasources.yaml".into(), "grafana/datasources.yaml".into())],
+    );
+    stack.config_map(
+        "grafana-dashboard-providers",
+        "grafana",
+        vec![(
+            "dashboards.yaml".into(),
+            "grafana/dashboard-providers.yaml".into(),
+        )],
+    );
+    let mut hashed = vec![datasources, providers];
+    let mut entries = Vec::new();
+    for (name, text) in DASHBOARDS {
+        let path = format!("grafana/dashboards/{name}");
+        stack.config_file(&path, text.to_string());
+        hashed.push(text.to_string());
+        entries.push((name.to_string(), path));
+    }
+    stack.config_map("grafana-dashboards", "grafana", entries);
+
+    let secret_env = |name: &str, key: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": g.admin_secret, "key": key}}});
+    let mut env = vec![
+        secret_env("GF_SECURITY_ADMIN_USER", "admin-user"),
+        secret_env("GF_SECURITY_ADMIN_PASSWORD", "admin-password"),
+        json!({"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "false"}),
+        json!({"name": "GF_ANALYTICS_REPORTING_ENABLED", "value": "false"}),
+        json!({"name": "GF_ANALYTICS_CHECK_FOR_UPDATES", "value": "false"}),
+        json!({"name": "GF_USERS_ALLOW_SIGN_UP", "value": "false"}),
+    ];
+    if let Some(ingress) = &g.ingress {
+        let scheme = if ingress.tls_secret.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        env.push(
+            json!({"name": "GF_SERVER_ROOT_URL", "value": format!("{scheme}://{}/", ingress.host)}),
+        );
+    }
+    let image = stack.image(defaults::GRAFANA_IMAGE);
+    stack.template(
+        "grafana/deployment.yaml",
+        "grafana/deployment.yaml",
+        &json!({
+            "namespace": ns,
+            "labels": labels("grafana"),
+            "selector": selector("grafana"),
+            "image": image,
+            "env": env,
+            "resources": resources(&g.resources),
+            "config_hash": content_hash(hashed.iter().map(String::as_str)),
+        }),
+    )?;
+    stack.template(
+        "grafana/pvc.yaml",
+        "common/pvc.yaml",
+        &json!({
+            "name": "grafana-data",
+            "namespace": ns,
+            "labels": labels("grafana"),
+            "size": g.volume_size,
+            "storage_class": g.storage_class,
+        }),
+    )?;
+    stack.service(
+        "grafana/service.yaml",
+        "grafana",
+        "grafana",
+        false,
+        json!([
+            {"name": "http", "port": 3000, "targetPort": "http"},
+        ]),
+    )?;
+    if let Some(ingress) = &g.ingress {
+        stack.template(
+            "grafana/ingress.yaml",
+            "grafana/ingress.yaml",
+            &json!({
+                "namespace": ns,
+                "labels": labels("grafana"),
+                "host": ingress.host,
+                "class_name": ingress.class_name,
+                "tls_secret": ingress.tls_secret,
+            }),
+        )?;
+    }
+    // Users reach Grafana through an ingress controller or a port-forward, from any namespace.
+    let ingress_rule = json!({
+        "ports": [{"port": 3000, "protocol": "TCP"}],
+        "from": [{"namespaceSelector": {}}],
+    });
+    stack.workload_extras(
+        "grafana",
+        "grafana",
+        1,
+        false,
+        json!([ingress_rule, allow_from_components(&[(3000, "TCP")], &["prometheus"])]),
+        "Grafana is reached by users (ingress controller or port-forward) and scraped by Prometheus.",
+    )
+}

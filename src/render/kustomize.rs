@@ -1,0 +1,42 @@
+//! The `kustomization.yaml` that ties the output together for `kubectl apply -k`.
+//!
+//! Config files stay plain files in the output (easy to read and diff) and become ConfigMaps through
+//! `configMapGenerator`. Names are kept stable (no kustomize hash suffix) so that `--out -` gives
+//! the very same objects; pods roll on change through their `stackgen.io/config-hash` annotation.
+
+use serde_json::json;
+
+use super::{RenderedStack, labels, yaml};
+
+pub(super) fn kustomization(stack: &RenderedStack) -> String {
+    let namespace = &stack.namespace;
+    let generators: Vec<_> = stack
+        .config_maps
+        .iter()
+        .map(|cm| {
+            let files: Vec<String> = cm
+                .files
+                .iter()
+                .map(|(key, path)| format!("{key}={path}"))
+                .collect();
+            json!({
+                "name": cm.name,
+                "namespace": namespace,
+                "files": files,
+                "options": {"labels": labels(&cm.component)},
+            })
+        })
+        .collect();
+    let doc = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": stack.resources,
+        "generatorOptions": {"disableNameSuffixHash": true},
+        "configMapGenerator": generators,
+    });
+    format!(
+        "{} Apply with: kubectl apply -k .\n{}",
+        super::output::KUSTOMIZATION_HEADER,
+        yaml::document(&doc)
+    )
+}

@@ -1,0 +1,426 @@
+//! Rendering: a validated [`Spec`] in, the whole stack out as an ordered map of path to contents.
+//!
+//! Pure: no file or network access, no clock. One builder per component adds its files; every
+//! rendered document is parsed back before it is accepted, so a template bug fails here and not in
+//! the cluster. [`output`] is the only place that writes the result anywhere.
+
+mod alertmanager;
+mod exporters;
+mod grafana;
+pub mod k8s_sd;
+mod kustomize;
+pub mod output;
+mod prometheus;
+mod router;
+pub mod rules;
+pub mod template;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::spec::{Resources, Spec};
+
+/// The rendered stack: every output file by relative path, plus what the kustomization lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedStack {
+    namespace: String,
+    files: BTreeMap<String, String>,
+    /// Manifest files in apply order (namespace first).
+    resources: Vec<String>,
+    /// ConfigMaps built from plain config files by kustomize's `configMapGenerator`.
+    config_maps: Vec<GeneratedConfigMap>,
+    images: BTreeSet<String>,
+}
+
+/// A ConfigMap assembled from files of the output (key = file name inside the ConfigMap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedConfigMap {
+    pub name: String,
+    pub component: String,
+    pub files: Vec<(String, String)>,
+}
+
+impl RenderedStack {
+    /// Every output file, by path relative to the output directory.
+    pub fn files(&self) -> &BTreeMap<String, String> {
+        &self.files
+    }
+
+    /// Every container image the stack runs, sorted.
+    pub fn images(&self) -> &BTreeSet<String> {
+        &self.images
+    }
+
+    /// The whole stack as one multi-document YAML stream: the manifests in apply order, then the
+    /// ConfigMaps that the kustomization would generate, built from the same files.
+    pub fn stream(&self) -> String {
+        let namespace = &self.namespace;
+        let mut docs: Vec<String> = Vec::new();
+        for path in &self.resources {
+            let text = self.files.get(path).map(String::as_str).unwrap_or_default();
+            docs.extend(split_documents(text));
+        }
+        for config_map in &self.config_maps {
+            let data: serde_json::Map<String, Value> = config_map
+                .files
+                .iter()
+                .map(|(key, path)| {
+                    let text = self.files.get(path).cloned().unwrap_or_default();
+                    (key.clone(), Value::String(text))
+                })
+                .collect();
+            let doc = json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": config_map.name,
+                    "namespace": namespace,
+                    "labels": labels(&config_map.component),
+                },
+                "data": data,
+            });
+            docs.push(yaml::document(&doc));
+        }
+        docs.iter()
+            .map(|d| format!("---\n{}", d.trim_start_matches("---\n")))
+            .collect()
+    }
+}
+
+/// Splits a multi-document YAML file at its `---` lines, dropping empty documents.
+fn split_documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line == "---" {
+            docs.push(String::new());
+        } else if let Some(doc) = docs.last_mut() {
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    docs.into_iter()
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// Why rendering failed. Each is a bug in stackgen or its templates, never in the user's spec
+/// (which was validated before), except an invalid team rule file.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("rendering {0}")]
+    Template(String),
+    #[error("rendered {path} is not valid YAML: {message}")]
+    InvalidYaml { path: String, message: String },
+    #[error("rendered {path} is not valid JSON: {message}")]
+    InvalidJson { path: String, message: String },
+    #[error("rendered prometheus.yml has an invalid kubernetes_sd_configs block: {0}")]
+    ServiceDiscovery(String),
+    #[error("{0}")]
+    RuleFile(String),
+}
+
+/// Renders the whole stack for `spec`.
+pub fn render(spec: &Spec) -> Result<RenderedStack, RenderError> {
+    let mut stack = Builder::new(spec);
+    stack.template(
+        "namespace.yaml",
+        "namespace.yaml",
+        &json!({
+            "namespace": spec.namespace,
+            "labels": labels("namespace"),
+        }),
+    )?;
+    prometheus::build(&mut stack)?;
+    alertmanager::build(&mut stack)?;
+    grafana::build(&mut stack)?;
+    exporters::build(&mut stack)?;
+    router::build(&mut stack)?;
+    let mut rendered = stack.finish();
+    let kustomization = kustomize::kustomization(&rendered);
+    rendered
+        .files
+        .insert("kustomization.yaml".into(), kustomization);
+    check_parses(&rendered)?;
+    Ok(rendered)
+}
+
+/// Accumulates the files of the stack while the component builders run.
+struct Builder<'a> {
+    spec: &'a Spec,
+    stack: RenderedStack,
+}
+
+impl<'a> Builder<'a> {
+    fn new(spec: &'a Spec) -> Self {
+        Builder {
+            spec,
+            stack: RenderedStack {
+                namespace: spec.namespace.clone(),
+                files: BTreeMap::new(),
+                resources: Vec::new(),
+                config_maps: Vec::new(),
+                images: BTreeSet::new(),
+            },
+        }
+    }
+
+    /// Renders a manifest template into `path` and lists it as a kustomize resource.
+    fn template(&mut self, path: &str, name: &str, context: &Value) -> Result<(), RenderError> {
+        let text = template::render(name, context).map_err(RenderError::Template)?;
+        self.manifest(path, text);
+        Ok(())
+    }
+
+    /// Adds a manifest (a file kustomize applies), appending to the file if it exists already.
+    fn manifest(&mut self, path: &str, text: String) {
+        match self.stack.files.get_mut(path) {
+            Some(existing) => {
+                existing.push_str("---\n");
+                existing.push_str(&text);
+            }
+            None => {
+                self.stack.files.insert(path.to_string(), text);
+                self.stack.resources.push(path.to_string());
+            }
+        }
+    }
+
+    /// Renders a plain config file (not a manifest) into `path`.
+    fn config_template(
+        &mut self,
+        path: &str,
+        name: &str,
+        context: &Value,
+    ) -> Result<String, RenderError> {
+        let text = template::render(name, context).map_err(RenderError::Template)?;
+        self.stack.files.insert(path.to_string(), text.clone());
+        Ok(text)
+    }
+
+    fn config_file(&mut self, path: &str, text: String) {
+        self.stack.files.insert(path.to_string(), text);
+    }
+
+    /// Declares a ConfigMap generated from files already added.
+    fn config_map(&mut self, name: &str, component: &str, files: Vec<(String, String)>) {
+        self.stack.config_maps.push(GeneratedConfigMap {
+            name: name.to_string(),
+            component: component.to_string(),
+            files,
+        });
+    }
+
+    fn image(&mut self, image: &str) -> String {
+        self.stack.images.insert(image.to_string());
+        image.to_string()
+    }
+
+    /// The standard objects around a workload: ServiceAccount, PodDisruptionBudget (replicas > 1)
+    /// and a NetworkPolicy with the given ingress rules.
+    /// `automount`: whether the pods need a Kubernetes API token (only Prometheus and
+    /// kube-state-metrics do).
+    fn workload_extras(
+        &mut self,
+        dir: &str,
+        component: &str,
+        replicas: u32,
+        automount: bool,
+        ingress: Value,
+        description: &str,
+    ) -> Result<(), RenderError> {
+        let ns = &self.spec.namespace;
+        self.template(
+            &format!("{dir}/serviceaccount.yaml"),
+            "common/serviceaccount.yaml",
+            &json!({
+                "name": component,
+                "namespace": ns,
+                "labels": labels(component),
+                "automount": automount,
+            }),
+        )?;
+        if replicas > 1 {
+            self.template(
+                &format!("{dir}/pdb.yaml"),
+                "common/pdb.yaml",
+                &json!({
+                    "name": component,
+                    "namespace": ns,
+                    "labels": labels(component),
+                    "selector": selector(component),
+                }),
+            )?;
+        }
+        self.template(
+            &format!("{dir}/networkpolicy.yaml"),
+            "common/networkpolicy.yaml",
+            &json!({
+                "name": component,
+                "namespace": ns,
+                "labels": labels(component),
+                "selector": selector(component),
+                "ingress": ingress,
+                "description": description,
+            }),
+        )
+    }
+
+    fn service(
+        &mut self,
+        path: &str,
+        name: &str,
+        component: &str,
+        headless: bool,
+        ports: Value,
+    ) -> Result<(), RenderError> {
+        self.template(
+            path,
+            "common/service.yaml",
+            &json!({
+                "name": name,
+                "namespace": self.spec.namespace,
+                "labels": labels(component),
+                "selector": selector(component),
+                "headless": headless,
+                "ports": ports,
+            }),
+        )
+    }
+
+    fn finish(self) -> RenderedStack {
+        self.stack
+    }
+}
+
+/// The labels every object of a component carries.
+fn labels(component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/instance": "stackgen",
+        "app.kubernetes.io/part-of": "stackgen",
+        "app.kubernetes.io/managed-by": "stackgen",
+    })
+}
+
+/// The labels a component's pods are selected by (a stable subset of [`labels`]).
+fn selector(component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/instance": "stackgen",
+    })
+}
+
+fn resources(resources: &Resources) -> Value {
+    json!({ "requests": resources.requests, "limits": resources.limits })
+}
+
+/// A NetworkPolicy ingress rule: these ports, from pods of these stack components.
+fn allow_from_components(ports: &[(u16, &str)], components: &[&str]) -> Value {
+    json!({
+        "ports": ports.iter().map(|(port, protocol)| json!({"port": port, "protocol": protocol})).collect::<Vec<_>>(),
+        "from": components.iter().map(|c| json!({"podSelector": {"matchLabels": selector(c)}})).collect::<Vec<_>>(),
+    })
+}
+
+/// Short content hash for the `stackgen.io/config-hash` pod annotation.
+fn content_hash<'t>(parts: impl IntoIterator<Item = &'t str>) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Parses every rendered YAML and JSON file back, so broken output never leaves the renderer.
+fn check_parses(stack: &RenderedStack) -> Result<(), RenderError> {
+    for (path, text) in &stack.files {
+        if path.ends_with(".json") {
+            serde_json::from_str::<Value>(text).map_err(|e| RenderError::InvalidJson {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        } else {
+            yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| RenderError::InvalidYaml {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Spec {
+        crate::spec::parse("s.yaml", "cluster: {name: prod, platform: digitalocean}\n")
+            .expect("valid")
+    }
+
+    #[test]
+    fn renders_the_same_bytes_twice() {
+        let spec = minimal();
+        assert_eq!(
+            render(&spec).expect("renders"),
+            render(&spec).expect("renders")
+        );
+    }
+
+    #[test]
+    fn stream_holds_every_manifest_and_generated_config_map() {
+        let stack = render(&minimal()).expect("renders");
+        let stream = stack.stream();
+        let docs = yaml_rust2::YamlLoader::load_from_str(&stream).expect("valid stream");
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        assert_eq!(kinds.len(), docs.len(), "every document has a kind");
+        assert_eq!(kinds.first(), Some(&"Namespace"));
+        for name in [
+            "prometheus-config",
+            "prometheus-rules",
+            "alertmanager-config",
+            "grafana-dashboards",
+        ] {
+            assert!(
+                docs.iter().any(|d| d["kind"].as_str() == Some("ConfigMap")
+                    && d["metadata"]["name"].as_str() == Some(name)),
+                "{name} missing"
+            );
+        }
+    }
+
+    #[test]
+    fn config_change_changes_the_pod_hash() {
+        let a = render(&minimal()).expect("renders");
+        let mut spec = minimal();
+        spec.prometheus.scrape_interval = "15s".into();
+        let b = render(&spec).expect("renders");
+        let hash = |s: &RenderedStack| {
+            s.files()["prometheus/statefulset.yaml"]
+                .lines()
+                .find(|l| l.contains("stackgen.io/config-hash"))
+                .map(str::to_string)
+        };
+        assert_ne!(hash(&a), hash(&b));
+    }
+
+    #[test]
+    fn split_documents_drops_comment_only_parts() {
+        assert_eq!(
+            split_documents("# c\n---\na: 1\n---\n"),
+            vec!["a: 1\n".to_string()]
+        );
+    }
+}

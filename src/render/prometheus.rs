@@ -1,0 +1,189 @@
+//! Prometheus: configuration (scrape jobs for the cluster, the stack and every declared service),
+//! rules, RBAC limited to the scraped namespaces, and the StatefulSet with its volume.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::{
+    Builder, RenderError, allow_from_components, content_hash, k8s_sd, labels, resources, rules,
+    selector,
+};
+use crate::spec::{Port, Service, Spec, defaults};
+
+pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
+    let spec = stack.spec;
+    let config = stack.config_template(
+        "prometheus/prometheus.yml",
+        "prometheus/prometheus.yml",
+        &config_context(spec),
+    )?;
+    k8s_sd::check_config(&config).map_err(RenderError::ServiceDiscovery)?;
+    stack.config_map(
+        "prometheus-config",
+        "prometheus",
+        vec![("prometheus.yml".into(), "prometheus/prometheus.yml".into())],
+    );
+
+    let rule_files = rules::rule_files(spec).map_err(RenderError::RuleFile)?;
+    let mut hashed: Vec<String> = vec![config];
+    let mut entries = Vec::new();
+    for (name, text) in rule_files {
+        let path = format!("prometheus/rules/{name}");
+        hashed.push(name.clone());
+        hashed.push(text.clone());
+        stack.config_file(&path, text);
+        entries.push((name, path));
+    }
+    stack.config_map("prometheus-rules", "prometheus", entries);
+
+    let ns = &spec.namespace;
+    stack.template(
+        "prometheus/rbac.yaml",
+        "prometheus/rbac.yaml",
+        &json!({
+            "namespace": ns,
+            "labels": labels("prometheus"),
+            "scraped_namespaces": scraped_namespaces(spec),
+        }),
+    )?;
+    let web = json!([{"name": "web", "port": 9090, "targetPort": "web"}]);
+    stack.service(
+        "prometheus/service.yaml",
+        "prometheus",
+        "prometheus",
+        false,
+        web.clone(),
+    )?;
+    stack.service(
+        "prometheus/service.yaml",
+        "prometheus-headless",
+        "prometheus",
+        true,
+        web,
+    )?;
+    let image = stack.image(defaults::PROMETHEUS_IMAGE);
+    let p = &spec.prometheus;
+    stack.template(
+        "prometheus/statefulset.yaml",
+        "prometheus/statefulset.yaml",
+        &json!({
+            "namespace": ns,
+            "labels": labels("prometheus"),
+            "selector": selector("prometheus"),
+            "replicas": p.replicas,
+            "image": image,
+            "args": [
+                "--config.file=/etc/prometheus/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+                format!("--storage.tsdb.retention.time={}", p.retention),
+                format!("--storage.tsdb.retention.size={}", retention_size(p.volume_bytes)),
+                "--web.enable-lifecycle",
+                "--web.route-prefix=/",
+            ],
+            "resources": resources(&p.resources),
+            "storage_class": p.storage_class,
+            "volume_size": p.volume_size,
+            "config_hash": content_hash(hashed.iter().map(String::as_str)),
+        }),
+    )?;
+    stack.workload_extras(
+        "prometheus",
+        "prometheus",
+        p.replicas,
+        true,
+        json!([allow_from_components(
+            &[(9090, "TCP")],
+            &["grafana", "prometheus", "alertmanager", "stackgen-router"]
+        )]),
+        "Prometheus answers Grafana, its peer replica and the stack's components.",
+    )?;
+    Ok(())
+}
+
+/// `--storage.tsdb.retention.size`: a share of the volume, in MiB, so the TSDB never fills it.
+pub fn retention_size(volume_bytes: u64) -> String {
+    let mib = (volume_bytes as f64 * defaults::RETENTION_SIZE_SHARE / 1048576.0).floor() as u64;
+    format!("{mib}MB")
+}
+
+/// Namespaces Prometheus discovers endpoints or pods in (its RBAC Roles follow this list).
+pub fn scraped_namespaces(spec: &Spec) -> Vec<String> {
+    let mut names: BTreeSet<String> =
+        BTreeSet::from([spec.namespace.clone(), "default".to_string()]);
+    if spec.cluster.platform.exposes_control_plane() {
+        names.insert("kube-system".into());
+    }
+    names.extend(spec.services.iter().map(|s| s.namespace.clone()));
+    names.into_iter().collect()
+}
+
+fn config_context(spec: &Spec) -> Value {
+    let kubelet_jobs = json!([
+        {"job": "kubelet", "path": "/metrics"},
+        {"job": "cadvisor", "path": "/metrics/cadvisor"},
+    ]);
+    let control_plane_jobs = json!([
+        {"job": "kube-scheduler", "scheme": "https", "tls": true, "selector": "component=kube-scheduler", "address": "$1:10259"},
+        {"job": "kube-controller-manager", "scheme": "https", "tls": true, "selector": "component=kube-controller-manager", "address": "$1:10257"},
+        {"job": "etcd", "scheme": "http", "tls": false, "selector": "component=etcd", "address": "$1:2381"},
+    ]);
+    let mut stack_jobs = vec![
+        json!({"job": "prometheus", "keep": "prometheus;web", "instance_is_node": false}),
+        json!({"job": "alertmanager", "keep": "alertmanager;web", "instance_is_node": false}),
+        json!({"job": "grafana", "keep": "grafana;http", "instance_is_node": false}),
+        json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false}),
+    ];
+    if spec.exporters.node_exporter {
+        stack_jobs.push(json!({"job": "node-exporter", "keep": "node-exporter;metrics", "instance_is_node": true}));
+    }
+    if spec.exporters.kube_state_metrics {
+        stack_jobs.push(json!({"job": "kube-state-metrics", "keep": "kube-state-metrics;http-metrics", "instance_is_node": false}));
+    }
+    json!({
+        "cluster": spec.cluster.name,
+        "platform": spec.cluster.platform.name(),
+        "namespace": spec.namespace,
+        "scrape_interval": spec.prometheus.scrape_interval,
+        "evaluation_interval": spec.prometheus.evaluation_interval,
+        "kubelet_jobs": kubelet_jobs,
+        "control_plane": spec.cluster.platform.exposes_control_plane(),
+        "control_plane_jobs": control_plane_jobs,
+        "stack_jobs": stack_jobs,
+        "services": spec.services.iter().map(service_job).collect::<Vec<_>>(),
+    })
+}
+
+fn service_job(service: &Service) -> Value {
+    let (port_meta_label, port) = match &service.port {
+        Port::Number(n) => ("__meta_kubernetes_pod_container_port_number", n.to_string()),
+        Port::Name(name) => ("__meta_kubernetes_pod_container_port_name", name.clone()),
+    };
+    let label_selector = service
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    json!({
+        "job": format!("{}/{}", service.namespace, service.name),
+        "name": service.name,
+        "team": service.team,
+        "namespace": service.namespace,
+        "path": service.path,
+        "label_selector": label_selector,
+        "port_meta_label": port_meta_label,
+        "port": port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_size_is_85_percent_of_the_volume() {
+        assert_eq!(retention_size(50 * 1024 * 1024 * 1024), "43520MB");
+        assert_eq!(retention_size(10 * 1024 * 1024 * 1024), "8704MB");
+    }
+}

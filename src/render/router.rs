@@ -1,0 +1,144 @@
+//! The stackgen router: its configuration (ownership and destinations from the spec, secrets as
+//! mounted files), Deployment with a durable volume, Service and NetworkPolicy.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::{
+    Builder, RenderError, allow_from_components, content_hash, labels, resources, selector,
+};
+use crate::spec::{Destination, SecretRef, Spec};
+
+/// Where the router finds a Secret key: the projected volume mounts each as `<secret>/<key>`.
+pub fn secret_file(secret: &SecretRef) -> String {
+    format!("/etc/stackgen/secrets/{}/{}", secret.secret, secret.key)
+}
+
+pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
+    let spec = stack.spec;
+    let ns = &spec.namespace;
+    let config = stack.config_template(
+        "router/router.yaml",
+        "router/router.yaml",
+        &config_context(spec),
+    )?;
+    stack.config_map(
+        "stackgen-router-config",
+        "stackgen-router",
+        vec![("router.yaml".into(), "router/router.yaml".into())],
+    );
+    let image = stack.image(&spec.router.image);
+    stack.template(
+        "router/deployment.yaml",
+        "router/deployment.yaml",
+        &json!({
+            "namespace": ns,
+            "labels": labels("stackgen-router"),
+            "selector": selector("stackgen-router"),
+            "image": image,
+            "resources": resources(&spec.router.resources),
+            "auth_secret": spec.router.auth_secret,
+            "secret_sources": secret_sources(spec),
+            "config_hash": content_hash([config.as_str()]),
+        }),
+    )?;
+    stack.template(
+        "router/pvc.yaml",
+        "common/pvc.yaml",
+        &json!({
+            "name": "stackgen-router-data",
+            "namespace": ns,
+            "labels": labels("stackgen-router"),
+            "size": "1Gi",
+            "storage_class": spec.prometheus.storage_class,
+        }),
+    )?;
+    stack.service(
+        "router/service.yaml",
+        "stackgen-router",
+        "stackgen-router",
+        false,
+        json!([
+            {"name": "http", "port": 8080, "targetPort": "http"},
+        ]),
+    )?;
+    stack.workload_extras(
+        "router",
+        "stackgen-router",
+        1,
+        false,
+        json!([allow_from_components(
+            &[(8080, "TCP")],
+            &["alertmanager", "prometheus"]
+        )]),
+        "The router takes webhooks from Alertmanager and scrapes from Prometheus.",
+    )
+}
+
+fn config_context(spec: &Spec) -> Value {
+    let teams: BTreeMap<&str, Value> = spec
+        .teams
+        .iter()
+        .map(|team| {
+            let destinations: Vec<Value> = team.destinations.iter().map(destination).collect();
+            (team.name.as_str(), json!({ "destinations": destinations }))
+        })
+        .collect();
+    let services: BTreeMap<String, &str> = spec
+        .services
+        .iter()
+        .map(|s| (format!("{}/{}", s.namespace, s.name), s.team.as_str()))
+        .collect();
+    let smtp = spec.router.smtp.as_ref().map(|smtp| {
+        json!({
+            "host": smtp.host,
+            "port": smtp.port,
+            "from": smtp.from,
+            "tls": smtp.tls,
+            "username": smtp.username,
+            "password_file": smtp.password.as_ref().map(secret_file),
+        })
+    });
+    json!({
+        "cluster": spec.cluster.name,
+        "teams": teams,
+        "services": services,
+        "smtp": smtp,
+    })
+}
+
+fn destination(d: &Destination) -> Value {
+    match d {
+        Destination::Email { to } => json!({"kind": "email", "to": to}),
+        Destination::Pagerduty { routing_key } => {
+            json!({"kind": "pagerduty", "routing_key_file": secret_file(routing_key)})
+        }
+        Destination::Opsgenie { api_key, region } => {
+            json!({"kind": "opsgenie", "api_key_file": secret_file(api_key), "region": region})
+        }
+        other => {
+            let url = other.secret().map(secret_file);
+            json!({"kind": other.kind(), "url_file": url})
+        }
+    }
+}
+
+/// Projected-volume sources: every Secret the destinations read, only the keys they need.
+fn secret_sources(spec: &Spec) -> Vec<Value> {
+    let mut by_secret: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let refs = spec.secret_refs();
+    for r in &refs {
+        by_secret.entry(&r.secret).or_default().push(&r.key);
+    }
+    by_secret
+        .into_iter()
+        .map(|(secret, keys)| {
+            let items: Vec<Value> = keys
+                .into_iter()
+                .map(|key| json!({"key": key, "path": format!("{secret}/{key}")}))
+                .collect();
+            json!({"secret": {"name": secret, "items": items}})
+        })
+        .collect()
+}

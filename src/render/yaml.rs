@@ -1,0 +1,178 @@
+//! A small, deterministic YAML writer for values built in code (labels, resources, kustomization,
+//! generated ConfigMaps) and the quoting used for every value a template inserts.
+//!
+//! Strings are always written double-quoted with JSON escapes (a valid YAML double-quoted scalar),
+//! except multi-line text that can be written as a literal block safely. Map keys come out sorted
+//! because `serde_json::Map` is ordered, so the same value always gives the same bytes.
+
+use serde_json::Value;
+
+/// Quotes a string as a YAML double-quoted scalar.
+pub fn quote(text: &str) -> String {
+    // serde_json's string escaping is a subset of YAML's double-quoted escapes.
+    serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
+}
+
+/// Writes `value` as block YAML, every line indented by `indent` spaces and starting with a newline,
+/// ready to follow a `key:` in a template. Empty collections and scalars stay on the key's line.
+pub fn block(value: &Value, indent: usize) -> String {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            let mut out = String::new();
+            write_map(map, indent, &mut out);
+            out
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let mut out = String::new();
+            write_seq(items, indent, &mut out);
+            out
+        }
+        other => format!(" {}", scalar(other, indent)),
+    }
+}
+
+/// A whole YAML document for `value` (no leading newline, trailing newline).
+pub fn document(value: &Value) -> String {
+    let text = block(value, 0);
+    let mut text = text.strip_prefix('\n').unwrap_or(&text).to_string();
+    text.push('\n');
+    text
+}
+
+fn write_map(map: &serde_json::Map<String, Value>, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    for (key, value) in map {
+        out.push('\n');
+        out.push_str(&pad);
+        out.push_str(&key_text(key));
+        out.push(':');
+        out.push_str(&block(value, indent + 2));
+    }
+}
+
+fn write_seq(items: &[Value], indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    for item in items {
+        out.push('\n');
+        out.push_str(&pad);
+        out.push('-');
+        match item {
+            Value::Object(fields) if !fields.is_empty() => {
+                // First key on the dash line, the rest aligned under it.
+                let inner = block(item, indent + 2);
+                let first_line_pad = format!("\n{}", " ".repeat(indent + 2));
+                let inner = inner.strip_prefix(&first_line_pad).unwrap_or(&inner);
+                out.push(' ');
+                out.push_str(inner);
+            }
+            _ => out.push_str(&block(item, indent + 2)),
+        }
+    }
+}
+
+fn key_text(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && !matches!(
+            key,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "True" | "False"
+        );
+    if plain { key.to_string() } else { quote(key) }
+}
+
+fn scalar(value: &Value, indent: usize) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => literal_block(s, indent).unwrap_or_else(|| quote(s)),
+        Value::Array(_) => "[]".into(),
+        Value::Object(_) => "{}".into(),
+    }
+}
+
+/// A literal block (`|` or `|-`) for readable multi-line text, when that is lossless.
+fn literal_block(text: &str, indent: usize) -> Option<String> {
+    if !text.contains('\n') {
+        return None;
+    }
+    let body = text.strip_suffix('\n');
+    let (indicator, body) = match body {
+        Some(b) if !b.ends_with('\n') => ("|", b),
+        Some(_) => return None,
+        None => ("|-", text),
+    };
+    let safe = body.lines().all(|line| {
+        !line.ends_with([' ', '\t'])
+            && line.chars().all(|c| c == '\t' || !c.is_control())
+            && !line.contains('\u{feff}')
+    }) && !body.starts_with([' ', '\t', '\n'])
+        && !body.contains('\r');
+    if !safe {
+        return None;
+    }
+    let pad = " ".repeat(indent);
+    let mut out = String::from(indicator);
+    for line in body.split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            out.push_str(&pad);
+            out.push_str(line);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn writes_nested_block_yaml() {
+        let value = json!({
+            "b": {"cpu": "500m", "count": 2},
+            "a": [{"name": "x", "port": 80}, "y"],
+            "empty": {},
+            "text": "line one\nline two\n",
+        });
+        let want = "a:\n  - name: \"x\"\n    port: 80\n  - \"y\"\nb:\n  count: 2\n  cpu: \"500m\"\nempty: {}\ntext: |\n  line one\n  line two\n";
+        assert_eq!(document(&value), want);
+    }
+
+    #[test]
+    fn quotes_what_would_change_meaning() {
+        assert_eq!(quote("yes"), "\"yes\"");
+        assert_eq!(quote("a\"b\\c\n"), r#""a\"b\\c\n""#);
+        assert_eq!(key_text("app.kubernetes.io/name"), "app.kubernetes.io/name");
+        assert_eq!(key_text("on"), "\"on\"");
+        assert_eq!(key_text("a b"), "\"a b\"");
+    }
+
+    #[test]
+    fn unsafe_multiline_text_stays_quoted() {
+        assert_eq!(scalar(&json!("  indented\nx"), 2), r#""  indented\nx""#);
+        assert_eq!(scalar(&json!("trailing \nx"), 2), r#""trailing \nx""#);
+        assert_eq!(scalar(&json!("two\n\n"), 2), r#""two\n\n""#);
+    }
+
+    #[test]
+    fn output_parses_back_to_the_same_value() {
+        let value =
+            json!({"k": ["a: b", "#not a comment", "- dash", "multi\nline", true, 1.5, null]});
+        let text = document(&value);
+        let parsed = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid yaml");
+        let seq = parsed[0]["k"].as_vec().expect("list");
+        assert_eq!(seq[0].as_str(), Some("a: b"));
+        assert_eq!(seq[1].as_str(), Some("#not a comment"));
+        assert_eq!(seq[2].as_str(), Some("- dash"));
+        assert_eq!(seq[3].as_str(), Some("multi\nline"));
+        assert_eq!(seq[4].as_bool(), Some(true));
+    }
+}

@@ -1,0 +1,1279 @@
+//! Turns spec source text into a validated [`Spec`], collecting every problem on the way.
+//!
+//! The YAML is parsed into a tree that keeps the position of every node; a small [`Checker`] walks
+//! it field by field. A bad field is reported and skipped, never ends the walk, so one run lists
+//! every problem. Cross-field checks (owners exist, names are unique, e-mail needs SMTP) run last.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{LoaderOptions, Node, Span};
+
+use super::values;
+use super::{
+    AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress, Platform, Port,
+    PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Smtp, Spec, Team,
+    defaults,
+};
+use crate::diagnostic::{Diagnostic, Location, did_you_mean};
+
+const TOP_KEYS: &[&str] = &[
+    "cluster",
+    "namespace",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+    "exporters",
+    "router",
+    "teams",
+    "services",
+];
+const CLUSTER_KEYS: &[&str] = &["name", "platform"];
+const PROMETHEUS_KEYS: &[&str] = &[
+    "replicas",
+    "retention",
+    "volume_size",
+    "storage_class",
+    "scrape_interval",
+    "evaluation_interval",
+    "resources",
+];
+const ALERTMANAGER_KEYS: &[&str] = &["replicas", "volume_size", "storage_class", "resources"];
+const GRAFANA_KEYS: &[&str] = &[
+    "ingress",
+    "admin_secret",
+    "volume_size",
+    "storage_class",
+    "resources",
+];
+const INGRESS_KEYS: &[&str] = &["host", "class_name", "tls_secret"];
+const EXPORTER_KEYS: &[&str] = &["node_exporter", "kube_state_metrics"];
+const ROUTER_KEYS: &[&str] = &["image", "auth_secret", "smtp", "resources"];
+const SMTP_KEYS: &[&str] = &["host", "port", "from", "tls", "username", "password"];
+const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
+const RESOURCE_NAMES: &[&str] = &["cpu", "memory"];
+const TEAM_KEYS: &[&str] = &[
+    "name",
+    "slack",
+    "mattermost",
+    "discord",
+    "msteams",
+    "google_chat",
+    "webhook",
+    "email",
+    "pagerduty",
+    "opsgenie",
+    "rule_files",
+];
+const URL_DESTINATIONS: &[&str] = &[
+    "slack",
+    "mattermost",
+    "discord",
+    "msteams",
+    "google_chat",
+    "webhook",
+];
+const SERVICE_KEYS: &[&str] = &["name", "team", "namespace", "selector", "port", "path"];
+const SECRET_REF_KEYS: &[&str] = &["secret", "key"];
+
+/// Parses and validates spec source text. `file` is only used in diagnostics.
+pub fn parse(file: &str, source: &str) -> Result<Spec, Vec<Diagnostic>> {
+    let mut checker = Checker {
+        file: file.to_string(),
+        diagnostics: Vec::new(),
+    };
+    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let root = match marked_yaml::parse_yaml_with_options(0, source, options) {
+        Ok(root) => root,
+        Err(err) => return Err(vec![checker.load_error(err)]),
+    };
+    let spec = checker.spec(&root);
+    match spec {
+        Some(spec) if checker.diagnostics.is_empty() => Ok(spec),
+        _ => {
+            let mut diagnostics = checker.diagnostics;
+            diagnostics.sort_by_key(|d| d.location);
+            Err(diagnostics)
+        }
+    }
+}
+
+/// A mapping whose keys were checked against the allowed set.
+struct Obj<'n> {
+    map: &'n MarkedMappingNode,
+    field: String,
+}
+
+impl<'n> Obj<'n> {
+    /// The value under `key`, unless it is absent or null.
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.map.get_node(key).filter(|node| !is_null(node))
+    }
+
+    fn path(&self, key: &str) -> String {
+        join(&self.field, key)
+    }
+
+    fn span(&self) -> &'n Span {
+        self.map.span()
+    }
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn is_null(node: &Node) -> bool {
+    node.as_scalar()
+        .is_some_and(|s| matches!(s.as_str(), "" | "~" | "null"))
+}
+
+struct Checker {
+    file: String,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn error(&mut self, span: &Span, field: &str, message: String, hint: Option<String>) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.clone(),
+            location: Location::of_span(span),
+            field: field.to_string(),
+            message,
+            hint,
+            redact: false,
+        });
+    }
+
+    fn load_error(&mut self, err: marked_yaml::LoadError) -> Diagnostic {
+        use marked_yaml::LoadError as E;
+        let (marker, message, hint) = match &err {
+            E::TopLevelMustBeMapping(m) => (
+                *m,
+                "the spec must be a YAML mapping".to_string(),
+                "start with `cluster:` (see `stackgen init`)".to_string(),
+            ),
+            E::DuplicateKey(inner) => (
+                inner.key.span().start().copied().unwrap_or(*m_default()),
+                format!("duplicate key `{}`", inner.key.as_str()),
+                format!(
+                    "`{}` is already set on line {}; keep one",
+                    inner.prev_key.as_str(),
+                    inner.prev_key.span().start().map_or(0, |m| m.line())
+                ),
+            ),
+            E::ScanError(m, scan) => (
+                *m,
+                format!("invalid YAML: {}", scan.info()),
+                "check indentation, quotes and brackets around this place".to_string(),
+            ),
+            E::UnexpectedAnchor(m) | E::UnexpectedTag(m) | E::MappingKeyMustBeScalar(m) => (
+                *m,
+                format!("unsupported YAML: {err}"),
+                "the spec uses plain mappings, lists and scalars (no anchors, tags or complex keys)"
+                    .to_string(),
+            ),
+            E::TopLevelMustBeSequence(m) => (*m, err.to_string(), String::new()),
+        };
+        Diagnostic {
+            file: self.file.clone(),
+            location: Location {
+                line: marker.line().max(1),
+                col: marker.column().max(1),
+            },
+            field: String::new(),
+            message,
+            hint: Some(hint).filter(|h| !h.is_empty()),
+            redact: false,
+        }
+    }
+
+    /// Checks that `node` is a mapping with only `keys`; reports unknown keys with a suggestion.
+    fn object<'n>(&mut self, node: &'n Node, field: &str, keys: &[&str]) -> Option<Obj<'n>> {
+        let Some(map) = node.as_mapping() else {
+            self.error(
+                node.span(),
+                field,
+                format!("`{field}` must be a mapping"),
+                Some(format!("expected keys: {}", keys.join(", "))),
+            );
+            return None;
+        };
+        for key in map.keys() {
+            if !keys.contains(&key.as_str()) {
+                let hint = match did_you_mean(key.as_str(), keys.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => format!("allowed keys here: {}", keys.join(", ")),
+                };
+                let place = if field.is_empty() {
+                    "the spec".to_string()
+                } else {
+                    format!("`{field}`")
+                };
+                self.error(
+                    key.span(),
+                    &join(field, key.as_str()),
+                    format!("unknown key `{}` in {place}", key.as_str()),
+                    Some(hint),
+                );
+            }
+        }
+        Some(Obj {
+            map,
+            field: field.to_string(),
+        })
+    }
+
+    /// An optional sub-object; absent or null gives `None` without error.
+    fn sub_object<'n>(&mut self, parent: &Obj<'n>, key: &str, keys: &[&str]) -> Option<Obj<'n>> {
+        let node = parent.get(key)?;
+        self.object(node, &parent.path(key), keys)
+    }
+
+    fn scalar<'n>(
+        &mut self,
+        node: &'n Node,
+        field: &str,
+        what: &str,
+    ) -> Option<&'n MarkedScalarNode> {
+        match node.as_scalar() {
+            Some(s) => Some(s),
+            None => {
+                self.error(
+                    node.span(),
+                    field,
+                    format!("`{field}` must be {what}"),
+                    Some("write a single value here, not a list or mapping".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A required string field; reports it missing at the parent mapping.
+    fn required_string(&mut self, obj: &Obj, key: &str) -> Option<(String, Location)> {
+        match obj.get(key) {
+            Some(node) => self.string(node, &obj.path(key)),
+            None => {
+                self.error(
+                    obj.span(),
+                    &obj.path(key),
+                    format!("missing required key `{key}`"),
+                    Some(format!("add `{key}:` here")),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, field: &str) -> Option<(String, Location)> {
+        let scalar = self.scalar(node, field, "a string")?;
+        Some((
+            scalar.as_str().to_string(),
+            Location::of_span(scalar.span()),
+        ))
+    }
+
+    /// A string that must pass `check`; the error message names the field.
+    fn checked_string(
+        &mut self,
+        node: &Node,
+        field: &str,
+        what: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let (text, _) = self.string(node, field)?;
+        match check(&text) {
+            Ok(()) => Some(text),
+            Err(hint) => {
+                self.error(
+                    node.span(),
+                    field,
+                    format!("invalid {what} `{text}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    fn optional_checked(
+        &mut self,
+        obj: &Obj,
+        key: &str,
+        what: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let node = obj.get(key)?;
+        self.checked_string(node, &obj.path(key), what, check)
+    }
+
+    fn checked_or_default(
+        &mut self,
+        obj: Option<&Obj>,
+        key: &str,
+        what: &str,
+        check: fn(&str) -> Result<(), String>,
+        default: &str,
+    ) -> String {
+        obj.and_then(|o| self.optional_checked(o, key, what, check))
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn quantity(&mut self, node: &Node, field: &str) -> Option<(String, f64)> {
+        let (text, _) = self.string(node, field)?;
+        match values::parse_quantity(&text) {
+            Ok(value) => Some((text, value)),
+            Err(hint) => {
+                self.error(
+                    node.span(),
+                    field,
+                    format!("invalid quantity `{text}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    fn volume(&mut self, obj: Option<&Obj>, default: &str) -> (String, u64) {
+        let parsed = obj.and_then(|o| {
+            let node = o.get("volume_size")?;
+            let field = o.path("volume_size");
+            let (text, bytes) = self.quantity(node, &field)?;
+            if bytes < 1024.0 * 1024.0 * 1024.0 {
+                self.error(
+                    node.span(),
+                    &field,
+                    format!("volume `{text}` is too small"),
+                    Some("give a volume of at least 1Gi".into()),
+                );
+                return None;
+            }
+            Some((text, bytes as u64))
+        });
+        parsed.unwrap_or_else(|| {
+            let bytes = values::parse_quantity(default).unwrap_or(0.0) as u64;
+            (default.to_string(), bytes)
+        })
+    }
+
+    fn uint(&mut self, obj: Option<&Obj>, key: &str, min: u64, max: u64, default: u64) -> u64 {
+        let Some(obj) = obj else { return default };
+        let Some(node) = obj.get(key) else {
+            return default;
+        };
+        let field = obj.path(key);
+        let Some(scalar) = self.scalar(node, &field, "a whole number") else {
+            return default;
+        };
+        match scalar.as_str().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.error(
+                    node.span(),
+                    &field,
+                    format!(
+                        "`{field}` must be a whole number from {min} to {max}, got `{}`",
+                        scalar.as_str()
+                    ),
+                    Some(format!("write a number such as {default}")),
+                );
+                default
+            }
+        }
+    }
+
+    fn bool(&mut self, obj: Option<&Obj>, key: &str, default: bool) -> bool {
+        let Some(obj) = obj else { return default };
+        let Some(node) = obj.get(key) else {
+            return default;
+        };
+        let field = obj.path(key);
+        match node.as_scalar().map(|s| s.as_str()) {
+            Some("true") => true,
+            Some("false") => false,
+            _ => {
+                self.error(
+                    node.span(),
+                    &field,
+                    format!("`{field}` must be true or false"),
+                    Some("write `true` or `false`".into()),
+                );
+                default
+            }
+        }
+    }
+
+    fn resources(
+        &mut self,
+        parent: Option<&Obj>,
+        defaults: &defaults::ResourceDefaults,
+    ) -> Resources {
+        let Resources {
+            mut requests,
+            mut limits,
+        } = Resources::from_defaults(defaults);
+        let Some(obj) = parent.and_then(|p| self.sub_object(p, "resources", RESOURCES_KEYS)) else {
+            return Resources { requests, limits };
+        };
+        let mut parsed: BTreeMap<(&str, String), (f64, Location)> = BTreeMap::new();
+        for (section, target) in [("requests", &mut requests), ("limits", &mut limits)] {
+            let Some(section_obj) = self.sub_object(&obj, section, RESOURCE_NAMES) else {
+                continue;
+            };
+            for name in RESOURCE_NAMES {
+                let Some(node) = section_obj.get(name) else {
+                    continue;
+                };
+                if let Some((text, value)) = self.quantity(node, &section_obj.path(name)) {
+                    parsed.insert(
+                        (section, name.to_string()),
+                        (value, Location::of_span(node.span())),
+                    );
+                    target.insert(name.to_string(), text);
+                }
+            }
+        }
+        for name in RESOURCE_NAMES {
+            let request = parsed
+                .get(&("requests", name.to_string()))
+                .map(|v| v.0)
+                .or_else(|| {
+                    requests
+                        .get(*name)
+                        .and_then(|t| values::parse_quantity(t).ok())
+                });
+            let limit = parsed.get(&("limits", name.to_string())).copied();
+            if let (Some(request), Some((limit, location))) = (request, limit)
+                && limit < request
+            {
+                self.diagnostics.push(Diagnostic {
+                    file: self.file.clone(),
+                    location,
+                    field: obj.path(&format!("limits.{name}")),
+                    message: format!("{name} limit is below the {name} request"),
+                    hint: Some(format!("raise the limit or lower `requests.{name}`")),
+                    redact: false,
+                });
+            }
+        }
+        Resources { requests, limits }
+    }
+
+    fn spec(&mut self, root: &Node) -> Option<Spec> {
+        let top = self.object(root, "", TOP_KEYS)?;
+        let cluster = self.cluster(&top);
+        let namespace = self.checked_or_default(
+            Some(&top),
+            "namespace",
+            "namespace name",
+            values::check_dns_label,
+            defaults::NAMESPACE,
+        );
+        let platform = cluster.as_ref().map_or(Platform::Generic, |c| c.platform);
+        let prometheus = self.prometheus(&top, platform);
+        let alertmanager = self.alertmanager(&top, platform);
+        let grafana = self.grafana(&top, platform);
+        let exporter_obj = self.sub_object(&top, "exporters", EXPORTER_KEYS);
+        let exporters = Exporters {
+            node_exporter: self.bool(exporter_obj.as_ref(), "node_exporter", true),
+            kube_state_metrics: self.bool(exporter_obj.as_ref(), "kube_state_metrics", true),
+        };
+        let router = self.router(&top);
+        let teams = self.teams(&top);
+        let services = self.services(&top, &namespace);
+        self.cross_checks(&top, &teams, &namespace, &router);
+        Some(Spec {
+            cluster: cluster?,
+            namespace,
+            prometheus,
+            alertmanager,
+            grafana,
+            exporters,
+            router,
+            teams,
+            services,
+        })
+    }
+
+    fn cluster(&mut self, top: &Obj) -> Option<Cluster> {
+        let Some(node) = top.get("cluster") else {
+            self.error(
+                top.span(),
+                "cluster",
+                "missing required key `cluster`".into(),
+                Some("add `cluster: {name: my-cluster, platform: generic}`".into()),
+            );
+            return None;
+        };
+        let obj = self.object(node, "cluster", CLUSTER_KEYS)?;
+        let name =
+            self.required_string(&obj, "name").and_then(
+                |(name, _)| match values::check_label_value(&name).and_then(|()| {
+                    if name.is_empty() {
+                        Err("the cluster name labels every series; it cannot be empty".into())
+                    } else {
+                        Ok(())
+                    }
+                }) {
+                    Ok(()) => Some(name),
+                    Err(hint) => {
+                        let node = obj.get("name")?;
+                        self.error(
+                            node.span(),
+                            "cluster.name",
+                            format!("invalid cluster name `{name}`"),
+                            Some(hint),
+                        );
+                        None
+                    }
+                },
+            );
+        let platform = match obj.get("platform") {
+            None => Some(Platform::Generic),
+            Some(node) => {
+                let (text, _) = self.string(node, "cluster.platform")?;
+                let found = Platform::ALL
+                    .iter()
+                    .find(|(n, _)| *n == text)
+                    .map(|(_, p)| *p);
+                if found.is_none() {
+                    let names = Platform::ALL.iter().map(|(n, _)| *n);
+                    let hint = match did_you_mean(&text, names.clone()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("platforms: {}", names.collect::<Vec<_>>().join(", ")),
+                    };
+                    self.error(
+                        node.span(),
+                        "cluster.platform",
+                        format!("unknown platform `{text}`"),
+                        Some(hint),
+                    );
+                }
+                found
+            }
+        };
+        Some(Cluster {
+            name: name?,
+            platform: platform?,
+        })
+    }
+
+    fn storage_class(&mut self, obj: Option<&Obj>, platform: Platform) -> Option<String> {
+        obj.and_then(|o| {
+            self.optional_checked(
+                o,
+                "storage_class",
+                "storage class name",
+                values::check_dns_subdomain,
+            )
+        })
+        .or_else(|| defaults::storage_class(platform).map(str::to_string))
+    }
+
+    fn prometheus(&mut self, top: &Obj, platform: Platform) -> PrometheusSpec {
+        let obj = self.sub_object(top, "prometheus", PROMETHEUS_KEYS);
+        let o = obj.as_ref();
+        let (volume_size, volume_bytes) = self.volume(o, defaults::PROMETHEUS_VOLUME);
+        PrometheusSpec {
+            replicas: self.uint(o, "replicas", 1, 10, defaults::PROMETHEUS_REPLICAS.into()) as u32,
+            retention: self.checked_or_default(
+                o,
+                "retention",
+                "duration",
+                values::check_duration,
+                defaults::PROMETHEUS_RETENTION,
+            ),
+            volume_size,
+            volume_bytes,
+            storage_class: self.storage_class(o, platform),
+            scrape_interval: self.checked_or_default(
+                o,
+                "scrape_interval",
+                "duration",
+                values::check_duration,
+                defaults::SCRAPE_INTERVAL,
+            ),
+            evaluation_interval: self.checked_or_default(
+                o,
+                "evaluation_interval",
+                "duration",
+                values::check_duration,
+                defaults::EVALUATION_INTERVAL,
+            ),
+            resources: self.resources(o, &defaults::PROMETHEUS_RESOURCES),
+        }
+    }
+
+    fn alertmanager(&mut self, top: &Obj, platform: Platform) -> AlertmanagerSpec {
+        let obj = self.sub_object(top, "alertmanager", ALERTMANAGER_KEYS);
+        let o = obj.as_ref();
+        AlertmanagerSpec {
+            replicas: self.uint(o, "replicas", 1, 5, defaults::ALERTMANAGER_REPLICAS.into()) as u32,
+            volume_size: self.volume(o, defaults::ALERTMANAGER_VOLUME).0,
+            storage_class: self.storage_class(o, platform),
+            resources: self.resources(o, &defaults::ALERTMANAGER_RESOURCES),
+        }
+    }
+
+    fn grafana(&mut self, top: &Obj, platform: Platform) -> GrafanaSpec {
+        let obj = self.sub_object(top, "grafana", GRAFANA_KEYS);
+        let o = obj.as_ref();
+        let ingress = o
+            .and_then(|g| self.sub_object(g, "ingress", INGRESS_KEYS))
+            .and_then(|i| {
+                let host = match i.get("host") {
+                    Some(node) => self.checked_string(
+                        node,
+                        &i.path("host"),
+                        "host name",
+                        values::check_dns_subdomain,
+                    ),
+                    None => {
+                        self.error(
+                            i.span(),
+                            &i.path("host"),
+                            "missing required key `host`".into(),
+                            Some("add `host: grafana.example.com`".into()),
+                        );
+                        None
+                    }
+                };
+                let class_name = self.optional_checked(
+                    &i,
+                    "class_name",
+                    "ingress class name",
+                    values::check_dns_subdomain,
+                );
+                let tls_secret = self.optional_checked(
+                    &i,
+                    "tls_secret",
+                    "Secret name",
+                    values::check_dns_subdomain,
+                );
+                Some(Ingress {
+                    host: host?,
+                    class_name,
+                    tls_secret,
+                })
+            });
+        GrafanaSpec {
+            ingress,
+            admin_secret: self.checked_or_default(
+                o,
+                "admin_secret",
+                "Secret name",
+                values::check_dns_subdomain,
+                defaults::GRAFANA_ADMIN_SECRET,
+            ),
+            volume_size: self.volume(o, defaults::GRAFANA_VOLUME).0,
+            storage_class: self.storage_class(o, platform),
+            resources: self.resources(o, &defaults::GRAFANA_RESOURCES),
+        }
+    }
+
+    fn router(&mut self, top: &Obj) -> RouterSpec {
+        let obj = self.sub_object(top, "router", ROUTER_KEYS);
+        let o = obj.as_ref();
+        let smtp = o
+            .and_then(|r| self.sub_object(r, "smtp", SMTP_KEYS))
+            .and_then(|s| self.smtp(&s));
+        RouterSpec {
+            image: self.checked_or_default(
+                o,
+                "image",
+                "image",
+                values::check_pinned_image,
+                defaults::ROUTER_IMAGE,
+            ),
+            auth_secret: self.checked_or_default(
+                o,
+                "auth_secret",
+                "Secret name",
+                values::check_dns_subdomain,
+                defaults::ROUTER_AUTH_SECRET,
+            ),
+            smtp,
+            resources: self.resources(o, &defaults::ROUTER_RESOURCES),
+        }
+    }
+
+    fn smtp(&mut self, obj: &Obj) -> Option<Smtp> {
+        let host = self.required_string(obj, "host").map(|(h, _)| h);
+        let from = match obj.get("from") {
+            Some(node) => self.checked_string(
+                node,
+                &obj.path("from"),
+                "sender address",
+                values::check_email,
+            ),
+            None => {
+                self.error(
+                    obj.span(),
+                    &obj.path("from"),
+                    "missing required key `from`".into(),
+                    Some("add `from: alerts@example.com`".into()),
+                );
+                None
+            }
+        };
+        let tls = obj.get("tls").map_or(Some("starttls".to_string()), |node| {
+            let (text, _) = self.string(node, &obj.path("tls"))?;
+            if ["starttls", "tls", "none"].contains(&text.as_str()) {
+                Some(text)
+            } else {
+                self.error(node.span(), &obj.path("tls"), format!("unknown SMTP TLS mode `{text}`"), Some("use `starttls` (port 587), `tls` (implicit, port 465) or `none` (a local relay)".into()));
+                None
+            }
+        });
+        let default_port = if tls.as_deref() == Some("tls") {
+            465
+        } else {
+            587
+        };
+        let port = self.uint(Some(obj), "port", 1, 65535, default_port) as u16;
+        let username = obj
+            .get("username")
+            .and_then(|n| self.string(n, &obj.path("username")))
+            .map(|(u, _)| u);
+        let password = obj
+            .get("password")
+            .and_then(|n| self.secret_ref(n, &obj.path("password")));
+        Some(Smtp {
+            host: host?,
+            port,
+            from: from?,
+            tls: tls?,
+            username,
+            password,
+        })
+    }
+
+    /// A `{secret, key}` reference. A plain string here is a secret pasted inline: refused.
+    fn secret_ref(&mut self, node: &Node, field: &str) -> Option<SecretRef> {
+        if node.as_scalar().is_some() {
+            self.error(
+                node.span(),
+                field,
+                format!("`{field}` is a secret given as a literal value"),
+                Some("store it in a Kubernetes Secret and reference it: `{secret: NAME, key: KEY}` (kubectl create secret generic NAME --from-literal=KEY=...)".into()),
+            );
+            if let Some(last) = self.diagnostics.last_mut() {
+                last.redact = true;
+            }
+            return None;
+        }
+        let obj = self.object(node, field, SECRET_REF_KEYS)?;
+        let secret = match obj.get("secret") {
+            Some(n) => self.checked_string(
+                n,
+                &obj.path("secret"),
+                "Secret name",
+                values::check_dns_subdomain,
+            ),
+            None => {
+                self.error(
+                    obj.span(),
+                    &obj.path("secret"),
+                    "missing required key `secret`".into(),
+                    Some("name the Kubernetes Secret that holds the value".into()),
+                );
+                None
+            }
+        };
+        let key = match obj.get("key") {
+            Some(n) => {
+                self.checked_string(n, &obj.path("key"), "Secret key", values::check_secret_key)
+            }
+            None => {
+                self.error(
+                    obj.span(),
+                    &obj.path("key"),
+                    "missing required key `key`".into(),
+                    Some("name the key inside the Secret".into()),
+                );
+                None
+            }
+        };
+        Some(SecretRef {
+            secret: secret?,
+            key: key?,
+        })
+    }
+
+    fn list<'n>(&mut self, obj: &Obj<'n>, key: &str) -> Vec<&'n Node> {
+        let Some(node) = obj.get(key) else {
+            return Vec::new();
+        };
+        match node.as_sequence() {
+            Some(seq) => seq.iter().collect(),
+            None => {
+                let field = obj.path(key);
+                self.error(
+                    node.span(),
+                    &field,
+                    format!("`{field}` must be a list"),
+                    Some("write one `- ` item per line".into()),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn teams(&mut self, top: &Obj) -> Vec<Team> {
+        let mut teams = Vec::new();
+        for (index, node) in self.list(top, "teams").into_iter().enumerate() {
+            let field = format!("teams[{index}]");
+            let Some(obj) = self.object(node, &field, TEAM_KEYS) else {
+                continue;
+            };
+            let name = match obj.get("name") {
+                Some(n) => {
+                    self.checked_string(n, &obj.path("name"), "team name", values::check_dns_label)
+                }
+                None => {
+                    self.error(
+                        obj.span(),
+                        &obj.path("name"),
+                        "missing required key `name`".into(),
+                        Some("add `name: my-team`".into()),
+                    );
+                    None
+                }
+            };
+            let mut destinations = Vec::new();
+            for kind in URL_DESTINATIONS {
+                let Some(dest) = self.sub_object(&obj, kind, &["url"]) else {
+                    continue;
+                };
+                let url = match dest.get("url") {
+                    Some(n) => self.secret_ref(n, &dest.path("url")),
+                    None => {
+                        self.error(
+                            dest.span(),
+                            &dest.path("url"),
+                            "missing required key `url`".into(),
+                            Some("add `url: {secret: NAME, key: KEY}`".into()),
+                        );
+                        None
+                    }
+                };
+                let Some(url) = url else { continue };
+                destinations.push(match *kind {
+                    "slack" => Destination::Slack { url },
+                    "mattermost" => Destination::Mattermost { url },
+                    "discord" => Destination::Discord { url },
+                    "msteams" => Destination::Msteams { url },
+                    "google_chat" => Destination::GoogleChat { url },
+                    _ => Destination::Webhook { url },
+                });
+            }
+            if let Some(email) = self.sub_object(&obj, "email", &["to"]) {
+                let mut to = Vec::new();
+                for (i, n) in self.list(&email, "to").into_iter().enumerate() {
+                    if let Some(address) = self.checked_string(
+                        n,
+                        &format!("{}[{i}]", email.path("to")),
+                        "e-mail address",
+                        values::check_email,
+                    ) {
+                        to.push(address);
+                    }
+                }
+                if to.is_empty() {
+                    self.error(
+                        email.span(),
+                        &email.path("to"),
+                        "`email` needs at least one address in `to`".into(),
+                        Some("add `to: [oncall@example.com]`".into()),
+                    );
+                } else {
+                    destinations.push(Destination::Email { to });
+                }
+            }
+            if let Some(pd) = self.sub_object(&obj, "pagerduty", &["routing_key"]) {
+                match pd.get("routing_key") {
+                    Some(n) => {
+                        if let Some(routing_key) = self.secret_ref(n, &pd.path("routing_key")) {
+                            destinations.push(Destination::Pagerduty { routing_key });
+                        }
+                    }
+                    None => self.error(pd.span(), &pd.path("routing_key"), "missing required key `routing_key`".into(), Some("add `routing_key: {secret: NAME, key: KEY}` (an Events API v2 integration key)".into())),
+                }
+            }
+            if let Some(og) = self.sub_object(&obj, "opsgenie", &["api_key", "region"]) {
+                let region = og.get("region").map_or(Some("us".to_string()), |n| {
+                    let (text, _) = self.string(n, &og.path("region"))?;
+                    if text == "us" || text == "eu" {
+                        Some(text)
+                    } else {
+                        self.error(
+                            n.span(),
+                            &og.path("region"),
+                            format!("unknown Opsgenie region `{text}`"),
+                            Some("use `us` or `eu`".into()),
+                        );
+                        None
+                    }
+                });
+                let api_key = match og.get("api_key") {
+                    Some(n) => self.secret_ref(n, &og.path("api_key")),
+                    None => {
+                        self.error(
+                            og.span(),
+                            &og.path("api_key"),
+                            "missing required key `api_key`".into(),
+                            Some("add `api_key: {secret: NAME, key: KEY}`".into()),
+                        );
+                        None
+                    }
+                };
+                if let (Some(api_key), Some(region)) = (api_key, region) {
+                    destinations.push(Destination::Opsgenie { api_key, region });
+                }
+            }
+            let mut rule_files = Vec::new();
+            for (i, n) in self.list(&obj, "rule_files").into_iter().enumerate() {
+                if let Some((path, location)) =
+                    self.string(n, &format!("{}[{i}]", obj.path("rule_files")))
+                {
+                    rule_files.push(RuleFileRef {
+                        path,
+                        location,
+                        contents: None,
+                    });
+                }
+            }
+            if let Some(name) = name {
+                teams.push(Team {
+                    name,
+                    destinations,
+                    rule_files,
+                });
+            }
+        }
+        teams
+    }
+
+    fn services(&mut self, top: &Obj, stack_namespace: &str) -> Vec<Service> {
+        let mut services = Vec::new();
+        for (index, node) in self.list(top, "services").into_iter().enumerate() {
+            let field = format!("services[{index}]");
+            let Some(obj) = self.object(node, &field, SERVICE_KEYS) else {
+                continue;
+            };
+            let name = match obj.get("name") {
+                Some(n) => self.checked_string(
+                    n,
+                    &obj.path("name"),
+                    "service name",
+                    values::check_dns_label,
+                ),
+                None => {
+                    self.error(
+                        obj.span(),
+                        &obj.path("name"),
+                        "missing required key `name`".into(),
+                        Some("add `name: my-service`".into()),
+                    );
+                    None
+                }
+            };
+            let team = self.required_string(&obj, "team").map(|(t, _)| t);
+            let namespace = self.checked_or_default(
+                Some(&obj),
+                "namespace",
+                "namespace name",
+                values::check_dns_label,
+                stack_namespace,
+            );
+            let selector = self.selector(&obj, name.as_deref());
+            let port = match obj.get("port") {
+                None => {
+                    self.error(obj.span(), &obj.path("port"), "missing required key `port`".into(), Some("name the container port that serves metrics: a number or a port name such as `http-metrics`".into()));
+                    None
+                }
+                Some(n) => self.port(n, &obj.path("port")),
+            };
+            let path = self.checked_or_default(
+                Some(&obj),
+                "path",
+                "metrics path",
+                values::check_http_path,
+                defaults::METRICS_PATH,
+            );
+            if let (Some(name), Some(team), Some(selector), Some(port)) =
+                (name, team, selector, port)
+            {
+                services.push(Service {
+                    name,
+                    team,
+                    namespace,
+                    selector,
+                    port,
+                    path,
+                });
+            }
+        }
+        services
+    }
+
+    fn selector(
+        &mut self,
+        obj: &Obj,
+        service_name: Option<&str>,
+    ) -> Option<BTreeMap<String, String>> {
+        let Some(node) = obj.get("selector") else {
+            // Default: the common `app.kubernetes.io/name` label with the service's name.
+            return service_name
+                .map(|n| BTreeMap::from([("app.kubernetes.io/name".to_string(), n.to_string())]));
+        };
+        let field = obj.path("selector");
+        let Some(map) = node.as_mapping() else {
+            self.error(
+                node.span(),
+                &field,
+                "`selector` must be a mapping of pod labels".into(),
+                Some("write e.g. `selector: {app: checkout}`".into()),
+            );
+            return None;
+        };
+        let mut selector = BTreeMap::new();
+        let mut ok = true;
+        for (key, value) in map.iter() {
+            let key_field = join(&field, key.as_str());
+            if let Err(hint) = values::check_label_key(key.as_str()) {
+                self.error(
+                    key.span(),
+                    &key_field,
+                    format!("invalid label key `{}`", key.as_str()),
+                    Some(hint),
+                );
+                ok = false;
+                continue;
+            }
+            match self.checked_string(value, &key_field, "label value", values::check_label_value) {
+                Some(v) => {
+                    selector.insert(key.as_str().to_string(), v);
+                }
+                None => ok = false,
+            }
+        }
+        if selector.is_empty() && ok {
+            self.error(
+                node.span(),
+                &field,
+                "an empty selector would match every pod in the namespace".into(),
+                Some("name at least one pod label, e.g. `app: checkout`".into()),
+            );
+            return None;
+        }
+        ok.then_some(selector)
+    }
+
+    fn port(&mut self, node: &Node, field: &str) -> Option<Port> {
+        let (text, _) = self.string(node, field)?;
+        if text.chars().all(|c| c.is_ascii_digit()) {
+            match text.parse::<u16>() {
+                Ok(n) if n > 0 => return Some(Port::Number(n)),
+                _ => {
+                    self.error(
+                        node.span(),
+                        field,
+                        format!("invalid port `{text}`"),
+                        Some("a port number is from 1 to 65535".into()),
+                    );
+                    return None;
+                }
+            }
+        }
+        match values::check_port_name(&text) {
+            Ok(()) => Some(Port::Name(text)),
+            Err(hint) => {
+                self.error(
+                    node.span(),
+                    field,
+                    format!("invalid port `{text}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks that span several fields: unique names, owners that exist, SMTP for e-mail.
+    fn cross_checks(
+        &mut self,
+        top: &Obj,
+        teams: &[Team],
+        stack_namespace: &str,
+        router: &RouterSpec,
+    ) {
+        let team_nodes: Vec<&Node> = self.list(top, "teams");
+        let service_nodes: Vec<&Node> = self.list(top, "services");
+        let name_node = |node: &&Node, key: &str| -> Option<Span> {
+            node.as_mapping()
+                .and_then(|m| m.get_node(key))
+                .map(|n| *n.span())
+        };
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (index, node) in team_nodes.iter().enumerate() {
+            let Some(name) = node
+                .as_mapping()
+                .and_then(|m| m.get_scalar("name"))
+                .map(|s| s.as_str().to_string())
+            else {
+                continue;
+            };
+            if let Some(first) = seen.get(&name) {
+                let span = name_node(node, "name").unwrap_or(*node.span());
+                self.error(
+                    &span,
+                    &format!("teams[{index}].name"),
+                    format!("duplicate team `{name}`"),
+                    Some(format!(
+                        "`{name}` is already declared as teams[{first}]; merge the two"
+                    )),
+                );
+            } else {
+                seen.insert(name, index);
+            }
+        }
+        let team_names: BTreeSet<&str> = teams.iter().map(|t| t.name.as_str()).collect();
+        let mut seen_services: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (index, node) in service_nodes.iter().enumerate() {
+            let Some(map) = node.as_mapping() else {
+                continue;
+            };
+            if let Some(team) = map.get_scalar("team")
+                && !team_names.contains(team.as_str())
+            {
+                let hint = match did_you_mean(team.as_str(), team_names.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None if team_names.is_empty() => {
+                        "declare the team under `teams:` first".to_string()
+                    }
+                    None => format!(
+                        "declared teams: {}",
+                        team_names.iter().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                self.error(
+                    team.span(),
+                    &format!("services[{index}].team"),
+                    format!("service owned by undeclared team `{}`", team.as_str()),
+                    Some(hint),
+                );
+            }
+            let Some(name) = map.get_scalar("name") else {
+                continue;
+            };
+            let namespace = map
+                .get_scalar("namespace")
+                .map_or(stack_namespace, |n| n.as_str())
+                .to_string();
+            let key = (namespace.clone(), name.as_str().to_string());
+            if let Some(first) = seen_services.get(&key) {
+                self.error(
+                    name.span(),
+                    &format!("services[{index}].name"),
+                    format!(
+                        "duplicate service `{}` in namespace `{namespace}`",
+                        name.as_str()
+                    ),
+                    Some(format!(
+                        "already declared as services[{first}]; a service is one name per namespace"
+                    )),
+                );
+            } else {
+                seen_services.insert(key, index);
+            }
+        }
+        if router.smtp.is_none() {
+            for (index, node) in team_nodes.iter().enumerate() {
+                if let Some(span) = name_node(node, "email") {
+                    self.error(&span, &format!("teams[{index}].email"), "e-mail destination without an SMTP server".into(), Some("add `router: {smtp: {host: smtp.example.com, from: alerts@example.com}}`".into()));
+                }
+            }
+        }
+    }
+}
+
+/// Placeholder marker for errors that carry no position.
+fn m_default() -> &'static marked_yaml::Marker {
+    static START: std::sync::OnceLock<marked_yaml::Marker> = std::sync::OnceLock::new();
+    START.get_or_init(|| marked_yaml::Marker::new(0, 0, 1, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_line_spec_gets_every_default() {
+        let spec = parse(
+            "s.yaml",
+            "cluster:\n  name: prod\n  platform: digitalocean\n",
+        )
+        .expect("valid");
+        assert_eq!(spec.namespace, "monitoring");
+        assert_eq!(spec.prometheus.replicas, 2);
+        assert_eq!(
+            spec.prometheus.storage_class.as_deref(),
+            Some("do-block-storage")
+        );
+        assert_eq!(spec.prometheus.volume_bytes, 50 * 1024 * 1024 * 1024);
+        assert!(spec.exporters.node_exporter);
+        assert!(spec.teams.is_empty());
+    }
+
+    #[test]
+    fn reports_every_problem_in_source_order() {
+        let src = "cluster:\n  name: prod\n  platfrom: eks\nprometheus:\n  retention: 15days\n  replicas: zero\nservices:\n  - name: Checkout\n    team: nobody\n    port: 8080\n";
+        let errors = parse("s.yaml", src).expect_err("invalid");
+        let fields: Vec<&str> = errors.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "cluster.platfrom",
+                "prometheus.retention",
+                "prometheus.replicas",
+                "services[0].name",
+                "services[0].team"
+            ]
+        );
+        assert_eq!(errors[0].hint.as_deref(), Some("did you mean `platform`?"));
+    }
+
+    #[test]
+    fn literal_secret_is_refused() {
+        let src = "cluster: {name: a}\nteams:\n  - name: web\n    slack: {url: \"https://hooks.slack.com/services/T/B/X\"}\n";
+        let errors = parse("s.yaml", src).expect_err("invalid");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .message
+                .contains("secret given as a literal value")
+        );
+        assert_eq!(errors[0].location, Location { line: 4, col: 18 });
+    }
+
+    #[test]
+    fn limit_below_request_is_reported() {
+        let src = "cluster: {name: a}\nprometheus:\n  resources:\n    requests: {memory: 4Gi}\n    limits: {memory: 2Gi}\n";
+        let errors = parse("s.yaml", src).expect_err("invalid");
+        assert_eq!(errors[0].field, "prometheus.resources.limits.memory");
+    }
+
+    #[test]
+    fn yaml_syntax_error_has_a_position() {
+        let errors = parse("s.yaml", "cluster: {name: a\n").expect_err("invalid");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.starts_with("invalid YAML"));
+    }
+}

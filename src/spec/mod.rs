@@ -1,0 +1,335 @@
+//! The cluster spec (`stack.yaml`): the validated model every other part of stackgen reads.
+//!
+//! [`parse`] turns source text into a [`Spec`] or the full list of problems in it; [`load`] adds the
+//! file reading (the spec and the team rule files it names). Defaults live in [`defaults`], the value
+//! checks in [`values`], the starter file written by `stackgen init` in [`starter`].
+
+pub mod defaults;
+mod load;
+pub mod starter;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::diagnostic::{Diagnostic, Location};
+
+pub use load::parse;
+
+/// A fully validated stack spec with every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spec {
+    pub cluster: Cluster,
+    /// Namespace the stack is deployed into.
+    pub namespace: String,
+    pub prometheus: PrometheusSpec,
+    pub alertmanager: AlertmanagerSpec,
+    pub grafana: GrafanaSpec,
+    pub exporters: Exporters,
+    pub router: RouterSpec,
+    pub teams: Vec<Team>,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub platform: Platform,
+}
+
+/// The platform profile decides what the cluster exposes (control plane metrics) and storage defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Generic,
+    Digitalocean,
+    Eks,
+    Gke,
+    Aks,
+    Kubeadm,
+    Kind,
+}
+
+impl Platform {
+    pub const ALL: [(&'static str, Platform); 7] = [
+        ("generic", Platform::Generic),
+        ("digitalocean", Platform::Digitalocean),
+        ("eks", Platform::Eks),
+        ("gke", Platform::Gke),
+        ("aks", Platform::Aks),
+        ("kubeadm", Platform::Kubeadm),
+        ("kind", Platform::Kind),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("generic", |(n, _)| n)
+    }
+
+    /// Whether the scheduler, controller-manager and etcd can be scraped. Managed control planes
+    /// (and an unknown `generic` cluster) do not expose them, so they get neither jobs nor alerts.
+    pub fn exposes_control_plane(self) -> bool {
+        matches!(self, Platform::Kubeadm | Platform::Kind)
+    }
+}
+
+/// CPU and memory requests and limits, as Kubernetes quantities.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resources {
+    pub requests: BTreeMap<String, String>,
+    pub limits: BTreeMap<String, String>,
+}
+
+impl Resources {
+    /// The default requests and limits of a component.
+    pub fn from_defaults(d: &defaults::ResourceDefaults) -> Self {
+        let mut limits = BTreeMap::from([("memory".to_string(), d.limit_memory.to_string())]);
+        if let Some(cpu) = d.limit_cpu {
+            limits.insert("cpu".into(), cpu.into());
+        }
+        Resources {
+            requests: BTreeMap::from([
+                ("cpu".to_string(), d.request_cpu.to_string()),
+                ("memory".to_string(), d.request_memory.to_string()),
+            ]),
+            limits,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrometheusSpec {
+    pub replicas: u32,
+    /// `--storage.tsdb.retention.time`.
+    pub retention: String,
+    pub volume_size: String,
+    /// The volume in bytes (parsed from `volume_size`), used to derive the size-based retention.
+    pub volume_bytes: u64,
+    pub storage_class: Option<String>,
+    pub scrape_interval: String,
+    pub evaluation_interval: String,
+    pub resources: Resources,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertmanagerSpec {
+    pub replicas: u32,
+    pub volume_size: String,
+    pub storage_class: Option<String>,
+    pub resources: Resources,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GrafanaSpec {
+    pub ingress: Option<Ingress>,
+    /// Secret holding `admin-user` and `admin-password`; never rendered, only referenced.
+    pub admin_secret: String,
+    pub volume_size: String,
+    pub storage_class: Option<String>,
+    pub resources: Resources,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ingress {
+    pub host: String,
+    pub class_name: Option<String>,
+    pub tls_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exporters {
+    pub node_exporter: bool,
+    pub kube_state_metrics: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouterSpec {
+    pub image: String,
+    /// Secret with key `token`: the bearer token Alertmanager presents to the router.
+    pub auth_secret: String,
+    pub smtp: Option<Smtp>,
+    pub resources: Resources,
+}
+
+/// Outgoing mail server used by `email` destinations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub from: String,
+    /// `starttls`, `tls` (implicit) or `none`.
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+}
+
+/// A reference to one key of a Kubernetes Secret. Specs never hold secret values.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct SecretRef {
+    pub secret: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Team {
+    pub name: String,
+    pub destinations: Vec<Destination>,
+    pub rule_files: Vec<RuleFileRef>,
+}
+
+/// Where a team is reached. Chat and webhook destinations post to a URL held in a Secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Destination {
+    Slack { url: SecretRef },
+    Mattermost { url: SecretRef },
+    Discord { url: SecretRef },
+    Msteams { url: SecretRef },
+    GoogleChat { url: SecretRef },
+    Webhook { url: SecretRef },
+    Email { to: Vec<String> },
+    Pagerduty { routing_key: SecretRef },
+    Opsgenie { api_key: SecretRef, region: String },
+}
+
+impl Destination {
+    /// The spec key (and router destination kind) of this destination.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Destination::Slack { .. } => "slack",
+            Destination::Mattermost { .. } => "mattermost",
+            Destination::Discord { .. } => "discord",
+            Destination::Msteams { .. } => "msteams",
+            Destination::GoogleChat { .. } => "google_chat",
+            Destination::Webhook { .. } => "webhook",
+            Destination::Email { .. } => "email",
+            Destination::Pagerduty { .. } => "pagerduty",
+            Destination::Opsgenie { .. } => "opsgenie",
+        }
+    }
+
+    /// The Secret key this destination reads, if any.
+    pub fn secret(&self) -> Option<&SecretRef> {
+        match self {
+            Destination::Slack { url }
+            | Destination::Mattermost { url }
+            | Destination::Discord { url }
+            | Destination::Msteams { url }
+            | Destination::GoogleChat { url }
+            | Destination::Webhook { url } => Some(url),
+            Destination::Pagerduty { routing_key } => Some(routing_key),
+            Destination::Opsgenie { api_key, .. } => Some(api_key),
+            Destination::Email { .. } => None,
+        }
+    }
+}
+
+/// A team rule file as named in the spec, with the place it was named (for errors) and, once
+/// [`load`] has read it, its contents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleFileRef {
+    pub path: String,
+    #[serde(skip)]
+    pub location: Location,
+    #[serde(skip)]
+    pub contents: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub team: String,
+    pub namespace: String,
+    /// Pod labels that select the service's pods.
+    pub selector: BTreeMap<String, String>,
+    pub port: Port,
+    pub path: String,
+}
+
+/// A metrics port, by container port number or name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Port {
+    Number(u16),
+    Name(String),
+}
+
+impl Spec {
+    /// All Secret keys the stack reads, sorted and without duplicates.
+    pub fn secret_refs(&self) -> Vec<SecretRef> {
+        let mut refs: Vec<SecretRef> = self
+            .teams
+            .iter()
+            .flat_map(|t| {
+                t.destinations
+                    .iter()
+                    .filter_map(Destination::secret)
+                    .cloned()
+            })
+            .chain(self.router.smtp.iter().filter_map(|s| s.password.clone()))
+            .collect();
+        refs.sort();
+        refs.dedup();
+        refs
+    }
+}
+
+/// Why a spec could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has {} problem(s)", .file, .diagnostics.len())]
+    Invalid {
+        file: String,
+        source_text: String,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+/// Reads and validates a spec file, then reads the team rule files it names (relative to the spec).
+pub fn load(path: &Path) -> Result<Spec, SpecError> {
+    let source = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = path.display().to_string();
+    let invalid = |diagnostics| SpecError::Invalid {
+        file: file.clone(),
+        source_text: source.clone(),
+        diagnostics,
+    };
+    let mut spec = parse(&file, &source).map_err(invalid)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut diagnostics = Vec::new();
+    for (team_index, team) in spec.teams.iter_mut().enumerate() {
+        for (file_index, rule_file) in team.rule_files.iter_mut().enumerate() {
+            match std::fs::read_to_string(base.join(&rule_file.path)) {
+                Ok(text) => rule_file.contents = Some(text),
+                Err(err) => diagnostics.push(Diagnostic {
+                    file: file.clone(),
+                    location: rule_file.location,
+                    field: format!("teams[{team_index}].rule_files[{file_index}]"),
+                    message: format!("cannot read rule file `{}`: {err}", rule_file.path),
+                    hint: Some(format!(
+                        "rule file paths are relative to the spec's directory ({})",
+                        base.display()
+                    )),
+                    redact: false,
+                }),
+            }
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(spec)
+    } else {
+        Err(invalid(diagnostics))
+    }
+}

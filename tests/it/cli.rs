@@ -1,0 +1,281 @@
+//! Behaviour of the `stackgen` binary: diagnostics byte for byte, determinism across processes,
+//! clean re-renders, no secret values in the output, the stream form, init and images.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::process::Command;
+
+use yaml_rust2::YamlLoader;
+
+use super::support::{files_under, render_to_temp, root, run_ok, stackgen, stderr, stdout, tool};
+
+/// Each `tests/fixtures/invalid/NAME.yaml` fails validation with exactly `NAME.stderr`.
+/// `STACKGEN_BLESS=1` rewrites the expectations (refused under CI).
+#[test]
+fn invalid_specs_give_the_exact_expected_errors() {
+    let bless = std::env::var_os("STACKGEN_BLESS").is_some();
+    assert!(
+        !(bless && std::env::var_os("CI").is_some()),
+        "STACKGEN_BLESS is refused under CI"
+    );
+    let dir = root().join("tests/fixtures/invalid");
+    let mut cases = 0;
+    for file in files_under(&dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".yaml"))
+    {
+        cases += 1;
+        let spec = format!("tests/fixtures/invalid/{file}");
+        let output = stackgen(&["validate", &spec]);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{spec} must be invalid (exit 1)"
+        );
+        assert!(
+            stdout(&output).is_empty(),
+            "{spec}: diagnostics go to stderr only"
+        );
+        let expected_path = dir.join(file.replace(".yaml", ".stderr"));
+        if bless {
+            fs::write(&expected_path, stderr(&output)).expect("write expectation");
+            continue;
+        }
+        let expected = fs::read_to_string(&expected_path).expect("expected output exists");
+        assert_eq!(
+            stderr(&output),
+            expected,
+            "{spec}: diagnostics differ from {}",
+            expected_path.display()
+        );
+    }
+    assert!(cases >= 5, "the invalid fixtures are missing");
+}
+
+#[test]
+fn render_refuses_an_invalid_spec_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("out");
+    let output = stackgen(&[
+        "render",
+        "tests/fixtures/invalid/unknown-keys.yaml",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("did you mean `retention`?"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn missing_spec_file_is_an_io_error() {
+    let output = stackgen(&["validate", "does/not/exist.yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("cannot read does/not/exist.yaml"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn two_processes_render_the_same_bytes() {
+    let (_a, first) = render_to_temp("examples/stack.yaml");
+    let (_b, second) = render_to_temp("examples/stack.yaml");
+    let files = files_under(&first);
+    assert_eq!(files, files_under(&second));
+    for file in &files {
+        assert_eq!(
+            fs::read(first.join(file)).expect("a"),
+            fs::read(second.join(file)).expect("b"),
+            "{file} differs"
+        );
+    }
+    let stream_a = stackgen(&["render", "examples/stack.yaml", "--out", "-"]);
+    let stream_b = stackgen(&["render", "examples/stack.yaml", "--out", "-"]);
+    assert!(stream_a.status.success());
+    assert_eq!(stream_a.stdout, stream_b.stdout);
+}
+
+#[test]
+fn rerender_replaces_the_directory_without_stale_files() {
+    let (_tmp, out) = render_to_temp("examples/stack.yaml");
+    fs::write(out.join("prometheus/stale.yaml"), "kind: Stale\n").expect("stale file");
+    let out_str = out.to_str().expect("utf-8");
+    let result = stackgen(&["render", "examples/minimal.yaml", "--out", out_str]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let (_fresh_tmp, fresh) = render_to_temp("examples/minimal.yaml");
+    assert_eq!(
+        files_under(&out),
+        files_under(&fresh),
+        "stale files survived the re-render"
+    );
+}
+
+#[test]
+fn render_refuses_to_replace_a_directory_it_did_not_write() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let notes = tmp.path().join("notes.txt");
+    fs::write(&notes, "keep me").expect("user file");
+    let output = stackgen(&[
+        "render",
+        "examples/minimal.yaml",
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("was not written by stackgen"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(fs::read_to_string(&notes).expect("still there"), "keep me");
+}
+
+#[test]
+fn no_secret_is_rendered_only_referenced() {
+    let (_tmp, out) = render_to_temp("tests/fixtures/specs/secrets.yaml");
+    let mut referenced = BTreeSet::new();
+    for file in files_under(&out) {
+        let text = fs::read_to_string(out.join(&file)).expect("file");
+        if file.ends_with(".json") {
+            continue;
+        }
+        for doc in YamlLoader::load_from_str(&text).expect("yaml") {
+            assert_ne!(
+                doc["kind"].as_str(),
+                Some("Secret"),
+                "{file} renders a Secret"
+            );
+        }
+        for name in [
+            "zz-grafana-admin-ref",
+            "zz-router-auth-ref",
+            "zz-smtp-ref",
+            "zz-slack-ref",
+            "zz-pd-ref",
+            "zz-og-ref",
+        ] {
+            if text.contains(name) {
+                referenced.insert(name);
+            }
+        }
+    }
+    // Every reference reaches the manifests (as a secretKeyRef or a mounted file), so nothing is lost.
+    assert_eq!(referenced.len(), 6, "references found: {referenced:?}");
+
+    let literal = stackgen(&["validate", "tests/fixtures/invalid/literal-secret.yaml"]);
+    assert_eq!(literal.status.code(), Some(1));
+    assert!(
+        !stderr(&literal).contains("SENTINEL"),
+        "the literal secret was echoed:\n{}",
+        stderr(&literal)
+    );
+}
+
+#[test]
+fn stream_output_holds_the_same_objects_as_kustomize() {
+    let kubectl = tool(
+        "kubectl",
+        "the kubectl package (preinstalled on the build image)",
+    );
+    let (_tmp, out) = render_to_temp("examples/stack.yaml");
+    let built = run_ok(Command::new(kubectl).arg("kustomize").arg(&out));
+    let stream = stackgen(&["render", "examples/stack.yaml", "--out", "-"]);
+    assert!(stream.status.success(), "{}", stderr(&stream));
+    let objects = |text: &str| -> BTreeSet<(String, String, String)> {
+        YamlLoader::load_from_str(text)
+            .expect("yaml")
+            .iter()
+            .map(|d| {
+                let field = |v: &yaml_rust2::Yaml| v.as_str().unwrap_or_default().to_string();
+                (
+                    field(&d["kind"]),
+                    field(&d["metadata"]["namespace"]),
+                    field(&d["metadata"]["name"]),
+                )
+            })
+            .collect()
+    };
+    let from_kustomize = objects(&stdout(&built));
+    assert_eq!(objects(&stdout(&stream)), from_kustomize);
+    assert!(
+        from_kustomize.len() > 40,
+        "only {} objects",
+        from_kustomize.len()
+    );
+}
+
+#[test]
+fn platform_profiles_drop_what_the_platform_does_not_expose() {
+    let (_do_tmp, managed) = render_to_temp("examples/stack.yaml");
+    let (_ka_tmp, kubeadm) = render_to_temp("tests/fixtures/specs/kubeadm.yaml");
+    let config = |dir: &std::path::Path| {
+        fs::read_to_string(dir.join("prometheus/prometheus.yml")).expect("config")
+    };
+    for job in ["kube-scheduler", "kube-controller-manager", "etcd"] {
+        assert!(
+            !config(&managed).contains(&format!("job_name: \"{job}\"")),
+            "digitalocean scrapes {job}"
+        );
+        assert!(
+            config(&kubeadm).contains(&format!("job_name: \"{job}\"")),
+            "kubeadm does not scrape {job}"
+        );
+    }
+    assert!(!managed.join("prometheus/rules/control-plane.yaml").exists());
+    assert!(kubeadm.join("prometheus/rules/control-plane.yaml").exists());
+    // kube-state-metrics is off in the kubeadm spec: neither the exporter nor its rules are rendered.
+    assert!(!kubeadm.join("kube-state-metrics").exists());
+    assert!(!kubeadm.join("prometheus/rules/kubernetes.yaml").exists());
+    let statefulset = fs::read_to_string(managed.join("prometheus/statefulset.yaml")).expect("sts");
+    assert!(statefulset.contains("storageClassName: \"do-block-storage\""));
+}
+
+#[test]
+fn init_writes_a_valid_commented_starter() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let path = tmp.path().join("stack.yaml");
+    let path_str = path.to_str().expect("utf-8");
+    let output = stackgen(&["init", "--platform", "kind", "--out", path_str]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = fs::read_to_string(&path).expect("written");
+    assert!(text.contains("platform: kind"));
+    assert!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .count()
+            > 20,
+        "not commented"
+    );
+    let validated = stackgen(&["validate", path_str]);
+    assert!(validated.status.success(), "{}", stderr(&validated));
+    let again = stackgen(&["init", "--out", path_str]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "init overwrote an existing file"
+    );
+}
+
+#[test]
+fn images_lists_every_pinned_image_once() {
+    let output = stackgen(&["images", "examples/stack.yaml"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let images: Vec<String> = stdout(&output).lines().map(str::to_string).collect();
+    assert_eq!(images.len(), 6, "{images:?}");
+    let mut sorted = images.clone();
+    sorted.sort();
+    assert_eq!(images, sorted);
+    let (_tmp, out) = render_to_temp("examples/stack.yaml");
+    let mut in_manifests = BTreeSet::new();
+    for file in files_under(&out) {
+        let text = fs::read_to_string(out.join(&file)).expect("file");
+        for line in text.lines() {
+            if let Some(image) = line.trim().strip_prefix("image: ") {
+                in_manifests.insert(serde_json::from_str::<String>(image).expect("quoted image"));
+            }
+        }
+    }
+    assert_eq!(images.into_iter().collect::<BTreeSet<_>>(), in_manifests);
+}

@@ -1,0 +1,62 @@
+//! Golden output: each example spec renders to exactly the files under `tests/golden/<case>/`.
+//!
+//! To accept a deliberate change, run `STACKGEN_BLESS=1 cargo test --test it golden` and review the
+//! diff; blessing is refused when `CI` is set.
+
+use std::fs;
+
+use super::support::{GOLDEN_CASES, files_under, render_to_temp, root};
+
+#[test]
+fn rendered_output_matches_golden_files() {
+    let bless = std::env::var_os("STACKGEN_BLESS").is_some();
+    if bless && std::env::var_os("CI").is_some() {
+        panic!(
+            "STACKGEN_BLESS is refused under CI: golden files are only rewritten on purpose, locally"
+        );
+    }
+    for (case, spec) in GOLDEN_CASES {
+        let (_tmp, out) = render_to_temp(spec);
+        let golden = root().join("tests/golden").join(case);
+        if bless {
+            if golden.exists() {
+                fs::remove_dir_all(&golden).expect("remove old golden");
+            }
+            for file in files_under(&out) {
+                let target = golden.join(&file);
+                fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+                fs::copy(out.join(&file), target).expect("copy");
+            }
+            continue;
+        }
+        let got = files_under(&out);
+        let want = files_under(&golden);
+        assert_eq!(
+            got, want,
+            "{case}: the set of rendered files differs from tests/golden/{case}"
+        );
+        for file in &got {
+            let got_text = fs::read_to_string(out.join(file)).expect("rendered file");
+            let want_text = fs::read_to_string(golden.join(file)).expect("golden file");
+            assert!(
+                got_text == want_text,
+                "{case}: {file} differs from tests/golden/{case}/{file} (STACKGEN_BLESS=1 to accept a deliberate change)\n{}",
+                first_difference(&want_text, &got_text)
+            );
+        }
+    }
+}
+
+fn first_difference(want: &str, got: &str) -> String {
+    let line = want
+        .lines()
+        .zip(got.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| want.lines().count().min(got.lines().count()));
+    format!(
+        "first difference at line {}:\n  golden:   {:?}\n  rendered: {:?}",
+        line + 1,
+        want.lines().nth(line).unwrap_or("<end of file>"),
+        got.lines().nth(line).unwrap_or("<end of file>")
+    )
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the built `stackgen` binary, its golden output, and the real validators
+//! (promtool, amtool, kubectl kustomize, kubernetes-validate) run over that output.
+
+mod cli;
+mod golden;
+mod support;
+mod validators;

@@ -1,0 +1,90 @@
+//! Helpers shared by the integration tests: running the binary, finding the real tools (a missing
+//! tool fails the test with the package that provides it), and the golden cases.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the built `stackgen` binary with `args` from the repository root.
+pub fn stackgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stackgen"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("stackgen runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The specs with golden output: (case name, spec path relative to the root).
+pub const GOLDEN_CASES: &[(&str, &str)] = &[
+    ("minimal", "examples/minimal.yaml"),
+    ("stack", "examples/stack.yaml"),
+    ("kubeadm", "tests/fixtures/specs/kubeadm.yaml"),
+];
+
+/// Renders `spec` into a fresh temporary directory and returns it (with the directory guard).
+pub fn render_to_temp(spec: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("out");
+    let result = stackgen(&["render", spec, "--out", out.to_str().expect("utf-8 path")]);
+    assert!(
+        result.status.success(),
+        "render {spec} failed:\n{}",
+        stderr(&result)
+    );
+    (tmp, out)
+}
+
+/// Path of a real tool; panics with the package to install when it is missing (never skips).
+pub fn tool(name: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not installed; install it with: {install}"))
+}
+
+/// Runs a tool and asserts it succeeded, showing its output otherwise.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} did not start: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        stdout(&output),
+        stderr(&output)
+    );
+    output
+}
+
+/// Every file under `dir`, as sorted relative paths.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).expect("readable dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).expect("under dir");
+                found.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    found.sort();
+    found
+}
