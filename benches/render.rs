@@ -31,7 +31,11 @@ fn generated_spec() -> String {
 
 fn summary(mut times: Vec<Duration>) -> String {
     times.sort();
-    format!("median {:.1} ms, fastest {:.1} ms", ms(times[times.len() / 2]), ms(times[0]))
+    format!(
+        "median {:.1} ms, fastest {:.1} ms",
+        ms(times[times.len() / 2]),
+        ms(times[0])
+    )
 }
 
 fn ms(d: Duration) -> f64 {
@@ -54,7 +58,10 @@ fn main() {
         files = stack.files().len();
         bytes = stack.files().values().map(String::len).sum::<usize>();
     }
-    println!("spec: {SERVICES} services, {TEAMS} teams ({} bytes); output: {files} files, {bytes} bytes", source.len());
+    println!(
+        "spec: {SERVICES} services, {TEAMS} teams ({} bytes); output: {files} files, {bytes} bytes",
+        source.len()
+    );
     println!("parse + validate: {}", summary(parse_times));
     println!("render:           {}", summary(render_times));
 }

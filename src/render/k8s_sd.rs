@@ -5,7 +5,7 @@
 //! named explicitly (Prometheus' RBAC only covers those), and selectors whose role fits the
 //! discovery role and whose label/field expressions parse.
 
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 use crate::spec::values;
 
@@ -36,10 +36,9 @@ const SD_KEYS: &[&str] = &[
     "attach_metadata",
 ];
 
-/// Checks every `kubernetes_sd_configs` block of `config` (scrape configs and Alertmanager discovery).
-pub fn check_config(config: &str) -> Result<(), String> {
-    let docs = YamlLoader::load_from_str(config).map_err(|e| e.to_string())?;
-    let root = docs.first().ok_or("empty prometheus.yml")?;
+/// Checks every `kubernetes_sd_configs` block of a parsed prometheus.yml (scrape configs and
+/// Alertmanager discovery).
+pub fn check_config(root: &Yaml) -> Result<(), String> {
     let scrape = root["scrape_configs"]
         .as_vec()
         .map(Vec::as_slice)
@@ -169,6 +168,7 @@ fn check_selector_expression(expr: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use yaml_rust2::YamlLoader;
 
     fn block(text: &str) -> Result<(), String> {
         let docs = YamlLoader::load_from_str(text).expect("yaml");

@@ -141,12 +141,12 @@ pub fn render(spec: &Spec) -> Result<RenderedStack, RenderError> {
     grafana::build(&mut stack)?;
     exporters::build(&mut stack)?;
     router::build(&mut stack)?;
-    let mut rendered = stack.finish();
+    let (mut rendered, already_parsed) = stack.finish();
     let kustomization = kustomize::kustomization(&rendered);
     rendered
         .files
         .insert("kustomization.yaml".into(), kustomization);
-    check_parses(&rendered)?;
+    check_parses(&rendered, &already_parsed)?;
     Ok(rendered)
 }
 
@@ -154,12 +154,15 @@ pub fn render(spec: &Spec) -> Result<RenderedStack, RenderError> {
 struct Builder<'a> {
     spec: &'a Spec,
     stack: RenderedStack,
+    /// Files already parsed back by their builder (the final check skips them).
+    parsed: BTreeSet<String>,
 }
 
 impl<'a> Builder<'a> {
     fn new(spec: &'a Spec) -> Self {
         Builder {
             spec,
+            parsed: BTreeSet::new(),
             stack: RenderedStack {
                 namespace: spec.namespace.clone(),
                 files: BTreeMap::new(),
@@ -293,8 +296,16 @@ impl<'a> Builder<'a> {
         )
     }
 
-    fn finish(self) -> RenderedStack {
-        self.stack
+    /// Parses a rendered YAML file now (for a builder that needs its structure) and records that
+    /// it need not be parsed again.
+    fn parse_back(&mut self, path: &str, text: &str) -> Result<Vec<yaml_rust2::Yaml>, RenderError> {
+        let docs = parse_yaml(path, text)?;
+        self.parsed.insert(path.to_string());
+        Ok(docs)
+    }
+
+    fn finish(self) -> (RenderedStack, BTreeSet<String>) {
+        (self.stack, self.parsed)
     }
 }
 
@@ -343,19 +354,29 @@ fn content_hash<'t>(parts: impl IntoIterator<Item = &'t str>) -> String {
         .collect()
 }
 
+fn parse_yaml(path: &str, text: &str) -> Result<Vec<yaml_rust2::Yaml>, RenderError> {
+    yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| RenderError::InvalidYaml {
+        path: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
 /// Parses every rendered YAML and JSON file back, so broken output never leaves the renderer.
-fn check_parses(stack: &RenderedStack) -> Result<(), RenderError> {
+fn check_parses(
+    stack: &RenderedStack,
+    already_parsed: &BTreeSet<String>,
+) -> Result<(), RenderError> {
     for (path, text) in &stack.files {
+        if already_parsed.contains(path) {
+            continue;
+        }
         if path.ends_with(".json") {
             serde_json::from_str::<Value>(text).map_err(|e| RenderError::InvalidJson {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
         } else {
-            yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| RenderError::InvalidYaml {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            parse_yaml(path, text)?;
         }
     }
     Ok(())

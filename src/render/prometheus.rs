@@ -18,7 +18,12 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         "prometheus/prometheus.yml",
         &config_context(spec),
     )?;
-    k8s_sd::check_config(&config).map_err(RenderError::ServiceDiscovery)?;
+    let parsed = stack.parse_back("prometheus/prometheus.yml", &config)?;
+    let root = parsed.first().ok_or_else(|| RenderError::InvalidYaml {
+        path: "prometheus/prometheus.yml".into(),
+        message: "empty document".into(),
+    })?;
+    k8s_sd::check_config(root).map_err(RenderError::ServiceDiscovery)?;
     stack.config_map(
         "prometheus-config",
         "prometheus",
