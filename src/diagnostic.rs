@@ -25,8 +25,25 @@ impl Location {
     }
 }
 
+/// How bad a problem is: errors fail a check, warnings only inform (unless denied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Warning,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Warning => "warning",
+            Level::Error => "error",
+        }
+    }
+}
+
 /// One problem found in a user's file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Diagnostic {
     /// The file as the user named it.
     pub file: String,
@@ -37,6 +54,8 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     /// The culprit is a secret: the echoed source line shows `*` in its place.
     pub redact: bool,
+    /// Caret width, when the checker knows it (otherwise the YAML token at the location).
+    pub width: Option<usize>,
 }
 
 impl Diagnostic {
@@ -52,16 +71,21 @@ impl Diagnostic {
     ///   = hint: did you mean `retention`?
     /// ```
     pub fn render(&self, source: &str) -> String {
+        self.render_as(Level::Error, source)
+    }
+
+    /// Like [`Diagnostic::render`], headed `error:` or `warning:` by `level`.
+    pub fn render_as(&self, level: Level, source: &str) -> String {
         let mut out = String::new();
         let Location { line, col } = self.location;
-        let _ = writeln!(out, "error: {}", self.message);
+        let _ = writeln!(out, "{}: {}", level.as_str(), self.message);
         let gutter = line.to_string().len();
         let pad = " ".repeat(gutter);
         let _ = writeln!(out, "{pad}--> {}:{line}:{col}", self.file);
         if let Some(text) = source.lines().nth(line.saturating_sub(1)) {
             let text = text.trim_end_matches('\r');
             let _ = writeln!(out, "{pad} |");
-            let width = token_width(text, col);
+            let width = self.width.unwrap_or_else(|| token_width(text, col)).max(1);
             let culprit = col..col + width;
             let shown: String = text
                 .chars()
@@ -160,6 +184,7 @@ mod tests {
             message: "unknown key `retension` in `prometheus`".into(),
             hint: Some("did you mean `retention`?".into()),
             redact: false,
+            width: None,
         }
     }
 

@@ -3,10 +3,12 @@
 //!
 //! - [`spec`]: the cluster spec (`stack.yaml`), validated with every problem reported at once.
 //! - [`render`]: the pure renderer (spec in, files out) and its single writer, [`render::output`].
+//! - [`rules`]: default alert rules, the rule linter and the `promtool test rules` runner.
 //! - [`diagnostic`]: file:line:col errors with the source line, a caret and a hint.
 //! - [`cli`]: the command line; the only code that prints.
 
 pub mod cli;
 pub mod diagnostic;
 pub mod render;
+pub mod rules;
 pub mod spec;

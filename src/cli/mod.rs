@@ -54,6 +54,49 @@ enum Command {
         /// The spec file.
         spec: PathBuf,
     },
+    /// Lint and test Prometheus rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// Report every problem in rule files (exit 0 clean or warnings only, 1 errors).
+    Lint {
+        /// Rule files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The team the files belong to (stackgen labels every rule of a team's file with it).
+        #[arg(long)]
+        team: Option<String>,
+        /// A Prometheus text exposition (file or http:// URL); metric names missing from all given
+        /// expositions are reported. May be repeated.
+        #[arg(long = "metrics", value_name = "FILE|URL")]
+        metrics: Vec<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Run `promtool test rules` on test files against the rules as stackgen renders them.
+    Test {
+        /// promtool test files (their `rule_files` are relative to them).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Label the rules with this team, as `stackgen render` does.
+        #[arg(long, conflicts_with = "spec")]
+        team: Option<String>,
+        /// Find the team from the spec that lists the rule files.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Human,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -145,6 +188,16 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
+        Command::Rules(RulesCommand::Lint {
+            files,
+            team,
+            metrics,
+            format,
+            deny_warnings,
+        }) => rules_lint(&files, team, &metrics, format, deny_warnings),
+        Command::Rules(RulesCommand::Test { files, team, spec }) => {
+            rules_test(&files, team, spec.as_deref())
+        }
         Command::Images { spec } => {
             let Some(loaded) = load(&spec)? else {
                 return Ok(Outcome::Invalid);
@@ -218,4 +271,162 @@ fn init(platform: Platform, out: &Path, force: bool) -> anyhow::Result<Outcome> 
         out.display()
     );
     Ok(Outcome::Ok)
+}
+
+fn rules_lint(
+    files: &[PathBuf],
+    team: Option<String>,
+    metrics: &[String],
+    format: Format,
+    deny_warnings: bool,
+) -> anyhow::Result<Outcome> {
+    use crate::rules::{exposition, lint};
+    let mut inputs = Vec::new();
+    for path in files {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        inputs.push((path.display().to_string(), text));
+    }
+    let known_metrics = if metrics.is_empty() {
+        None
+    } else {
+        let mut names = std::collections::BTreeSet::new();
+        for source in metrics {
+            let text = read_exposition(source)?;
+            names.extend(
+                exposition::metric_names(&text).map_err(|e| anyhow::anyhow!("{source}: {e}"))?,
+            );
+        }
+        Some(names)
+    };
+    let findings = lint::lint(
+        &inputs,
+        &lint::LintOptions {
+            team,
+            known_metrics,
+        },
+    );
+    match format {
+        Format::Json => {
+            let json: Vec<_> = findings.iter().map(lint::Finding::to_json).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).context("encoding JSON")?
+            );
+        }
+        Format::Human => {
+            for finding in &findings {
+                let source = inputs
+                    .iter()
+                    .find(|(n, _)| *n == finding.diagnostic.file)
+                    .map_or("", |(_, t)| t.as_str());
+                eprintln!("{}", finding.diagnostic.render_as(finding.level, source));
+            }
+            let errors = findings
+                .iter()
+                .filter(|f| f.level == diagnostic::Level::Error)
+                .count();
+            let warnings = findings.len() - errors;
+            eprintln!(
+                "{} file(s): {errors} error(s), {warnings} warning(s)",
+                files.len()
+            );
+        }
+    }
+    let failed = findings
+        .iter()
+        .any(|f| f.level == diagnostic::Level::Error || deny_warnings);
+    Ok(if failed {
+        Outcome::Invalid
+    } else {
+        Outcome::Ok
+    })
+}
+
+/// An exposition from a file or an `http://` URL.
+fn read_exposition(source: &str) -> anyhow::Result<String> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let response = ureq::get(source)
+            .call()
+            .with_context(|| format!("fetching {source}"))?;
+        let mut body = response.into_body();
+        body.read_to_string()
+            .with_context(|| format!("reading {source}"))
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))
+    }
+}
+
+fn rules_test(
+    files: &[PathBuf],
+    team: Option<String>,
+    spec_path: Option<&Path>,
+) -> anyhow::Result<Outcome> {
+    use crate::rules::test;
+    let team = match (team, spec_path) {
+        (Some(team), _) => Some(team),
+        (None, Some(spec_path)) => Some(team_from_spec(spec_path, files)?),
+        (None, None) => None,
+    };
+    let promtool = test::find_promtool()?;
+    let results = test::run(files, team.as_deref(), &promtool)?;
+    let mut failed = 0;
+    for result in &results {
+        if result.passed {
+            println!("ok    {}", result.file.display());
+        } else {
+            failed += 1;
+            println!("FAIL  {}", result.file.display());
+            for line in result.report.lines().filter(|l| !l.trim().is_empty()) {
+                println!("      {line}");
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", results.len() - failed);
+    Ok(if failed == 0 {
+        Outcome::Ok
+    } else {
+        Outcome::Invalid
+    })
+}
+
+/// The team whose `rule_files` (in the spec) include a rule file the test files use.
+fn team_from_spec(spec_path: &Path, test_files: &[PathBuf]) -> anyhow::Result<String> {
+    let Some(spec) = load(spec_path)? else {
+        anyhow::bail!("{} is invalid", spec_path.display());
+    };
+    let base = spec_path.parent().unwrap_or(Path::new("."));
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut used = Vec::new();
+    for test_file in test_files {
+        let text = std::fs::read_to_string(test_file)
+            .with_context(|| format!("reading {}", test_file.display()))?;
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+            .with_context(|| format!("parsing {}", test_file.display()))?;
+        let dir = test_file.parent().unwrap_or(Path::new("."));
+        for entry in docs
+            .first()
+            .and_then(|d| d["rule_files"].as_vec())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(p) = entry.as_str() {
+                used.push(canonical(&dir.join(p)));
+            }
+        }
+    }
+    spec.teams
+        .iter()
+        .find(|t| {
+            t.rule_files
+                .iter()
+                .any(|r| used.contains(&canonical(&base.join(&r.path))))
+        })
+        .map(|t| t.name.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no team in {} lists the rule files these tests use; pass --team",
+                spec_path.display()
+            )
+        })
 }

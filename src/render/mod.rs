@@ -438,6 +438,27 @@ mod tests {
     }
 
     #[test]
+    fn team_rule_file_change_rolls_prometheus() {
+        let spec_text = "cluster: {name: a}\nteams:\n  - name: web\n    rule_files: [web.yaml]\n";
+        let rules = "groups:\n  - name: web\n    rules:\n      - alert: WebDown\n        expr: max by (service) (up) == 0\n        for: 5m\n";
+        let with_rules = |text: &str| {
+            let mut spec = crate::spec::parse("s.yaml", spec_text).expect("valid");
+            spec.teams[0].rule_files[0].contents = Some(text.to_string());
+            render(&spec).expect("renders")
+        };
+        let hash = |s: &RenderedStack| {
+            s.files()["prometheus/statefulset.yaml"]
+                .lines()
+                .find(|l| l.contains("stackgen.io/config-hash"))
+                .map(str::to_string)
+        };
+        let a = with_rules(rules);
+        let b = with_rules(&rules.replace("for: 5m", "for: 10m"));
+        assert!(a.files()["prometheus/rules/team-web-web.yaml"].contains("team: web"));
+        assert_ne!(hash(&a), hash(&b));
+    }
+
+    #[test]
     fn split_documents_drops_comment_only_parts() {
         assert_eq!(
             split_documents("# c\n---\na: 1\n---\n"),

@@ -134,16 +134,16 @@ fn config_context(spec: &Spec) -> Value {
         {"job": "etcd", "scheme": "http", "tls": false, "selector": "component=etcd", "address": "$1:2381"},
     ]);
     let mut stack_jobs = vec![
-        json!({"job": "prometheus", "keep": "prometheus;web", "instance_is_node": false}),
-        json!({"job": "alertmanager", "keep": "alertmanager;web", "instance_is_node": false}),
-        json!({"job": "grafana", "keep": "grafana;http", "instance_is_node": false}),
-        json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false}),
+        json!({"job": "prometheus", "keep": "prometheus;web", "instance_is_node": false, "exporter": false}),
+        json!({"job": "alertmanager", "keep": "alertmanager;web", "instance_is_node": false, "exporter": false}),
+        json!({"job": "grafana", "keep": "grafana;http", "instance_is_node": false, "exporter": false}),
+        json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false, "exporter": false}),
     ];
     if spec.exporters.node_exporter {
-        stack_jobs.push(json!({"job": "node-exporter", "keep": "node-exporter;metrics", "instance_is_node": true}));
+        stack_jobs.push(json!({"job": "node-exporter", "keep": "node-exporter;metrics", "instance_is_node": true, "exporter": false}));
     }
     if spec.exporters.kube_state_metrics {
-        stack_jobs.push(json!({"job": "kube-state-metrics", "keep": "kube-state-metrics;http-metrics", "instance_is_node": false}));
+        stack_jobs.push(json!({"job": "kube-state-metrics", "keep": "kube-state-metrics;http-metrics", "instance_is_node": false, "exporter": true}));
     }
     json!({
         "cluster": spec.cluster.name,

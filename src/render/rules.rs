@@ -2,68 +2,31 @@
 //! platform profile and enabled exporters) and the teams' own rule files, each rule of which gets
 //! the owning team's `team` label.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::yaml;
-use crate::spec::{Spec, Team};
-
-/// A default rule file and what it needs from the cluster.
-pub struct DefaultRuleFile {
-    pub name: &'static str,
-    pub text: &'static str,
-    pub needs: Needs,
-}
-
-/// What a default rule file's alerts query, so a profile without it drops the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    Nothing,
-    KubeStateMetrics,
-    NodeExporter,
-    ControlPlane,
-}
-
-pub const DEFAULT_RULE_FILES: &[DefaultRuleFile] = &[
-    DefaultRuleFile {
-        name: "stack.yaml",
-        text: include_str!("../../stack/prometheus/rules/stack.yaml"),
-        needs: Needs::Nothing,
-    },
-    DefaultRuleFile {
-        name: "services.yaml",
-        text: include_str!("../../stack/prometheus/rules/services.yaml"),
-        needs: Needs::Nothing,
-    },
-    DefaultRuleFile {
-        name: "kubernetes.yaml",
-        text: include_str!("../../stack/prometheus/rules/kubernetes.yaml"),
-        needs: Needs::KubeStateMetrics,
-    },
-    DefaultRuleFile {
-        name: "node.yaml",
-        text: include_str!("../../stack/prometheus/rules/node.yaml"),
-        needs: Needs::NodeExporter,
-    },
-    DefaultRuleFile {
-        name: "control-plane.yaml",
-        text: include_str!("../../stack/prometheus/rules/control-plane.yaml"),
-        needs: Needs::ControlPlane,
-    },
-];
+use crate::rules::defaults::{DEFAULT_RULE_FILES, Needs};
+use crate::rules::promql;
+use crate::spec::{AlertOverride, Spec, Team};
 
 /// The rule files for `spec`, as (file name, contents), sorted by name.
 pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
-    let mut files: Vec<(String, String)> = DEFAULT_RULE_FILES
-        .iter()
-        .filter(|f| match f.needs {
-            Needs::Nothing => true,
-            Needs::KubeStateMetrics => spec.exporters.kube_state_metrics,
-            Needs::NodeExporter => spec.exporters.node_exporter,
-            Needs::ControlPlane => spec.cluster.platform.exposes_control_plane(),
-        })
-        .map(|f| (f.name.to_string(), f.text.to_string()))
-        .collect();
+    let mut files = Vec::new();
+    for file in DEFAULT_RULE_FILES.iter().filter(|f| match f.needs {
+        Needs::Nothing => true,
+        Needs::KubeStateMetrics => spec.exporters.kube_state_metrics,
+        Needs::NodeExporter => spec.exporters.node_exporter,
+        Needs::ControlPlane => spec.cluster.platform.exposes_control_plane(),
+    }) {
+        if let Some(text) =
+            apply_overrides(file.text, &spec.alerts).map_err(|e| format!("{}: {e}", file.name))?
+        {
+            files.push((file.name.to_string(), text));
+        }
+    }
     for team in &spec.teams {
         for rule_file in &team.rule_files {
             let Some(text) = &rule_file.contents else {
@@ -86,6 +49,101 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
     }
     files.sort();
     Ok(files)
+}
+
+/// A default rule file with the spec's changes: disabled alerts removed (and groups left empty,
+/// and a file left empty, dropped), `for`, severity and threshold replaced. Unchanged files stay
+/// byte for byte as shipped. `None` when nothing is left.
+fn apply_overrides(
+    text: &str,
+    overrides: &BTreeMap<String, AlertOverride>,
+) -> Result<Option<String>, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
+    let doc = docs.first().ok_or("empty rule file")?;
+    let mut value = to_json(doc);
+    let mut changed = Vec::new();
+    let Some(groups) = value.get_mut("groups").and_then(Value::as_array_mut) else {
+        return Err("no groups".into());
+    };
+    for group in groups.iter_mut() {
+        let Some(rules) = group.get_mut("rules").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        rules.retain(|rule| {
+            let name = rule
+                .get("alert")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match overrides.get(name) {
+                Some(o) if !o.enabled => {
+                    changed.push(format!("{name} disabled"));
+                    false
+                }
+                _ => true,
+            }
+        });
+        for rule in rules.iter_mut() {
+            let name = rule
+                .get("alert")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let Some(o) = overrides.get(&name) else {
+                continue;
+            };
+            let Some(fields) = rule.as_object_mut() else {
+                continue;
+            };
+            let mut what = Vec::new();
+            if let Some(duration) = &o.for_duration {
+                fields.insert("for".into(), Value::String(duration.clone()));
+                what.push(format!("for {duration}"));
+            }
+            if let Some(severity) = &o.severity {
+                if let Some(labels) = fields.get_mut("labels").and_then(Value::as_object_mut) {
+                    labels.insert("severity".into(), Value::String(severity.clone()));
+                }
+                what.push(format!("severity {severity}"));
+            }
+            if let Some(threshold) = &o.threshold {
+                let expr = fields
+                    .get("expr")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let span = promql::threshold_span(&expr)
+                    .ok_or_else(|| format!("alert {name} has no threshold"))?;
+                let mut new_expr = expr.clone();
+                new_expr.replace_range(span, threshold);
+                fields.insert("expr".into(), Value::String(new_expr));
+                what.push(format!("threshold {threshold}"));
+            }
+            if !what.is_empty() {
+                changed.push(format!("{name}: {}", what.join(", ")));
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Ok(Some(text.to_string()));
+    }
+    groups.retain(|g| {
+        g.get("rules")
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty())
+    });
+    if groups.is_empty() {
+        return Ok(None);
+    }
+    let header: String = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    Ok(Some(format!(
+        "{header}# Changed in stack.yaml: {}.\n{}",
+        changed.join("; "),
+        yaml::document(&value)
+    )))
 }
 
 /// `team-<team>-<file stem>.yaml`, restricted to the characters a ConfigMap key allows.
@@ -204,6 +262,47 @@ mod tests {
             assert_eq!(rule["labels"]["team"].as_str(), Some("payments"));
         }
         assert_eq!(docs[0]["groups"][0]["rules"][0]["for"].as_str(), Some("5m"));
+    }
+
+    #[test]
+    fn overrides_change_only_the_named_alerts() {
+        let spec_text = "cluster: {name: a}\nalerts:\n  ServiceHighErrorRate: {threshold: 0.1, for: 20m, severity: warning}\n  ServiceHighLatency: {enabled: false}\n";
+        let spec = crate::spec::parse("s.yaml", spec_text).expect("valid");
+        let files = rule_files(&spec).expect("renders");
+        let services = &files
+            .iter()
+            .find(|(n, _)| n == "services.yaml")
+            .expect("present")
+            .1;
+        let docs = YamlLoader::load_from_str(services).expect("yaml");
+        let rules = docs[0]["groups"][0]["rules"].as_vec().expect("rules");
+        assert!(
+            rules
+                .iter()
+                .all(|r| r["alert"].as_str() != Some("ServiceHighLatency"))
+        );
+        let error_rate = rules
+            .iter()
+            .find(|r| r["alert"].as_str() == Some("ServiceHighErrorRate"))
+            .expect("kept");
+        assert!(
+            error_rate["expr"]
+                .as_str()
+                .expect("expr")
+                .trim_end()
+                .ends_with("> 0.1")
+        );
+        assert_eq!(error_rate["for"].as_str(), Some("20m"));
+        assert_eq!(error_rate["labels"]["severity"].as_str(), Some("warning"));
+        let untouched = &files
+            .iter()
+            .find(|(n, _)| n == "stack.yaml")
+            .expect("present")
+            .1;
+        assert_eq!(
+            untouched,
+            include_str!("../../stack/prometheus/rules/stack.yaml")
+        );
     }
 
     #[test]

@@ -7,10 +7,32 @@
 
 use serde_json::Value;
 
-/// Quotes a string as a YAML double-quoted scalar.
+/// Writes a string as a YAML scalar that reads back as the same string: plain when that is
+/// unambiguous (`monitoring`, `app.kubernetes.io/name`, `/metrics`), double-quoted otherwise.
 pub fn quote(text: &str) -> String {
+    if is_plain_safe(text) {
+        return text.to_string();
+    }
     // serde_json's string escaping is a subset of YAML's double-quoted escapes.
     serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
+}
+
+/// Plain (unquoted) is safe for a string that starts with a letter or `/`, holds only letters,
+/// digits and `_ . / - :` (a `:` never last), and is no YAML 1.1 boolean or null word. Such a
+/// string can never read back as a number, boolean, null or anything but itself.
+fn is_plain_safe(text: &str) -> bool {
+    const SPECIAL: &[&str] = &["true", "false", "yes", "no", "on", "off", "y", "n", "null"];
+    let first_ok = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '/');
+    first_ok
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | ':'))
+        && !text.ends_with(':')
+        && !text.contains("::")
+        && !SPECIAL.contains(&text.to_ascii_lowercase().as_str())
 }
 
 /// Writes `value` as block YAML, every line indented by `indent` spaces and starting with a newline,
@@ -142,13 +164,25 @@ mod tests {
             "empty": {},
             "text": "line one\nline two\n",
         });
-        let want = "a:\n  - name: \"x\"\n    port: 80\n  - \"y\"\nb:\n  count: 2\n  cpu: \"500m\"\nempty: {}\ntext: |\n  line one\n  line two\n";
+        let want = "a:\n  - name: x\n    port: 80\n  - \"y\"\nb:\n  count: 2\n  cpu: \"500m\"\nempty: {}\ntext: |\n  line one\n  line two\n";
         assert_eq!(document(&value), want);
     }
 
     #[test]
     fn quotes_what_would_change_meaning() {
         assert_eq!(quote("yes"), "\"yes\"");
+        assert_eq!(quote("Off"), "\"Off\"");
+        assert_eq!(quote("monitoring"), "monitoring");
+        assert_eq!(quote("app.kubernetes.io/name"), "app.kubernetes.io/name");
+        assert_eq!(
+            quote("quay.io/prometheus/prometheus:v3.13.2"),
+            "quay.io/prometheus/prometheus:v3.13.2"
+        );
+        assert_eq!(quote("8080"), "\"8080\"");
+        assert_eq!(quote("500m"), "\"500m\"");
+        assert_eq!(quote("a: b"), "\"a: b\"");
+        assert_eq!(quote("x:"), "\"x:\"");
+        assert_eq!(quote(""), "\"\"");
         assert_eq!(quote("a\"b\\c\n"), r#""a\"b\\c\n""#);
         assert_eq!(key_text("app.kubernetes.io/name"), "app.kubernetes.io/name");
         assert_eq!(key_text("on"), "\"on\"");
@@ -164,8 +198,7 @@ mod tests {
 
     #[test]
     fn output_parses_back_to_the_same_value() {
-        let value =
-            json!({"k": ["a: b", "#not a comment", "- dash", "multi\nline", true, 1.5, null]});
+        let value = json!({"k": ["a: b", "#not a comment", "- dash", "multi\nline", true, 1.5, null, "no", "1e3", "a:b", "/metrics"]});
         let text = document(&value);
         let parsed = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid yaml");
         let seq = parsed[0]["k"].as_vec().expect("list");
@@ -174,5 +207,8 @@ mod tests {
         assert_eq!(seq[2].as_str(), Some("- dash"));
         assert_eq!(seq[3].as_str(), Some("multi\nline"));
         assert_eq!(seq[4].as_bool(), Some(true));
+        for (i, text) in [(7, "no"), (8, "1e3"), (9, "a:b"), (10, "/metrics")] {
+            assert_eq!(seq[i].as_str(), Some(text), "{text}");
+        }
     }
 }

@@ -11,9 +11,9 @@ use marked_yaml::{LoaderOptions, Node, Span};
 
 use super::values;
 use super::{
-    AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress, Platform, Port,
-    PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Smtp, Spec, Team,
-    defaults,
+    AlertOverride, AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress,
+    Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Smtp,
+    Spec, Team, defaults,
 };
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 
@@ -27,7 +27,9 @@ const TOP_KEYS: &[&str] = &[
     "router",
     "teams",
     "services",
+    "alerts",
 ];
+const ALERT_OVERRIDE_KEYS: &[&str] = &["enabled", "for", "severity", "threshold"];
 const CLUSTER_KEYS: &[&str] = &["name", "platform"];
 const PROMETHEUS_KEYS: &[&str] = &[
     "replicas",
@@ -146,6 +148,7 @@ impl Checker {
             message,
             hint,
             redact: false,
+            width: None,
         });
     }
 
@@ -189,6 +192,7 @@ impl Checker {
             message,
             hint: Some(hint).filter(|h| !h.is_empty()),
             redact: false,
+            width: None,
         }
     }
 
@@ -459,6 +463,7 @@ impl Checker {
                     message: format!("{name} limit is below the {name} request"),
                     hint: Some(format!("raise the limit or lower `requests.{name}`")),
                     redact: false,
+                    width: None,
                 });
             }
         }
@@ -487,6 +492,7 @@ impl Checker {
         let router = self.router(&top);
         let teams = self.teams(&top);
         let services = self.services(&top, &namespace);
+        let alerts = self.alert_overrides(&top);
         self.cross_checks(&top, &teams, &namespace, &router);
         Some(Spec {
             cluster: cluster?,
@@ -498,7 +504,87 @@ impl Checker {
             router,
             teams,
             services,
+            alerts,
         })
+    }
+
+    /// `alerts:` — disable or tune default alerts by name.
+    fn alert_overrides(&mut self, top: &Obj) -> BTreeMap<String, AlertOverride> {
+        let mut overrides = BTreeMap::new();
+        let Some(node) = top.get("alerts") else {
+            return overrides;
+        };
+        let Some(map) = node.as_mapping() else {
+            self.error(
+                node.span(),
+                "alerts",
+                "`alerts` must be a mapping of alert names".into(),
+                Some("write e.g. `alerts: {KubeNodePressure: {enabled: false}}`".into()),
+            );
+            return overrides;
+        };
+        let known = crate::rules::defaults::alerts();
+        for (name, value) in map.iter() {
+            let field = format!("alerts.{}", name.as_str());
+            let Some(alert) = known.iter().find(|a| a.name == name.as_str()) else {
+                let hint = match did_you_mean(name.as_str(), known.iter().map(|a| a.name.as_str())) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => "only default alerts can be changed here; list them with `grep alert: stack/prometheus/rules/*.yaml`".to_string(),
+                };
+                self.error(
+                    name.span(),
+                    &field,
+                    format!("unknown default alert `{}`", name.as_str()),
+                    Some(hint),
+                );
+                continue;
+            };
+            let Some(obj) = self.object(value, &field, ALERT_OVERRIDE_KEYS) else {
+                continue;
+            };
+            let o = Some(&obj);
+            let enabled = self.bool(o, "enabled", true);
+            let for_duration =
+                self.optional_checked(&obj, "for", "duration", values::check_duration);
+            let severity = obj.get("severity").and_then(|n| {
+                let (text, _) = self.string(n, &obj.path("severity"))?;
+                if crate::rules::lint::SEVERITIES.contains(&text.as_str()) {
+                    Some(text)
+                } else {
+                    self.error(
+                        n.span(),
+                        &obj.path("severity"),
+                        format!("invalid severity `{text}`"),
+                        Some("use critical, warning or info".into()),
+                    );
+                    None
+                }
+            });
+            let threshold = obj.get("threshold").and_then(|n| {
+                let (text, _) = self.string(n, &obj.path("threshold"))?;
+                if !alert.has_threshold {
+                    self.error(n.span(), &obj.path("threshold"), format!("alert `{}` has no threshold to override", alert.name), Some(format!("its expression does not end in a comparison with a number; see stack/prometheus/rules/{}", alert.file)));
+                    return None;
+                }
+                match text.parse::<f64>() {
+                    Ok(v) if v.is_finite() => Some(text),
+                    _ => {
+                        self.error(n.span(), &obj.path("threshold"), format!("invalid threshold `{text}`"), Some("write a number such as 0.1".into()));
+                        None
+                    }
+                }
+            });
+            overrides.insert(
+                name.as_str().to_string(),
+                AlertOverride {
+                    enabled,
+                    for_duration,
+                    severity,
+                    threshold,
+                },
+            );
+        }
+        overrides
     }
 
     fn cluster(&mut self, top: &Obj) -> Option<Cluster> {

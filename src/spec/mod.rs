@@ -31,6 +31,19 @@ pub struct Spec {
     pub router: RouterSpec,
     pub teams: Vec<Team>,
     pub services: Vec<Service>,
+    /// Changes to default alerts, by alert name.
+    pub alerts: BTreeMap<String, AlertOverride>,
+}
+
+/// A change to one default alert, made in the spec instead of copying its rule group.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AlertOverride {
+    /// `false` drops the alert.
+    pub enabled: bool,
+    pub for_duration: Option<String>,
+    pub severity: Option<String>,
+    /// Replaces the number the expression compares against (`... > 0.05`).
+    pub threshold: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -323,6 +336,7 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
                         base.display()
                     )),
                     redact: false,
+                    width: None,
                 }),
             }
         }

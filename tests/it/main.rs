@@ -3,5 +3,6 @@
 
 mod cli;
 mod golden;
+mod rules;
 mod support;
 mod validators;

@@ -1,0 +1,105 @@
+//! The default rule files shipped with stackgen, what each needs from the cluster, and the
+//! catalogue of default alerts the spec may disable or tune by name.
+
+use std::sync::OnceLock;
+
+use yaml_rust2::YamlLoader;
+
+use super::promql;
+
+/// A default rule file and what it needs from the cluster.
+pub struct DefaultRuleFile {
+    pub name: &'static str,
+    pub text: &'static str,
+    pub needs: Needs,
+}
+
+/// What a default rule file's alerts query, so a profile without it drops the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    KubeStateMetrics,
+    NodeExporter,
+    ControlPlane,
+}
+
+macro_rules! rule_file {
+    ($name:literal, $needs:expr) => {
+        DefaultRuleFile {
+            name: $name,
+            text: include_str!(concat!("../../stack/prometheus/rules/", $name)),
+            needs: $needs,
+        }
+    };
+}
+
+pub const DEFAULT_RULE_FILES: &[DefaultRuleFile] = &[
+    rule_file!("stack.yaml", Needs::Nothing),
+    rule_file!("services.yaml", Needs::Nothing),
+    rule_file!("cluster.yaml", Needs::Nothing),
+    rule_file!("kubernetes.yaml", Needs::KubeStateMetrics),
+    rule_file!("node.yaml", Needs::NodeExporter),
+    rule_file!("control-plane.yaml", Needs::ControlPlane),
+];
+
+/// A default alert as the spec may refer to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultAlert {
+    pub name: String,
+    pub file: &'static str,
+    /// The expression ends in `<comparison> NUMBER`, so `threshold` can be overridden.
+    pub has_threshold: bool,
+}
+
+/// Every default alert, in file order.
+pub fn alerts() -> &'static [DefaultAlert] {
+    static ALERTS: OnceLock<Vec<DefaultAlert>> = OnceLock::new();
+    ALERTS.get_or_init(|| {
+        let mut alerts = Vec::new();
+        for file in DEFAULT_RULE_FILES {
+            let Ok(docs) = YamlLoader::load_from_str(file.text) else {
+                continue;
+            };
+            let Some(groups) = docs.first().and_then(|d| d["groups"].as_vec()) else {
+                continue;
+            };
+            for rule in groups.iter().filter_map(|g| g["rules"].as_vec()).flatten() {
+                if let Some(name) = rule["alert"].as_str() {
+                    let expr = rule["expr"].as_str().unwrap_or_default();
+                    alerts.push(DefaultAlert {
+                        name: name.to_string(),
+                        file: file.name,
+                        has_threshold: promql::threshold_span(expr).is_some(),
+                    });
+                }
+            }
+        }
+        alerts
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_knows_every_default_alert_once() {
+        let alerts = alerts();
+        assert!(alerts.len() >= 25, "{}", alerts.len());
+        let mut names: Vec<&str> = alerts.iter().map(|a| a.name.as_str()).collect();
+        names.sort();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "duplicate default alert names");
+        let error_rate = alerts
+            .iter()
+            .find(|a| a.name == "ServiceHighErrorRate")
+            .expect("present");
+        assert!(error_rate.has_threshold);
+        let watchdog = alerts
+            .iter()
+            .find(|a| a.name == "Watchdog")
+            .expect("present");
+        assert!(!watchdog.has_threshold);
+    }
+}

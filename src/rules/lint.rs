@@ -1,0 +1,423 @@
+//! `stackgen rules lint`: every problem of a set of rule files, each with file:line:col and a hint.
+//!
+//! Checks: structure, PromQL that parses (with the position inside the expression), `severity`,
+//! `summary`, `description`, `runbook_url` and `for`, duplicate alert names within a team, the
+//! `team` label routing depends on, the service-level shape (no per-instance labels left in the
+//! result unless marked on purpose) and, given expositions, metric names that exist.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::file::{self, PER_INSTANCE_MARKER, Rule};
+use super::promql;
+use crate::diagnostic::{Diagnostic, Level, Location};
+use crate::spec::values::check_duration;
+
+pub const SEVERITIES: &[&str] = &["critical", "warning", "info"];
+
+/// What the linter knows besides the files.
+#[derive(Debug, Clone, Default)]
+pub struct LintOptions {
+    /// The team the files belong to (as `stackgen render` would label them).
+    pub team: Option<String>,
+    /// Metric names that exist (from `--metrics` expositions); `None` skips the check.
+    pub known_metrics: Option<BTreeSet<String>>,
+}
+
+/// One problem, with how bad it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub diagnostic: Diagnostic,
+}
+
+/// The JSON form of a finding (`--format json`).
+#[derive(Debug, Serialize)]
+pub struct FindingJson<'a> {
+    pub file: &'a str,
+    pub line: usize,
+    pub col: usize,
+    pub level: Level,
+    pub field: &'a str,
+    pub message: &'a str,
+    pub hint: Option<&'a str>,
+}
+
+impl Finding {
+    pub fn to_json(&self) -> FindingJson<'_> {
+        let d = &self.diagnostic;
+        FindingJson {
+            file: &d.file,
+            line: d.location.line,
+            col: d.location.col,
+            level: self.level,
+            field: &d.field,
+            message: &d.message,
+            hint: d.hint.as_deref(),
+        }
+    }
+}
+
+struct Collector<'a> {
+    file: &'a str,
+    findings: Vec<Finding>,
+}
+
+impl Collector<'_> {
+    fn push(
+        &mut self,
+        level: Level,
+        location: Location,
+        field: String,
+        message: String,
+        hint: Option<String>,
+    ) {
+        self.push_span(level, location, None, field, message, hint);
+    }
+
+    fn push_span(
+        &mut self,
+        level: Level,
+        location: Location,
+        width: Option<usize>,
+        field: String,
+        message: String,
+        hint: Option<String>,
+    ) {
+        self.findings.push(Finding {
+            level,
+            diagnostic: Diagnostic {
+                file: self.file.to_string(),
+                location,
+                field,
+                message,
+                hint,
+                redact: false,
+                width,
+            },
+        });
+    }
+}
+
+/// Lints `files` (display name, contents) together; findings are sorted by file and position.
+pub fn lint(files: &[(String, String)], options: &LintOptions) -> Vec<Finding> {
+    let mut all = Vec::new();
+    let mut parsed = Vec::new();
+    for (name, source) in files {
+        let (rule_file, problems) = file::parse(name, source);
+        all.extend(problems.into_iter().map(|diagnostic| Finding {
+            level: Level::Error,
+            diagnostic,
+        }));
+        parsed.push((name.as_str(), rule_file));
+    }
+    // Recording rules of the linted files produce series too.
+    let recorded: BTreeSet<String> = parsed
+        .iter()
+        .flat_map(|(_, f)| f.groups.iter().flat_map(|g| g.rules.iter()))
+        .filter(|r| !r.is_alert)
+        .map(|r| r.name.value.clone())
+        .collect();
+    let mut seen_alerts: BTreeMap<(String, String), (String, Location)> = BTreeMap::new();
+    for (name, rule_file) in &parsed {
+        let mut out = Collector {
+            file: name,
+            findings: Vec::new(),
+        };
+        for (gi, group) in rule_file.groups.iter().enumerate() {
+            for (ri, rule) in group.rules.iter().enumerate() {
+                let field = format!("groups[{gi}].rules[{ri}]");
+                lint_rule(rule, &field, options, &recorded, &mut out);
+                if rule.is_alert {
+                    let team = rule
+                        .labels
+                        .get("team")
+                        .map(|t| t.value.clone())
+                        .or_else(|| options.team.clone())
+                        .unwrap_or_default();
+                    let key = (team.clone(), rule.name.value.clone());
+                    if let Some((first_file, first)) = seen_alerts.get(&key) {
+                        let owner = if team.is_empty() {
+                            "these files".to_string()
+                        } else {
+                            format!("team `{team}`")
+                        };
+                        out.push(
+                            Level::Error,
+                            rule.name.location,
+                            format!("{field}.alert"),
+                            format!("duplicate alert `{}` in {owner}", rule.name.value),
+                            Some(format!(
+                                "first defined at {first_file}:{}:{}; give each alert its own name",
+                                first.line, first.col
+                            )),
+                        );
+                    } else {
+                        seen_alerts.insert(key, (name.to_string(), rule.name.location));
+                    }
+                }
+            }
+        }
+        all.extend(out.findings);
+    }
+    all.sort_by(|a, b| {
+        (&a.diagnostic.file, a.diagnostic.location)
+            .cmp(&(&b.diagnostic.file, b.diagnostic.location))
+    });
+    all
+}
+
+fn lint_rule(
+    rule: &Rule,
+    field: &str,
+    options: &LintOptions,
+    recorded: &BTreeSet<String>,
+    out: &mut Collector,
+) {
+    let kind = if rule.is_alert {
+        "alert"
+    } else {
+        "recording rule"
+    };
+    let name = &rule.name.value;
+    let parsed = rule
+        .expr
+        .as_ref()
+        .and_then(|expr| match promql::parse(&expr.text) {
+            Ok(ast) => Some(ast),
+            Err(e) => {
+                out.push_span(
+                    Level::Error,
+                    expr.location_of(e.offset),
+                    Some(e.width),
+                    format!("{field}.expr"),
+                    format!("{kind} `{name}`: PromQL does not parse: {}", e.message),
+                    Some(
+                        "check the expression with the Prometheus UI or `promtool check rules`"
+                            .into(),
+                    ),
+                );
+                None
+            }
+        });
+    for (key, value) in &rule.labels {
+        if !is_label_name(key) {
+            out.push(
+                Level::Error,
+                value.location,
+                format!("{field}.labels.{key}"),
+                format!("invalid label name `{key}`"),
+                Some(
+                    "label names use letters, digits and '_' and do not start with a digit".into(),
+                ),
+            );
+        }
+    }
+    if let Some(duration) = &rule.for_duration
+        && let Err(hint) = check_duration(&duration.value)
+    {
+        out.push(
+            Level::Error,
+            duration.location,
+            format!("{field}.for"),
+            format!("invalid `for` duration `{}`", duration.value),
+            Some(hint),
+        );
+    }
+    if let (Some(team_label), Some(team)) = (rule.labels.get("team"), &options.team)
+        && team_label.value != *team
+    {
+        out.push(
+            Level::Error,
+            team_label.location,
+            format!("{field}.labels.team"),
+            format!(
+                "{kind} `{name}` sets team `{}`, but the file belongs to team `{team}`",
+                team_label.value
+            ),
+            Some(
+                "remove the label: stackgen adds the owning team to every rule of a team's file"
+                    .into(),
+            ),
+        );
+    }
+    if let (Some(ast), Some(known)) = (&parsed, &options.known_metrics) {
+        let expr = rule.expr.as_ref();
+        for metric in promql::metric_names(ast) {
+            let exists = known.contains(&metric)
+                || recorded.contains(&metric)
+                || super::exposition::SYNTHETIC.contains(&metric.as_str());
+            if !exists {
+                let location = expr.map_or(rule.location, |e| {
+                    e.location_of(promql::find_word(&e.text, &metric).unwrap_or(0))
+                });
+                let close =
+                    crate::diagnostic::did_you_mean(&metric, known.iter().map(String::as_str));
+                let hint = close.map_or_else(
+                    || "no exposition given with --metrics has it; check the name".to_string(),
+                    |c| format!("did you mean `{c}`?"),
+                );
+                out.push_span(Level::Warning, location, Some(metric.chars().count()), format!("{field}.expr"), format!("{kind} `{name}` reads metric `{metric}`, which no given exposition has (the {kind} would never match)"), Some(hint));
+            }
+        }
+    }
+    if !rule.is_alert {
+        return;
+    }
+    match rule.labels.get("severity") {
+        None => out.push(
+            Level::Error,
+            rule.location,
+            format!("{field}.labels.severity"),
+            format!("alert `{name}` has no `severity` label"),
+            Some("add `labels: {severity: critical|warning|info}`".into()),
+        ),
+        Some(s) if !SEVERITIES.contains(&s.value.as_str()) => {
+            let hint = crate::diagnostic::did_you_mean(&s.value, SEVERITIES.iter().copied())
+                .map_or_else(
+                    || "use critical, warning or info".to_string(),
+                    |c| format!("did you mean `{c}`? (critical, warning or info)"),
+                );
+            out.push(
+                Level::Error,
+                s.location,
+                format!("{field}.labels.severity"),
+                format!("alert `{name}` has invalid severity `{}`", s.value),
+                Some(hint),
+            );
+        }
+        Some(_) => {}
+    }
+    for (annotation, level) in [
+        ("summary", Level::Error),
+        ("runbook_url", Level::Error),
+        ("description", Level::Warning),
+    ] {
+        if !rule.annotations.contains_key(annotation) {
+            out.push(
+                level,
+                rule.location,
+                format!("{field}.annotations.{annotation}"),
+                format!("alert `{name}` has no `{annotation}` annotation"),
+                Some(format!(
+                    "add `annotations: {{{annotation}: ...}}`; notifications show it"
+                )),
+            );
+        }
+    }
+    let is_info = rule
+        .labels
+        .get("severity")
+        .is_some_and(|s| s.value == "info");
+    if rule.for_duration.is_none() && !is_info {
+        out.push(
+            Level::Error,
+            rule.location,
+            format!("{field}.for"),
+            format!("alert `{name}` has no `for` duration"),
+            Some("add `for: 5m` (or longer) so one bad scrape does not page anybody".into()),
+        );
+    }
+    if !rule.labels.contains_key("team") && options.team.is_none() {
+        out.push(Level::Warning, rule.location, format!("{field}.labels.team"), format!("alert `{name}` has no `team` label, so it cannot be routed to its owner"), Some("list the file under the team's `rule_files` in stack.yaml (stackgen adds the label), or lint with --team NAME".into()));
+    }
+    if let Some(ast) = &parsed
+        && !rule.per_instance_on_purpose
+    {
+        let labels = promql::output_labels(ast);
+        let per_instance = labels.per_instance_labels();
+        if !per_instance.is_empty() {
+            let mut by: Vec<String> = labels
+                .known()
+                .into_iter()
+                .filter(|l| !promql::PER_INSTANCE_LABELS.contains(&l.as_str()))
+                .collect();
+            if by.is_empty() {
+                by = vec!["cluster".into(), "namespace".into(), "service".into()];
+            }
+            let location = rule.expr.as_ref().map_or(rule.location, |e| e.location);
+            let keeps = match labels {
+                promql::LabelSet::AllExcept(_) => {
+                    "every label of its input series, per-instance ones included".to_string()
+                }
+                promql::LabelSet::Only(_) => per_instance
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            out.push(
+                Level::Warning,
+                location,
+                format!("{field}.expr"),
+                format!("alert `{name}` fires per instance: its result keeps {keeps}"),
+                Some(format!("alert on the service: aggregate with `max by ({}) (...)` or `sum by ({}) (...)`; if per-instance is intended, add a `# {PER_INSTANCE_MARKER}` comment above the rule", by.join(", "), by.join(", "))),
+            );
+        }
+    }
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint_one(src: &str, options: &LintOptions) -> Vec<(Level, String)> {
+        lint(&[("r.yaml".into(), src.into())], options)
+            .into_iter()
+            .map(|f| (f.level, f.diagnostic.message))
+            .collect()
+    }
+
+    const GOOD: &str = "groups:\n  - name: g\n    rules:\n      - alert: SvcDown\n        expr: max by (cluster, namespace, service) (up == 0)\n        for: 5m\n        labels: {severity: critical}\n        annotations: {summary: s, description: d, runbook_url: u}\n";
+
+    #[test]
+    fn a_service_level_alert_is_clean() {
+        let options = LintOptions {
+            team: Some("web".into()),
+            known_metrics: None,
+        };
+        assert_eq!(lint_one(GOOD, &options), vec![]);
+    }
+
+    #[test]
+    fn per_instance_alert_is_a_warning_unless_marked() {
+        let options = LintOptions {
+            team: Some("web".into()),
+            known_metrics: None,
+        };
+        let src = GOOD.replace("max by (cluster, namespace, service) (up == 0)", "up == 0");
+        let found = lint_one(&src, &options);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, Level::Warning);
+        assert!(found[0].1.contains("fires per instance"));
+        let marked = src.replace(
+            "      - alert: SvcDown",
+            "      # stackgen:per-instance\n      - alert: SvcDown",
+        );
+        assert_eq!(lint_one(&marked, &options), vec![]);
+    }
+
+    #[test]
+    fn unknown_metrics_are_reported_with_a_suggestion() {
+        let options = LintOptions {
+            team: Some("web".into()),
+            known_metrics: Some(["http_requests_total".to_string()].into()),
+        };
+        let src = GOOD.replace("(up == 0)", "(rate(http_request_total[5m]) > 1)");
+        let found = lint(&[("r.yaml".into(), src)], &options);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].diagnostic.hint.as_deref(),
+            Some("did you mean `http_requests_total`?")
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Alert rules: the default rule files, rule files read with positions, the linter behind
+//! `stackgen rules lint`, and the `promtool test rules` runner behind `stackgen rules test`.
+
+pub mod defaults;
+pub mod exposition;
+pub mod file;
+pub mod lint;
+pub mod promql;
+pub mod test;

@@ -1,0 +1,267 @@
+//! `stackgen rules lint|test`, the default rules under promtool, and the dashboards' PromQL.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::process::Command;
+
+use super::support::{files_under, root, run_ok, stackgen, stderr, stdout, tool};
+
+/// Each `tests/fixtures/lint/NAME.yaml` is linted with the arguments in `NAME.args`; exit code,
+/// stdout and stderr must equal `NAME.expected` (rewritten with `STACKGEN_BLESS=1`, not under CI).
+#[test]
+fn lint_fixtures_give_the_exact_expected_output() {
+    let bless = std::env::var_os("STACKGEN_BLESS").is_some();
+    assert!(
+        !(bless && std::env::var_os("CI").is_some()),
+        "STACKGEN_BLESS is refused under CI"
+    );
+    let dir = root().join("tests/fixtures/lint");
+    let mut cases = 0;
+    for file in files_under(&dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".yaml"))
+    {
+        cases += 1;
+        let stem = file.trim_end_matches(".yaml");
+        let args_text = fs::read_to_string(dir.join(format!("{stem}.args"))).unwrap_or_default();
+        let path = format!("tests/fixtures/lint/{file}");
+        let mut args = vec!["rules", "lint", path.as_str()];
+        args.extend(args_text.split_whitespace());
+        let output = stackgen(&args);
+        let got = format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            output.status.code().unwrap_or(-1),
+            stdout(&output),
+            stderr(&output)
+        );
+        let expected_path = dir.join(format!("{stem}.expected"));
+        if bless {
+            fs::write(&expected_path, &got).expect("write expectation");
+            continue;
+        }
+        let expected = fs::read_to_string(&expected_path).expect("expectation exists");
+        assert_eq!(
+            got,
+            expected,
+            "{path}: output differs from {}",
+            expected_path.display()
+        );
+    }
+    assert!(cases >= 10, "lint fixtures missing");
+}
+
+#[test]
+fn default_rules_lint_clean_for_a_team() {
+    let mut args = vec![
+        "rules".to_string(),
+        "lint".into(),
+        "--team".into(),
+        "platform".into(),
+        "--deny-warnings".into(),
+    ];
+    for file in files_under(&root().join("stack/prometheus/rules")) {
+        args.push(format!("stack/prometheus/rules/{file}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = stackgen(&args);
+    assert!(
+        output.status.success(),
+        "default rules have findings:\n{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn every_default_alert_has_a_passing_promtool_unit_test() {
+    let promtool = tool("promtool", "apt-get install prometheus");
+    let tests_dir = root().join("stack/prometheus/tests");
+    let test_files: Vec<String> = files_under(&tests_dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".yaml"))
+        .collect();
+    assert!(
+        !test_files.is_empty(),
+        "no promtool tests under stack/prometheus/tests"
+    );
+    run_ok(
+        Command::new(&promtool)
+            .args(["test", "rules"])
+            .args(&test_files)
+            .current_dir(&tests_dir),
+    );
+    let mut tested = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for file in &test_files {
+        let text = fs::read_to_string(tests_dir.join(file)).expect("test file");
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("test file parses");
+        for group in docs[0]["tests"].as_vec().into_iter().flatten() {
+            for case in group["alert_rule_test"].as_vec().into_iter().flatten() {
+                // Only cases that expect the alert to fire show that it can.
+                let Some(name) = case["alertname"].as_str() else { continue };
+                if case["exp_alerts"].as_vec().is_some_and(|alerts| !alerts.is_empty()) {
+                    tested.insert(name.to_string());
+                } else {
+                    quiet.insert(name.to_string());
+                }
+            }
+        }
+    }
+    for alert in stackgen::rules::defaults::alerts() {
+        assert!(
+            tested.contains(&alert.name),
+            "default alert {} has no promtool test",
+            alert.name
+        );
+    }
+}
+
+#[test]
+fn rules_test_runs_team_tests_against_the_rendered_rules() {
+    tool("promtool", "apt-get install prometheus");
+    let passing = stackgen(&[
+        "rules",
+        "test",
+        "--spec",
+        "examples/stack.yaml",
+        "examples/rules/payments_test.yaml",
+    ]);
+    assert!(
+        passing.status.success(),
+        "{}{}",
+        stdout(&passing),
+        stderr(&passing)
+    );
+    assert!(
+        stdout(&passing).contains("ok    examples/rules/payments_test.yaml"),
+        "{}",
+        stdout(&passing)
+    );
+    assert!(stdout(&passing).contains("1 passed, 0 failed"));
+
+    // Without the team label injected, the same test's expected labels do not match.
+    let unlabelled = stackgen(&["rules", "test", "examples/rules/payments_test.yaml"]);
+    assert_eq!(unlabelled.status.code(), Some(1), "{}", stdout(&unlabelled));
+    let report = stdout(&unlabelled);
+    assert!(
+        report.contains("FAIL  examples/rules/payments_test.yaml"),
+        "{report}"
+    );
+    assert!(
+        report.contains("team=\"payments\""),
+        "the report shows the expected labels:\n{report}"
+    );
+    assert!(report.contains("0 passed, 1 failed"));
+}
+
+#[test]
+fn rules_test_names_the_missing_package_without_promtool() {
+    let output = Command::new(env!("CARGO_BIN_EXE_stackgen"))
+        .args([
+            "rules",
+            "test",
+            "--team",
+            "payments",
+            "examples/rules/payments_test.yaml",
+        ])
+        .current_dir(root())
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("apt-get install prometheus"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// Every panel expression of every dashboard parses (with Grafana's variables substituted) and
+/// reads only metrics that the stack's exporters, components or the router expose.
+#[test]
+fn dashboards_use_valid_promql_and_metrics_that_exist() {
+    let mut known: BTreeSet<String> = stackgen::rules::exposition::SYNTHETIC
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let fixtures = root().join("tests/fixtures/exposition");
+    for file in files_under(&fixtures) {
+        let text = fs::read_to_string(fixtures.join(&file)).expect("exposition");
+        known.extend(
+            stackgen::rules::exposition::metric_names(&text)
+                .unwrap_or_else(|e| panic!("{file}: {e}")),
+        );
+    }
+    let dashboards = root().join("stack/grafana/dashboards");
+    let mut checked = 0;
+    for file in files_under(&dashboards) {
+        let text = fs::read_to_string(dashboards.join(&file)).expect("dashboard");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+        let mut expressions = Vec::new();
+        collect_exprs(&json["panels"], &mut expressions);
+        assert!(!expressions.is_empty(), "{file} has no queries");
+        for expr in expressions {
+            let concrete = expr
+                .replace("$__rate_interval", "5m")
+                .replace("$__interval", "1m")
+                .replace("$cluster", "prod")
+                .replace("$team", "payments")
+                .replace("$service", "checkout")
+                .replace("$namespace", "shop");
+            let ast = stackgen::rules::promql::parse(&concrete)
+                .unwrap_or_else(|e| panic!("{file}: `{expr}` does not parse: {}", e.message));
+            for metric in stackgen::rules::promql::metric_names(&ast) {
+                assert!(
+                    known.contains(&metric),
+                    "{file}: `{expr}` reads `{metric}`, which no exposition fixture has"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} dashboard expressions");
+}
+
+fn collect_exprs(panels: &serde_json::Value, out: &mut Vec<String>) {
+    for panel in panels.as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                out.push(expr.to_string());
+            }
+        }
+        collect_exprs(&panel["panels"], out);
+    }
+}
+
+#[test]
+fn every_runbook_url_points_at_a_section_of_docs_runbooks() {
+    let runbooks = fs::read_to_string(root().join("docs/runbooks.md")).expect("docs/runbooks.md");
+    let anchors: BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|heading| heading.trim().to_lowercase())
+        .collect();
+    let mut files: Vec<String> = files_under(&root().join("stack/prometheus/rules"))
+        .into_iter()
+        .map(|f| format!("stack/prometheus/rules/{f}"))
+        .collect();
+    files.push("examples/rules/payments.yaml".into());
+    let mut checked = 0;
+    for file in files {
+        let text = fs::read_to_string(root().join(&file)).expect("rule file");
+        for line in text.lines() {
+            if let Some(url) = line.trim().strip_prefix("runbook_url:") {
+                let anchor = url
+                    .trim()
+                    .rsplit_once('#')
+                    .map(|(_, a)| a.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    anchors.contains(&anchor),
+                    "{file}: runbook_url {url} has no `## ` section in docs/runbooks.md"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 28, "only {checked} runbook links");
+}
