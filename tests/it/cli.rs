@@ -7,17 +7,14 @@ use std::process::Command;
 
 use yaml_rust2::YamlLoader;
 
-use super::support::{files_under, render_to_temp, root, run_ok, stackgen, stderr, stdout, tool};
+use super::support::{
+    assert_expected, files_under, render_to_temp, root, run_ok, stackgen, stderr, stdout, tool,
+};
 
 /// Each `tests/fixtures/invalid/NAME.yaml` fails validation with exactly `NAME.stderr`.
 /// `STACKGEN_BLESS=1` rewrites the expectations (refused under CI).
 #[test]
 fn invalid_specs_give_the_exact_expected_errors() {
-    let bless = std::env::var_os("STACKGEN_BLESS").is_some();
-    assert!(
-        !(bless && std::env::var_os("CI").is_some()),
-        "STACKGEN_BLESS is refused under CI"
-    );
     let dir = root().join("tests/fixtures/invalid");
     let mut cases = 0;
     for file in files_under(&dir)
@@ -36,17 +33,10 @@ fn invalid_specs_give_the_exact_expected_errors() {
             stdout(&output).is_empty(),
             "{spec}: diagnostics go to stderr only"
         );
-        let expected_path = dir.join(file.replace(".yaml", ".stderr"));
-        if bless {
-            fs::write(&expected_path, stderr(&output)).expect("write expectation");
-            continue;
-        }
-        let expected = fs::read_to_string(&expected_path).expect("expected output exists");
-        assert_eq!(
-            stderr(&output),
-            expected,
-            "{spec}: diagnostics differ from {}",
-            expected_path.display()
+        assert_expected(
+            &dir.join(file.replace(".yaml", ".stderr")),
+            &stderr(&output),
+            &spec,
         );
     }
     assert!(cases >= 5, "the invalid fixtures are missing");

@@ -5,16 +5,11 @@
 
 use std::fs;
 
-use super::support::{GOLDEN_CASES, files_under, render_to_temp, root};
+use super::support::{GOLDEN_CASES, blessing, files_under, render_to_temp, root};
 
 #[test]
 fn rendered_output_matches_golden_files() {
-    let bless = std::env::var_os("STACKGEN_BLESS").is_some();
-    if bless && std::env::var_os("CI").is_some() {
-        panic!(
-            "STACKGEN_BLESS is refused under CI: golden files are only rewritten on purpose, locally"
-        );
-    }
+    let bless = blessing();
     for (case, spec) in GOLDEN_CASES {
         let (_tmp, out) = render_to_temp(spec);
         let golden = root().join("tests/golden").join(case);

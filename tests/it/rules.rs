@@ -4,17 +4,12 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::process::Command;
 
-use super::support::{files_under, root, run_ok, stackgen, stderr, stdout, tool};
+use super::support::{assert_expected, files_under, root, run_ok, stackgen, stderr, stdout, tool};
 
 /// Each `tests/fixtures/lint/NAME.yaml` is linted with the arguments in `NAME.args`; exit code,
 /// stdout and stderr must equal `NAME.expected` (rewritten with `STACKGEN_BLESS=1`, not under CI).
 #[test]
 fn lint_fixtures_give_the_exact_expected_output() {
-    let bless = std::env::var_os("STACKGEN_BLESS").is_some();
-    assert!(
-        !(bless && std::env::var_os("CI").is_some()),
-        "STACKGEN_BLESS is refused under CI"
-    );
     let dir = root().join("tests/fixtures/lint");
     let mut cases = 0;
     for file in files_under(&dir)
@@ -34,18 +29,7 @@ fn lint_fixtures_give_the_exact_expected_output() {
             stdout(&output),
             stderr(&output)
         );
-        let expected_path = dir.join(format!("{stem}.expected"));
-        if bless {
-            fs::write(&expected_path, &got).expect("write expectation");
-            continue;
-        }
-        let expected = fs::read_to_string(&expected_path).expect("expectation exists");
-        assert_eq!(
-            got,
-            expected,
-            "{path}: output differs from {}",
-            expected_path.display()
-        );
+        assert_expected(&dir.join(format!("{stem}.expected")), &got, &path);
     }
     assert!(cases >= 10, "lint fixtures missing");
 }
@@ -97,8 +81,13 @@ fn every_default_alert_has_a_passing_promtool_unit_test() {
         for group in docs[0]["tests"].as_vec().into_iter().flatten() {
             for case in group["alert_rule_test"].as_vec().into_iter().flatten() {
                 // Only cases that expect the alert to fire show that it can.
-                let Some(name) = case["alertname"].as_str() else { continue };
-                if case["exp_alerts"].as_vec().is_some_and(|alerts| !alerts.is_empty()) {
+                let Some(name) = case["alertname"].as_str() else {
+                    continue;
+                };
+                if case["exp_alerts"]
+                    .as_vec()
+                    .is_some_and(|alerts| !alerts.is_empty())
+                {
                     tested.insert(name.to_string());
                 } else {
                     quiet.insert(name.to_string());
@@ -264,4 +253,45 @@ fn every_runbook_url_points_at_a_section_of_docs_runbooks() {
         }
     }
     assert!(checked >= 28, "only {checked} runbook links");
+}
+
+/// `--metrics` also takes an `http://` URL (a /metrics endpoint); served here by a one-shot
+/// loopback server.
+#[test]
+fn lint_reads_metrics_from_a_url() {
+    use std::io::{Read as _, Write as _};
+    let body = fs::read_to_string(root().join("tests/fixtures/lint/web.prom")).expect("fixture");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("one request");
+        let mut request = [0u8; 4096];
+        let n = stream.read(&mut request).expect("read request");
+        let head = String::from_utf8_lossy(&request[..n]).to_string();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(reply.as_bytes()).expect("write reply");
+        head
+    });
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let output = stackgen(&[
+        "rules",
+        "lint",
+        "--team",
+        "web",
+        "--metrics",
+        &url,
+        "tests/fixtures/lint/metrics.yaml",
+    ]);
+    let request = server.join().expect("server thread");
+    assert!(request.starts_with("GET /metrics "), "{request}");
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("did you mean `http_requests_total`?"),
+        "{said}"
+    );
+    assert!(said.contains("0 error(s), 2 warning(s)"), "{said}");
 }

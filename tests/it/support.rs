@@ -88,3 +88,33 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     found.sort();
     found
 }
+
+/// Whether `STACKGEN_BLESS` asks to rewrite expectations; refused (panics) under CI.
+pub fn blessing() -> bool {
+    let bless = std::env::var_os("STACKGEN_BLESS").is_some();
+    assert!(
+        !(bless && std::env::var_os("CI").is_some()),
+        "STACKGEN_BLESS is refused under CI: expectations are only rewritten on purpose, locally"
+    );
+    bless
+}
+
+/// Compares `got` with the expectation file (or rewrites it when blessing).
+pub fn assert_expected(expected_path: &Path, got: &str, what: &str) {
+    if blessing() {
+        std::fs::write(expected_path, got).expect("write expectation");
+        return;
+    }
+    let expected = std::fs::read_to_string(expected_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (STACKGEN_BLESS=1 writes it)",
+            expected_path.display()
+        )
+    });
+    assert_eq!(
+        got,
+        expected,
+        "{what}: output differs from {}",
+        expected_path.display()
+    );
+}
