@@ -8,6 +8,7 @@
 //! - [`cli`]: the command line; the only code that prints.
 
 pub mod cli;
+mod config_check;
 pub mod diagnostic;
 pub mod render;
 pub mod rules;

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{LoaderOptions, Node, Span};
 
 use super::values;
@@ -15,6 +14,7 @@ use super::{
     Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Smtp,
     Spec, Team, defaults,
 };
+use crate::config_check::{Checker, Obj, join};
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 
 const TOP_KEYS: &[&str] = &[
@@ -100,250 +100,7 @@ pub fn parse(file: &str, source: &str) -> Result<Spec, Vec<Diagnostic>> {
     }
 }
 
-/// A mapping whose keys were checked against the allowed set.
-struct Obj<'n> {
-    map: &'n MarkedMappingNode,
-    field: String,
-}
-
-impl<'n> Obj<'n> {
-    /// The value under `key`, unless it is absent or null.
-    fn get(&self, key: &str) -> Option<&'n Node> {
-        self.map.get_node(key).filter(|node| !is_null(node))
-    }
-
-    fn path(&self, key: &str) -> String {
-        join(&self.field, key)
-    }
-
-    fn span(&self) -> &'n Span {
-        self.map.span()
-    }
-}
-
-fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
-
-fn is_null(node: &Node) -> bool {
-    node.as_scalar()
-        .is_some_and(|s| matches!(s.as_str(), "" | "~" | "null"))
-}
-
-struct Checker {
-    file: String,
-    diagnostics: Vec<Diagnostic>,
-}
-
 impl Checker {
-    fn error(&mut self, span: &Span, field: &str, message: String, hint: Option<String>) {
-        self.diagnostics.push(Diagnostic {
-            file: self.file.clone(),
-            location: Location::of_span(span),
-            field: field.to_string(),
-            message,
-            hint,
-            redact: false,
-            width: None,
-        });
-    }
-
-    fn load_error(&mut self, err: marked_yaml::LoadError) -> Diagnostic {
-        use marked_yaml::LoadError as E;
-        let (marker, message, hint) = match &err {
-            E::TopLevelMustBeMapping(m) => (
-                *m,
-                "the spec must be a YAML mapping".to_string(),
-                "start with `cluster:` (see `stackgen init`)".to_string(),
-            ),
-            E::DuplicateKey(inner) => (
-                inner.key.span().start().copied().unwrap_or(*m_default()),
-                format!("duplicate key `{}`", inner.key.as_str()),
-                format!(
-                    "`{}` is already set on line {}; keep one",
-                    inner.prev_key.as_str(),
-                    inner.prev_key.span().start().map_or(0, |m| m.line())
-                ),
-            ),
-            E::ScanError(m, scan) => (
-                *m,
-                format!("invalid YAML: {}", scan.info()),
-                "check indentation, quotes and brackets around this place".to_string(),
-            ),
-            E::UnexpectedAnchor(m) | E::UnexpectedTag(m) | E::MappingKeyMustBeScalar(m) => (
-                *m,
-                format!("unsupported YAML: {err}"),
-                "the spec uses plain mappings, lists and scalars (no anchors, tags or complex keys)"
-                    .to_string(),
-            ),
-            E::TopLevelMustBeSequence(m) => (*m, err.to_string(), String::new()),
-        };
-        Diagnostic {
-            file: self.file.clone(),
-            location: Location {
-                line: marker.line().max(1),
-                col: marker.column().max(1),
-            },
-            field: String::new(),
-            message,
-            hint: Some(hint).filter(|h| !h.is_empty()),
-            redact: false,
-            width: None,
-        }
-    }
-
-    /// Checks that `node` is a mapping with only `keys`; reports unknown keys with a suggestion.
-    fn object<'n>(&mut self, node: &'n Node, field: &str, keys: &[&str]) -> Option<Obj<'n>> {
-        let Some(map) = node.as_mapping() else {
-            self.error(
-                node.span(),
-                field,
-                format!("`{field}` must be a mapping"),
-                Some(format!("expected keys: {}", keys.join(", "))),
-            );
-            return None;
-        };
-        for key in map.keys() {
-            if !keys.contains(&key.as_str()) {
-                let hint = match did_you_mean(key.as_str(), keys.iter().copied()) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => format!("allowed keys here: {}", keys.join(", ")),
-                };
-                let place = if field.is_empty() {
-                    "the spec".to_string()
-                } else {
-                    format!("`{field}`")
-                };
-                self.error(
-                    key.span(),
-                    &join(field, key.as_str()),
-                    format!("unknown key `{}` in {place}", key.as_str()),
-                    Some(hint),
-                );
-            }
-        }
-        Some(Obj {
-            map,
-            field: field.to_string(),
-        })
-    }
-
-    /// An optional sub-object; absent or null gives `None` without error.
-    fn sub_object<'n>(&mut self, parent: &Obj<'n>, key: &str, keys: &[&str]) -> Option<Obj<'n>> {
-        let node = parent.get(key)?;
-        self.object(node, &parent.path(key), keys)
-    }
-
-    fn scalar<'n>(
-        &mut self,
-        node: &'n Node,
-        field: &str,
-        what: &str,
-    ) -> Option<&'n MarkedScalarNode> {
-        match node.as_scalar() {
-            Some(s) => Some(s),
-            None => {
-                self.error(
-                    node.span(),
-                    field,
-                    format!("`{field}` must be {what}"),
-                    Some("write a single value here, not a list or mapping".into()),
-                );
-                None
-            }
-        }
-    }
-
-    /// A required string field; reports it missing at the parent mapping.
-    fn required_string(&mut self, obj: &Obj, key: &str) -> Option<(String, Location)> {
-        match obj.get(key) {
-            Some(node) => self.string(node, &obj.path(key)),
-            None => {
-                self.error(
-                    obj.span(),
-                    &obj.path(key),
-                    format!("missing required key `{key}`"),
-                    Some(format!("add `{key}:` here")),
-                );
-                None
-            }
-        }
-    }
-
-    fn string(&mut self, node: &Node, field: &str) -> Option<(String, Location)> {
-        let scalar = self.scalar(node, field, "a string")?;
-        Some((
-            scalar.as_str().to_string(),
-            Location::of_span(scalar.span()),
-        ))
-    }
-
-    /// A string that must pass `check`; the error message names the field.
-    fn checked_string(
-        &mut self,
-        node: &Node,
-        field: &str,
-        what: &str,
-        check: fn(&str) -> Result<(), String>,
-    ) -> Option<String> {
-        let (text, _) = self.string(node, field)?;
-        match check(&text) {
-            Ok(()) => Some(text),
-            Err(hint) => {
-                self.error(
-                    node.span(),
-                    field,
-                    format!("invalid {what} `{text}`"),
-                    Some(hint),
-                );
-                None
-            }
-        }
-    }
-
-    fn optional_checked(
-        &mut self,
-        obj: &Obj,
-        key: &str,
-        what: &str,
-        check: fn(&str) -> Result<(), String>,
-    ) -> Option<String> {
-        let node = obj.get(key)?;
-        self.checked_string(node, &obj.path(key), what, check)
-    }
-
-    fn checked_or_default(
-        &mut self,
-        obj: Option<&Obj>,
-        key: &str,
-        what: &str,
-        check: fn(&str) -> Result<(), String>,
-        default: &str,
-    ) -> String {
-        obj.and_then(|o| self.optional_checked(o, key, what, check))
-            .unwrap_or_else(|| default.to_string())
-    }
-
-    fn quantity(&mut self, node: &Node, field: &str) -> Option<(String, f64)> {
-        let (text, _) = self.string(node, field)?;
-        match values::parse_quantity(&text) {
-            Ok(value) => Some((text, value)),
-            Err(hint) => {
-                self.error(
-                    node.span(),
-                    field,
-                    format!("invalid quantity `{text}`"),
-                    Some(hint),
-                );
-                None
-            }
-        }
-    }
-
     fn volume(&mut self, obj: Option<&Obj>, default: &str) -> (String, u64) {
         let parsed = obj.and_then(|o| {
             let node = o.get("volume_size")?;
@@ -364,53 +121,6 @@ impl Checker {
             let bytes = values::parse_quantity(default).unwrap_or(0.0) as u64;
             (default.to_string(), bytes)
         })
-    }
-
-    fn uint(&mut self, obj: Option<&Obj>, key: &str, min: u64, max: u64, default: u64) -> u64 {
-        let Some(obj) = obj else { return default };
-        let Some(node) = obj.get(key) else {
-            return default;
-        };
-        let field = obj.path(key);
-        let Some(scalar) = self.scalar(node, &field, "a whole number") else {
-            return default;
-        };
-        match scalar.as_str().parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => n,
-            _ => {
-                self.error(
-                    node.span(),
-                    &field,
-                    format!(
-                        "`{field}` must be a whole number from {min} to {max}, got `{}`",
-                        scalar.as_str()
-                    ),
-                    Some(format!("write a number such as {default}")),
-                );
-                default
-            }
-        }
-    }
-
-    fn bool(&mut self, obj: Option<&Obj>, key: &str, default: bool) -> bool {
-        let Some(obj) = obj else { return default };
-        let Some(node) = obj.get(key) else {
-            return default;
-        };
-        let field = obj.path(key);
-        match node.as_scalar().map(|s| s.as_str()) {
-            Some("true") => true,
-            Some("false") => false,
-            _ => {
-                self.error(
-                    node.span(),
-                    &field,
-                    format!("`{field}` must be true or false"),
-                    Some("write `true` or `false`".into()),
-                );
-                default
-            }
-        }
     }
 
     fn resources(
@@ -892,25 +602,6 @@ impl Checker {
         })
     }
 
-    fn list<'n>(&mut self, obj: &Obj<'n>, key: &str) -> Vec<&'n Node> {
-        let Some(node) = obj.get(key) else {
-            return Vec::new();
-        };
-        match node.as_sequence() {
-            Some(seq) => seq.iter().collect(),
-            None => {
-                let field = obj.path(key);
-                self.error(
-                    node.span(),
-                    &field,
-                    format!("`{field}` must be a list"),
-                    Some("write one `- ` item per line".into()),
-                );
-                Vec::new()
-            }
-        }
-    }
-
     fn teams(&mut self, top: &Obj) -> Vec<Team> {
         let mut teams = Vec::new();
         for (index, node) in self.list(top, "teams").into_iter().enumerate() {
@@ -1288,12 +979,6 @@ impl Checker {
             }
         }
     }
-}
-
-/// Placeholder marker for errors that carry no position.
-fn m_default() -> &'static marked_yaml::Marker {
-    static START: std::sync::OnceLock<marked_yaml::Marker> = std::sync::OnceLock::new();
-    START.get_or_init(|| marked_yaml::Marker::new(0, 0, 1, 1))
 }
 
 #[cfg(test)]
