@@ -11,5 +11,6 @@ pub mod cli;
 mod config_check;
 pub mod diagnostic;
 pub mod render;
+pub mod router;
 pub mod rules;
 pub mod spec;

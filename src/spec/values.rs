@@ -5,6 +5,11 @@
 
 /// A Prometheus duration such as `15d`, `1h30m` or `90s`: units y, w, d, h, m, s, ms, largest first.
 pub fn check_duration(text: &str) -> Result<(), String> {
+    parse_duration_ms(text).map(|_| ())
+}
+
+/// Like [`check_duration`], returning the duration in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     const UNITS: [&str; 7] = ["y", "w", "d", "h", "m", "s", "ms"];
     let hint = || {
         "a duration is a number with a unit, largest first: 15d, 12h, 1h30m, 90s (units: y w d h m s ms)"
@@ -13,13 +18,16 @@ pub fn check_duration(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Err(hint());
     }
+    const UNIT_MS: [u64; 7] = [365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1_000, 1];
     let mut rest = text;
     let mut next_unit = 0;
+    let mut total: u64 = 0;
     while !rest.is_empty() {
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
         if digits == 0 {
             return Err(hint());
         }
+        let number: u64 = rest[..digits].parse().map_err(|_| hint())?;
         rest = &rest[digits..];
         // `ms` must be tried before `m`.
         let unit = UNITS
@@ -35,8 +43,12 @@ pub fn check_duration(text: &str) -> Result<(), String> {
         }
         next_unit = index + 1;
         rest = &rest[unit.len()..];
+        total = number
+            .checked_mul(UNIT_MS[index])
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(hint)?;
     }
-    Ok(())
+    Ok(total)
 }
 
 /// A Kubernetes quantity (`500m`, `2`, `1.5Gi`, `512Mi`, `10G`), returned as its value in base units.
@@ -233,6 +245,13 @@ mod tests {
         for bad in ["", "15", "d", "15days", "30m1h", "1.5h", "-1h", "1h 30m"] {
             assert!(check_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_in_milliseconds() {
+        assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("1d"), Ok(86_400_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
     }
 
     #[test]

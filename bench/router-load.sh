@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# Load benchmark: `stackgen router serve` (Alertmanager webhook receiver) against Debian's Alertmanager 0.25.
+#
+#   cargo build --release && bench/router-load.sh
+#
+# What it measures, for each target and for bodies of 1 and of 100 alerts (see bench/README.md):
+#   - max throughput with wrk (THREADS x CONNECTIONS, DURATION): req/s, accepted alerts/s (2xx only), p50/p99
+#   - p50/p99 at about half of that rate (paced, HALF_CONNECTIONS connections), with the achieved req/s
+#   - VmRSS after MEM_ALERTS distinct active alerts have been posted
+# Everything runs on 127.0.0.1, in a temp dir removed at exit; every process started here is killed by its PID.
+#
+# Environment knobs (defaults in brackets):
+#   STACKGEN          stackgen binary [<repo>/target/release/stackgen]
+#   TARGETS           which servers to benchmark ["router alertmanager"]
+#   ALERTMANAGER      Alertmanager binary [/usr/bin/prometheus-alertmanager]
+#   DURATION          wrk duration of every load run [10s]
+#   THREADS           wrk threads [2]
+#   CONNECTIONS       wrk connections for the max-throughput runs [32]
+#   HALF_CONNECTIONS  wrk connections for the half-rate runs [8]
+#   SIZES             alerts per request body ["1 100"]
+#   BODIES            distinct request bodies cycled per wrk thread [256]
+#   SERVICES          services (alert groups) the load bodies are spread over [16]
+#   MEM_ALERTS        distinct active alerts posted for the memory figure [100000]; 0 skips the memory phase
+#   MEM_BATCH         alerts per request while filling [100]
+#   MEM_SERVICES      services the fill alerts are spread over [100]
+#   MEM_CONNS         parallel connections while filling [4]
+#   READY_TIMEOUT     seconds to wait for a server to become ready [30]
+#   WRK_TIMEOUT       wrk per-request timeout [30s] (a request slower than this is counted as a timeout error)
+#   SUMMARY_OUT       also write the final markdown summary to this file [unset]
+#   KEEP_TMP          1 = keep the temp dir (configs, server logs, wrk output) for inspection [0]
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+
+STACKGEN=${STACKGEN:-$REPO/target/release/stackgen}
+TARGETS=${TARGETS:-router alertmanager}
+ALERTMANAGER=${ALERTMANAGER:-/usr/bin/prometheus-alertmanager}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-32}
+HALF_CONNECTIONS=${HALF_CONNECTIONS:-8}
+SIZES=${SIZES:-1 100}
+BODIES=${BODIES:-256}
+SERVICES=${SERVICES:-16}
+MEM_ALERTS=${MEM_ALERTS:-100000}
+MEM_BATCH=${MEM_BATCH:-100}
+MEM_SERVICES=${MEM_SERVICES:-100}
+MEM_CONNS=${MEM_CONNS:-4}
+READY_TIMEOUT=${READY_TIMEOUT:-30}
+WRK_TIMEOUT=${WRK_TIMEOUT:-30s}
+SUMMARY_OUT=${SUMMARY_OUT:-}
+KEEP_TMP=${KEEP_TMP:-0}
+
+LUA=$HERE/load.lua
+LIB=$HERE/benchlib.py
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'bench/router-load.sh: error: %s\n' "$*" >&2; exit 1; }
+
+wants() { [[ " $TARGETS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------------------------------------------------------
+# prerequisites (checked before anything is started)
+
+for t in $TARGETS; do
+  [[ $t == router || $t == alertmanager ]] || die "TARGETS: unknown target '$t' (use router and/or alertmanager)"
+done
+[[ -n ${TARGETS// /} ]] || die "TARGETS is empty"
+for n in $SIZES; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "SIZES: '$n' is not a positive integer"; done
+for v in THREADS CONNECTIONS HALF_CONNECTIONS BODIES SERVICES MEM_BATCH MEM_SERVICES MEM_CONNS READY_TIMEOUT; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+[[ $MEM_ALERTS =~ ^[0-9]+$ ]] || die "MEM_ALERTS must be an integer (got '$MEM_ALERTS')"
+(( CONNECTIONS >= THREADS )) || die "CONNECTIONS ($CONNECTIONS) must be >= THREADS ($THREADS)"
+
+command -v python3 >/dev/null || die "python3 is required"
+[[ -f $LUA && -f $LIB ]] || die "missing $LUA or $LIB"
+
+# install_pkg COMMAND PACKAGE: make COMMAND available from the Debian package PACKAGE (root only)
+install_pkg() {
+  local cmd=$1 pkg=$2
+  command -v "$cmd" >/dev/null && return 0
+  if [[ $(id -u) -ne 0 ]]; then
+    die "'$cmd' not found: install the Debian package '$pkg' (apt-get install -y $pkg)"
+  fi
+  command -v apt-get >/dev/null || die "'$cmd' not found and no apt-get: install the Debian package '$pkg'"
+  log "installing Debian package $pkg"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg" >/dev/null \
+      || die "apt-get install $pkg failed"
+  fi
+  command -v "$cmd" >/dev/null || die "'$cmd' still not found after installing $pkg"
+}
+
+install_pkg wrk wrk
+
+if wants router; then
+  [[ -x $STACKGEN && -f $STACKGEN ]] \
+    || die "stackgen binary '$STACKGEN' is missing or not executable: run 'cargo build --release' or set STACKGEN (or TARGETS=alertmanager)"
+  STACKGEN=$(cd "$(dirname "$STACKGEN")" && pwd)/$(basename "$STACKGEN")   # absolute: the router runs in $TMP
+fi
+if wants alertmanager; then
+  if [[ ! -x $ALERTMANAGER ]]; then
+    if [[ $ALERTMANAGER == /usr/bin/prometheus-alertmanager ]]; then
+      install_pkg prometheus-alertmanager prometheus-alertmanager
+    fi
+    [[ -x $ALERTMANAGER ]] || die "Alertmanager binary '$ALERTMANAGER' not found (Debian package prometheus-alertmanager)"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+# temp dir and cleanup
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/stackgen-router-bench.XXXXXX")
+mkdir -p "$TMP/results"
+PIDS=()
+
+cleanup() {
+  local rc=$? pid i
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    for ((i = 0; i < 50; i++)); do   # up to 5 s for a graceful exit, then SIGKILL
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ $KEEP_TMP == 1 ]]; then
+    log "kept temp dir $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# stop_pid PID: graceful stop of one process started here
+stop_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+freeport() { python3 "$LIB" freeport; }
+
+# show_log FILE: last lines of a server log, for failures
+show_log() {
+  [[ -s $1 ]] || return 0
+  printf -- '--- last lines of %s ---\n' "$1" >&2
+  tail -n 40 "$1" >&2
+  printf -- '---\n' >&2
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# one wrk run: run_wrk TARGET PHASE SIZE CONNS RATE URL FORMAT TOKEN SERVER_PID SERVER_LOG
+# writes $TMP/results/run-TARGET-SIZE-PHASE.json and sets LAST_RPS (all responses/s) for the caller
+
+LAST_RPS=0
+run_wrk() {
+  local target=$1 phase=$2 size=$3 conns=$4 rate=$5 url=$6 format=$7 token=$8 spid=$9 slog=${10}
+  local threads=$THREADS out=$TMP/wrk-$target-$size-$phase.out err=$TMP/wrk-$target-$size-$phase.err
+  (( conns < threads )) && threads=$conns
+  log "$target: wrk -t$threads -c$conns -d$DURATION, $size alert(s)/request, $phase$( (( rate > 0 )) && echo ", paced to $rate req/s")"
+  BENCH_FORMAT=$format BENCH_ALERTS=$size BENCH_BODIES=$BODIES BENCH_SERVICES=$SERVICES BENCH_TOKEN=$token \
+    BENCH_RATE=$rate BENCH_THREADS=$threads BENCH_LABEL="$target/$size/$phase" \
+    wrk -t"$threads" -c"$conns" -d"$DURATION" --timeout "$WRK_TIMEOUT" --latency -s "$LUA" "$url" \
+    >"$out" 2>"$err" &
+  local wpid=$!
+  PIDS+=("$wpid")
+  local rc=0
+  wait "$wpid" || rc=$?
+  if (( rc != 0 )); then
+    cat "$out" "$err" >&2
+    die "wrk failed (exit $rc) against $target"
+  fi
+  grep -v '^BENCH_RESULT ' "$out" | sed 's/^/    /' >&2
+  [[ -s $err ]] && sed 's/^/    /' "$err" >&2
+  local line
+  line=$(grep '^BENCH_RESULT ' "$out" | tail -n 1) || die "wrk printed no BENCH_RESULT line (see above)"
+  kill -0 "$spid" 2>/dev/null || { show_log "$slog"; die "$target died during the $phase run with $size alert(s)/request"; }
+  LAST_RPS=$(python3 - "$TMP/results/run-$target-$size-$phase.json" "$target" "$phase" "$conns" "${line#BENCH_RESULT }" <<'EOF'
+import json, sys
+path, target, phase, conns, raw = sys.argv[1:]
+r = json.loads(raw)
+r.update(target=target, phase=phase, connections=int(conns))
+json.dump(r, open(path, "w"), indent=1)
+dur = r["duration_s"] or 1e-9
+print(f"{r['requests'] / dur:.1f}")
+sys.stderr.write(
+    f"    => {r['requests'] / dur:,.1f} req/s, {r['ok_2xx'] / dur * r['alerts_per_request']:,.1f} accepted alerts/s, "
+    f"p50 {r['lat_p50_us'] / 1000:.2f} ms, p99 {r['lat_p99_us'] / 1000:.2f} ms, non-2xx {r['non_2xx']}, "
+    f"socket errors {r['errors_connect'] + r['errors_read'] + r['errors_write'] + r['errors_timeout']}\n")
+if r["ok_2xx"] == 0:
+    sys.exit(3)
+EOF
+  ) || { show_log "$slog"; die "no 2xx response at all from $target ($size alert(s)/request): check its log above"; }
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# one target: load runs, then memory. bench_target TARGET PID LOG URL FORMAT TOKEN [METRICS_URL]
+
+bench_target() {
+  local target=$1 pid=$2 slog=$3 url=$4 format=$5 token=$6 metrics=${7:-}
+  local n max half
+  for n in $SIZES; do
+    run_wrk "$target" max "$n" "$CONNECTIONS" 0 "$url" "$format" "$token" "$pid" "$slog"
+    max=$LAST_RPS
+    half=$(python3 -c "import sys; print(max(1, round(float(sys.argv[1]) / 2)))" "$max")
+    run_wrk "$target" half "$n" "$HALF_CONNECTIONS" "$half" "$url" "$format" "$token" "$pid" "$slog"
+  done
+
+  (( MEM_ALERTS > 0 )) || return 0
+  local before after fill active=null rc=0
+  before=$(python3 "$LIB" rss "$pid")
+  log "$target: posting $MEM_ALERTS distinct firing alerts, $MEM_BATCH per request, over $MEM_SERVICES services"
+  BENCH_TOKEN=$token python3 "$LIB" fill --format "$format" --url "$url" --alerts "$MEM_ALERTS" \
+    --batch "$MEM_BATCH" --services "$MEM_SERVICES" --conns "$MEM_CONNS" >"$TMP/fill-$target.json" &
+  local fpid=$!
+  PIDS+=("$fpid")
+  wait "$fpid" || rc=$?
+  if (( rc != 0 )); then show_log "$slog"; die "$target: filling with $MEM_ALERTS alerts failed (exit $rc)"; fi
+  fill=$(cat "$TMP/fill-$target.json")
+  kill -0 "$pid" 2>/dev/null || { show_log "$slog"; die "$target died while being filled"; }
+  after=$(python3 "$LIB" rss "$pid")
+  if [[ -n $metrics ]]; then
+    active=$(python3 "$LIB" am-active "$metrics") || active=null
+  fi
+  python3 - "$TMP/results/mem-$target.json" "$target" "$before" "$after" "$fill" "$active" <<'EOF'
+import json, sys
+path, target, before, after, fill, active = sys.argv[1:]
+m = {"target": target, "before": json.loads(before), "after": json.loads(after), "fill": json.loads(fill),
+     "active_reported": json.loads(active)}
+json.dump(m, open(path, "w"), indent=1)
+sys.stderr.write(f"    => {m['fill']['ok_alerts']:,} alerts accepted in {m['fill']['elapsed_s']:.1f} s; "
+                 f"VmRSS {m['before']['vmrss_kb'] / 1024:.1f} MiB before, {m['after']['vmrss_kb'] / 1024:.1f} MiB after"
+                 f" (VmHWM {m['after']['vmhwm_kb'] / 1024:.1f} MiB)"
+                 + (f"; server reports {m['active_reported']:,} active alerts" if m["active_reported"] is not None else "")
+                 + "\n")
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# the router
+
+bench_router() {
+  local port token pid slog=$TMP/router.log
+  port=$(freeport)
+  token=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+  cat >"$TMP/router.yaml" <<EOF
+listen: 127.0.0.1:$port
+auth:
+  bearer_token_env: STACKGEN_ROUTER_TOKEN
+body_limit: 8Mi
+store:
+  path: $TMP/router.db
+teams:
+  bench:
+    destinations:
+      - kind: log
+ownership:
+  default_team: bench
+EOF
+  export STACKGEN_ROUTER_TOKEN=$token
+  log "router: $STACKGEN router serve --config $TMP/router.yaml (listen 127.0.0.1:$port)"
+  (cd "$TMP" && exec "$STACKGEN" router serve --config "$TMP/router.yaml") >"$slog" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! python3 "$LIB" wait-ready "http://127.0.0.1:$port/readyz" --pid "$pid" --timeout "$READY_TIMEOUT"; then
+    show_log "$slog"
+    die "the router did not become ready (GET /readyz) within ${READY_TIMEOUT}s"
+  fi
+  log "router: ready (pid $pid)"
+  bench_target router "$pid" "$slog" "http://127.0.0.1:$port/api/v1/alertmanager" webhook "$token"
+  stop_pid "$pid"
+  unset STACKGEN_ROUTER_TOKEN
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Alertmanager
+
+bench_alertmanager() {
+  local port sink pid slog=$TMP/alertmanager.log
+  port=$(freeport)
+  sink=$(freeport)   # nothing listens there: notifications fail fast (connection refused), as a down receiver
+  mkdir -p "$TMP/am-data"
+  cat >"$TMP/alertmanager.yml" <<EOF
+global:
+  resolve_timeout: 5m
+route:
+  receiver: sink
+  group_by: ['alertname', 'service']
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 4h
+receivers:
+  - name: sink
+    webhook_configs:
+      - url: http://127.0.0.1:$sink/alertmanager/webhook
+        send_resolved: true
+EOF
+  log "alertmanager: $("$ALERTMANAGER" --version 2>&1 | head -n 1) (listen 127.0.0.1:$port)"
+  "$ALERTMANAGER" --config.file="$TMP/alertmanager.yml" --storage.path="$TMP/am-data" \
+    --web.listen-address="127.0.0.1:$port" --cluster.listen-address= >"$slog" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! python3 "$LIB" wait-ready "http://127.0.0.1:$port/-/ready" --pid "$pid" --timeout "$READY_TIMEOUT"; then
+    show_log "$slog"
+    die "Alertmanager did not become ready (GET /-/ready) within ${READY_TIMEOUT}s"
+  fi
+  log "alertmanager: ready (pid $pid)"
+  bench_target alertmanager "$pid" "$slog" "http://127.0.0.1:$port/api/v2/alerts" am "" \
+    "http://127.0.0.1:$port/metrics"
+  stop_pid "$pid"
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+
+log "temp dir $TMP; targets: $TARGETS; sizes: $SIZES; wrk -t$THREADS -c$CONNECTIONS -d$DURATION (half rate: -c$HALF_CONNECTIONS)"
+if wants router; then bench_router; fi
+if wants alertmanager; then bench_alertmanager; fi
+
+{
+  echo "## stackgen router load benchmark"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ); $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+  if wants router; then echo "router: \`$("$STACKGEN" --version 2>&1 | head -n 1)\`"; fi
+  if wants alertmanager; then echo "alertmanager: \`$("$ALERTMANAGER" --version 2>&1 | head -n 1)\`"; fi
+  echo "wrk: $THREADS threads, $CONNECTIONS connections (half rate: $HALF_CONNECTIONS), $DURATION per run; load generator and server share this machine."
+  echo
+  python3 "$LIB" summary "$TMP/results"
+} | if [[ -n $SUMMARY_OUT ]]; then tee "$SUMMARY_OUT"; else cat; fi

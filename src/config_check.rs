@@ -1,0 +1,351 @@
+//! The field-by-field checker behind every YAML config stackgen reads (the stack spec, router.yaml).
+//!
+//! YAML is parsed into a tree that keeps the position of every node; a [`Checker`] walks it and
+//! collects [`Diagnostic`]s instead of stopping at the first problem: a bad field is reported and
+//! skipped, unknown keys get a "did you mean". Each config adds its own `impl Checker` block.
+
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{Node, Span};
+
+use crate::diagnostic::{Diagnostic, Location, did_you_mean};
+use crate::spec::values;
+
+/// A mapping whose keys were checked against the allowed set.
+pub(crate) struct Obj<'n> {
+    pub(crate) map: &'n MarkedMappingNode,
+    pub(crate) field: String,
+}
+
+impl<'n> Obj<'n> {
+    /// The value under `key`, unless it is absent or null.
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
+        self.map.get_node(key).filter(|node| !is_null(node))
+    }
+
+    pub(crate) fn path(&self, key: &str) -> String {
+        join(&self.field, key)
+    }
+
+    pub(crate) fn span(&self) -> &'n Span {
+        self.map.span()
+    }
+}
+
+pub(crate) fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+pub(crate) fn is_null(node: &Node) -> bool {
+    node.as_scalar()
+        .is_some_and(|s| matches!(s.as_str(), "" | "~" | "null"))
+}
+
+pub(crate) struct Checker {
+    pub(crate) file: String,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker {
+    pub(crate) fn error(
+        &mut self,
+        span: &Span,
+        field: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.clone(),
+            location: Location::of_span(span),
+            field: field.to_string(),
+            message,
+            hint,
+            redact: false,
+            width: None,
+        });
+    }
+
+    pub(crate) fn load_error(&mut self, err: marked_yaml::LoadError) -> Diagnostic {
+        use marked_yaml::LoadError as E;
+        let (marker, message, hint) = match &err {
+            E::TopLevelMustBeMapping(m) => (
+                *m,
+                "the spec must be a YAML mapping".to_string(),
+                "start with `cluster:` (see `stackgen init`)".to_string(),
+            ),
+            E::DuplicateKey(inner) => (
+                inner.key.span().start().copied().unwrap_or(*m_default()),
+                format!("duplicate key `{}`", inner.key.as_str()),
+                format!(
+                    "`{}` is already set on line {}; keep one",
+                    inner.prev_key.as_str(),
+                    inner.prev_key.span().start().map_or(0, |m| m.line())
+                ),
+            ),
+            E::ScanError(m, scan) => (
+                *m,
+                format!("invalid YAML: {}", scan.info()),
+                "check indentation, quotes and brackets around this place".to_string(),
+            ),
+            E::UnexpectedAnchor(m) | E::UnexpectedTag(m) | E::MappingKeyMustBeScalar(m) => (
+                *m,
+                format!("unsupported YAML: {err}"),
+                "the spec uses plain mappings, lists and scalars (no anchors, tags or complex keys)"
+                    .to_string(),
+            ),
+            E::TopLevelMustBeSequence(m) => (*m, err.to_string(), String::new()),
+        };
+        Diagnostic {
+            file: self.file.clone(),
+            location: Location {
+                line: marker.line().max(1),
+                col: marker.column().max(1),
+            },
+            field: String::new(),
+            message,
+            hint: Some(hint).filter(|h| !h.is_empty()),
+            redact: false,
+            width: None,
+        }
+    }
+
+    /// Checks that `node` is a mapping with only `keys`; reports unknown keys with a suggestion.
+    pub(crate) fn object<'n>(
+        &mut self,
+        node: &'n Node,
+        field: &str,
+        keys: &[&str],
+    ) -> Option<Obj<'n>> {
+        let Some(map) = node.as_mapping() else {
+            self.error(
+                node.span(),
+                field,
+                format!("`{field}` must be a mapping"),
+                Some(format!("expected keys: {}", keys.join(", "))),
+            );
+            return None;
+        };
+        for key in map.keys() {
+            if !keys.contains(&key.as_str()) {
+                let hint = match did_you_mean(key.as_str(), keys.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => format!("allowed keys here: {}", keys.join(", ")),
+                };
+                let place = if field.is_empty() {
+                    "the spec".to_string()
+                } else {
+                    format!("`{field}`")
+                };
+                self.error(
+                    key.span(),
+                    &join(field, key.as_str()),
+                    format!("unknown key `{}` in {place}", key.as_str()),
+                    Some(hint),
+                );
+            }
+        }
+        Some(Obj {
+            map,
+            field: field.to_string(),
+        })
+    }
+
+    /// An optional sub-object; absent or null gives `None` without error.
+    pub(crate) fn sub_object<'n>(
+        &mut self,
+        parent: &Obj<'n>,
+        key: &str,
+        keys: &[&str],
+    ) -> Option<Obj<'n>> {
+        let node = parent.get(key)?;
+        self.object(node, &parent.path(key), keys)
+    }
+
+    pub(crate) fn scalar<'n>(
+        &mut self,
+        node: &'n Node,
+        field: &str,
+        what: &str,
+    ) -> Option<&'n MarkedScalarNode> {
+        match node.as_scalar() {
+            Some(s) => Some(s),
+            None => {
+                self.error(
+                    node.span(),
+                    field,
+                    format!("`{field}` must be {what}"),
+                    Some("write a single value here, not a list or mapping".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A required string field; reports it missing at the parent mapping.
+    pub(crate) fn required_string(&mut self, obj: &Obj, key: &str) -> Option<(String, Location)> {
+        match obj.get(key) {
+            Some(node) => self.string(node, &obj.path(key)),
+            None => {
+                self.error(
+                    obj.span(),
+                    &obj.path(key),
+                    format!("missing required key `{key}`"),
+                    Some(format!("add `{key}:` here")),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn string(&mut self, node: &Node, field: &str) -> Option<(String, Location)> {
+        let scalar = self.scalar(node, field, "a string")?;
+        Some((
+            scalar.as_str().to_string(),
+            Location::of_span(scalar.span()),
+        ))
+    }
+
+    /// A string that must pass `check`; the error message names the field.
+    pub(crate) fn checked_string(
+        &mut self,
+        node: &Node,
+        field: &str,
+        what: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let (text, _) = self.string(node, field)?;
+        match check(&text) {
+            Ok(()) => Some(text),
+            Err(hint) => {
+                self.error(
+                    node.span(),
+                    field,
+                    format!("invalid {what} `{text}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn optional_checked(
+        &mut self,
+        obj: &Obj,
+        key: &str,
+        what: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let node = obj.get(key)?;
+        self.checked_string(node, &obj.path(key), what, check)
+    }
+
+    pub(crate) fn checked_or_default(
+        &mut self,
+        obj: Option<&Obj>,
+        key: &str,
+        what: &str,
+        check: fn(&str) -> Result<(), String>,
+        default: &str,
+    ) -> String {
+        obj.and_then(|o| self.optional_checked(o, key, what, check))
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    pub(crate) fn quantity(&mut self, node: &Node, field: &str) -> Option<(String, f64)> {
+        let (text, _) = self.string(node, field)?;
+        match values::parse_quantity(&text) {
+            Ok(value) => Some((text, value)),
+            Err(hint) => {
+                self.error(
+                    node.span(),
+                    field,
+                    format!("invalid quantity `{text}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn uint(
+        &mut self,
+        obj: Option<&Obj>,
+        key: &str,
+        min: u64,
+        max: u64,
+        default: u64,
+    ) -> u64 {
+        let Some(obj) = obj else { return default };
+        let Some(node) = obj.get(key) else {
+            return default;
+        };
+        let field = obj.path(key);
+        let Some(scalar) = self.scalar(node, &field, "a whole number") else {
+            return default;
+        };
+        match scalar.as_str().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.error(
+                    node.span(),
+                    &field,
+                    format!(
+                        "`{field}` must be a whole number from {min} to {max}, got `{}`",
+                        scalar.as_str()
+                    ),
+                    Some(format!("write a number such as {default}")),
+                );
+                default
+            }
+        }
+    }
+
+    pub(crate) fn bool(&mut self, obj: Option<&Obj>, key: &str, default: bool) -> bool {
+        let Some(obj) = obj else { return default };
+        let Some(node) = obj.get(key) else {
+            return default;
+        };
+        let field = obj.path(key);
+        match node.as_scalar().map(|s| s.as_str()) {
+            Some("true") => true,
+            Some("false") => false,
+            _ => {
+                self.error(
+                    node.span(),
+                    &field,
+                    format!("`{field}` must be true or false"),
+                    Some("write `true` or `false`".into()),
+                );
+                default
+            }
+        }
+    }
+
+    pub(crate) fn list<'n>(&mut self, obj: &Obj<'n>, key: &str) -> Vec<&'n Node> {
+        let Some(node) = obj.get(key) else {
+            return Vec::new();
+        };
+        match node.as_sequence() {
+            Some(seq) => seq.iter().collect(),
+            None => {
+                let field = obj.path(key);
+                self.error(
+                    node.span(),
+                    &field,
+                    format!("`{field}` must be a list"),
+                    Some("write one `- ` item per line".into()),
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Placeholder marker for errors that carry no position.
+pub(crate) fn m_default() -> &'static marked_yaml::Marker {
+    static START: std::sync::OnceLock<marked_yaml::Marker> = std::sync::OnceLock::new();
+    START.get_or_init(|| marked_yaml::Marker::new(0, 0, 1, 1))
+}

@@ -1,0 +1,647 @@
+//! Service-level deduplication: the incident state machine. Pure: no I/O, time is an argument.
+//!
+//! Alerts are grouped into incidents by a key (team + service + alert name by default); per-instance
+//! alerts are *members* of their incident. [`step`] applies a batch of alert updates, [`tick`] the
+//! passage of time; both change the state in place and return the [`Intent`]s (notifications to
+//! plan) plus what changed (for the store). Only state transitions notify: opened, reopened,
+//! escalated, reminder, resolved. Members joining or leaving, repeated webhooks, the same alert from
+//! two Alertmanager replicas and out-of-order deliveries change state but never notify.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::alert::{AlertUpdate, Labels, Millis};
+
+/// Timing of the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupSettings {
+    /// A resolve is held this long; a member firing again inside it sends nothing.
+    pub resolve_hold: Millis,
+    /// A firing member not repeated by Alertmanager for this long counts as resolved.
+    pub stale_after: Millis,
+    /// An open incident is reminded this long after its last notification.
+    pub reminder: Millis,
+    /// The pipeline heartbeat, if any.
+    pub heartbeat: Option<HeartbeatSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatSettings {
+    pub alertname: String,
+    pub timeout: Millis,
+    /// The team that owns the "monitoring pipeline silent" incident.
+    pub team: String,
+}
+
+/// An alert update with its incident already decided (see `routing::classify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    pub key: String,
+    pub team: String,
+    pub service: String,
+    pub alertname: String,
+    /// Values of the per-instance labels, e.g. `pod=checkout-1,instance=10.0.0.1:8080`.
+    pub member_identity: String,
+    /// The alert's labels without the per-instance ones.
+    pub incident_labels: Labels,
+    pub update: AlertUpdate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    None,
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn of(labels: &Labels) -> Severity {
+        match labels.get("severity").map(|s| s.to_ascii_lowercase()).as_deref() {
+            Some("critical" | "error" | "page" | "high") => Severity::Critical,
+            Some("warning" | "warn" | "medium") => Severity::Warning,
+            Some("info" | "low" | "informational") => Severity::Info,
+            _ => Severity::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::None => "none",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Status {
+    /// Created by this batch, not evaluated yet.
+    New,
+    Open,
+    /// Every member resolved; the resolve is held until `since + resolve_hold`.
+    Resolving { since: Millis },
+    Resolved { at: Millis },
+}
+
+/// One member alert of an incident (an instance, pod, node, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub identity: String,
+    pub severity: Severity,
+    pub firing: bool,
+    pub starts_at: Millis,
+    pub ends_at: Option<Millis>,
+    /// When Alertmanager last sent it (for staleness).
+    pub last_seen: Millis,
+}
+
+/// A service-level incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub key: String,
+    pub team: String,
+    pub service: String,
+    pub alertname: String,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub generator_url: String,
+    pub status: Status,
+    /// Highest severity among firing members.
+    pub severity: Severity,
+    /// Severity of the last opened/escalated notification.
+    pub notified_severity: Severity,
+    pub opened_at: Millis,
+    pub last_notified_at: Millis,
+    /// Counts the incident's transitions; part of every notification's idempotency key.
+    pub sequence: u32,
+    /// Incremented each time the incident (re)opens.
+    pub episode: u32,
+    #[serde(skip)]
+    pub members: BTreeMap<u64, Member>,
+}
+
+impl Incident {
+    pub fn firing_members(&self) -> usize {
+        self.members.values().filter(|m| m.firing).count()
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.status, Status::Open | Status::Resolving { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntentKind {
+    Opened,
+    Reopened,
+    Escalated,
+    Reminder,
+    Resolved,
+}
+
+impl IntentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentKind::Opened => "opened",
+            IntentKind::Reopened => "reopened",
+            IntentKind::Escalated => "escalated",
+            IntentKind::Reminder => "reminder",
+            IntentKind::Resolved => "resolved",
+        }
+    }
+}
+
+/// A notification to plan: this incident made this transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub kind: IntentKind,
+    pub incident_key: String,
+    /// The incident's sequence after the transition.
+    pub sequence: u32,
+    pub at: Millis,
+}
+
+/// The pipeline heartbeat's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub last_seen: Option<Millis>,
+}
+
+/// Everything the state machine remembers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub incidents: BTreeMap<String, Incident>,
+    pub heartbeat: Heartbeat,
+}
+
+/// What a step or tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub intents: Vec<Intent>,
+    /// Incidents whose own fields changed (to be stored).
+    pub changed_incidents: BTreeSet<String>,
+    /// Members that changed, by incident key and fingerprint.
+    pub changed_members: BTreeSet<(String, u64)>,
+    pub heartbeat_changed: bool,
+    /// Alerts that changed nothing (repeats, duplicates, stale out-of-order updates).
+    pub ignored: usize,
+}
+
+/// The key of the incident raised when the heartbeat stops.
+pub const HEARTBEAT_INCIDENT: &str = "stackgen/monitoring-pipeline/heartbeat";
+
+/// Applies a batch of alert updates received at `now`.
+pub fn step(state: &mut State, alerts: &[Classified], now: Millis, settings: &DedupSettings) -> Outcome {
+    let mut out = Outcome::default();
+    let mut touched = BTreeSet::new();
+    for alert in alerts {
+        if settings.heartbeat.as_ref().is_some_and(|h| h.alertname == alert.alertname) {
+            if alert.update.firing {
+                state.heartbeat.last_seen = Some(state.heartbeat.last_seen.map_or(now, |t| t.max(now)));
+                out.heartbeat_changed = true;
+            }
+            continue;
+        }
+        let incident = state.incidents.entry(alert.key.clone()).or_insert_with(|| Incident {
+            key: alert.key.clone(),
+            team: alert.team.clone(),
+            service: alert.service.clone(),
+            alertname: alert.alertname.clone(),
+            labels: alert.incident_labels.clone(),
+            annotations: alert.update.annotations.clone(),
+            generator_url: alert.update.generator_url.clone(),
+            status: Status::New,
+            severity: Severity::None,
+            notified_severity: Severity::None,
+            opened_at: now,
+            last_notified_at: now,
+            sequence: 0,
+            episode: 0,
+            members: BTreeMap::new(),
+        });
+        if apply_member(incident, alert, now) {
+            out.changed_members.insert((alert.key.clone(), alert.update.fingerprint));
+            touched.insert(alert.key.clone());
+        } else {
+            // Still refresh staleness for a repeated firing alert.
+            if let Some(member) = incident.members.get_mut(&alert.update.fingerprint)
+                && member.firing
+                && alert.update.firing
+            {
+                member.last_seen = now;
+                out.changed_members.insert((alert.key.clone(), alert.update.fingerprint));
+            }
+            out.ignored += 1;
+        }
+        if incident.status == Status::New {
+            touched.insert(alert.key.clone());
+        }
+    }
+    for key in touched {
+        if let Some(incident) = state.incidents.get_mut(&key) {
+            evaluate(incident, now, &mut out);
+            if incident.status == Status::New {
+                // Only resolved updates for an incident never opened: nothing to remember.
+                state.incidents.remove(&key);
+                out.changed_members.retain(|(k, _)| *k != key);
+            }
+        }
+    }
+    out
+}
+
+/// Applies one update to its member; false when it changes nothing (a repeat or a stale update).
+fn apply_member(incident: &mut Incident, alert: &Classified, now: Millis) -> bool {
+    let update = &alert.update;
+    match incident.members.get_mut(&update.fingerprint) {
+        Some(member) if update.firing => {
+            if member.firing {
+                // Same episode repeated (or an older start): nothing new.
+                if update.starts_at <= member.starts_at {
+                    return false;
+                }
+                member.starts_at = update.starts_at;
+                member.last_seen = now;
+                return true;
+            }
+            // A firing update older than the member's resolve is out of order.
+            if member.ends_at.is_some_and(|ended| update.starts_at <= ended) {
+                return false;
+            }
+            member.firing = true;
+            member.severity = Severity::of(&update.labels);
+            member.starts_at = update.starts_at;
+            member.ends_at = None;
+            member.last_seen = now;
+            if incident.status != Status::New {
+                incident.annotations = update.annotations.clone();
+            }
+            true
+        }
+        Some(member) => {
+            if !member.firing {
+                return false;
+            }
+            // A resolve of an earlier episode than the one firing now is out of order.
+            if update.ends_at.is_some_and(|ended| ended < member.starts_at) {
+                return false;
+            }
+            member.firing = false;
+            member.ends_at = Some(update.ends_at.unwrap_or(now));
+            member.last_seen = now;
+            true
+        }
+        None => {
+            if !update.firing && !incident.is_open() {
+                return false;
+            }
+            incident.members.insert(
+                update.fingerprint,
+                Member {
+                    identity: alert.member_identity.clone(),
+                    severity: Severity::of(&update.labels),
+                    firing: update.firing,
+                    starts_at: update.starts_at,
+                    ends_at: if update.firing { None } else { Some(update.ends_at.unwrap_or(now)) },
+                    last_seen: now,
+                },
+            );
+            if update.firing && incident.firing_members() == 1 {
+                incident.annotations = update.annotations.clone();
+                incident.generator_url = update.generator_url.clone();
+            }
+            true
+        }
+    }
+}
+
+/// Re-evaluates an incident after its members changed.
+fn evaluate(incident: &mut Incident, now: Millis, out: &mut Outcome) {
+    let any_firing = incident.members.values().any(|m| m.firing);
+    let severity = incident
+        .members
+        .values()
+        .filter(|m| m.firing)
+        .map(|m| m.severity)
+        .max()
+        .unwrap_or(incident.severity);
+    let before = incident.clone();
+    incident.severity = severity;
+    match incident.status {
+        Status::New | Status::Resolved { .. } if any_firing => {
+            let kind = if incident.status == Status::New && incident.episode == 0 {
+                IntentKind::Opened
+            } else {
+                IntentKind::Reopened
+            };
+            incident.status = Status::Open;
+            incident.opened_at = now;
+            incident.episode += 1;
+            incident.notified_severity = severity;
+            notify(incident, kind, now, out);
+        }
+        Status::Open | Status::Resolving { .. } if any_firing => {
+            incident.status = Status::Open;
+            if severity > incident.notified_severity {
+                incident.notified_severity = severity;
+                notify(incident, IntentKind::Escalated, now, out);
+            }
+        }
+        Status::Open => incident.status = Status::Resolving { since: now },
+        _ => {}
+    }
+    if *incident != before {
+        out.changed_incidents.insert(incident.key.clone());
+    }
+}
+
+fn notify(incident: &mut Incident, kind: IntentKind, now: Millis, out: &mut Outcome) {
+    incident.sequence += 1;
+    incident.last_notified_at = now;
+    out.intents.push(Intent {
+        kind,
+        incident_key: incident.key.clone(),
+        sequence: incident.sequence,
+        at: now,
+    });
+    out.changed_incidents.insert(incident.key.clone());
+}
+
+/// Applies the passage of time: stale members, held resolves that are due, reminders, the heartbeat.
+pub fn tick(state: &mut State, now: Millis, settings: &DedupSettings) -> Outcome {
+    let mut out = Outcome::default();
+    for incident in state.incidents.values_mut() {
+        if !incident.is_open() {
+            continue;
+        }
+        let mut stale = false;
+        for (fingerprint, member) in incident.members.iter_mut() {
+            if member.firing && now - member.last_seen >= settings.stale_after {
+                member.firing = false;
+                member.ends_at = Some(now);
+                out.changed_members.insert((incident.key.clone(), *fingerprint));
+                stale = true;
+            }
+        }
+        if stale {
+            evaluate(incident, now, &mut out);
+        }
+        match incident.status {
+            Status::Resolving { since } if now - since >= settings.resolve_hold => {
+                incident.status = Status::Resolved { at: now };
+                notify(incident, IntentKind::Resolved, now, &mut out);
+            }
+            Status::Open if now - incident.last_notified_at >= settings.reminder => {
+                notify(incident, IntentKind::Reminder, now, &mut out);
+            }
+            _ => {}
+        }
+    }
+    if let Some(heartbeat) = &settings.heartbeat {
+        tick_heartbeat(state, now, heartbeat, &mut out);
+    }
+    out
+}
+
+fn tick_heartbeat(state: &mut State, now: Millis, heartbeat: &HeartbeatSettings, out: &mut Outcome) {
+    let last_seen = match state.heartbeat.last_seen {
+        Some(t) => t,
+        None => {
+            // Count the silence from the first tick, so a heartbeat that never arrives is noticed.
+            state.heartbeat.last_seen = Some(now);
+            out.heartbeat_changed = true;
+            return;
+        }
+    };
+    let silent = now - last_seen >= heartbeat.timeout;
+    let open = state.incidents.get(HEARTBEAT_INCIDENT).is_some_and(Incident::is_open);
+    if silent && !open {
+        let incident = state.incidents.entry(HEARTBEAT_INCIDENT.to_string()).or_insert_with(|| Incident {
+            key: HEARTBEAT_INCIDENT.to_string(),
+            team: heartbeat.team.clone(),
+            service: "monitoring-pipeline".into(),
+            alertname: "MonitoringPipelineSilent".into(),
+            labels: Labels::from([
+                ("alertname".to_string(), "MonitoringPipelineSilent".to_string()),
+                ("severity".to_string(), "critical".to_string()),
+                ("team".to_string(), heartbeat.team.clone()),
+            ]),
+            annotations: Labels::from([(
+                "summary".to_string(),
+                format!("No {} heartbeat from Alertmanager: the monitoring pipeline is silent.", heartbeat.alertname),
+            )]),
+            generator_url: String::new(),
+            status: Status::New,
+            severity: Severity::Critical,
+            notified_severity: Severity::None,
+            opened_at: now,
+            last_notified_at: now,
+            sequence: 0,
+            episode: 0,
+            members: BTreeMap::new(),
+        });
+        let kind = if incident.episode == 0 { IntentKind::Opened } else { IntentKind::Reopened };
+        incident.status = Status::Open;
+        incident.opened_at = now;
+        incident.episode += 1;
+        incident.notified_severity = Severity::Critical;
+        notify(incident, kind, now, out);
+    } else if !silent
+        && open
+        && let Some(incident) = state.incidents.get_mut(HEARTBEAT_INCIDENT)
+        && incident.status == Status::Open
+    {
+        // The heartbeat is back: resolve through the usual hold.
+        incident.status = Status::Resolving { since: now };
+        out.changed_incidents.insert(HEARTBEAT_INCIDENT.to_string());
+    }
+}
+
+/// Removes incidents resolved before `cutoff`; returns their keys.
+pub fn forget_resolved(state: &mut State, cutoff: Millis) -> Vec<String> {
+    let gone: Vec<String> = state
+        .incidents
+        .values()
+        .filter(|i| matches!(i.status, Status::Resolved { at } if at < cutoff))
+        .map(|i| i.key.clone())
+        .collect();
+    for key in &gone {
+        state.incidents.remove(key);
+    }
+    gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Millis = 60_000;
+
+    fn settings() -> DedupSettings {
+        DedupSettings {
+            resolve_hold: 2 * MIN,
+            stale_after: 15 * MIN,
+            reminder: 240 * MIN,
+            heartbeat: None,
+        }
+    }
+
+    fn alert(service: &str, pod: usize, firing: bool, starts: Millis, ends: Option<Millis>, severity: &str) -> Classified {
+        let labels: Labels = [
+            ("alertname", "HighErrorRate"),
+            ("service", service),
+            ("severity", severity),
+            ("team", "payments"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut full = labels.clone();
+        full.insert("pod".into(), format!("{service}-{pod}"));
+        Classified {
+            key: format!("payments/{service}/HighErrorRate"),
+            team: "payments".into(),
+            service: service.into(),
+            alertname: "HighErrorRate".into(),
+            member_identity: format!("pod={service}-{pod}"),
+            incident_labels: labels,
+            update: AlertUpdate {
+                fingerprint: super::super::alert::label_fingerprint(&full),
+                labels: full,
+                annotations: Labels::new(),
+                firing,
+                starts_at: starts,
+                ends_at: ends,
+                generator_url: String::new(),
+            },
+        }
+    }
+
+    fn kinds(out: &Outcome) -> Vec<IntentKind> {
+        out.intents.iter().map(|i| i.kind).collect()
+    }
+
+    #[test]
+    fn a_storm_of_500_members_is_one_opened_and_one_resolved() {
+        let s = settings();
+        let mut state = State::default();
+        let firing: Vec<Classified> = (0..500).map(|p| alert("checkout", p, true, 0, None, "critical")).collect();
+        let mut intents = Vec::new();
+        for chunk in firing.chunks(37) {
+            intents.extend(kinds(&step(&mut state, chunk, MIN, &s)));
+        }
+        // Alertmanager repeats the whole group: nothing new.
+        intents.extend(kinds(&step(&mut state, &firing, 2 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened]);
+        assert_eq!(state.incidents.len(), 1);
+        assert_eq!(state.incidents["payments/checkout/HighErrorRate"].firing_members(), 500);
+
+        let resolved: Vec<Classified> = (0..500).map(|p| alert("checkout", p, false, 0, Some(3 * MIN), "critical")).collect();
+        for chunk in resolved.chunks(50) {
+            intents.extend(kinds(&step(&mut state, chunk, 3 * MIN, &s)));
+        }
+        intents.extend(kinds(&tick(&mut state, 4 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened], "the resolve is held");
+        intents.extend(kinds(&tick(&mut state, 5 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 6 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+    }
+
+    #[test]
+    fn duplicates_and_reordering_add_nothing() {
+        let s = settings();
+        let mut state = State::default();
+        let fire = alert("checkout", 1, true, MIN, None, "critical");
+        let resolve = alert("checkout", 1, false, MIN, Some(5 * MIN), "critical");
+        let mut intents = kinds(&step(&mut state, &[fire.clone(), fire.clone()], 2 * MIN, &s));
+        // The same alert from a second Alertmanager replica.
+        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&fire), 2 * MIN, &s)));
+        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&resolve), 6 * MIN, &s)));
+        // A late copy of the firing webhook (same startsAt) arrives after the resolve.
+        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&fire), 6 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 9 * MIN, &s)));
+        // And late duplicates after the incident resolved reopen nothing.
+        intents.extend(kinds(&step(&mut state, &[fire.clone(), resolve.clone()], 10 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+    }
+
+    #[test]
+    fn flapping_inside_the_hold_sends_nothing_and_a_real_refire_reopens() {
+        let s = settings();
+        let mut state = State::default();
+        let mut intents = kinds(&step(&mut state, &[alert("checkout", 1, true, 0, None, "warning")], 0, &s));
+        for round in 0..5 {
+            let t = (round * 2 + 1) * 30_000;
+            intents.extend(kinds(&step(&mut state, &[alert("checkout", 1, false, t - 30_000, Some(t), "warning")], t, &s)));
+            intents.extend(kinds(&step(&mut state, &[alert("checkout", 1, true, t + 1, None, "warning")], t + 30_000, &s)));
+            intents.extend(kinds(&tick(&mut state, t + 30_000, &s)));
+        }
+        assert_eq!(intents, vec![IntentKind::Opened], "flapping inside the hold is silent");
+        intents.extend(kinds(&step(&mut state, &[alert("checkout", 1, false, 0, Some(10 * MIN), "warning")], 10 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 13 * MIN, &s)));
+        intents.extend(kinds(&step(&mut state, &[alert("checkout", 1, true, 20 * MIN, None, "warning")], 20 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved, IntentKind::Reopened]);
+    }
+
+    #[test]
+    fn severity_rise_escalates_once_and_reminders_follow_the_interval() {
+        let s = DedupSettings { stale_after: 1000 * MIN, ..settings() };
+        let mut state = State::default();
+        let mut intents = kinds(&step(&mut state, &[alert("checkout", 1, true, 0, None, "warning")], 0, &s));
+        // A critical member of the same service and alert raises the incident's severity.
+        let critical = alert("checkout", 2, true, MIN, None, "critical");
+        intents.extend(kinds(&step(&mut state, &[critical.clone()], MIN, &s)));
+        intents.extend(kinds(&step(&mut state, &[critical], 2 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 200 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 242 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Escalated, IntentKind::Reminder]);
+    }
+
+    #[test]
+    fn members_that_go_stale_resolve_the_incident() {
+        let s = settings();
+        let mut state = State::default();
+        let mut intents = kinds(&step(&mut state, &[alert("checkout", 1, true, 0, None, "critical")], 0, &s));
+        intents.extend(kinds(&tick(&mut state, 14 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 15 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 17 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+    }
+
+    #[test]
+    fn two_services_are_two_incidents() {
+        let s = settings();
+        let mut state = State::default();
+        let out = step(&mut state, &[alert("checkout", 1, true, 0, None, "critical"), alert("search", 1, true, 0, None, "critical")], 0, &s);
+        assert_eq!(kinds(&out), vec![IntentKind::Opened, IntentKind::Opened]);
+    }
+
+    #[test]
+    fn silent_heartbeat_opens_and_returning_heartbeat_resolves() {
+        let s = DedupSettings {
+            heartbeat: Some(HeartbeatSettings { alertname: "Watchdog".into(), timeout: 5 * MIN, team: "platform".into() }),
+            ..settings()
+        };
+        let mut state = State::default();
+        let mut watchdog = alert("", 0, true, 0, None, "info");
+        watchdog.alertname = "Watchdog".into();
+        let mut intents = kinds(&tick(&mut state, 0, &s));
+        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&watchdog), MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 5 * MIN, &s)));
+        assert!(intents.is_empty(), "the heartbeat never notifies by itself");
+        intents.extend(kinds(&tick(&mut state, 6 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened]);
+        assert_eq!(state.incidents[HEARTBEAT_INCIDENT].team, "platform");
+        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&watchdog), 7 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 7 * MIN, &s)));
+        intents.extend(kinds(&tick(&mut state, 9 * MIN, &s)));
+        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+    }
+}
