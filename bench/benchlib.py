@@ -9,8 +9,8 @@
       POST N distinct firing alerts, B per request, over S services, on C keep-alive connections; prints JSON
   benchlib.py rss PID [--timeout SECONDS]
       read VmRSS/VmHWM from /proc/PID/status, polling until VmRSS is stable; prints JSON
-  benchlib.py am-active URL
-      print Alertmanager's alertmanager_alerts{state="active"} from URL (its /metrics)
+  benchlib.py am-count URL
+      print how many alerts Alertmanager holds (URL: its /api/v2/alerts)
   benchlib.py summary RESULTS_DIR
       print the markdown summary of the JSON results in RESULTS_DIR
 """
@@ -250,13 +250,12 @@ def cmd_rss(args):
                       "first_vmrss_kb": samples[0][1]}))
 
 
-def cmd_am_active(args):
-    with urllib.request.urlopen(args.url, timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith('alertmanager_alerts{state="active"}'):
-                print(int(float(line.split()[-1])))
-                return
-    die("alertmanager_alerts{state=\"active\"} not found")
+def cmd_am_count(args):
+    """Number of alerts Alertmanager holds (GET /api/v2/alerts: active, silenced, inhibited and unprocessed).
+    Its metric alertmanager_alerts{state="active"} is no use here: alerts stay "unprocessed" until their group's
+    first flush (group_wait). Building this answer costs Alertmanager memory, so call it after reading VmRSS."""
+    with urllib.request.urlopen(args.url, timeout=120) as r:
+        print(len(json.load(r)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,17 +313,22 @@ def cmd_summary(args):
     print("Paced with wrk's delay() hook to half the max req/s above, on fewer connections. Latency is timed "
           "from when each request is sent (like wrk, not wrk2: no coordinated-omission correction).\n")
     print("| target | alerts/req | threads x conns | target req/s | achieved req/s | accepted alerts/s "
-          "| p50 ms | p99 ms | non-2xx |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| p50 ms | p99 ms | non-2xx | note |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for t in targets:
         for n in sizes:
             r = runs.get((t, n, "half"))
             if not r:
                 continue
             rps, aps = derived(r)
+            note = ""
+            if rps < 0.9 * r["rate_target"]:
+                note = "below target: too few connections for this latency (raise HALF_CONNECTIONS)"
+            elif rps > 1.1 * r["rate_target"]:
+                note = "above target"
             print(f"| {t} | {n} | {r['threads']} x {r['connections']} | {fmt_num(r['rate_target'])} "
                   f"| {fmt_num(rps)} | {fmt_num(aps)} | {fmt_ms(r['lat_p50_us'])} | {fmt_ms(r['lat_p99_us'])} "
-                  f"| {r['non_2xx']} |")
+                  f"| {r['non_2xx']} | {note} |")
 
     if mems:
         print("\n### Memory with many active alerts\n")
@@ -336,8 +340,11 @@ def cmd_summary(args):
             if not m:
                 continue
             note = []
+            if m["fill"]["ok_alerts"] != m["fill"]["alerts"]:
+                note.append(f"NOT ALL ACCEPTED: non-2xx {m['fill']['non_2xx_by_status']}, "
+                            f"errors {m['fill']['errors']}, first: {m['fill']['first_failure']}")
             if m.get("active_reported") is not None:
-                note.append(f"active alerts reported by the server: {m['active_reported']:,}")
+                note.append(f"alerts the server holds afterwards (fill + load runs): {m['active_reported']:,}")
             if not m["after"].get("stable", True):
                 note.append("VmRSS still moving at the deadline")
             print(f"| {t} | {m['fill']['alerts']:,} ({m['fill']['ok_alerts']:,}) "
@@ -381,9 +388,9 @@ def main():
     r.add_argument("pid", type=int)
     r.add_argument("--timeout", type=float, default=10)
     r.set_defaults(fn=cmd_rss)
-    a = sub.add_parser("am-active")
+    a = sub.add_parser("am-count")
     a.add_argument("url")
-    a.set_defaults(fn=cmd_am_active)
+    a.set_defaults(fn=cmd_am_count)
     s = sub.add_parser("summary")
     s.add_argument("dir")
     s.set_defaults(fn=cmd_summary)

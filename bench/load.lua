@@ -106,29 +106,41 @@ local function fp_key(labels)
    return table.concat(parts, "\255")
 end
 
+-- one alert object as JSON, cached: the bodies share most of their members, so each is built once
+local alert_cache = {}
+local function alert_json(svc, pod, starts_at, ends_at_am)
+   local key = svc .. ":" .. pod
+   local cached = alert_cache[key]
+   if cached then return cached end
+   local labels = member_labels(svc, pod)
+   local annotations = member_annotations(svc, pod)
+   local a
+   if format == "am" then
+      a = "{" ..
+         '"labels":' .. obj(labels) ..
+         ',"annotations":' .. obj(annotations) ..
+         ',"startsAt":' .. js(starts_at) ..
+         ',"endsAt":' .. js(ends_at_am) ..
+         ',"generatorURL":' .. js(GENERATOR) .. "}"
+   else
+      a = "{" ..
+         '"status":"firing"' ..
+         ',"labels":' .. obj(labels) ..
+         ',"annotations":' .. obj(annotations) ..
+         ',"startsAt":' .. js(starts_at) ..
+         ',"endsAt":"0001-01-01T00:00:00Z"' ..
+         ',"generatorURL":' .. js(GENERATOR) ..
+         ',"fingerprint":' .. js(fingerprint(fp_key(labels))) .. "}"
+   end
+   alert_cache[key] = a
+   return a
+end
+
 -- one body: group `svc`, members first_pod .. first_pod + n_alerts - 1
 local function build_body(svc, first_pod, starts_at, ends_at_am)
    local alerts = {}
    for pod = first_pod, first_pod + n_alerts - 1 do
-      local labels = member_labels(svc, pod)
-      local annotations = member_annotations(svc, pod)
-      if format == "am" then
-         alerts[#alerts + 1] = "{" ..
-            '"labels":' .. obj(labels) ..
-            ',"annotations":' .. obj(annotations) ..
-            ',"startsAt":' .. js(starts_at) ..
-            ',"endsAt":' .. js(ends_at_am) ..
-            ',"generatorURL":' .. js(GENERATOR) .. "}"
-      else
-         alerts[#alerts + 1] = "{" ..
-            '"status":"firing"' ..
-            ',"labels":' .. obj(labels) ..
-            ',"annotations":' .. obj(annotations) ..
-            ',"startsAt":' .. js(starts_at) ..
-            ',"endsAt":"0001-01-01T00:00:00Z"' ..
-            ',"generatorURL":' .. js(GENERATOR) ..
-            ',"fingerprint":' .. js(fingerprint(fp_key(labels))) .. "}"
-      end
+      alerts[#alerts + 1] = alert_json(svc, pod, starts_at, ends_at_am)
    end
    if format == "am" then
       return "[" .. table.concat(alerts, ",") .. "]"

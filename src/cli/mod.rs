@@ -57,6 +57,33 @@ enum Command {
     /// Lint and test Prometheus rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// The alert router: service-level incidents from Alertmanager webhooks.
+    #[command(subcommand)]
+    Router(RouterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RouterCommand {
+    /// Run the router.
+    Serve {
+        /// The router configuration (router.yaml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Check a router configuration and report every problem in it.
+    CheckConfig {
+        /// The router configuration (router.yaml).
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +224,27 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }) => rules_lint(&files, team, &metrics, format, deny_warnings),
         Command::Rules(RulesCommand::Test { files, team, spec }) => {
             rules_test(&files, team, spec.as_deref())
+        }
+        Command::Router(RouterCommand::CheckConfig { config }) => {
+            Ok(match load_router_config(&config)? {
+                Some(_) => {
+                    println!("{}: ok", config.display());
+                    Outcome::Ok
+                }
+                None => Outcome::Invalid,
+            })
+        }
+        Command::Router(RouterCommand::Serve { config, log_format }) => {
+            let Some(loaded) = load_router_config(&config)? else {
+                return Ok(Outcome::Invalid);
+            };
+            init_logging(log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(crate::router::serve(loaded))?;
+            Ok(Outcome::Ok)
         }
         Command::Images { spec } => {
             let Some(loaded) = load(&spec)? else {
@@ -429,4 +477,33 @@ fn team_from_spec(spec_path: &Path, test_files: &[PathBuf]) -> anyhow::Result<St
                 spec_path.display()
             )
         })
+}
+
+/// Loads a router.yaml; problems are reported on stderr and give `None`.
+fn load_router_config(path: &Path) -> anyhow::Result<Option<crate::router::config::RouterConfig>> {
+    use crate::router::config::{self, ConfigError};
+    match config::load(path) {
+        Ok(config) => Ok(Some(config)),
+        Err(ConfigError::Invalid {
+            source_text,
+            diagnostics,
+            ..
+        }) => {
+            eprint!("{}", diagnostic::render_all(&diagnostics, &source_text));
+            Ok(None)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STACKGEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
 }

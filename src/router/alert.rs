@@ -101,7 +101,12 @@ impl WebhookAlert {
         let firing = match self.status.as_str() {
             "firing" => true,
             "resolved" => false,
-            _ => return Err(PayloadError::Status { index, status: self.status }),
+            _ => {
+                return Err(PayloadError::Status {
+                    index,
+                    status: self.status,
+                });
+            }
         };
         if self.labels.is_empty() {
             return Err(PayloadError::NoLabels { index });
@@ -147,7 +152,12 @@ fn parse_time(text: &str) -> Option<Millis> {
 pub fn label_fingerprint(labels: &Labels) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (name, value) in labels {
-        for byte in name.bytes().chain([0xff]).chain(value.bytes()).chain([0xfe]) {
+        for byte in name
+            .bytes()
+            .chain([0xff])
+            .chain(value.bytes())
+            .chain([0xfe])
+        {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -160,12 +170,16 @@ mod tests {
     use super::*;
 
     fn payload(alert: &str) -> String {
-        format!(r#"{{"version":"4","status":"firing","receiver":"r","alerts":[{alert}],"notification_reason":"first notification","routeLabels":{{}},"futureField":[1,2]}}"#)
+        format!(
+            r#"{{"version":"4","status":"firing","receiver":"r","alerts":[{alert}],"notification_reason":"first notification","routeLabels":{{}},"futureField":[1,2]}}"#
+        )
     }
 
     #[test]
     fn accepts_firing_and_resolved_alerts_and_unknown_fields() {
-        let text = payload(r#"{"status":"firing","labels":{"alertname":"A"},"startsAt":"2026-11-23T02:21:59.162Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"515b48fbc35e7347","extra":true}"#);
+        let text = payload(
+            r#"{"status":"firing","labels":{"alertname":"A"},"startsAt":"2026-11-23T02:21:59.162Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"515b48fbc35e7347","extra":true}"#,
+        );
         let parsed: WebhookPayload = serde_json::from_str(&text).expect("parses");
         let updates = parsed.into_updates().expect("valid");
         assert_eq!(updates[0].fingerprint, 0x515b48fbc35e7347);
@@ -178,18 +192,33 @@ mod tests {
     fn rejects_wrong_version_status_and_time() {
         let wrong_version = r#"{"version":"3","status":"firing","alerts":[]}"#;
         let parsed: WebhookPayload = serde_json::from_str(wrong_version).expect("parses");
-        assert_eq!(parsed.into_updates(), Err(PayloadError::Version("3".into())));
-        let bad_status = payload(r#"{"status":"burning","labels":{"a":"b"},"startsAt":"2026-11-23T02:21:59Z"}"#);
+        assert_eq!(
+            parsed.into_updates(),
+            Err(PayloadError::Version("3".into()))
+        );
+        let bad_status =
+            payload(r#"{"status":"burning","labels":{"a":"b"},"startsAt":"2026-11-23T02:21:59Z"}"#);
         let parsed: WebhookPayload = serde_json::from_str(&bad_status).expect("parses");
-        assert!(matches!(parsed.into_updates(), Err(PayloadError::Status { index: 0, .. })));
+        assert!(matches!(
+            parsed.into_updates(),
+            Err(PayloadError::Status { index: 0, .. })
+        ));
         let bad_time = payload(r#"{"status":"firing","labels":{"a":"b"},"startsAt":"yesterday"}"#);
         let parsed: WebhookPayload = serde_json::from_str(&bad_time).expect("parses");
-        assert!(matches!(parsed.into_updates(), Err(PayloadError::Time { field: "startsAt", .. })));
+        assert!(matches!(
+            parsed.into_updates(),
+            Err(PayloadError::Time {
+                field: "startsAt",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn missing_fingerprint_is_derived_from_labels() {
-        let text = payload(r#"{"status":"resolved","labels":{"alertname":"A","pod":"p"},"startsAt":"2026-11-23T02:21:59Z","endsAt":"2026-11-23T02:25:00Z"}"#);
+        let text = payload(
+            r#"{"status":"resolved","labels":{"alertname":"A","pod":"p"},"startsAt":"2026-11-23T02:21:59Z","endsAt":"2026-11-23T02:25:00Z"}"#,
+        );
         let parsed: WebhookPayload = serde_json::from_str(&text).expect("parses");
         let update = &parsed.into_updates().expect("valid")[0];
         assert_eq!(update.fingerprint, label_fingerprint(&update.labels));

@@ -21,18 +21,56 @@ use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 use crate::spec::values;
 
 const TOP_KEYS: &[&str] = &[
-    "listen", "auth", "body_limit", "store", "dedup", "heartbeat", "delivery", "teams", "ownership", "routes", "cluster", "smtp",
+    "listen",
+    "auth",
+    "body_limit",
+    "store",
+    "dedup",
+    "heartbeat",
+    "delivery",
+    "teams",
+    "ownership",
+    "routes",
+    "cluster",
+    "smtp",
 ];
-const AUTH_KEYS: &[&str] = &["bearer_token", "bearer_token_file", "bearer_token_env", "basic"];
+const AUTH_KEYS: &[&str] = &[
+    "bearer_token",
+    "bearer_token_file",
+    "bearer_token_env",
+    "basic",
+];
 const BASIC_KEYS: &[&str] = &["username", "password", "password_file", "password_env"];
 const STORE_KEYS: &[&str] = &["path", "retention"];
-const DEDUP_KEYS: &[&str] = &["key", "service_labels", "instance_labels", "resolve_hold", "stale_after", "reminder"];
+const DEDUP_KEYS: &[&str] = &[
+    "key",
+    "service_labels",
+    "instance_labels",
+    "resolve_hold",
+    "stale_after",
+    "reminder",
+];
 const HEARTBEAT_KEYS: &[&str] = &["alertname", "timeout", "team"];
-const DELIVERY_KEYS: &[&str] = &["initial_backoff", "max_backoff", "max_age", "concurrency", "timeout"];
+const DELIVERY_KEYS: &[&str] = &[
+    "initial_backoff",
+    "max_backoff",
+    "max_age",
+    "concurrency",
+    "timeout",
+];
 const OWNERSHIP_KEYS: &[&str] = &["services", "rules", "default_team"];
 const RULE_KEYS: &[&str] = &["matchers", "team"];
 const ROUTE_KEYS: &[&str] = &["matchers", "destinations", "continue"];
-const SMTP_KEYS: &[&str] = &["host", "port", "from", "tls", "username", "password", "password_file", "password_env"];
+const SMTP_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "from",
+    "tls",
+    "username",
+    "password",
+    "password_file",
+    "password_env",
+];
 
 /// Destination kinds and the secret field each reads.
 pub const DESTINATION_KINDS: &[(&str, Option<&str>)] = &[
@@ -77,7 +115,9 @@ impl SecretSource {
             SecretSource::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
-            SecretSource::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set")),
+            SecretSource::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+            }
             SecretSource::Inline(value) => Ok(value.clone()),
         }
     }
@@ -124,7 +164,10 @@ pub struct RouterConfig {
 impl RouterConfig {
     /// Destination names per team, for routing.
     pub fn team_destinations(&self) -> BTreeMap<String, Vec<String>> {
-        self.teams.iter().map(|(team, ds)| (team.clone(), ds.iter().map(|d| d.name.clone()).collect())).collect()
+        self.teams
+            .iter()
+            .map(|(team, ds)| (team.clone(), ds.iter().map(|d| d.name.clone()).collect()))
+            .collect()
     }
 
     pub fn destination(&self, d: &DestinationRef) -> Option<&DestinationConfig> {
@@ -136,22 +179,43 @@ impl RouterConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file} has {} problem(s)", .diagnostics.len())]
-    Invalid { file: String, source_text: String, diagnostics: Vec<Diagnostic> },
+    Invalid {
+        file: String,
+        source_text: String,
+        diagnostics: Vec<Diagnostic>,
+    },
 }
 
 /// Reads and checks a router.yaml.
 pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let file = path.display().to_string();
-    parse(&file, &source).map_err(|diagnostics| ConfigError::Invalid { file, source_text: source, diagnostics })
+    parse(&file, &source).map_err(|diagnostics| ConfigError::Invalid {
+        file,
+        source_text: source,
+        diagnostics,
+    })
 }
 
 /// Checks router.yaml source text; every problem is reported.
 pub fn parse(file: &str, source: &str) -> Result<RouterConfig, Vec<Diagnostic>> {
-    let mut checker = Checker { file: file.to_string(), diagnostics: Vec::new() };
-    let root = match marked_yaml::parse_yaml_with_options(0, source, LoaderOptions::default().error_on_duplicate_keys(true)) {
+    let mut checker = Checker {
+        file: file.to_string(),
+        diagnostics: Vec::new(),
+    };
+    let root = match marked_yaml::parse_yaml_with_options(
+        0,
+        source,
+        LoaderOptions::default().error_on_duplicate_keys(true),
+    ) {
         Ok(root) => root,
         Err(err) => return Err(vec![checker.load_error(err)]),
     };
@@ -179,18 +243,34 @@ impl Checker {
     }
 
     fn string_list(&mut self, obj: Option<&Obj>, key: &str, default: &[&str]) -> Vec<String> {
-        let Some(o) = obj else { return default.iter().map(|s| s.to_string()).collect() };
+        let Some(o) = obj else {
+            return default.iter().map(|s| s.to_string()).collect();
+        };
         if o.get(key).is_none() {
             return default.iter().map(|s| s.to_string()).collect();
         }
         let nodes = self.list(o, key);
-        nodes.iter().enumerate().filter_map(|(i, n)| self.string(n, &format!("{}[{i}]", o.path(key))).map(|(s, _)| s)).collect()
+        nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                self.string(n, &format!("{}[{i}]", o.path(key)))
+                    .map(|(s, _)| s)
+            })
+            .collect()
     }
 
     /// A secret given as `field`, `field_file` or `field_env` (exactly one).
     fn secret(&mut self, obj: &Obj, field: &str, required: bool) -> Option<SecretSource> {
-        let variants = [(field.to_string(), 0), (format!("{field}_file"), 1), (format!("{field}_env"), 2)];
-        let given: Vec<(&String, usize, &Node)> = variants.iter().filter_map(|(k, kind)| obj.get(k).map(|n| (k, *kind, n))).collect();
+        let variants = [
+            (field.to_string(), 0),
+            (format!("{field}_file"), 1),
+            (format!("{field}_env"), 2),
+        ];
+        let given: Vec<(&String, usize, &Node)> = variants
+            .iter()
+            .filter_map(|(k, kind)| obj.get(k).map(|n| (k, *kind, n)))
+            .collect();
         match given.as_slice() {
             [] => {
                 if required {
@@ -201,7 +281,12 @@ impl Checker {
             [(key, kind, node)] => {
                 let (text, _) = self.string(node, &obj.path(key))?;
                 if text.is_empty() {
-                    self.error(node.span(), &obj.path(key), format!("`{key}` is empty"), None);
+                    self.error(
+                        node.span(),
+                        &obj.path(key),
+                        format!("`{key}` is empty"),
+                        None,
+                    );
                     return None;
                 }
                 Some(match kind {
@@ -211,7 +296,14 @@ impl Checker {
                 })
             }
             [_, (key, _, node), ..] => {
-                self.error(node.span(), &obj.path(key), format!("`{field}` is given more than once"), Some(format!("keep one of `{field}`, `{field}_file`, `{field}_env`")));
+                self.error(
+                    node.span(),
+                    &obj.path(key),
+                    format!("`{field}` is given more than once"),
+                    Some(format!(
+                        "keep one of `{field}`, `{field}_file`, `{field}_env`"
+                    )),
+                );
                 None
             }
         }
@@ -221,10 +313,17 @@ impl Checker {
         let mut matchers = Vec::new();
         for (i, node) in self.list(obj, "matchers").into_iter().enumerate() {
             let field = format!("{}[{i}]", obj.path("matchers"));
-            let Some((text, _)) = self.string(node, &field) else { continue };
+            let Some((text, _)) = self.string(node, &field) else {
+                continue;
+            };
             match Matcher::parse(&text) {
                 Ok(m) => matchers.push(m),
-                Err(hint) => self.error(node.span(), &field, format!("invalid matcher `{text}`"), Some(hint)),
+                Err(hint) => self.error(
+                    node.span(),
+                    &field,
+                    format!("invalid matcher `{text}`"),
+                    Some(hint),
+                ),
             }
         }
         matchers
@@ -232,12 +331,21 @@ impl Checker {
 
     fn router_config(&mut self, root: &Node) -> Option<RouterConfig> {
         let top = self.object(root, "", TOP_KEYS)?;
-        let listen_text = top.get("listen").and_then(|n| self.string(n, "listen")).map(|(t, _)| t).unwrap_or_else(|| "0.0.0.0:8080".into());
+        let listen_text = top
+            .get("listen")
+            .and_then(|n| self.string(n, "listen"))
+            .map(|(t, _)| t)
+            .unwrap_or_else(|| "0.0.0.0:8080".into());
         let listen = match listen_text.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
                 let span = top.get("listen").map_or(*top.span(), |n| *n.span());
-                self.error(&span, "listen", format!("invalid listen address `{listen_text}`"), Some("write host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:8080".into()));
+                self.error(
+                    &span,
+                    "listen",
+                    format!("invalid listen address `{listen_text}`"),
+                    Some("write host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:8080".into()),
+                );
                 None
             }
         };
@@ -247,31 +355,66 @@ impl Checker {
             Some(node) => match self.quantity(node, "body_limit") {
                 Some((_, bytes)) if bytes >= 1024.0 => bytes as usize,
                 Some((text, _)) => {
-                    self.error(node.span(), "body_limit", format!("body limit `{text}` is too small"), Some("give at least 1Ki; Alertmanager's bodies are often tens of KiB".into()));
+                    self.error(
+                        node.span(),
+                        "body_limit",
+                        format!("body limit `{text}` is too small"),
+                        Some(
+                            "give at least 1Ki; Alertmanager's bodies are often tens of KiB".into(),
+                        ),
+                    );
                     0
                 }
                 None => 0,
             },
         };
         let store = self.sub_object(&top, "store", STORE_KEYS);
-        let store_path = store.as_ref().and_then(|s| s.get("path")).and_then(|n| self.string(n, "store.path")).map(|(p, _)| PathBuf::from(p)).unwrap_or_else(|| PathBuf::from("router.db"));
+        let store_path = store
+            .as_ref()
+            .and_then(|s| s.get("path"))
+            .and_then(|n| self.string(n, "store.path"))
+            .map(|(p, _)| PathBuf::from(p))
+            .unwrap_or_else(|| PathBuf::from("router.db"));
         let retention = self.duration(store.as_ref(), "retention", "168h");
         let dedup_obj = self.sub_object(&top, "dedup", DEDUP_KEYS);
         let d = dedup_obj.as_ref();
         let key = self.string_list(d, "key", &["team", "service", "alertname"]);
         let service_labels = self.string_list(d, "service_labels", &["service", "job"]);
-        let instance_labels = self.string_list(d, "instance_labels", &["instance", "pod", "node", "container", "pod_ip", "host", "hostname", "uid", "endpoint"]);
+        let instance_labels = self.string_list(
+            d,
+            "instance_labels",
+            &[
+                "instance",
+                "pod",
+                "node",
+                "container",
+                "pod_ip",
+                "host",
+                "hostname",
+                "uid",
+                "endpoint",
+            ],
+        );
         let resolve_hold = self.duration(d, "resolve_hold", "2m");
         let stale_after = self.duration(d, "stale_after", "15m");
         let reminder = self.duration(d, "reminder", "4h");
         let teams = self.router_teams(&top);
-        let heartbeat = self.sub_object(&top, "heartbeat", HEARTBEAT_KEYS).and_then(|h| {
-            let alertname = h.get("alertname").and_then(|n| self.string(n, "heartbeat.alertname")).map_or_else(|| "Watchdog".to_string(), |(t, _)| t);
-            let timeout = self.duration(Some(&h), "timeout", "5m");
-            let team = self.required_string(&h, "team")?;
-            self.known_team(&teams, &team.0, h.get("team"), "heartbeat.team");
-            Some(HeartbeatSettings { alertname, timeout, team: team.0 })
-        });
+        let heartbeat = self
+            .sub_object(&top, "heartbeat", HEARTBEAT_KEYS)
+            .and_then(|h| {
+                let alertname = h
+                    .get("alertname")
+                    .and_then(|n| self.string(n, "heartbeat.alertname"))
+                    .map_or_else(|| "Watchdog".to_string(), |(t, _)| t);
+                let timeout = self.duration(Some(&h), "timeout", "5m");
+                let team = self.required_string(&h, "team")?;
+                self.known_team(&teams, &team.0, h.get("team"), "heartbeat.team");
+                Some(HeartbeatSettings {
+                    alertname,
+                    timeout,
+                    team: team.0,
+                })
+            });
         let delivery_obj = self.sub_object(&top, "delivery", DELIVERY_KEYS);
         let dl = delivery_obj.as_ref();
         let delivery = DeliveryConfig {
@@ -298,7 +441,12 @@ impl Checker {
             store_path,
             retention,
             ownership,
-            dedup: DedupSettings { resolve_hold, stale_after, reminder, heartbeat },
+            dedup: DedupSettings {
+                resolve_hold,
+                stale_after,
+                reminder,
+                heartbeat,
+            },
             delivery,
             teams,
             routes,
@@ -316,81 +464,208 @@ impl Checker {
             Some((username?, password?))
         });
         if bearer_token.is_none() && basic.is_none() && auth.map.is_empty() {
-            self.error(auth.span(), "auth", "`auth` names no credential".into(), Some("add `bearer_token_file`/`bearer_token_env`, or `basic`".into()));
+            self.error(
+                auth.span(),
+                "auth",
+                "`auth` names no credential".into(),
+                Some("add `bearer_token_file`/`bearer_token_env`, or `basic`".into()),
+            );
         }
-        AuthConfig { bearer_token, basic }
+        AuthConfig {
+            bearer_token,
+            basic,
+        }
     }
 
-    fn known_team(&mut self, teams: &BTreeMap<String, Vec<DestinationConfig>>, team: &str, node: Option<&Node>, field: &str) {
+    fn known_team(
+        &mut self,
+        teams: &BTreeMap<String, Vec<DestinationConfig>>,
+        team: &str,
+        node: Option<&Node>,
+        field: &str,
+    ) {
         if teams.contains_key(team) {
             return;
         }
-        let hint = did_you_mean(team, teams.keys().map(String::as_str)).map_or_else(|| format!("declared teams: {}", teams.keys().cloned().collect::<Vec<_>>().join(", ")), |c| format!("did you mean `{c}`?"));
-        let location = node.map(|n| Location::of_span(n.span())).unwrap_or_default();
-        self.diagnostics.push(Diagnostic { file: self.file.clone(), location, field: field.to_string(), message: format!("unknown team `{team}`"), hint: Some(hint), redact: false, width: None });
+        let hint = did_you_mean(team, teams.keys().map(String::as_str)).map_or_else(
+            || {
+                format!(
+                    "declared teams: {}",
+                    teams.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            },
+            |c| format!("did you mean `{c}`?"),
+        );
+        let location = node
+            .map(|n| Location::of_span(n.span()))
+            .unwrap_or_default();
+        self.diagnostics.push(Diagnostic {
+            file: self.file.clone(),
+            location,
+            field: field.to_string(),
+            message: format!("unknown team `{team}`"),
+            hint: Some(hint),
+            redact: false,
+            width: None,
+        });
     }
 
     fn router_teams(&mut self, top: &Obj) -> BTreeMap<String, Vec<DestinationConfig>> {
         let mut teams = BTreeMap::new();
         let Some(node) = top.get("teams") else {
-            self.error(top.span(), "teams", "missing `teams`".into(), Some("declare at least one team with its destinations".into()));
+            self.error(
+                top.span(),
+                "teams",
+                "missing `teams`".into(),
+                Some("declare at least one team with its destinations".into()),
+            );
             return teams;
         };
         let Some(map) = node.as_mapping() else {
-            self.error(node.span(), "teams", "`teams` must be a mapping of team names".into(), None);
+            self.error(
+                node.span(),
+                "teams",
+                "`teams` must be a mapping of team names".into(),
+                None,
+            );
             return teams;
         };
         for (team_name, value) in map.iter() {
             let field = format!("teams.{}", team_name.as_str());
-            let Some(team) = self.object(value, &field, &["destinations"]) else { continue };
+            let Some(team) = self.object(value, &field, &["destinations"]) else {
+                continue;
+            };
             let mut destinations: Vec<DestinationConfig> = Vec::new();
             for (i, dnode) in self.list(&team, "destinations").into_iter().enumerate() {
                 let dfield = format!("{field}.destinations[{i}]");
                 let Some(dmap) = dnode.as_mapping() else {
-                    self.error(dnode.span(), &dfield, "a destination is a mapping with `kind`".into(), None);
+                    self.error(
+                        dnode.span(),
+                        &dfield,
+                        "a destination is a mapping with `kind`".into(),
+                        None,
+                    );
                     continue;
                 };
-                let kind = dmap.get_scalar("kind").map(|k| (k.as_str().to_string(), *k.span()));
+                let kind = dmap
+                    .get_scalar("kind")
+                    .map(|k| (k.as_str().to_string(), *k.span()));
                 let Some((kind, kind_span)) = kind else {
-                    self.error(dmap.span(), &format!("{dfield}.kind"), "destination without `kind`".into(), Some(format!("kinds: {}", DESTINATION_KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))));
+                    self.error(
+                        dmap.span(),
+                        &format!("{dfield}.kind"),
+                        "destination without `kind`".into(),
+                        Some(format!(
+                            "kinds: {}",
+                            DESTINATION_KINDS
+                                .iter()
+                                .map(|(k, _)| *k)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    );
                     continue;
                 };
-                let Some((_, secret_field)) = DESTINATION_KINDS.iter().find(|(k, _)| *k == kind) else {
-                    let hint = did_you_mean(&kind, DESTINATION_KINDS.iter().map(|(k, _)| *k)).map_or_else(|| format!("kinds: {}", DESTINATION_KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")), |c| format!("did you mean `{c}`?"));
-                    self.error(&kind_span, &format!("{dfield}.kind"), format!("unknown destination kind `{kind}`"), Some(hint));
+                let Some((_, secret_field)) = DESTINATION_KINDS.iter().find(|(k, _)| *k == kind)
+                else {
+                    let hint = did_you_mean(&kind, DESTINATION_KINDS.iter().map(|(k, _)| *k))
+                        .map_or_else(
+                            || {
+                                format!(
+                                    "kinds: {}",
+                                    DESTINATION_KINDS
+                                        .iter()
+                                        .map(|(k, _)| *k)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            },
+                            |c| format!("did you mean `{c}`?"),
+                        );
+                    self.error(
+                        &kind_span,
+                        &format!("{dfield}.kind"),
+                        format!("unknown destination kind `{kind}`"),
+                        Some(hint),
+                    );
                     continue;
                 };
-                let mut keys: Vec<String> = vec!["kind".into(), "name".into(), "to".into(), "region".into(), "channel".into()];
+                let mut keys: Vec<String> = vec![
+                    "kind".into(),
+                    "name".into(),
+                    "to".into(),
+                    "region".into(),
+                    "channel".into(),
+                ];
                 if let Some(f) = secret_field {
                     keys.extend([f.to_string(), format!("{f}_file"), format!("{f}_env")]);
                 }
                 let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-                let Some(dobj) = self.object(dnode, &dfield, &key_refs) else { continue };
+                let Some(dobj) = self.object(dnode, &dfield, &key_refs) else {
+                    continue;
+                };
                 let secret = secret_field.and_then(|f| self.secret(&dobj, f, true));
-                let name = dobj.get("name").and_then(|n| self.string(n, &dobj.path("name"))).map_or_else(|| kind.clone(), |(n, _)| n);
+                let name = dobj
+                    .get("name")
+                    .and_then(|n| self.string(n, &dobj.path("name")))
+                    .map_or_else(|| kind.clone(), |(n, _)| n);
                 if destinations.iter().any(|d| d.name == name) {
                     let span = dobj.get("name").map_or(*dobj.span(), |n| *n.span());
-                    self.error(&span, &dobj.path("name"), format!("team `{}` has two destinations named `{name}`", team_name.as_str()), Some("give each destination of a team its own `name`".into()));
+                    self.error(
+                        &span,
+                        &dobj.path("name"),
+                        format!(
+                            "team `{}` has two destinations named `{name}`",
+                            team_name.as_str()
+                        ),
+                        Some("give each destination of a team its own `name`".into()),
+                    );
                 }
                 let mut options = BTreeMap::new();
                 for key in ["region", "channel"] {
-                    if let Some((v, _)) = dobj.get(key).and_then(|n| self.string(n, &dobj.path(key))) {
+                    if let Some((v, _)) =
+                        dobj.get(key).and_then(|n| self.string(n, &dobj.path(key)))
+                    {
                         options.insert(key.to_string(), v);
                     }
                 }
                 if let Some(to) = dobj.get("to") {
-                    let addresses: Vec<String> = to.as_sequence().map(|s| s.iter().filter_map(|n| n.as_scalar().map(|x| x.as_str().to_string())).collect()).unwrap_or_default();
+                    let addresses: Vec<String> = to
+                        .as_sequence()
+                        .map(|s| {
+                            s.iter()
+                                .filter_map(|n| n.as_scalar().map(|x| x.as_str().to_string()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     options.insert("to".into(), addresses.join(","));
                 }
-                destinations.push(DestinationConfig { name, kind, secret, options });
+                destinations.push(DestinationConfig {
+                    name,
+                    kind,
+                    secret,
+                    options,
+                });
             }
             teams.insert(team_name.as_str().to_string(), destinations);
         }
         teams
     }
 
-    fn ownership(&mut self, top: &Obj, teams: &BTreeMap<String, Vec<DestinationConfig>>, key: Vec<String>, service_labels: Vec<String>, instance_labels: Vec<String>) -> Ownership {
-        let mut ownership = Ownership { key, service_labels, instance_labels, ..Ownership::default() };
+    fn ownership(
+        &mut self,
+        top: &Obj,
+        teams: &BTreeMap<String, Vec<DestinationConfig>>,
+        key: Vec<String>,
+        service_labels: Vec<String>,
+        instance_labels: Vec<String>,
+    ) -> Ownership {
+        let mut ownership = Ownership {
+            key,
+            service_labels,
+            instance_labels,
+            ..Ownership::default()
+        };
         let Some(obj) = self.sub_object(top, "ownership", OWNERSHIP_KEYS) else {
             return ownership;
         };
@@ -401,16 +676,25 @@ impl Checker {
                         let field = format!("ownership.services.{}", service.as_str());
                         if let Some((team, _)) = self.string(team, &field) {
                             self.known_team(teams, &team, map.get_node(service.as_str()), &field);
-                            ownership.services.insert(service.as_str().to_string(), team);
+                            ownership
+                                .services
+                                .insert(service.as_str().to_string(), team);
                         }
                     }
                 }
-                None => self.error(node.span(), "ownership.services", "`services` maps `namespace/service` (or `service`) to a team".into(), None),
+                None => self.error(
+                    node.span(),
+                    "ownership.services",
+                    "`services` maps `namespace/service` (or `service`) to a team".into(),
+                    None,
+                ),
             }
         }
         for (i, node) in self.list(&obj, "rules").into_iter().enumerate() {
             let field = format!("ownership.rules[{i}]");
-            let Some(rule) = self.object(node, &field, RULE_KEYS) else { continue };
+            let Some(rule) = self.object(node, &field, RULE_KEYS) else {
+                continue;
+            };
             let matchers = self.matchers(&rule);
             if let Some((team, _)) = self.required_string(&rule, "team") {
                 self.known_team(teams, &team, rule.get("team"), &rule.path("team"));
@@ -426,31 +710,64 @@ impl Checker {
         ownership
     }
 
-    fn routes(&mut self, top: &Obj, teams: &BTreeMap<String, Vec<DestinationConfig>>) -> Vec<Route> {
+    fn routes(
+        &mut self,
+        top: &Obj,
+        teams: &BTreeMap<String, Vec<DestinationConfig>>,
+    ) -> Vec<Route> {
         let mut routes = Vec::new();
         for (i, node) in self.list(top, "routes").into_iter().enumerate() {
             let field = format!("routes[{i}]");
-            let Some(route) = self.object(node, &field, ROUTE_KEYS) else { continue };
+            let Some(route) = self.object(node, &field, ROUTE_KEYS) else {
+                continue;
+            };
             let matchers = self.matchers(&route);
             let mut destinations = Vec::new();
             for (j, dnode) in self.list(&route, "destinations").into_iter().enumerate() {
                 let dfield = format!("{field}.destinations[{j}]");
-                let Some((text, _)) = self.string(dnode, &dfield) else { continue };
-                let Some((team, name)) = text.split_once('/') else {
-                    self.error(dnode.span(), &dfield, format!("destination `{text}` is not `team/name`"), Some("name a destination as team/destination, e.g. payments/chat".into()));
+                let Some((text, _)) = self.string(dnode, &dfield) else {
                     continue;
                 };
-                let exists = teams.get(team).is_some_and(|ds| ds.iter().any(|d| d.name == name));
+                let Some((team, name)) = text.split_once('/') else {
+                    self.error(
+                        dnode.span(),
+                        &dfield,
+                        format!("destination `{text}` is not `team/name`"),
+                        Some("name a destination as team/destination, e.g. payments/chat".into()),
+                    );
+                    continue;
+                };
+                let exists = teams
+                    .get(team)
+                    .is_some_and(|ds| ds.iter().any(|d| d.name == name));
                 if !exists {
-                    let all: Vec<String> = teams.iter().flat_map(|(t, ds)| ds.iter().map(move |d| format!("{t}/{}", d.name))).collect();
-                    let hint = did_you_mean(&text, all.iter().map(String::as_str)).map_or_else(|| format!("declared destinations: {}", all.join(", ")), |c| format!("did you mean `{c}`?"));
-                    self.error(dnode.span(), &dfield, format!("unknown destination `{text}`"), Some(hint));
+                    let all: Vec<String> = teams
+                        .iter()
+                        .flat_map(|(t, ds)| ds.iter().map(move |d| format!("{t}/{}", d.name)))
+                        .collect();
+                    let hint = did_you_mean(&text, all.iter().map(String::as_str)).map_or_else(
+                        || format!("declared destinations: {}", all.join(", ")),
+                        |c| format!("did you mean `{c}`?"),
+                    );
+                    self.error(
+                        dnode.span(),
+                        &dfield,
+                        format!("unknown destination `{text}`"),
+                        Some(hint),
+                    );
                     continue;
                 }
-                destinations.push(DestinationRef { team: team.to_string(), name: name.to_string() });
+                destinations.push(DestinationRef {
+                    team: team.to_string(),
+                    name: name.to_string(),
+                });
             }
             let continue_matching = self.bool(Some(&route), "continue", false);
-            routes.push(Route { matchers, destinations, continue_matching });
+            routes.push(Route {
+                matchers,
+                destinations,
+                continue_matching,
+            });
         }
         routes
     }
@@ -465,7 +782,10 @@ mod tests {
         let text = include_str!("../../examples/router.yaml");
         let config = parse("examples/router.yaml", text).unwrap_or_else(|d| panic!("{d:?}"));
         assert_eq!(config.listen.port(), 8080);
-        assert_eq!(config.auth.bearer_token, Some(SecretSource::Env("STACKGEN_ROUTER_TOKEN".into())));
+        assert_eq!(
+            config.auth.bearer_token,
+            Some(SecretSource::Env("STACKGEN_ROUTER_TOKEN".into()))
+        );
         assert_eq!(config.body_limit, 4 * 1024 * 1024);
         assert_eq!(config.dedup.resolve_hold, 120_000);
         assert_eq!(config.routes.len(), 1);
@@ -477,15 +797,18 @@ mod tests {
         let text = "listen: nowhere\nauth: {bearer_token_file: /a, bearer_token_env: B}\nteams:\n  web:\n    destinations:\n      - kind: webhok\n      - kind: webhook\n        url: http://x\n        url_env: X\nownership:\n  default_team: wbe\nroutes:\n  - matchers: ['severity=~\"(\"']\n    destinations: [web/chat]\n";
         let problems = parse("r.yaml", text).expect_err("invalid");
         let messages: Vec<&str> = problems.iter().map(|d| d.message.as_str()).collect();
-        assert_eq!(messages, [
-            "invalid listen address `nowhere`",
-            "`bearer_token` is given more than once",
-            "unknown destination kind `webhok`",
-            "`url` is given more than once",
-            "unknown team `wbe`",
-            "invalid matcher `severity=~\"(\"`",
-            "unknown destination `web/chat`",
-        ]);
+        assert_eq!(
+            messages,
+            [
+                "invalid listen address `nowhere`",
+                "`bearer_token` is given more than once",
+                "unknown destination kind `webhok`",
+                "`url` is given more than once",
+                "unknown team `wbe`",
+                "invalid matcher `severity=~\"(\"`",
+                "unknown destination `web/chat`",
+            ]
+        );
         assert_eq!(problems[2].hint.as_deref(), Some("did you mean `webhook`?"));
     }
 

@@ -60,7 +60,11 @@ pub enum Severity {
 
 impl Severity {
     pub fn of(labels: &Labels) -> Severity {
-        match labels.get("severity").map(|s| s.to_ascii_lowercase()).as_deref() {
+        match labels
+            .get("severity")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("critical" | "error" | "page" | "high") => Severity::Critical,
             Some("warning" | "warn" | "medium") => Severity::Warning,
             Some("info" | "low" | "informational") => Severity::Info,
@@ -85,8 +89,12 @@ pub enum Status {
     New,
     Open,
     /// Every member resolved; the resolve is held until `since + resolve_hold`.
-    Resolving { since: Millis },
-    Resolved { at: Millis },
+    Resolving {
+        since: Millis,
+    },
+    Resolved {
+        at: Millis,
+    },
 }
 
 /// One member alert of an incident (an instance, pod, node, ...).
@@ -198,36 +206,50 @@ pub struct Outcome {
 pub const HEARTBEAT_INCIDENT: &str = "stackgen/monitoring-pipeline/heartbeat";
 
 /// Applies a batch of alert updates received at `now`.
-pub fn step(state: &mut State, alerts: &[Classified], now: Millis, settings: &DedupSettings) -> Outcome {
+pub fn step(
+    state: &mut State,
+    alerts: &[Classified],
+    now: Millis,
+    settings: &DedupSettings,
+) -> Outcome {
     let mut out = Outcome::default();
     let mut touched = BTreeSet::new();
     for alert in alerts {
-        if settings.heartbeat.as_ref().is_some_and(|h| h.alertname == alert.alertname) {
+        if settings
+            .heartbeat
+            .as_ref()
+            .is_some_and(|h| h.alertname == alert.alertname)
+        {
             if alert.update.firing {
-                state.heartbeat.last_seen = Some(state.heartbeat.last_seen.map_or(now, |t| t.max(now)));
+                state.heartbeat.last_seen =
+                    Some(state.heartbeat.last_seen.map_or(now, |t| t.max(now)));
                 out.heartbeat_changed = true;
             }
             continue;
         }
-        let incident = state.incidents.entry(alert.key.clone()).or_insert_with(|| Incident {
-            key: alert.key.clone(),
-            team: alert.team.clone(),
-            service: alert.service.clone(),
-            alertname: alert.alertname.clone(),
-            labels: alert.incident_labels.clone(),
-            annotations: alert.update.annotations.clone(),
-            generator_url: alert.update.generator_url.clone(),
-            status: Status::New,
-            severity: Severity::None,
-            notified_severity: Severity::None,
-            opened_at: now,
-            last_notified_at: now,
-            sequence: 0,
-            episode: 0,
-            members: BTreeMap::new(),
-        });
+        let incident = state
+            .incidents
+            .entry(alert.key.clone())
+            .or_insert_with(|| Incident {
+                key: alert.key.clone(),
+                team: alert.team.clone(),
+                service: alert.service.clone(),
+                alertname: alert.alertname.clone(),
+                labels: alert.incident_labels.clone(),
+                annotations: alert.update.annotations.clone(),
+                generator_url: alert.update.generator_url.clone(),
+                status: Status::New,
+                severity: Severity::None,
+                notified_severity: Severity::None,
+                opened_at: now,
+                last_notified_at: now,
+                sequence: 0,
+                episode: 0,
+                members: BTreeMap::new(),
+            });
         if apply_member(incident, alert, now) {
-            out.changed_members.insert((alert.key.clone(), alert.update.fingerprint));
+            out.changed_members
+                .insert((alert.key.clone(), alert.update.fingerprint));
             touched.insert(alert.key.clone());
         } else {
             // Still refresh staleness for a repeated firing alert.
@@ -236,7 +258,8 @@ pub fn step(state: &mut State, alerts: &[Classified], now: Millis, settings: &De
                 && alert.update.firing
             {
                 member.last_seen = now;
-                out.changed_members.insert((alert.key.clone(), alert.update.fingerprint));
+                out.changed_members
+                    .insert((alert.key.clone(), alert.update.fingerprint));
             }
             out.ignored += 1;
         }
@@ -272,7 +295,10 @@ fn apply_member(incident: &mut Incident, alert: &Classified, now: Millis) -> boo
                 return true;
             }
             // A firing update older than the member's resolve is out of order.
-            if member.ends_at.is_some_and(|ended| update.starts_at <= ended) {
+            if member
+                .ends_at
+                .is_some_and(|ended| update.starts_at <= ended)
+            {
                 return false;
             }
             member.firing = true;
@@ -309,7 +335,11 @@ fn apply_member(incident: &mut Incident, alert: &Classified, now: Millis) -> boo
                     severity: Severity::of(&update.labels),
                     firing: update.firing,
                     starts_at: update.starts_at,
-                    ends_at: if update.firing { None } else { Some(update.ends_at.unwrap_or(now)) },
+                    ends_at: if update.firing {
+                        None
+                    } else {
+                        Some(update.ends_at.unwrap_or(now))
+                    },
                     last_seen: now,
                 },
             );
@@ -386,7 +416,8 @@ pub fn tick(state: &mut State, now: Millis, settings: &DedupSettings) -> Outcome
             if member.firing && now - member.last_seen >= settings.stale_after {
                 member.firing = false;
                 member.ends_at = Some(now);
-                out.changed_members.insert((incident.key.clone(), *fingerprint));
+                out.changed_members
+                    .insert((incident.key.clone(), *fingerprint));
                 stale = true;
             }
         }
@@ -410,7 +441,12 @@ pub fn tick(state: &mut State, now: Millis, settings: &DedupSettings) -> Outcome
     out
 }
 
-fn tick_heartbeat(state: &mut State, now: Millis, heartbeat: &HeartbeatSettings, out: &mut Outcome) {
+fn tick_heartbeat(
+    state: &mut State,
+    now: Millis,
+    heartbeat: &HeartbeatSettings,
+    out: &mut Outcome,
+) {
     let last_seen = match state.heartbeat.last_seen {
         Some(t) => t,
         None => {
@@ -421,33 +457,49 @@ fn tick_heartbeat(state: &mut State, now: Millis, heartbeat: &HeartbeatSettings,
         }
     };
     let silent = now - last_seen >= heartbeat.timeout;
-    let open = state.incidents.get(HEARTBEAT_INCIDENT).is_some_and(Incident::is_open);
+    let open = state
+        .incidents
+        .get(HEARTBEAT_INCIDENT)
+        .is_some_and(Incident::is_open);
     if silent && !open {
-        let incident = state.incidents.entry(HEARTBEAT_INCIDENT.to_string()).or_insert_with(|| Incident {
-            key: HEARTBEAT_INCIDENT.to_string(),
-            team: heartbeat.team.clone(),
-            service: "monitoring-pipeline".into(),
-            alertname: "MonitoringPipelineSilent".into(),
-            labels: Labels::from([
-                ("alertname".to_string(), "MonitoringPipelineSilent".to_string()),
-                ("severity".to_string(), "critical".to_string()),
-                ("team".to_string(), heartbeat.team.clone()),
-            ]),
-            annotations: Labels::from([(
-                "summary".to_string(),
-                format!("No {} heartbeat from Alertmanager: the monitoring pipeline is silent.", heartbeat.alertname),
-            )]),
-            generator_url: String::new(),
-            status: Status::New,
-            severity: Severity::Critical,
-            notified_severity: Severity::None,
-            opened_at: now,
-            last_notified_at: now,
-            sequence: 0,
-            episode: 0,
-            members: BTreeMap::new(),
-        });
-        let kind = if incident.episode == 0 { IntentKind::Opened } else { IntentKind::Reopened };
+        let incident = state
+            .incidents
+            .entry(HEARTBEAT_INCIDENT.to_string())
+            .or_insert_with(|| Incident {
+                key: HEARTBEAT_INCIDENT.to_string(),
+                team: heartbeat.team.clone(),
+                service: "monitoring-pipeline".into(),
+                alertname: "MonitoringPipelineSilent".into(),
+                labels: Labels::from([
+                    (
+                        "alertname".to_string(),
+                        "MonitoringPipelineSilent".to_string(),
+                    ),
+                    ("severity".to_string(), "critical".to_string()),
+                    ("team".to_string(), heartbeat.team.clone()),
+                ]),
+                annotations: Labels::from([(
+                    "summary".to_string(),
+                    format!(
+                        "No {} heartbeat from Alertmanager: the monitoring pipeline is silent.",
+                        heartbeat.alertname
+                    ),
+                )]),
+                generator_url: String::new(),
+                status: Status::New,
+                severity: Severity::Critical,
+                notified_severity: Severity::None,
+                opened_at: now,
+                last_notified_at: now,
+                sequence: 0,
+                episode: 0,
+                members: BTreeMap::new(),
+            });
+        let kind = if incident.episode == 0 {
+            IntentKind::Opened
+        } else {
+            IntentKind::Reopened
+        };
         incident.status = Status::Open;
         incident.opened_at = now;
         incident.episode += 1;
@@ -493,7 +545,14 @@ mod tests {
         }
     }
 
-    fn alert(service: &str, pod: usize, firing: bool, starts: Millis, ends: Option<Millis>, severity: &str) -> Classified {
+    fn alert(
+        service: &str,
+        pod: usize,
+        firing: bool,
+        starts: Millis,
+        ends: Option<Millis>,
+        severity: &str,
+    ) -> Classified {
         let labels: Labels = [
             ("alertname", "HighErrorRate"),
             ("service", service),
@@ -532,7 +591,9 @@ mod tests {
     fn a_storm_of_500_members_is_one_opened_and_one_resolved() {
         let s = settings();
         let mut state = State::default();
-        let firing: Vec<Classified> = (0..500).map(|p| alert("checkout", p, true, 0, None, "critical")).collect();
+        let firing: Vec<Classified> = (0..500)
+            .map(|p| alert("checkout", p, true, 0, None, "critical"))
+            .collect();
         let mut intents = Vec::new();
         for chunk in firing.chunks(37) {
             intents.extend(kinds(&step(&mut state, chunk, MIN, &s)));
@@ -541,9 +602,14 @@ mod tests {
         intents.extend(kinds(&step(&mut state, &firing, 2 * MIN, &s)));
         assert_eq!(intents, vec![IntentKind::Opened]);
         assert_eq!(state.incidents.len(), 1);
-        assert_eq!(state.incidents["payments/checkout/HighErrorRate"].firing_members(), 500);
+        assert_eq!(
+            state.incidents["payments/checkout/HighErrorRate"].firing_members(),
+            500
+        );
 
-        let resolved: Vec<Classified> = (0..500).map(|p| alert("checkout", p, false, 0, Some(3 * MIN), "critical")).collect();
+        let resolved: Vec<Classified> = (0..500)
+            .map(|p| alert("checkout", p, false, 0, Some(3 * MIN), "critical"))
+            .collect();
         for chunk in resolved.chunks(50) {
             intents.extend(kinds(&step(&mut state, chunk, 3 * MIN, &s)));
         }
@@ -560,15 +626,40 @@ mod tests {
         let mut state = State::default();
         let fire = alert("checkout", 1, true, MIN, None, "critical");
         let resolve = alert("checkout", 1, false, MIN, Some(5 * MIN), "critical");
-        let mut intents = kinds(&step(&mut state, &[fire.clone(), fire.clone()], 2 * MIN, &s));
+        let mut intents = kinds(&step(
+            &mut state,
+            &[fire.clone(), fire.clone()],
+            2 * MIN,
+            &s,
+        ));
         // The same alert from a second Alertmanager replica.
-        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&fire), 2 * MIN, &s)));
-        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&resolve), 6 * MIN, &s)));
+        intents.extend(kinds(&step(
+            &mut state,
+            std::slice::from_ref(&fire),
+            2 * MIN,
+            &s,
+        )));
+        intents.extend(kinds(&step(
+            &mut state,
+            std::slice::from_ref(&resolve),
+            6 * MIN,
+            &s,
+        )));
         // A late copy of the firing webhook (same startsAt) arrives after the resolve.
-        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&fire), 6 * MIN, &s)));
+        intents.extend(kinds(&step(
+            &mut state,
+            std::slice::from_ref(&fire),
+            6 * MIN,
+            &s,
+        )));
         intents.extend(kinds(&tick(&mut state, 9 * MIN, &s)));
         // And late duplicates after the incident resolved reopen nothing.
-        intents.extend(kinds(&step(&mut state, &[fire.clone(), resolve.clone()], 10 * MIN, &s)));
+        intents.extend(kinds(&step(
+            &mut state,
+            &[fire.clone(), resolve.clone()],
+            10 * MIN,
+            &s,
+        )));
         assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
     }
 
@@ -576,39 +667,100 @@ mod tests {
     fn flapping_inside_the_hold_sends_nothing_and_a_real_refire_reopens() {
         let s = settings();
         let mut state = State::default();
-        let mut intents = kinds(&step(&mut state, &[alert("checkout", 1, true, 0, None, "warning")], 0, &s));
+        let mut intents = kinds(&step(
+            &mut state,
+            &[alert("checkout", 1, true, 0, None, "warning")],
+            0,
+            &s,
+        ));
         for round in 0..5 {
             let t = (round * 2 + 1) * 30_000;
-            intents.extend(kinds(&step(&mut state, &[alert("checkout", 1, false, t - 30_000, Some(t), "warning")], t, &s)));
-            intents.extend(kinds(&step(&mut state, &[alert("checkout", 1, true, t + 1, None, "warning")], t + 30_000, &s)));
+            intents.extend(kinds(&step(
+                &mut state,
+                &[alert("checkout", 1, false, t - 30_000, Some(t), "warning")],
+                t,
+                &s,
+            )));
+            intents.extend(kinds(&step(
+                &mut state,
+                &[alert("checkout", 1, true, t + 1, None, "warning")],
+                t + 30_000,
+                &s,
+            )));
             intents.extend(kinds(&tick(&mut state, t + 30_000, &s)));
         }
-        assert_eq!(intents, vec![IntentKind::Opened], "flapping inside the hold is silent");
-        intents.extend(kinds(&step(&mut state, &[alert("checkout", 1, false, 0, Some(10 * MIN), "warning")], 10 * MIN, &s)));
+        assert_eq!(
+            intents,
+            vec![IntentKind::Opened],
+            "flapping inside the hold is silent"
+        );
+        intents.extend(kinds(&step(
+            &mut state,
+            &[alert("checkout", 1, false, 0, Some(10 * MIN), "warning")],
+            10 * MIN,
+            &s,
+        )));
         intents.extend(kinds(&tick(&mut state, 13 * MIN, &s)));
-        intents.extend(kinds(&step(&mut state, &[alert("checkout", 1, true, 20 * MIN, None, "warning")], 20 * MIN, &s)));
-        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved, IntentKind::Reopened]);
+        intents.extend(kinds(&step(
+            &mut state,
+            &[alert("checkout", 1, true, 20 * MIN, None, "warning")],
+            20 * MIN,
+            &s,
+        )));
+        assert_eq!(
+            intents,
+            vec![
+                IntentKind::Opened,
+                IntentKind::Resolved,
+                IntentKind::Reopened
+            ]
+        );
     }
 
     #[test]
     fn severity_rise_escalates_once_and_reminders_follow_the_interval() {
-        let s = DedupSettings { stale_after: 1000 * MIN, ..settings() };
+        let s = DedupSettings {
+            stale_after: 1000 * MIN,
+            ..settings()
+        };
         let mut state = State::default();
-        let mut intents = kinds(&step(&mut state, &[alert("checkout", 1, true, 0, None, "warning")], 0, &s));
+        let mut intents = kinds(&step(
+            &mut state,
+            &[alert("checkout", 1, true, 0, None, "warning")],
+            0,
+            &s,
+        ));
         // A critical member of the same service and alert raises the incident's severity.
         let critical = alert("checkout", 2, true, MIN, None, "critical");
-        intents.extend(kinds(&step(&mut state, &[critical.clone()], MIN, &s)));
+        intents.extend(kinds(&step(
+            &mut state,
+            std::slice::from_ref(&critical),
+            MIN,
+            &s,
+        )));
         intents.extend(kinds(&step(&mut state, &[critical], 2 * MIN, &s)));
         intents.extend(kinds(&tick(&mut state, 200 * MIN, &s)));
         intents.extend(kinds(&tick(&mut state, 242 * MIN, &s)));
-        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Escalated, IntentKind::Reminder]);
+        assert_eq!(
+            intents,
+            vec![
+                IntentKind::Opened,
+                IntentKind::Escalated,
+                IntentKind::Reminder
+            ]
+        );
     }
 
     #[test]
     fn members_that_go_stale_resolve_the_incident() {
         let s = settings();
         let mut state = State::default();
-        let mut intents = kinds(&step(&mut state, &[alert("checkout", 1, true, 0, None, "critical")], 0, &s));
+        let mut intents = kinds(&step(
+            &mut state,
+            &[alert("checkout", 1, true, 0, None, "critical")],
+            0,
+            &s,
+        ));
         intents.extend(kinds(&tick(&mut state, 14 * MIN, &s)));
         intents.extend(kinds(&tick(&mut state, 15 * MIN, &s)));
         intents.extend(kinds(&tick(&mut state, 17 * MIN, &s)));
@@ -619,27 +771,49 @@ mod tests {
     fn two_services_are_two_incidents() {
         let s = settings();
         let mut state = State::default();
-        let out = step(&mut state, &[alert("checkout", 1, true, 0, None, "critical"), alert("search", 1, true, 0, None, "critical")], 0, &s);
+        let out = step(
+            &mut state,
+            &[
+                alert("checkout", 1, true, 0, None, "critical"),
+                alert("search", 1, true, 0, None, "critical"),
+            ],
+            0,
+            &s,
+        );
         assert_eq!(kinds(&out), vec![IntentKind::Opened, IntentKind::Opened]);
     }
 
     #[test]
     fn silent_heartbeat_opens_and_returning_heartbeat_resolves() {
         let s = DedupSettings {
-            heartbeat: Some(HeartbeatSettings { alertname: "Watchdog".into(), timeout: 5 * MIN, team: "platform".into() }),
+            heartbeat: Some(HeartbeatSettings {
+                alertname: "Watchdog".into(),
+                timeout: 5 * MIN,
+                team: "platform".into(),
+            }),
             ..settings()
         };
         let mut state = State::default();
         let mut watchdog = alert("", 0, true, 0, None, "info");
         watchdog.alertname = "Watchdog".into();
         let mut intents = kinds(&tick(&mut state, 0, &s));
-        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&watchdog), MIN, &s)));
+        intents.extend(kinds(&step(
+            &mut state,
+            std::slice::from_ref(&watchdog),
+            MIN,
+            &s,
+        )));
         intents.extend(kinds(&tick(&mut state, 5 * MIN, &s)));
         assert!(intents.is_empty(), "the heartbeat never notifies by itself");
         intents.extend(kinds(&tick(&mut state, 6 * MIN, &s)));
         assert_eq!(intents, vec![IntentKind::Opened]);
         assert_eq!(state.incidents[HEARTBEAT_INCIDENT].team, "platform");
-        intents.extend(kinds(&step(&mut state, std::slice::from_ref(&watchdog), 7 * MIN, &s)));
+        intents.extend(kinds(&step(
+            &mut state,
+            std::slice::from_ref(&watchdog),
+            7 * MIN,
+            &s,
+        )));
         intents.extend(kinds(&tick(&mut state, 7 * MIN, &s)));
         intents.extend(kinds(&tick(&mut state, 9 * MIN, &s)));
         assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);

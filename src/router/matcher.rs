@@ -37,7 +37,12 @@ impl fmt::Display for Matcher {
             MatchOp::Regex => "=~",
             MatchOp::NotRegex => "!~",
         };
-        write!(f, "{}{op}{}", self.name, serde_json::Value::String(self.value.clone()))
+        write!(
+            f,
+            "{}{op}{}",
+            self.name,
+            serde_json::Value::String(self.value.clone())
+        )
     }
 }
 
@@ -52,23 +57,36 @@ impl Matcher {
         if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(format!("`{text}` does not start with a label name"));
         }
-        let (op, rest) = [("=~", MatchOp::Regex), ("!~", MatchOp::NotRegex), ("!=", MatchOp::NotEqual), ("=", MatchOp::Equal)]
-            .into_iter()
-            .find_map(|(token, op)| rest.trim_start().strip_prefix(token).map(|r| (op, r)))
-            .ok_or_else(|| format!("`{text}`: the operator is one of =, !=, =~, !~"))?;
+        let (op, rest) = [
+            ("=~", MatchOp::Regex),
+            ("!~", MatchOp::NotRegex),
+            ("!=", MatchOp::NotEqual),
+            ("=", MatchOp::Equal),
+        ]
+        .into_iter()
+        .find_map(|(token, op)| rest.trim_start().strip_prefix(token).map(|r| (op, r)))
+        .ok_or_else(|| format!("`{text}`: the operator is one of =, !=, =~, !~"))?;
         let raw = rest.trim();
         let value = if raw.starts_with('"') {
-            serde_json::from_str::<String>(raw).map_err(|_| format!("`{text}`: the quoted value is not closed or has a bad escape"))?
+            serde_json::from_str::<String>(raw).map_err(|_| {
+                format!("`{text}`: the quoted value is not closed or has a bad escape")
+            })?
         } else {
             raw.to_string()
         };
         let regex = match op {
             MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("`{text}`: invalid regex: {e}"))?,
+                Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|e| format!("`{text}`: invalid regex: {e}"))?,
             ),
             _ => None,
         };
-        Ok(Matcher { name: name.to_string(), op, value, regex })
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value,
+            regex,
+        })
     }
 
     /// Whether the labels satisfy this matcher (a missing label is the empty string).
@@ -94,30 +112,68 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_and_matches_all_operators() {
         let l = labels(&[("severity", "critical"), ("service", "checkout")]);
-        assert!(Matcher::parse(r#"severity="critical""#).expect("ok").matches(&l));
-        assert!(Matcher::parse(r#"severity!="warning""#).expect("ok").matches(&l));
-        assert!(Matcher::parse(r#"service=~"check.*""#).expect("ok").matches(&l));
-        assert!(!Matcher::parse(r#"service=~"check""#).expect("ok").matches(&l), "regexes are anchored");
-        assert!(Matcher::parse(r#"team!~".+""#).expect("ok").matches(&l), "missing label is empty");
+        assert!(
+            Matcher::parse(r#"severity="critical""#)
+                .expect("ok")
+                .matches(&l)
+        );
+        assert!(
+            Matcher::parse(r#"severity!="warning""#)
+                .expect("ok")
+                .matches(&l)
+        );
+        assert!(
+            Matcher::parse(r#"service=~"check.*""#)
+                .expect("ok")
+                .matches(&l)
+        );
+        assert!(
+            !Matcher::parse(r#"service=~"check""#)
+                .expect("ok")
+                .matches(&l),
+            "regexes are anchored"
+        );
+        assert!(
+            Matcher::parse(r#"team!~".+""#).expect("ok").matches(&l),
+            "missing label is empty"
+        );
         assert!(Matcher::parse("severity=critical").expect("ok").matches(&l));
     }
 
     #[test]
     fn rejects_broken_matchers_with_a_hint() {
-        assert!(Matcher::parse("severity").expect_err("no op").contains("operator"));
-        assert!(Matcher::parse(r#"a=~"(""#).expect_err("regex").contains("invalid regex"));
-        assert!(Matcher::parse(r#"a="x"#).expect_err("quote").contains("not closed"));
+        assert!(
+            Matcher::parse("severity")
+                .expect_err("no op")
+                .contains("operator")
+        );
+        assert!(
+            Matcher::parse(r#"a=~"(""#)
+                .expect_err("regex")
+                .contains("invalid regex")
+        );
+        assert!(
+            Matcher::parse(r#"a="x"#)
+                .expect_err("quote")
+                .contains("not closed")
+        );
         assert!(Matcher::parse(r#"="x""#).is_err());
     }
 
     #[test]
     fn displays_in_alertmanager_syntax() {
-        assert_eq!(Matcher::parse(r#"a=~"x|y""#).expect("ok").to_string(), r#"a=~"x|y""#);
+        assert_eq!(
+            Matcher::parse(r#"a=~"x|y""#).expect("ok").to_string(),
+            r#"a=~"x|y""#
+        );
     }
 }

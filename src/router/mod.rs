@@ -5,7 +5,173 @@
 //! routes), [`matcher`]. I/O at the edges: the store, the delivery workers and the HTTP API.
 
 pub mod alert;
-pub mod dedup;
-pub mod matcher;
-pub mod routing;
+pub mod api;
 pub mod config;
+pub mod dedup;
+pub mod delivery;
+pub mod destination;
+pub mod engine;
+pub mod matcher;
+pub mod metrics;
+pub mod routing;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tracing::info;
+
+use config::{DELIVERABLE_KINDS, RouterConfig};
+use delivery::Deliverer;
+use delivery::retry::RetryPolicy;
+use destination::Destination;
+use store::sqlite::SqliteStore;
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the destinations, reading their secrets. Unknown kinds were refused by the config check;
+/// kinds this build cannot deliver are refused here.
+fn destinations(
+    config: &RouterConfig,
+) -> Result<BTreeMap<String, Box<dyn Destination>>, ServeError> {
+    let mut built: BTreeMap<String, Box<dyn Destination>> = BTreeMap::new();
+    let mut unsupported = Vec::new();
+    for (team, list) in &config.teams {
+        for d in list {
+            let id = format!("{team}/{}", d.name);
+            if !DELIVERABLE_KINDS.contains(&d.kind.as_str()) {
+                unsupported.push(format!("{id} ({})", d.kind));
+                continue;
+            }
+            let destination: Box<dyn Destination> = match d.kind.as_str() {
+                "webhook" => {
+                    let secret = d
+                        .secret
+                        .as_ref()
+                        .ok_or_else(|| ServeError::Config(format!("{id}: no url")))?;
+                    let url = secret
+                        .read()
+                        .map_err(|e| ServeError::Config(format!("{id}: {e}")))?;
+                    Box::new(destination::webhook::Webhook { url })
+                }
+                _ => Box::new(destination::log::Log),
+            };
+            built.insert(id, destination);
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(ServeError::Config(format!(
+            "these destinations need kinds this build does not deliver yet (it delivers: {}): {}",
+            DELIVERABLE_KINDS.join(", "),
+            unsupported.join(", ")
+        )));
+    }
+    Ok(built)
+}
+
+fn credentials(config: &RouterConfig) -> Result<api::Credentials, ServeError> {
+    let bearer = config
+        .auth
+        .bearer_token
+        .as_ref()
+        .map(|s| s.read())
+        .transpose()
+        .map_err(|e| ServeError::Config(format!("auth.bearer_token: {e}")))?;
+    let basic = match &config.auth.basic {
+        Some((user, password)) => Some((
+            user.clone(),
+            password
+                .read()
+                .map_err(|e| ServeError::Config(format!("auth.basic.password: {e}")))?,
+        )),
+        None => None,
+    };
+    Ok(api::Credentials::new(
+        bearer.as_deref(),
+        basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+    ))
+}
+
+/// Runs the router until SIGTERM or SIGINT: stops accepting, finishes requests in flight, lets
+/// deliveries in flight record their outcome, and commits what the engine holds.
+pub async fn serve(config: RouterConfig) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let destinations = destinations(&config)?;
+    let credentials = credentials(&config)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let wake = Arc::new(Notify::new());
+    let engine_store = SqliteStore::open(&config.store_path)?;
+    let delivery_store = SqliteStore::open(&config.store_path)?;
+    let engine = engine::Engine::new(
+        Box::new(engine_store),
+        config.clone(),
+        metrics.clone(),
+        wake.clone(),
+    )?;
+    let (handle, engine_thread) = engine.spawn()?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(
+            config.delivery.timeout.max(1) as u64,
+        ))
+        .user_agent(concat!("stackgen-router/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
+    let deliverer = Arc::new(Deliverer {
+        store: Arc::new(Mutex::new(Box::new(delivery_store))),
+        destinations,
+        policy: RetryPolicy {
+            initial_backoff: config.delivery.initial_backoff,
+            max_backoff: config.delivery.max_backoff,
+            max_age: config.delivery.max_age,
+        },
+        http,
+        concurrency: config.delivery.concurrency,
+        metrics: metrics.clone(),
+        wake,
+    });
+    let stop_delivery = Arc::new(Notify::new());
+    let delivery_task = tokio::spawn(deliverer.run(stop_delivery.clone()));
+    let state = api::AppState {
+        engine: handle,
+        credentials: Arc::new(credentials),
+        body_limit: config.body_limit,
+        metrics,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    info!(address = %listener.local_addr()?, store = %config.store_path.display(), "stackgen router listening");
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    info!("shutting down: finishing deliveries in flight");
+    stop_delivery.notify_one();
+    let _ = delivery_task.await;
+    // The last handle went with the server: the engine drains its queue and stops.
+    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -44,7 +44,10 @@ pub fn classify(update: AlertUpdate, ownership: &Ownership) -> Classified {
         .iter()
         .find_map(|spec| {
             let parts: Vec<&str> = spec.split('/').collect();
-            let values: Option<Vec<&str>> = parts.iter().map(|p| labels.get(*p).map(String::as_str).filter(|v| !v.is_empty())).collect();
+            let values: Option<Vec<&str>> = parts
+                .iter()
+                .map(|p| labels.get(*p).map(String::as_str).filter(|v| !v.is_empty()))
+                .collect();
             values.map(|v| v.join("/"))
         })
         .unwrap_or_default();
@@ -55,7 +58,13 @@ pub fn classify(update: AlertUpdate, ownership: &Ownership) -> Classified {
         .or_else(|| ownership.services.get(&service))
         .cloned()
         .or_else(|| labels.get("team").filter(|t| !t.is_empty()).cloned())
-        .or_else(|| ownership.rules.iter().find(|r| all_match(&r.matchers, labels)).map(|r| r.team.clone()))
+        .or_else(|| {
+            ownership
+                .rules
+                .iter()
+                .find(|r| all_match(&r.matchers, labels))
+                .map(|r| r.team.clone())
+        })
         .or_else(|| ownership.default_team.clone())
         .unwrap_or_else(|| UNOWNED.to_string());
     let alertname = labels.get("alertname").cloned().unwrap_or_default();
@@ -89,7 +98,11 @@ pub fn classify(update: AlertUpdate, ownership: &Ownership) -> Classified {
         team,
         service,
         alertname,
-        member_identity: if member_identity.is_empty() { format!("fingerprint={:016x}", update.fingerprint) } else { member_identity },
+        member_identity: if member_identity.is_empty() {
+            format!("fingerprint={:016x}", update.fingerprint)
+        } else {
+            member_identity
+        },
         incident_labels,
         update,
     }
@@ -118,7 +131,11 @@ pub struct Route {
 
 /// The destinations for an incident: the matching routes in order (stopping at the first without
 /// `continue`), or, when none matches, every destination of the owning team.
-pub fn destinations_for(incident: &Incident, routes: &[Route], team_destinations: &BTreeMap<String, Vec<String>>) -> Vec<DestinationRef> {
+pub fn destinations_for(
+    incident: &Incident,
+    routes: &[Route],
+    team_destinations: &BTreeMap<String, Vec<String>>,
+) -> Vec<DestinationRef> {
     let mut chosen: Vec<DestinationRef> = Vec::new();
     let mut matched = false;
     for route in routes {
@@ -135,9 +152,14 @@ pub fn destinations_for(incident: &Incident, routes: &[Route], team_destinations
         }
     }
     if !matched {
-        let team = team_destinations.get(&incident.team).or_else(|| team_destinations.get(UNOWNED));
+        let team = team_destinations
+            .get(&incident.team)
+            .or_else(|| team_destinations.get(UNOWNED));
         for name in team.into_iter().flatten() {
-            chosen.push(DestinationRef { team: incident.team.clone(), name: name.clone() });
+            chosen.push(DestinationRef {
+                team: incident.team.clone(),
+                name: name.clone(),
+            });
         }
     }
     chosen
@@ -173,14 +195,30 @@ pub struct Notification {
 pub const LISTED_MEMBERS: usize = 10;
 
 /// Plans one notification per destination for an intent.
-pub fn plan(intent: &Intent, incident: &Incident, routes: &[Route], team_destinations: &BTreeMap<String, Vec<String>>) -> Vec<(DestinationRef, Notification)> {
+pub fn plan(
+    intent: &Intent,
+    incident: &Incident,
+    routes: &[Route],
+    team_destinations: &BTreeMap<String, Vec<String>>,
+) -> Vec<(DestinationRef, Notification)> {
     let episode_key = short_hash(&[&incident.key, &incident.episode.to_string()]);
-    let members: Vec<String> = incident.members.values().filter(|m| m.firing).take(LISTED_MEMBERS).map(|m| m.identity.clone()).collect();
+    let members: Vec<String> = incident
+        .members
+        .values()
+        .filter(|m| m.firing)
+        .take(LISTED_MEMBERS)
+        .map(|m| m.identity.clone())
+        .collect();
     destinations_for(incident, routes, team_destinations)
         .into_iter()
         .map(|destination| {
             let notification = Notification {
-                idempotency_key: short_hash(&[&incident.key, &intent.sequence.to_string(), intent.kind.as_str(), &destination.id()]),
+                idempotency_key: short_hash(&[
+                    &incident.key,
+                    &intent.sequence.to_string(),
+                    intent.kind.as_str(),
+                    &destination.id(),
+                ]),
                 kind: intent.kind,
                 incident_key: incident.key.clone(),
                 episode_key: episode_key.clone(),
@@ -188,7 +226,12 @@ pub fn plan(intent: &Intent, incident: &Incident, routes: &[Route], team_destina
                 service: incident.service.clone(),
                 alertname: incident.alertname.clone(),
                 severity: incident.severity.as_str().to_string(),
-                status: if intent.kind == IntentKind::Resolved { "resolved" } else { "firing" }.to_string(),
+                status: if intent.kind == IntentKind::Resolved {
+                    "resolved"
+                } else {
+                    "firing"
+                }
+                .to_string(),
                 opened_at: incident.opened_at,
                 at: intent.at,
                 firing_members: incident.firing_members(),
@@ -209,7 +252,12 @@ fn short_hash(parts: &[&str]) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -220,55 +268,147 @@ mod tests {
     fn ownership() -> Ownership {
         Ownership {
             key: vec!["team".into(), "service".into(), "alertname".into()],
-            service_labels: vec!["service".into(), "namespace/deployment".into(), "job".into()],
+            service_labels: vec![
+                "service".into(),
+                "namespace/deployment".into(),
+                "job".into(),
+            ],
             instance_labels: vec!["instance".into(), "pod".into()],
             services: BTreeMap::from([("shop/checkout".to_string(), "payments".to_string())]),
-            rules: vec![OwnershipRule { matchers: vec![Matcher::parse(r#"namespace="search""#).expect("ok")], team: "search".into() }],
+            rules: vec![OwnershipRule {
+                matchers: vec![Matcher::parse(r#"namespace="search""#).expect("ok")],
+                team: "search".into(),
+            }],
             default_team: Some("platform".into()),
         }
     }
 
     fn update(pairs: &[(&str, &str)]) -> AlertUpdate {
-        let labels: Labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        AlertUpdate { fingerprint: label_fingerprint(&labels), labels, annotations: Labels::new(), firing: true, starts_at: 0, ends_at: None, generator_url: String::new() }
+        let labels: Labels = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        AlertUpdate {
+            fingerprint: label_fingerprint(&labels),
+            labels,
+            annotations: Labels::new(),
+            firing: true,
+            starts_at: 0,
+            ends_at: None,
+            generator_url: String::new(),
+        }
     }
 
     #[test]
     fn ownership_follows_service_then_label_then_rules_then_default() {
         let o = ownership();
-        let c = classify(update(&[("alertname", "A"), ("service", "checkout"), ("namespace", "shop"), ("team", "other"), ("pod", "p1")]), &o);
-        assert_eq!((c.team.as_str(), c.key.as_str(), c.member_identity.as_str()), ("payments", "payments/checkout/A", "pod=p1"));
+        let c = classify(
+            update(&[
+                ("alertname", "A"),
+                ("service", "checkout"),
+                ("namespace", "shop"),
+                ("team", "other"),
+                ("pod", "p1"),
+            ]),
+            &o,
+        );
+        assert_eq!(
+            (c.team.as_str(), c.key.as_str(), c.member_identity.as_str()),
+            ("payments", "payments/checkout/A", "pod=p1")
+        );
         assert!(!c.incident_labels.contains_key("pod"));
-        let c = classify(update(&[("alertname", "A"), ("namespace", "web"), ("deployment", "front"), ("team", "web")]), &o);
+        let c = classify(
+            update(&[
+                ("alertname", "A"),
+                ("namespace", "web"),
+                ("deployment", "front"),
+                ("team", "web"),
+            ]),
+            &o,
+        );
         assert_eq!((c.team.as_str(), c.service.as_str()), ("web", "web/front"));
-        let c = classify(update(&[("alertname", "A"), ("namespace", "search"), ("job", "indexer")]), &o);
+        let c = classify(
+            update(&[
+                ("alertname", "A"),
+                ("namespace", "search"),
+                ("job", "indexer"),
+            ]),
+            &o,
+        );
         assert_eq!((c.team.as_str(), c.service.as_str()), ("search", "indexer"));
-        let c = classify(update(&[("alertname", "KubeNodeNotReady"), ("node", "n1")]), &o);
-        assert_eq!((c.team.as_str(), c.key.as_str()), ("platform", "platform//KubeNodeNotReady"));
+        let c = classify(
+            update(&[("alertname", "KubeNodeNotReady"), ("node", "n1")]),
+            &o,
+        );
+        assert_eq!(
+            (c.team.as_str(), c.key.as_str()),
+            ("platform", "platform//KubeNodeNotReady")
+        );
     }
 
     #[test]
     fn routes_pick_destinations_and_fall_back_to_the_owner() {
         let o = ownership();
-        let classified = classify(update(&[("alertname", "A"), ("service", "checkout"), ("namespace", "shop"), ("severity", "critical")]), &o);
+        let classified = classify(
+            update(&[
+                ("alertname", "A"),
+                ("service", "checkout"),
+                ("namespace", "shop"),
+                ("severity", "critical"),
+            ]),
+            &o,
+        );
         let mut state = crate::router::dedup::State::default();
-        let settings = crate::router::dedup::DedupSettings { resolve_hold: 0, stale_after: 1, reminder: 1, heartbeat: None };
+        let settings = crate::router::dedup::DedupSettings {
+            resolve_hold: 0,
+            stale_after: 1,
+            reminder: 1,
+            heartbeat: None,
+        };
         let out = crate::router::dedup::step(&mut state, &[classified], 0, &settings);
         let incident = &state.incidents["payments/checkout/A"];
-        let teams = BTreeMap::from([("payments".to_string(), vec!["chat".to_string(), "pager".to_string()])]);
-        let pager = DestinationRef { team: "payments".into(), name: "pager".into() };
-        let chat = DestinationRef { team: "payments".into(), name: "chat".into() };
+        let teams = BTreeMap::from([(
+            "payments".to_string(),
+            vec!["chat".to_string(), "pager".to_string()],
+        )]);
+        let pager = DestinationRef {
+            team: "payments".into(),
+            name: "pager".into(),
+        };
+        let chat = DestinationRef {
+            team: "payments".into(),
+            name: "chat".into(),
+        };
         let routes = vec![
-            Route { matchers: vec![Matcher::parse(r#"severity="critical""#).expect("ok")], destinations: vec![pager.clone()], continue_matching: true },
-            Route { matchers: vec![Matcher::parse(r#"team="payments""#).expect("ok")], destinations: vec![chat.clone(), pager.clone()], continue_matching: false },
-            Route { matchers: vec![], destinations: vec![], continue_matching: false },
+            Route {
+                matchers: vec![Matcher::parse(r#"severity="critical""#).expect("ok")],
+                destinations: vec![pager.clone()],
+                continue_matching: true,
+            },
+            Route {
+                matchers: vec![Matcher::parse(r#"team="payments""#).expect("ok")],
+                destinations: vec![chat.clone(), pager.clone()],
+                continue_matching: false,
+            },
+            Route {
+                matchers: vec![],
+                destinations: vec![],
+                continue_matching: false,
+            },
         ];
-        assert_eq!(destinations_for(incident, &routes, &teams), vec![pager.clone(), chat.clone()]);
+        assert_eq!(
+            destinations_for(incident, &routes, &teams),
+            vec![pager.clone(), chat.clone()]
+        );
         assert_eq!(destinations_for(incident, &[], &teams), vec![chat, pager]);
         let planned = plan(&out.intents[0], incident, &[], &teams);
         assert_eq!(planned.len(), 2);
         assert_ne!(planned[0].1.idempotency_key, planned[1].1.idempotency_key);
         assert_eq!(planned[0].1.episode_key, planned[1].1.episode_key);
-        assert_eq!(planned, plan(&out.intents[0], incident, &[], &teams), "planning is deterministic");
+        assert_eq!(
+            planned,
+            plan(&out.intents[0], incident, &[], &teams),
+            "planning is deterministic"
+        );
     }
 }

@@ -18,7 +18,15 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     if text.is_empty() {
         return Err(hint());
     }
-    const UNIT_MS: [u64; 7] = [365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1_000, 1];
+    const UNIT_MS: [u64; 7] = [
+        365 * 86_400_000,
+        7 * 86_400_000,
+        86_400_000,
+        3_600_000,
+        60_000,
+        1_000,
+        1,
+    ];
     let mut rest = text;
     let mut next_unit = 0;
     let mut total: u64 = 0;

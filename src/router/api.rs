@@ -1,0 +1,239 @@
+//! The HTTP surface: the Alertmanager webhook, the incidents API, health, readiness and metrics.
+//!
+//! [`app`] builds the router without a socket (tests call it directly); every failure becomes a
+//! JSON `{"error": ...}` with the right status in one place ([`ApiError`]). Alertmanager retries
+//! 5xx and gives up on 4xx, so only retryable failures (the store) are 5xx.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::alert::WebhookPayload;
+use super::engine::EngineHandle;
+use super::metrics::{Metrics, labels};
+
+/// Inbound credentials, resolved from their files or environment variables at start.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// SHA-256 of the bearer token.
+    pub bearer: Option<[u8; 32]>,
+    /// SHA-256 of `user:password`.
+    pub basic: Option<[u8; 32]>,
+}
+
+impl Credentials {
+    pub fn new(bearer: Option<&str>, basic: Option<(&str, &str)>) -> Self {
+        Credentials {
+            bearer: bearer.map(|t| digest(t.as_bytes())),
+            basic: basic.map(|(u, p)| digest(format!("{u}:{p}").as_bytes())),
+        }
+    }
+
+    fn required(&self) -> bool {
+        self.bearer.is_some() || self.basic.is_some()
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Constant-time comparison of two digests.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub credentials: Arc<Credentials>,
+    pub body_limit: usize,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/alertmanager", post(ingest))
+        .route("/api/v1/heartbeat", post(ingest))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// An error answer: status and a short reason.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, axum::Json(json!({ "error": self.reason }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"stackgen-router\""),
+            );
+        }
+        response
+    }
+}
+
+fn authorize(credentials: &Credentials, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !credentials.required() {
+        return Ok(());
+    }
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let ok = match (
+        scheme.to_ascii_lowercase().as_str(),
+        &credentials.bearer,
+        &credentials.basic,
+    ) {
+        ("bearer", Some(expected), _) => same(&digest(rest.trim().as_bytes()), expected),
+        ("basic", _, Some(expected)) => base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .is_ok_and(|decoded| same(&digest(&decoded), expected)),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else if value.is_empty() {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing credentials",
+        ))
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad credentials"))
+    }
+}
+
+async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = accept(&state, &headers, body).await;
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status,
+    };
+    state
+        .metrics
+        .webhooks
+        .get_or_create(&labels(&[("code", status.as_str())]))
+        .inc();
+    match result {
+        Ok(count) => (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "accepted", "alerts": count })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
+    authorize(&state.credentials, headers)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "content type must be application/json, got {:?}",
+                content_type
+            ),
+        ));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than the limit of {} bytes", state.body_limit),
+        )
+    };
+    if declared.is_some_and(|n| n > state.body_limit) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, state.body_limit)
+        .await
+        .map_err(|_| too_large())?;
+    let payload: WebhookPayload =
+        serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("not an Alertmanager webhook: {e}"),
+            ),
+            _ => ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+        })?;
+    let updates = payload
+        .into_updates()
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    state
+        .engine
+        .ingest(updates)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
+async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&state.credentials, &headers) {
+        return e.into_response();
+    }
+    match state.engine.incidents().await {
+        Ok(views) => axum::Json(json!({ "incidents": views })).into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+    }
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.engine.ready().await {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,281 @@
+//! Delivery: workers take due outbox entries, send them, and record the outcome. A notification
+//! stays pending until its outcome is recorded, so a crash at any point loses nothing; at most the
+//! one in flight is sent again after a restart, with the same idempotency key.
+
+pub mod retry;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tracing::{info, warn};
+
+use super::alert::Millis;
+use super::destination::{Destination, Outcome, Payload, Reply};
+use super::metrics::{Metrics, labels};
+use super::store::{OutboxEntry, Recorded, Store, StoreError};
+use retry::{Decision, RetryPolicy};
+
+/// The current time in milliseconds since the epoch.
+pub fn now_ms() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Shared by the delivery loop and its in-flight sends.
+pub struct Deliverer {
+    pub store: Arc<Mutex<Box<dyn Store>>>,
+    pub destinations: BTreeMap<String, Box<dyn Destination>>,
+    pub policy: RetryPolicy,
+    pub http: reqwest::Client,
+    pub concurrency: usize,
+    pub metrics: Arc<Metrics>,
+    /// Woken when new entries are committed.
+    pub wake: Arc<Notify>,
+}
+
+fn with_store<T>(
+    store: &Arc<Mutex<Box<dyn Store>>>,
+    f: impl FnOnce(&mut dyn Store) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut guard = store
+        .lock()
+        .map_err(|_| StoreError::Io("store lock poisoned".into()))?;
+    f(guard.as_mut())
+}
+
+impl Deliverer {
+    /// Runs until `stop` is notified, then waits for sends in flight.
+    pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::new(Mutex::new(BTreeSet::new()));
+        loop {
+            let now = now_ms();
+            let exclude = in_flight.lock().map(|s| s.clone()).unwrap_or_default();
+            let store = self.store.clone();
+            let limit = self.concurrency * 4;
+            let due = tokio::task::spawn_blocking(move || {
+                with_store(&store, |s| s.due(now, limit, &exclude))
+            })
+            .await;
+            let due = match due {
+                Ok(Ok(due)) => due,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "delivery: reading the outbox failed");
+                    Vec::new()
+                }
+                Err(e) => {
+                    warn!(error = %e, "delivery: outbox task failed");
+                    Vec::new()
+                }
+            };
+            let fetched = due.len();
+            for entry in due {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                if let Ok(mut set) = in_flight.lock() {
+                    set.insert(entry.id.clone());
+                }
+                let this = self.clone();
+                let in_flight = in_flight.clone();
+                tokio::spawn(async move {
+                    let id = entry.id.clone();
+                    this.attempt(entry).await;
+                    if let Ok(mut set) = in_flight.lock() {
+                        set.remove(&id);
+                    }
+                    drop(permit);
+                });
+            }
+            if fetched > 0 {
+                continue;
+            }
+            let store = self.store.clone();
+            let next = tokio::task::spawn_blocking(move || with_store(&store, |s| s.next_due()))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            let wait = next.map_or(1_000, |t| (t - now_ms()).clamp(10, 1_000));
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                _ = stop.notified() => break,
+            }
+        }
+        // Let sends in flight finish (their outcomes are recorded) before returning.
+        let _ = permits.acquire_many(self.concurrency as u32).await;
+    }
+
+    async fn attempt(&self, entry: OutboxEntry) {
+        let destination_labels = |outcome: &str| {
+            let team = entry.destination.split('/').next().unwrap_or("");
+            labels(&[
+                ("destination", &entry.destination),
+                ("team", team),
+                ("outcome", outcome),
+            ])
+        };
+        let outcome = match self.destinations.get(&entry.destination) {
+            None => Outcome::Rejected {
+                reason: format!("destination {} is no longer configured", entry.destination),
+            },
+            Some(destination) => match destination.encode(&entry.notification) {
+                Err(e) => Outcome::Rejected {
+                    reason: format!("encoding failed: {e}"),
+                },
+                Ok(payload) => self.send(destination.as_ref(), payload).await,
+            },
+        };
+        let now = now_ms();
+        let attempts = entry.attempts + 1;
+        let recorded = match &outcome {
+            Outcome::Delivered => {
+                self.metrics
+                    .delivery_duration
+                    .observe(((now - entry.created_at).max(0) as f64) / 1000.0);
+                Recorded::Delivered { at: now }
+            }
+            Outcome::Rejected { reason } => Recorded::Dead {
+                error: reason.clone(),
+            },
+            Outcome::Retry { after, reason } => {
+                match self
+                    .policy
+                    .next(attempts, now, entry.created_at, *after, fastrand::f64())
+                {
+                    Decision::RetryAt(at) => Recorded::RetryAt {
+                        at,
+                        error: reason.clone(),
+                    },
+                    Decision::GiveUp => Recorded::Dead {
+                        error: format!("gave up after {attempts} attempts: {reason}"),
+                    },
+                }
+            }
+        };
+        let label = match &recorded {
+            Recorded::Delivered { .. } => "delivered",
+            Recorded::RetryAt { .. } => "retry",
+            Recorded::Dead { .. } if matches!(outcome, Outcome::Rejected { .. }) => "rejected",
+            Recorded::Dead { .. } => "dead",
+        };
+        self.metrics
+            .delivery_attempts
+            .get_or_create(&destination_labels(label))
+            .inc();
+        match &recorded {
+            Recorded::Delivered { .. } => {
+                info!(id = %entry.id, destination = %entry.destination, kind = entry.notification.kind.as_str(), incident = %entry.notification.incident_key, "notification delivered")
+            }
+            Recorded::RetryAt { at, error } => {
+                warn!(id = %entry.id, destination = %entry.destination, attempts, retry_in_ms = at - now, error = %error, "delivery failed, will retry")
+            }
+            Recorded::Dead { error } => {
+                self.metrics
+                    .notifications_dead
+                    .get_or_create(&labels(&[("destination", &entry.destination)]))
+                    .inc();
+                warn!(id = %entry.id, destination = %entry.destination, attempts, error = %error, "notification is dead: not delivered and not retried")
+            }
+        }
+        let store = self.store.clone();
+        let id = entry.id.clone();
+        let result =
+            tokio::task::spawn_blocking(move || with_store(&store, |s| s.record(&id, &recorded)))
+                .await;
+        if !matches!(result, Ok(Ok(()))) {
+            // Not recorded: the entry stays pending and is sent again (same idempotency key).
+            warn!(id = %entry.id, "recording the delivery outcome failed; it will be retried");
+        }
+    }
+
+    async fn send(&self, destination: &dyn Destination, payload: Payload) -> Outcome {
+        match payload {
+            Payload::Log { line } => {
+                info!(target: "stackgen::notification", "{line}");
+                Outcome::Delivered
+            }
+            Payload::Http {
+                method,
+                url,
+                headers,
+                body,
+            } => {
+                let method =
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
+                let mut request = self.http.request(method, &url).body(body);
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                match request.send().await {
+                    Err(e) => Outcome::Retry {
+                        after: None,
+                        reason: format!("request failed: {}", without_url(&e)),
+                    },
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let retry_after = response
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(parse_retry_after);
+                        let body = response.text().await.unwrap_or_default();
+                        destination.classify(&Reply {
+                            status,
+                            retry_after,
+                            body,
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request error without its URL (webhook URLs often carry secrets).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut innermost = String::new();
+    while let Some(s) = source {
+        innermost = s.to_string();
+        source = s.source();
+    }
+    if innermost.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {innermost}")
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date, in milliseconds from now.
+pub fn parse_retry_after(value: &str) -> Option<Millis> {
+    if let Ok(seconds) = value.trim().parse::<f64>() {
+        return (seconds >= 0.0).then_some((seconds * 1000.0) as Millis);
+    }
+    chrono::DateTime::parse_from_rfc2822(value.trim())
+        .ok()
+        .map(|t| (t.timestamp_millis() - now_ms()).max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("30"), Some(30_000));
+        assert_eq!(parse_retry_after("1.5"), Some(1_500));
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

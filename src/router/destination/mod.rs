@@ -1,0 +1,115 @@
+//! Destinations: each encodes a notification into a request and classifies the reply. No I/O and
+//! no sleeping here; sending and retrying are shared (`delivery`).
+
+pub mod log;
+pub mod webhook;
+
+use super::alert::Millis;
+use super::routing::Notification;
+
+/// What to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Http {
+        method: &'static str,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Written to the router's log.
+    Log { line: String },
+}
+
+/// What came back from an HTTP destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// `Retry-After` (seconds or an HTTP date), already converted to a delay.
+    pub retry_after: Option<Millis>,
+    pub body: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again (after at least `after`, when the destination said so).
+    Retry {
+        after: Option<Millis>,
+        reason: String,
+    },
+    /// Never retry: the destination refused the request for good.
+    Rejected {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct EncodeError(pub String);
+
+pub trait Destination: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn encode(&self, notification: &Notification) -> Result<Payload, EncodeError>;
+    fn classify(&self, reply: &Reply) -> Outcome;
+}
+
+/// The shared HTTP rule: 2xx delivered; 408, 429 and 5xx (but 501) retried; other codes rejected.
+pub fn classify_http(reply: &Reply) -> Outcome {
+    match reply.status {
+        200..=299 => Outcome::Delivered,
+        408 | 429 | 500 | 502..=599 => Outcome::Retry {
+            after: reply.retry_after,
+            reason: format!("HTTP {}: {}", reply.status, snippet(&reply.body)),
+        },
+        status => Outcome::Rejected {
+            reason: format!("HTTP {status}: {}", snippet(&reply.body)),
+        },
+    }
+}
+
+/// The first line of a reply body, shortened, for logs and the outbox.
+pub fn snippet(body: &str) -> String {
+    let line = body.lines().next().unwrap_or("").trim();
+    if line.chars().count() > 200 {
+        format!("{}...", line.chars().take(200).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16) -> Reply {
+        Reply {
+            status,
+            retry_after: Some(3_000),
+            body: "x".into(),
+        }
+    }
+
+    #[test]
+    fn http_status_classes() {
+        assert_eq!(classify_http(&reply(202)), Outcome::Delivered);
+        for status in [408, 429, 500, 503] {
+            assert!(
+                matches!(
+                    classify_http(&reply(status)),
+                    Outcome::Retry {
+                        after: Some(3_000),
+                        ..
+                    }
+                ),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 404, 501] {
+            assert!(
+                matches!(classify_http(&reply(status)), Outcome::Rejected { .. }),
+                "{status}"
+            );
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The engine: the one thread that owns the incident state and the store's write connection.
+//!
+//! Webhook handlers send it parsed alerts; it drains whatever is queued, runs the dedup state
+//! machine on all of it, plans notifications, and commits everything in one transaction (group
+//! commit) before any of those requests is answered. Once a second it applies the passage of time
+//! (`dedup::tick`), and once a minute it forgets what the retention allows. If a commit fails, every
+//! request of the batch gets an error (503) and the state is reloaded from the store.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, oneshot};
+use tracing::{error, warn};
+
+use super::alert::{AlertUpdate, Millis};
+use super::config::RouterConfig;
+use super::dedup::{self, Incident, Outcome, State};
+use super::delivery::now_ms;
+use super::metrics::{Metrics, labels};
+use super::routing::{self, Notification};
+use super::store::{Batch, DeliveryState, OutboxEntry, Store};
+
+/// The most requests one group commit takes.
+const MAX_BATCH: usize = 1024;
+
+pub enum Command {
+    Ingest {
+        updates: Vec<AlertUpdate>,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
+    Incidents {
+        reply: oneshot::Sender<Result<Vec<IncidentView>, String>>,
+    },
+    Ready {
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// How handlers reach the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: Sender<Command>,
+}
+
+impl EngineHandle {
+    /// Stores the alerts; `Ok` only once they are durably committed.
+    pub async fn ingest(&self, updates: Vec<AlertUpdate>) -> Result<usize, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Ingest { updates, reply })
+            .map_err(|_| "the engine has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the engine has stopped".to_string())?
+    }
+
+    pub async fn incidents(&self) -> Result<Vec<IncidentView>, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Incidents { reply })
+            .map_err(|_| "the engine has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the engine has stopped".to_string())?
+    }
+
+    pub async fn ready(&self) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Command::Ready { reply }).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+/// An open incident as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct IncidentView {
+    #[serde(flatten)]
+    pub incident: Incident,
+    pub members: Vec<MemberView>,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub fingerprint: String,
+    #[serde(flatten)]
+    pub member: dedup::Member,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub id: String,
+    pub destination: String,
+    pub kind: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// How many members of an incident the API lists.
+const LISTED_MEMBERS: usize = 1000;
+
+pub struct Engine {
+    state: State,
+    store: Box<dyn Store>,
+    config: Arc<RouterConfig>,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+    /// False after a failed commit until the state is reloaded.
+    healthy: bool,
+}
+
+impl Engine {
+    pub fn new(
+        mut store: Box<dyn Store>,
+        config: Arc<RouterConfig>,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Result<Self, super::store::StoreError> {
+        let state = store.load_state()?;
+        let engine = Engine {
+            state,
+            store,
+            config,
+            metrics,
+            wake,
+            healthy: true,
+        };
+        engine.update_gauges();
+        Ok(engine)
+    }
+
+    /// Starts the engine thread; it stops when every handle is dropped.
+    pub fn spawn(self) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("stackgen-engine".into())
+            .spawn(move || self.run(rx))?;
+        Ok((EngineHandle { tx }, thread))
+    }
+
+    fn run(mut self, rx: Receiver<Command>) {
+        let mut last_tick = 0;
+        let mut last_gc = now_ms();
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(250)) {
+                Ok(command) => Some(command),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut commands: Vec<Command> = first.into_iter().collect();
+            while commands.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(command) => commands.push(command),
+                    Err(_) => break,
+                }
+            }
+            let now = now_ms();
+            if !commands.is_empty() {
+                self.handle(commands, now);
+            }
+            if now - last_tick >= 1_000 {
+                last_tick = now;
+                self.tick(now);
+            }
+            if now - last_gc >= 60_000 {
+                last_gc = now;
+                self.gc(now);
+            }
+        }
+    }
+
+    fn handle(&mut self, commands: Vec<Command>, now: Millis) {
+        let mut ingests = Vec::new();
+        for command in commands {
+            match command {
+                Command::Ingest { updates, reply } => ingests.push((updates, reply)),
+                Command::Incidents { reply } => {
+                    let _ = reply.send(self.incident_views());
+                }
+                Command::Ready { reply } => {
+                    let ready = self.healthy && self.store.ping().is_ok();
+                    let _ = reply.send(ready);
+                }
+            }
+        }
+        if ingests.is_empty() {
+            return;
+        }
+        if !self.healthy && !self.reload() {
+            for (_, reply) in ingests {
+                let _ = reply.send(Err("the store is unavailable".into()));
+            }
+            return;
+        }
+        let mut outcome = Outcome::default();
+        let mut counts = Vec::with_capacity(ingests.len());
+        for (updates, _) in &ingests {
+            counts.push(updates.len());
+            let classified: Vec<_> = updates
+                .iter()
+                .cloned()
+                .map(|u| routing::classify(u, &self.config.ownership))
+                .collect();
+            merge(
+                &mut outcome,
+                dedup::step(&mut self.state, &classified, now, &self.config.dedup),
+            );
+        }
+        let result = self.commit(outcome, now);
+        if result.is_ok() {
+            self.metrics
+                .alerts_received
+                .inc_by(counts.iter().sum::<usize>() as u64);
+        }
+        for ((_, reply), count) in ingests.into_iter().zip(counts) {
+            let _ = reply.send(result.clone().map(|()| count));
+        }
+    }
+
+    /// Plans the outcome's notifications and commits everything it changed.
+    fn commit(&mut self, outcome: Outcome, now: Millis) -> Result<(), String> {
+        let team_destinations = self.config.team_destinations();
+        let mut batch = Batch::default();
+        for intent in &outcome.intents {
+            let Some(incident) = self.state.incidents.get(&intent.incident_key) else {
+                continue;
+            };
+            for (destination, notification) in
+                routing::plan(intent, incident, &self.config.routes, &team_destinations)
+            {
+                batch
+                    .outbox
+                    .push(outbox_entry(destination.id(), notification, now));
+            }
+        }
+        for key in &outcome.changed_incidents {
+            if let Some(incident) = self.state.incidents.get(key) {
+                batch.incidents.push(incident.clone());
+            }
+        }
+        for (key, fingerprint) in &outcome.changed_members {
+            if let Some(member) = self
+                .state
+                .incidents
+                .get(key)
+                .and_then(|i| i.members.get(fingerprint))
+            {
+                batch
+                    .members
+                    .push((key.clone(), *fingerprint, member.clone()));
+            }
+        }
+        if outcome.heartbeat_changed {
+            batch.heartbeat = Some(self.state.heartbeat.clone());
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.store.commit(&batch) {
+            Ok(()) => {
+                for intent in &outcome.intents {
+                    self.metrics
+                        .incident_transitions
+                        .get_or_create(&labels(&[("kind", intent.kind.as_str())]))
+                        .inc();
+                }
+                self.metrics
+                    .notifications_planned
+                    .inc_by(batch.outbox.len() as u64);
+                if !batch.outbox.is_empty() {
+                    self.wake.notify_one();
+                }
+                self.update_gauges();
+                Ok(())
+            }
+            Err(e) => {
+                error!(error = %e, "commit failed; answering 503 and reloading the state from the store");
+                self.healthy = false;
+                self.reload();
+                Err(format!("the store is unavailable: {e}"))
+            }
+        }
+    }
+
+    fn reload(&mut self) -> bool {
+        match self.store.load_state() {
+            Ok(state) => {
+                self.state = state;
+                self.healthy = true;
+                true
+            }
+            Err(e) => {
+                error!(error = %e, "reloading the state from the store failed");
+                false
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Millis) {
+        if !self.healthy && !self.reload() {
+            return;
+        }
+        let outcome = dedup::tick(&mut self.state, now, &self.config.dedup);
+        if let Err(e) = self.commit(outcome, now) {
+            warn!(error = %e, "committing the timed transitions failed; they are retried on the next tick");
+        }
+        if let Ok(pending) = self.store.pending_count() {
+            self.metrics.outbox_pending.set(pending as i64);
+        }
+    }
+
+    fn gc(&mut self, now: Millis) {
+        let cutoff = now - self.config.retention;
+        let forgotten = dedup::forget_resolved(&mut self.state, cutoff);
+        let batch = Batch {
+            forgotten_incidents: forgotten,
+            ..Batch::default()
+        };
+        if let Err(e) = self
+            .store
+            .commit(&batch)
+            .and_then(|()| self.store.gc(cutoff).map(|_| ()))
+        {
+            warn!(error = %e, "garbage collection failed; it runs again in a minute");
+        }
+    }
+
+    fn update_gauges(&self) {
+        let open: Vec<&Incident> = self
+            .state
+            .incidents
+            .values()
+            .filter(|i| i.is_open())
+            .collect();
+        self.metrics.incidents_open.set(open.len() as i64);
+        self.metrics
+            .members_active
+            .set(open.iter().map(|i| i.firing_members()).sum::<usize>() as i64);
+    }
+
+    fn incident_views(&mut self) -> Result<Vec<IncidentView>, String> {
+        let open: Vec<Incident> = self
+            .state
+            .incidents
+            .values()
+            .filter(|i| i.is_open())
+            .cloned()
+            .collect();
+        let keys: Vec<String> = open.iter().map(|i| i.key.clone()).collect();
+        let entries = self.store.entries_for(&keys).map_err(|e| e.to_string())?;
+        Ok(open
+            .into_iter()
+            .map(|incident| {
+                let members = incident
+                    .members
+                    .iter()
+                    .take(LISTED_MEMBERS)
+                    .map(|(fp, m)| MemberView {
+                        fingerprint: format!("{fp:016x}"),
+                        member: m.clone(),
+                    })
+                    .collect();
+                let deliveries = entries
+                    .iter()
+                    .filter(|e| e.notification.incident_key == incident.key)
+                    .map(|e| DeliveryView {
+                        id: e.id.clone(),
+                        destination: e.destination.clone(),
+                        kind: e.notification.kind.as_str().to_string(),
+                        state: e.state,
+                        attempts: e.attempts,
+                        last_error: e.last_error.clone(),
+                    })
+                    .collect();
+                IncidentView {
+                    incident,
+                    members,
+                    deliveries,
+                }
+            })
+            .collect())
+    }
+}
+
+fn merge(into: &mut Outcome, from: Outcome) {
+    into.intents.extend(from.intents);
+    into.changed_incidents.extend(from.changed_incidents);
+    into.changed_members.extend(from.changed_members);
+    into.heartbeat_changed |= from.heartbeat_changed;
+    into.ignored += from.ignored;
+}
+
+fn outbox_entry(destination: String, notification: Notification, now: Millis) -> OutboxEntry {
+    OutboxEntry {
+        id: notification.idempotency_key.clone(),
+        destination,
+        notification,
+        created_at: now,
+        next_attempt_at: now,
+        attempts: 0,
+        state: DeliveryState::Pending,
+        last_error: None,
+    }
+}

@@ -1,0 +1,427 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`, so a committed batch
+//! survives a crash of the process (and of the machine). Schema changes are numbered migrations.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Batch, DeliveryState, OutboxEntry, Recorded, Store, StoreError};
+use crate::router::alert::Millis;
+use crate::router::dedup::{Heartbeat, Incident, Member, State};
+use crate::router::routing::Notification;
+
+/// Numbered schema migrations; the store applies those not applied yet, in order.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE incidents (
+    key TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE members (
+    incident_key TEXT NOT NULL,
+    fingerprint INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (incident_key, fingerprint)
+) WITHOUT ROWID;
+CREATE TABLE heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seen INTEGER
+);
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY,
+    destination TEXT NOT NULL,
+    incident_key TEXT NOT NULL,
+    notification TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+CREATE INDEX outbox_incident ON outbox (incident_key);
+"#];
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Io(format!("creating {}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let current: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))?;
+        for (index, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(what: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt(what, e))
+}
+
+type EntryRow = (
+    String,
+    String,
+    String,
+    Millis,
+    Millis,
+    u32,
+    String,
+    Option<String>,
+);
+
+fn row_to_entry(row: &rusqlite::Row) -> rusqlite::Result<EntryRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+    ))
+}
+
+fn entry_from(row: EntryRow) -> Result<OutboxEntry, StoreError> {
+    let (id, destination, notification, created_at, next_attempt_at, attempts, state, last_error) =
+        row;
+    Ok(OutboxEntry {
+        id,
+        destination,
+        notification: serde_json::from_str::<Notification>(&notification)
+            .map_err(|e| corrupt("notification", e))?,
+        created_at,
+        next_attempt_at,
+        attempts,
+        state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery state", state))?,
+        last_error,
+    })
+}
+
+const ENTRY_COLUMNS: &str =
+    "id, destination, notification, created_at, next_attempt_at, attempts, state, last_error";
+
+impl Store for SqliteStore {
+    fn load_state(&mut self) -> Result<State, StoreError> {
+        let mut state = State::default();
+        let mut stmt = self.conn.prepare("SELECT data FROM incidents")?;
+        for data in stmt.query_map([], |row| row.get::<_, String>(0))? {
+            let incident: Incident =
+                serde_json::from_str(&data?).map_err(|e| corrupt("incident", e))?;
+            state.incidents.insert(incident.key.clone(), incident);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT incident_key, fingerprint, data FROM members")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (key, fingerprint, data) = row?;
+            let member: Member = serde_json::from_str(&data).map_err(|e| corrupt("member", e))?;
+            if let Some(incident) = state.incidents.get_mut(&key) {
+                incident.members.insert(fingerprint as u64, member);
+            }
+        }
+        state.heartbeat = Heartbeat {
+            last_seen: self
+                .conn
+                .query_row("SELECT last_seen FROM heartbeat WHERE id = 1", [], |row| {
+                    row.get(0)
+                })
+                .optional()?
+                .flatten(),
+        };
+        Ok(state)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut upsert_incident = tx.prepare_cached("INSERT INTO incidents (key, data) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET data = excluded.data")?;
+            for incident in &batch.incidents {
+                upsert_incident.execute(params![incident.key, to_json(incident, "incident")?])?;
+            }
+            let mut upsert_member = tx.prepare_cached(
+                "INSERT INTO members (incident_key, fingerprint, data) VALUES (?1, ?2, ?3) ON CONFLICT (incident_key, fingerprint) DO UPDATE SET data = excluded.data",
+            )?;
+            for (key, fingerprint, member) in &batch.members {
+                upsert_member.execute(params![
+                    key,
+                    *fingerprint as i64,
+                    to_json(member, "member")?
+                ])?;
+            }
+            for key in &batch.forgotten_incidents {
+                tx.execute("DELETE FROM members WHERE incident_key = ?1", params![key])?;
+                tx.execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
+            }
+            if let Some(heartbeat) = &batch.heartbeat {
+                tx.execute(
+                    "INSERT INTO heartbeat (id, last_seen) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+                    params![heartbeat.last_seen],
+                )?;
+            }
+            // An entry planned twice (same idempotency key) is stored once.
+            let mut insert_entry = tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (id, destination, incident_key, notification, created_at, next_attempt_at, attempts, state, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for entry in &batch.outbox {
+                insert_entry.execute(params![
+                    entry.id,
+                    entry.destination,
+                    entry.notification.incident_key,
+                    to_json(&entry.notification, "notification")?,
+                    entry.created_at,
+                    entry.next_attempt_at,
+                    entry.attempts,
+                    entry.state.as_str(),
+                    entry.last_error,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn due(
+        &mut self,
+        now: Millis,
+        limit: usize,
+        in_flight: &BTreeSet<String>,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, created_at LIMIT ?2"
+        ))?;
+        let fetch = i64::try_from(limit + in_flight.len()).unwrap_or(i64::MAX);
+        let rows: Vec<EntryRow> = stmt
+            .query_map(params![now, fetch], row_to_entry)?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .filter(|r| !in_flight.contains(&r.0))
+            .take(limit)
+            .map(entry_from)
+            .collect()
+    }
+
+    fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
+            [],
+            |row| row.get(0),
+        )?)
+    }
+
+    fn record(&mut self, id: &str, outcome: &Recorded) -> Result<(), StoreError> {
+        match outcome {
+            Recorded::Delivered { at } => self.conn.execute(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, next_attempt_at = ?2, last_error = NULL WHERE id = ?1",
+                params![id, at],
+            )?,
+            Recorded::RetryAt { at, error } => self.conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, at, error],
+            )?,
+            Recorded::Dead { error } => self.conn.execute(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                params![id, error],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn entries_for(&mut self, incident_keys: &[String]) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM outbox WHERE incident_key = ?1 ORDER BY created_at"
+        ))?;
+        let mut entries = Vec::new();
+        for key in incident_keys {
+            for row in stmt.query_map(params![key], row_to_entry)? {
+                entries.push(entry_from(row?)?);
+            }
+        }
+        Ok(entries)
+    }
+
+    fn pending_count(&mut self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    fn gc(&mut self, cutoff: Millis) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM outbox WHERE state IN ('delivered', 'dead') AND created_at < ?1",
+            params![cutoff],
+        )?)
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::dedup::{IntentKind, Severity, Status};
+    use std::collections::BTreeMap;
+
+    fn notification(key: &str) -> Notification {
+        Notification {
+            idempotency_key: format!("id-{key}"),
+            kind: IntentKind::Opened,
+            incident_key: key.into(),
+            episode_key: "e".into(),
+            team: "t".into(),
+            service: "s".into(),
+            alertname: "A".into(),
+            severity: "critical".into(),
+            status: "firing".into(),
+            opened_at: 1,
+            at: 1,
+            firing_members: 1,
+            total_members: 1,
+            members: vec!["pod=p".into()],
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            generator_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn state_and_outbox_survive_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("router.db");
+        let incident = Incident {
+            key: "t/s/A".into(),
+            team: "t".into(),
+            service: "s".into(),
+            alertname: "A".into(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            generator_url: String::new(),
+            status: Status::Open,
+            severity: Severity::Critical,
+            notified_severity: Severity::Critical,
+            opened_at: 5,
+            last_notified_at: 5,
+            sequence: 1,
+            episode: 1,
+            members: BTreeMap::new(),
+        };
+        let member = Member {
+            identity: "pod=p".into(),
+            severity: Severity::Critical,
+            firing: true,
+            starts_at: 1,
+            ends_at: None,
+            last_seen: 5,
+        };
+        let entry = OutboxEntry {
+            id: "id-t/s/A".into(),
+            destination: "t/log".into(),
+            notification: notification("t/s/A"),
+            created_at: 5,
+            next_attempt_at: 5,
+            attempts: 0,
+            state: DeliveryState::Pending,
+            last_error: None,
+        };
+        {
+            let mut store = SqliteStore::open(&path).expect("open");
+            let batch = Batch {
+                incidents: vec![incident.clone()],
+                members: vec![("t/s/A".into(), u64::MAX, member.clone())],
+                heartbeat: Some(Heartbeat { last_seen: Some(7) }),
+                outbox: vec![entry.clone(), entry.clone()],
+                ..Batch::default()
+            };
+            store.commit(&batch).expect("commit");
+        }
+        let mut store = SqliteStore::open(&path).expect("reopen");
+        let state = store.load_state().expect("load");
+        assert_eq!(state.incidents["t/s/A"].members[&u64::MAX], member);
+        assert_eq!(state.heartbeat.last_seen, Some(7));
+        assert_eq!(
+            store.pending_count().expect("count"),
+            1,
+            "the same idempotency key is stored once"
+        );
+        let due = store.due(10, 10, &BTreeSet::new()).expect("due");
+        assert_eq!(due, vec![entry.clone()]);
+        assert!(
+            store
+                .due(10, 10, &BTreeSet::from([entry.id.clone()]))
+                .expect("due")
+                .is_empty()
+        );
+        store
+            .record(
+                &entry.id,
+                &Recorded::RetryAt {
+                    at: 50,
+                    error: "503".into(),
+                },
+            )
+            .expect("record");
+        assert!(store.due(10, 10, &BTreeSet::new()).expect("due").is_empty());
+        assert_eq!(store.next_due().expect("next"), Some(50));
+        store
+            .record(&entry.id, &Recorded::Delivered { at: 60 })
+            .expect("record");
+        assert_eq!(store.pending_count().expect("count"), 0);
+        assert_eq!(
+            store.entries_for(&["t/s/A".into()]).expect("entries")[0].attempts,
+            2
+        );
+        assert_eq!(store.gc(6).expect("gc"), 1);
+    }
+}
