@@ -296,9 +296,11 @@ def cmd_summary(args):
         return rps, ok_rps * r["alerts_per_request"]
 
     print("### Throughput (max load)\n")
+    print("With several runs per body size, the run with the median req/s is shown (all its figures come from "
+          "that one run); the last column lists the req/s of every run.\n")
     print("| target | alerts/req | threads x conns | req/s | accepted alerts/s (2xx) | p50 ms | p99 ms "
-          "| non-2xx | socket errors |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| non-2xx | socket errors | req/s of all runs |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for t in targets:
         for n in sizes:
             r = runs.get((t, n, "max"))
@@ -306,11 +308,12 @@ def cmd_summary(args):
                 continue
             rps, aps = derived(r)
             errs = r["errors_connect"] + r["errors_read"] + r["errors_write"] + r["errors_timeout"]
+            runs = ", ".join(fmt_num(x) for x in r.get("rps_runs", []))
             print(f"| {t} | {n} | {r['threads']} x {r['connections']} | {fmt_num(rps)} | {fmt_num(aps)} "
-                  f"| {fmt_ms(r['lat_p50_us'])} | {fmt_ms(r['lat_p99_us'])} | {r['non_2xx']} | {errs} |")
+                  f"| {fmt_ms(r['lat_p50_us'])} | {fmt_ms(r['lat_p99_us'])} | {r['non_2xx']} | {errs} | {runs} |")
 
     print("\n### Latency at about half of the max rate\n")
-    print("Paced with wrk's delay() hook to half the max req/s above, on fewer connections. Latency is timed "
+    print("Paced with wrk's delay() hook to half the (median) max req/s above, on fewer connections. Latency is timed "
           "from when each request is sent (like wrk, not wrk2: no coordinated-omission correction).\n")
     print("| target | alerts/req | threads x conns | target req/s | achieved req/s | accepted alerts/s "
           "| p50 ms | p99 ms | non-2xx | note |")

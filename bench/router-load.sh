@@ -14,6 +14,7 @@
 #   TARGETS           which servers to benchmark ["router alertmanager"]
 #   ALERTMANAGER      Alertmanager binary [/usr/bin/prometheus-alertmanager]
 #   DURATION          wrk duration of every load run [10s]
+#   REPEATS           max-throughput runs per body size; the median one is reported, with all req/s [3]
 #   THREADS           wrk threads [2]
 #   CONNECTIONS       wrk connections for the max-throughput runs [32]
 #   HALF_CONNECTIONS  wrk connections for the half-rate runs [8]
@@ -52,6 +53,7 @@ READY_TIMEOUT=${READY_TIMEOUT:-30}
 WRK_TIMEOUT=${WRK_TIMEOUT:-30s}
 SUMMARY_OUT=${SUMMARY_OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
+REPEATS=${REPEATS:-3}
 
 LUA=$HERE/load.lua
 LIB=$HERE/benchlib.py
@@ -69,7 +71,7 @@ for t in $TARGETS; do
 done
 [[ -n ${TARGETS// /} ]] || die "TARGETS is empty"
 for n in $SIZES; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "SIZES: '$n' is not a positive integer"; done
-for v in THREADS CONNECTIONS HALF_CONNECTIONS BODIES SERVICES MEM_BATCH MEM_SERVICES MEM_CONNS READY_TIMEOUT; do
+for v in REPEATS THREADS CONNECTIONS HALF_CONNECTIONS BODIES SERVICES MEM_BATCH MEM_SERVICES MEM_CONNS READY_TIMEOUT; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [[ $MEM_ALERTS =~ ^[0-9]+$ ]] || die "MEM_ALERTS must be an integer (got '$MEM_ALERTS')"
@@ -117,7 +119,7 @@ fi
 # temp dir and cleanup
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stackgen-router-bench.XXXXXX")
-mkdir -p "$TMP/results"
+mkdir -p "$TMP/results" "$TMP/repeats"
 PIDS=()
 
 cleanup() {
@@ -170,13 +172,14 @@ show_log() {
 }
 
 # ---------------------------------------------------------------------------------------------------------------
-# one wrk run: run_wrk TARGET PHASE SIZE CONNS RATE URL FORMAT TOKEN SERVER_PID SERVER_LOG
-# writes $TMP/results/run-TARGET-SIZE-PHASE.json and sets LAST_RPS (all responses/s) for the caller
+# one wrk run: run_wrk TARGET PHASE SIZE CONNS RATE URL FORMAT TOKEN SERVER_PID SERVER_LOG RESULT_JSON
+# writes RESULT_JSON
 
-LAST_RPS=0
 run_wrk() {
-  local target=$1 phase=$2 size=$3 conns=$4 rate=$5 url=$6 format=$7 token=$8 spid=$9 slog=${10}
-  local threads=$THREADS out=$TMP/wrk-$target-$size-$phase.out err=$TMP/wrk-$target-$size-$phase.err
+  local target=$1 phase=$2 size=$3 conns=$4 rate=$5 url=$6 format=$7 token=$8 spid=$9 slog=${10} result=${11}
+  local base
+  base=$(basename "$result" .json)
+  local threads=$THREADS out=$TMP/wrk-$base.out err=$TMP/wrk-$base.err
   (( conns < threads )) && threads=$conns
   log "$target: wrk -t$threads -c$conns -d$DURATION, $size alert(s)/request, $phase$( (( rate > 0 )) && echo ", paced to $rate req/s")"
   BENCH_FORMAT=$format BENCH_ALERTS=$size BENCH_BODIES=$BODIES BENCH_SERVICES=$SERVICES BENCH_TOKEN=$token \
@@ -196,14 +199,13 @@ run_wrk() {
   local line
   line=$(grep '^BENCH_RESULT ' "$out" | tail -n 1) || die "wrk printed no BENCH_RESULT line (see above)"
   kill -0 "$spid" 2>/dev/null || { show_log "$slog"; die "$target died during the $phase run with $size alert(s)/request"; }
-  LAST_RPS=$(python3 - "$TMP/results/run-$target-$size-$phase.json" "$target" "$phase" "$conns" "${line#BENCH_RESULT }" <<'EOF'
+  python3 - "$result" "$target" "$phase" "$conns" "${line#BENCH_RESULT }" <<'EOF'
 import json, sys
 path, target, phase, conns, raw = sys.argv[1:]
 r = json.loads(raw)
 r.update(target=target, phase=phase, connections=int(conns))
 json.dump(r, open(path, "w"), indent=1)
 dur = r["duration_s"] or 1e-9
-print(f"{r['requests'] / dur:.1f}")
 sys.stderr.write(
     f"    => {r['requests'] / dur:,.1f} req/s, {r['ok_2xx'] / dur * r['alerts_per_request']:,.1f} accepted alerts/s, "
     f"p50 {r['lat_p50_us'] / 1000:.2f} ms, p99 {r['lat_p99_us'] / 1000:.2f} ms, non-2xx {r['non_2xx']}, "
@@ -211,7 +213,7 @@ sys.stderr.write(
 if r["ok_2xx"] == 0:
     sys.exit(3)
 EOF
-  ) || { show_log "$slog"; die "no 2xx response at all from $target ($size alert(s)/request): check its log above"; }
+  then :; else show_log "$slog"; die "no 2xx response at all from $target ($size alert(s)/request): check its log above"; }
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,12 +222,30 @@ EOF
 
 bench_target() {
   local target=$1 pid=$2 slog=$3 url=$4 format=$5 token=$6 count_url=${7:-}
-  local n max half
+  local n i half
   for n in $SIZES; do
-    run_wrk "$target" max "$n" "$CONNECTIONS" 0 "$url" "$format" "$token" "$pid" "$slog"
-    max=$LAST_RPS
-    half=$(python3 -c "import sys; print(max(1, round(float(sys.argv[1]) / 2)))" "$max")
-    run_wrk "$target" half "$n" "$HALF_CONNECTIONS" "$half" "$url" "$format" "$token" "$pid" "$slog"
+    # REPEATS max runs; the one with the median req/s is reported, with the req/s of all of them
+    for ((i = 1; i <= REPEATS; i++)); do
+      run_wrk "$target" max "$n" "$CONNECTIONS" 0 "$url" "$format" "$token" "$pid" "$slog" \
+        "$TMP/repeats/run-$target-$n-max-$i.json"
+    done
+    half=$(python3 - "$TMP/results/run-$target-$n-max.json" "$TMP/repeats/run-$target-$n-max-"*.json <<'EOF'
+import json, sys
+out, paths = sys.argv[1], sys.argv[2:]
+runs = [json.load(open(p)) for p in paths]
+rps = lambda r: r["requests"] / (r["duration_s"] or 1e-9)
+runs.sort(key=rps)
+median = runs[(len(runs) - 1) // 2]  # lower median: an actual run, not an average of two
+median["rps_runs"] = [round(rps(r), 1) for r in runs]
+json.dump(median, open(out, "w"), indent=1)
+if len(runs) > 1:
+    sys.stderr.write(f"    => median of {len(runs)} runs: {rps(median):,.1f} req/s "
+                     f"(range {rps(runs[0]):,.1f} .. {rps(runs[-1]):,.1f})\n")
+print(max(1, round(rps(median) / 2)))
+EOF
+    )
+    run_wrk "$target" half "$n" "$HALF_CONNECTIONS" "$half" "$url" "$format" "$token" "$pid" "$slog" \
+      "$TMP/results/run-$target-$n-half.json"
   done
 
   (( MEM_ALERTS > 0 )) || return 0
@@ -347,7 +367,7 @@ if wants alertmanager; then bench_alertmanager; fi
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ); $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
   if wants router; then echo "router: \`$("$STACKGEN" --version 2>&1 | head -n 1)\`"; fi
   if wants alertmanager; then echo "alertmanager: \`$("$ALERTMANAGER" --version 2>&1 | head -n 1)\`"; fi
-  echo "wrk: $THREADS threads, $CONNECTIONS connections (half rate: $HALF_CONNECTIONS), $DURATION per run; load generator and server share this machine."
+  echo "wrk: $THREADS threads, $CONNECTIONS connections (half rate: $HALF_CONNECTIONS), $DURATION per run, max runs repeated $REPEATS times (median reported); load generator and server share this machine."
   echo
   python3 "$LIB" summary "$TMP/results"
 } | if [[ -n $SUMMARY_OUT ]]; then tee "$SUMMARY_OUT"; else cat; fi

@@ -77,7 +77,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
 }
 
 fn config_context(spec: &Spec) -> Value {
-    let teams: BTreeMap<&str, Value> = spec
+    let mut teams: BTreeMap<&str, Value> = spec
         .teams
         .iter()
         .map(|team| {
@@ -85,25 +85,32 @@ fn config_context(spec: &Spec) -> Value {
             (team.name.as_str(), json!({ "destinations": destinations }))
         })
         .collect();
+    // With no team declared, the platform team logs every notification, so the router still works.
+    let default_team = spec.router.platform_team.clone().or_else(|| teams.is_empty().then(|| "platform".to_string()));
+    if teams.is_empty() {
+        teams.insert("platform", json!({ "destinations": [{"kind": "log"}] }));
+    }
     let services: BTreeMap<String, &str> = spec
         .services
         .iter()
         .map(|s| (format!("{}/{}", s.namespace, s.name), s.team.as_str()))
         .collect();
     let smtp = spec.router.smtp.as_ref().map(|smtp| {
-        json!({
-            "host": smtp.host,
-            "port": smtp.port,
-            "from": smtp.from,
-            "tls": smtp.tls,
-            "username": smtp.username,
-            "password_file": smtp.password.as_ref().map(secret_file),
-        })
+        let mut fields = json!({"host": smtp.host, "port": smtp.port, "from": smtp.from, "tls": smtp.tls});
+        if let Some(user) = &smtp.username {
+            fields["username"] = json!(user);
+        }
+        if let Some(password) = &smtp.password {
+            fields["password_file"] = json!(secret_file(password));
+        }
+        fields
     });
     json!({
         "cluster": spec.cluster.name,
         "teams": teams,
         "services": services,
+        "default_team": default_team,
+        "heartbeat_team": default_team,
         "smtp": smtp,
     })
 }
@@ -117,10 +124,10 @@ fn destination(d: &Destination) -> Value {
         Destination::Opsgenie { api_key, region } => {
             json!({"kind": "opsgenie", "api_key_file": secret_file(api_key), "region": region})
         }
-        other => {
-            let url = other.secret().map(secret_file);
-            json!({"kind": other.kind(), "url_file": url})
-        }
+        other => match other.secret() {
+            Some(url) => json!({"kind": other.kind(), "url_file": secret_file(url)}),
+            None => json!({"kind": other.kind()}),
+        },
     }
 }
 

@@ -50,7 +50,7 @@ const GRAFANA_KEYS: &[&str] = &[
 ];
 const INGRESS_KEYS: &[&str] = &["host", "class_name", "tls_secret"];
 const EXPORTER_KEYS: &[&str] = &["node_exporter", "kube_state_metrics"];
-const ROUTER_KEYS: &[&str] = &["image", "auth_secret", "smtp", "resources"];
+const ROUTER_KEYS: &[&str] = &["image", "auth_secret", "platform_team", "smtp", "resources"];
 const SMTP_KEYS: &[&str] = &["host", "port", "from", "tls", "username", "password"];
 const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
 const RESOURCE_NAMES: &[&str] = &["cpu", "memory"];
@@ -494,6 +494,9 @@ impl Checker {
                 values::check_dns_subdomain,
                 defaults::ROUTER_AUTH_SECRET,
             ),
+            platform_team: o.and_then(|r| {
+                self.optional_checked(r, "platform_team", "team name", values::check_dns_label)
+            }),
             smtp,
             resources: self.resources(o, &defaults::ROUTER_RESOURCES),
         }
@@ -970,6 +973,20 @@ impl Checker {
             } else {
                 seen_services.insert(key, index);
             }
+        }
+        if let Some(platform) = &router.platform_team
+            && !team_names.contains(platform.as_str())
+        {
+            let span = top
+                .get("router")
+                .and_then(|r| r.as_mapping())
+                .and_then(|r| r.get_node("platform_team"))
+                .map_or(*top.span(), |n| *n.span());
+            let hint = match did_you_mean(platform, team_names.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => "declare the team under `teams:`".to_string(),
+            };
+            self.error(&span, "router.platform_team", format!("platform team `{platform}` is not declared"), Some(hint));
         }
         if router.smtp.is_none() {
             for (index, node) in team_nodes.iter().enumerate() {

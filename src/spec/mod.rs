@@ -164,6 +164,8 @@ pub struct RouterSpec {
     pub image: String,
     /// Secret with key `token`: the bearer token Alertmanager presents to the router.
     pub auth_secret: String,
+    /// The team that owns alerts of no service (cluster and stack health) and the heartbeat.
+    pub platform_team: Option<String>,
     pub smtp: Option<Smtp>,
     pub resources: Resources,
 }
