@@ -308,9 +308,9 @@ def cmd_summary(args):
                 continue
             rps, aps = derived(r)
             errs = r["errors_connect"] + r["errors_read"] + r["errors_write"] + r["errors_timeout"]
-            runs = ", ".join(fmt_num(x) for x in r.get("rps_runs", []))
+            all_rps = ", ".join(fmt_num(x) for x in r.get("rps_runs", []))
             print(f"| {t} | {n} | {r['threads']} x {r['connections']} | {fmt_num(rps)} | {fmt_num(aps)} "
-                  f"| {fmt_ms(r['lat_p50_us'])} | {fmt_ms(r['lat_p99_us'])} | {r['non_2xx']} | {errs} | {runs} |")
+                  f"| {fmt_ms(r['lat_p50_us'])} | {fmt_ms(r['lat_p99_us'])} | {r['non_2xx']} | {errs} | {all_rps} |")
 
     print("\n### Latency at about half of the max rate\n")
     print("Paced with wrk's delay() hook to half the (median) max req/s above, on fewer connections. Latency is timed "

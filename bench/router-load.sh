@@ -199,7 +199,7 @@ run_wrk() {
   local line
   line=$(grep '^BENCH_RESULT ' "$out" | tail -n 1) || die "wrk printed no BENCH_RESULT line (see above)"
   kill -0 "$spid" 2>/dev/null || { show_log "$slog"; die "$target died during the $phase run with $size alert(s)/request"; }
-  python3 - "$result" "$target" "$phase" "$conns" "${line#BENCH_RESULT }" <<'EOF'
+  if ! python3 - "$result" "$target" "$phase" "$conns" "${line#BENCH_RESULT }" <<'EOF'
 import json, sys
 path, target, phase, conns, raw = sys.argv[1:]
 r = json.loads(raw)
@@ -213,7 +213,10 @@ sys.stderr.write(
 if r["ok_2xx"] == 0:
     sys.exit(3)
 EOF
-  then :; else show_log "$slog"; die "no 2xx response at all from $target ($size alert(s)/request): check its log above"; }
+  then
+    show_log "$slog"
+    die "no 2xx response at all from $target ($size alert(s)/request): check its log above"
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------------------------

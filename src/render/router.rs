@@ -86,7 +86,11 @@ fn config_context(spec: &Spec) -> Value {
         })
         .collect();
     // With no team declared, the platform team logs every notification, so the router still works.
-    let default_team = spec.router.platform_team.clone().or_else(|| teams.is_empty().then(|| "platform".to_string()));
+    let default_team = spec
+        .router
+        .platform_team
+        .clone()
+        .or_else(|| teams.is_empty().then(|| "platform".to_string()));
     if teams.is_empty() {
         teams.insert("platform", json!({ "destinations": [{"kind": "log"}] }));
     }
@@ -96,7 +100,8 @@ fn config_context(spec: &Spec) -> Value {
         .map(|s| (format!("{}/{}", s.namespace, s.name), s.team.as_str()))
         .collect();
     let smtp = spec.router.smtp.as_ref().map(|smtp| {
-        let mut fields = json!({"host": smtp.host, "port": smtp.port, "from": smtp.from, "tls": smtp.tls});
+        let mut fields =
+            json!({"host": smtp.host, "port": smtp.port, "from": smtp.from, "tls": smtp.tls});
         if let Some(user) = &smtp.username {
             fields["username"] = json!(user);
         }

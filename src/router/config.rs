@@ -664,6 +664,7 @@ impl Checker {
             key,
             service_labels,
             instance_labels,
+            known_teams: teams.keys().cloned().collect(),
             ..Ownership::default()
         };
         let Some(obj) = self.sub_object(top, "ownership", OWNERSHIP_KEYS) else {

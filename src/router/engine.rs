@@ -230,9 +230,16 @@ impl Engine {
             let Some(incident) = self.state.incidents.get(&intent.incident_key) else {
                 continue;
             };
-            for (destination, notification) in
-                routing::plan(intent, incident, &self.config.routes, &team_destinations)
-            {
+            let planned = routing::plan(intent, incident, &self.config.routes, &team_destinations);
+            if planned.is_empty() {
+                warn!(
+                    incident = %incident.key,
+                    team = %incident.team,
+                    kind = intent.kind.as_str(),
+                    "no destination for this incident: give its team destinations, add a route, or set ownership.default_team"
+                );
+            }
+            for (destination, notification) in planned {
                 batch
                     .outbox
                     .push(outbox_entry(destination.id(), notification, now));

@@ -25,6 +25,9 @@ pub struct Ownership {
     /// For alerts whose service has no owner: the first rule that matches.
     pub rules: Vec<OwnershipRule>,
     pub default_team: Option<String>,
+    /// Teams the router can notify; a `team` label naming another team is not trusted. Empty:
+    /// every team label is.
+    pub known_teams: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +60,15 @@ pub fn classify(update: AlertUpdate, ownership: &Ownership) -> Classified {
         .get(&format!("{namespace}/{service}"))
         .or_else(|| ownership.services.get(&service))
         .cloned()
-        .or_else(|| labels.get("team").filter(|t| !t.is_empty()).cloned())
+        .or_else(|| {
+            labels
+                .get("team")
+                .filter(|t| {
+                    !t.is_empty()
+                        && (ownership.known_teams.is_empty() || ownership.known_teams.contains(*t))
+                })
+                .cloned()
+        })
         .or_else(|| {
             ownership
                 .rules
@@ -280,6 +291,7 @@ mod tests {
                 team: "search".into(),
             }],
             default_team: Some("platform".into()),
+            known_teams: Default::default(),
         }
     }
 
@@ -344,6 +356,16 @@ mod tests {
             (c.team.as_str(), c.key.as_str()),
             ("platform", "platform//KubeNodeNotReady")
         );
+        // A team label naming a team the router does not know falls through to the default.
+        let known = Ownership {
+            known_teams: ["payments".to_string(), "platform".to_string()].into(),
+            ..o.clone()
+        };
+        let c = classify(
+            update(&[("alertname", "A"), ("team", "payments-team")]),
+            &known,
+        );
+        assert_eq!(c.team, "platform");
     }
 
     #[test]

@@ -986,7 +986,12 @@ impl Checker {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => "declare the team under `teams:`".to_string(),
             };
-            self.error(&span, "router.platform_team", format!("platform team `{platform}` is not declared"), Some(hint));
+            self.error(
+                &span,
+                "router.platform_team",
+                format!("platform team `{platform}` is not declared"),
+                Some(hint),
+            );
         }
         if router.smtp.is_none() {
             for (index, node) in team_nodes.iter().enumerate() {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod golden;
+mod router;
 mod rules;
 mod support;
 mod validators;

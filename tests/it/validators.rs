@@ -261,7 +261,12 @@ fn kustomize_builds_and_every_manifest_passes_kubernetes_validate_strict() {
 fn rendered_router_yaml_passes_router_check_config() {
     for (case, _) in GOLDEN_CASES {
         let config = golden_dir(case).join("router/router.yaml");
-        let output = super::support::stackgen(&["router", "check-config", config.to_str().expect("utf-8")]);
-        assert!(output.status.success(), "{case}: {}", super::support::stderr(&output));
+        let output =
+            super::support::stackgen(&["router", "check-config", config.to_str().expect("utf-8")]);
+        assert!(
+            output.status.success(),
+            "{case}: {}",
+            super::support::stderr(&output)
+        );
     }
 }

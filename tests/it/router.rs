@@ -1,0 +1,572 @@
+//! The router through the built binary on loopback: every real Alertmanager body accepted, bad
+//! inputs refused with the right status and reason, webhook in -> notification out at a local
+//! sink, nothing lost across SIGKILL, and `/metrics` parsing as an exposition.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::support::{files_under, root};
+
+const TOKEN: &str = "test-token-5c1f";
+
+/// A port that was free a moment ago (the router binds it right after).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `check` until it holds or the deadline passes.
+fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: BTreeMap<String, String>,
+    body: serde_json::Value,
+    answered: u16,
+}
+
+/// A loopback HTTP server standing in for a webhook destination; answers with `status`.
+struct Sink {
+    port: u16,
+    status: Arc<AtomicU16>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Sink {
+    fn start(status: u16) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let port = listener.local_addr().expect("addr").port();
+        let status = Arc::new(AtomicU16::new(status));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (status.clone(), received.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (s, r) = (s.clone(), r.clone());
+                std::thread::spawn(move || serve_connection(stream, &s, &r));
+            }
+        });
+        Sink {
+            port,
+            status,
+            received,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Distinct idempotency keys answered with 2xx.
+    fn delivered_keys(&self) -> std::collections::BTreeSet<String> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.answered < 300)
+            .filter_map(|r| r.headers.get("idempotency-key").cloned())
+            .collect()
+    }
+}
+
+fn serve_connection(stream: TcpStream, status: &AtomicU16, received: &Mutex<Vec<Received>>) {
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let answered = status.load(Ordering::SeqCst);
+        if let Ok(mut list) = received.lock() {
+            list.push(Received {
+                headers,
+                body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                answered,
+            });
+        }
+        let reply =
+            format!("HTTP/1.1 {answered} X\r\nContent-Length: 2\r\nRetry-After: 0\r\n\r\nok");
+        if writer.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The router binary on a loopback port; killed by its PID when dropped.
+struct Router {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Router {
+    fn start(dir: &Path, config: &str) -> Router {
+        let port = free_port();
+        let config_path = dir.join("router.yaml");
+        std::fs::write(&config_path, config.replace("PORT", &port.to_string()))
+            .expect("write config");
+        Router::start_with(dir, port)
+    }
+
+    /// Starts (or restarts) the router with the config already in `dir`.
+    fn start_with(dir: &Path, port: u16) -> Router {
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let log = dir.join(format!(
+            "router-{}.log",
+            STARTS.fetch_add(1, Ordering::SeqCst)
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_stackgen"))
+            .args(["router", "serve", "--config"])
+            .arg(dir.join("router.yaml"))
+            .env("TEST_ROUTER_TOKEN", TOKEN)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("router starts");
+        let router = Router { child, port, log };
+        wait_for("the router to be ready", Duration::from_secs(20), || {
+            router.get("/readyz").0 == 200
+        });
+        router
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        match ureq::get(&self.url(path))
+            .header("Authorization", &format!("Bearer {TOKEN}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+        {
+            Ok(mut response) => (
+                response.status().as_u16(),
+                response.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    /// POSTs a body; returns the status and the parsed JSON answer.
+    fn post(
+        &self,
+        body: &[u8],
+        content_type: &str,
+        authorization: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = ureq::post(&self.url("/api/v1/alertmanager"))
+            .header("Content-Type", content_type)
+            .config()
+            .http_status_as_error(false)
+            .build();
+        if let Some(auth) = authorization {
+            request = request.header("Authorization", auth);
+        }
+        match request.send(body) {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let text = response.body_mut().read_to_string().unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+                )
+            }
+            Err(e) => panic!("POST failed: {e}"),
+        }
+    }
+
+    fn post_fixture(&self, name: &str) -> u16 {
+        let body = std::fs::read(fixture(name)).expect("fixture");
+        self.post(&body, "application/json", Some(&format!("Bearer {TOKEN}")))
+            .0
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root()
+        .join("tests/fixtures/alertmanager-webhook")
+        .join(name)
+}
+
+fn config(sink_url: &str, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nbody_limit: 64Ki\nstore: {{path: ./router.db}}\ndedup: {{resolve_hold: 1s}}\ndelivery: {{initial_backoff: 100ms, max_backoff: 200ms, concurrency: 4}}\nteams:\n  oncall:\n    destinations:\n      - name: hook\n        kind: webhook\n        url: {sink_url}\nownership: {{default_team: oncall}}\n{extra}"
+    )
+}
+
+#[test]
+fn every_real_alertmanager_body_is_accepted() {
+    let sink = Sink::start(200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let bodies: Vec<String> = files_under(&root().join("tests/fixtures/alertmanager-webhook"))
+        .into_iter()
+        .filter(|f| f.ends_with(".body.json"))
+        .collect();
+    assert_eq!(bodies.len(), 18);
+    for body in bodies {
+        assert_eq!(
+            router.post_fixture(&body),
+            200,
+            "{body} was not accepted:\n{}",
+            router.log()
+        );
+    }
+}
+
+#[test]
+fn bad_inputs_get_the_right_status_and_reason() {
+    let sink = Sink::start(200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let bearer = format!("Bearer {TOKEN}");
+    let good =
+        std::fs::read(fixture("01-one-service-three-instances-firing.body.json")).expect("fixture");
+    let alert = |status: &str, starts: &str| {
+        format!(
+            r#"{{"version":"4","status":"firing","alerts":[{{"status":"{status}","labels":{{"alertname":"A"}},"startsAt":"{starts}"}}]}}"#
+        )
+    };
+    let huge = format!(
+        r#"{{"version":"4","status":"firing","alerts":[],"pad":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    // (what, body, content type, Authorization, expected status, expected reason)
+    type Case<'a> = (&'a str, Vec<u8>, &'a str, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "no credentials",
+            good.clone(),
+            "application/json",
+            None,
+            401,
+            "missing credentials",
+        ),
+        (
+            "wrong token",
+            good.clone(),
+            "application/json",
+            Some("Bearer nope"),
+            401,
+            "bad credentials",
+        ),
+        (
+            "wrong scheme",
+            good.clone(),
+            "application/json",
+            Some("Basic dXNlcjpwYXNz"),
+            401,
+            "bad credentials",
+        ),
+        (
+            "wrong content type",
+            good.clone(),
+            "text/plain",
+            Some(&bearer),
+            415,
+            "content type must be application/json",
+        ),
+        (
+            "truncated JSON",
+            good[..good.len() / 2].to_vec(),
+            "application/json",
+            Some(&bearer),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "not JSON at all",
+            b"\xff\xfe garbage".to_vec(),
+            "application/json",
+            Some(&bearer),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "a JSON list",
+            b"[]".to_vec(),
+            "application/json",
+            Some(&bearer),
+            422,
+            "not an Alertmanager webhook",
+        ),
+        (
+            "no alerts field",
+            br#"{"version":"4","status":"firing"}"#.to_vec(),
+            "application/json",
+            Some(&bearer),
+            422,
+            "missing field `alerts`",
+        ),
+        (
+            "version 3",
+            br#"{"version":"3","status":"firing","alerts":[]}"#.to_vec(),
+            "application/json",
+            Some(&bearer),
+            422,
+            "unsupported webhook version",
+        ),
+        (
+            "bad alert status",
+            alert("burning", "2026-11-23T02:21:59Z").into_bytes(),
+            "application/json",
+            Some(&bearer),
+            422,
+            "neither \"firing\" nor \"resolved\"",
+        ),
+        (
+            "bad startsAt",
+            alert("firing", "yesterday").into_bytes(),
+            "application/json",
+            Some(&bearer),
+            422,
+            "not an RFC 3339 time",
+        ),
+        (
+            "over the body limit",
+            huge.into_bytes(),
+            "application/json",
+            Some(&bearer),
+            413,
+            "larger than the limit of 65536 bytes",
+        ),
+    ];
+    for (what, body, content_type, auth, status, reason) in cases {
+        let (got, answer) = router.post(&body, content_type, auth);
+        assert_eq!(got, status, "{what}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(reason),
+            "{what}: reason {error:?} lacks {reason:?}"
+        );
+    }
+    // Good input still works after all that, and the router never crashed.
+    assert_eq!(
+        router
+            .post(&good, "application/json; charset=utf-8", Some(&bearer))
+            .0,
+        200
+    );
+    assert!(!router.log().contains("panicked"), "{}", router.log());
+}
+
+#[test]
+fn webhook_in_one_notification_out_per_transition() {
+    let sink = Sink::start(200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    for name in [
+        "01-one-service-three-instances-firing.body.json",
+        "01-one-service-three-instances-firing.body.json",
+        "02-one-instance-resolved-two-still-firing.body.json",
+    ] {
+        assert_eq!(router.post_fixture(name), 200);
+    }
+    wait_for("the opened notification", Duration::from_secs(10), || {
+        sink.received().len() == 1
+    });
+    let opened = &sink.received()[0];
+    assert_eq!(opened.body["kind"], "opened");
+    assert_eq!(opened.body["service"], "checkout");
+    assert_eq!(opened.body["firing_members"], 3);
+    assert_eq!(
+        opened.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    assert_eq!(
+        opened.headers.get("idempotency-key"),
+        opened.body["idempotency_key"]
+            .as_str()
+            .map(str::to_string)
+            .as_ref()
+    );
+    let (status, incidents) = router.get("/api/v1/incidents");
+    assert_eq!(status, 200);
+    let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
+    assert_eq!(
+        incidents["incidents"][0]["members"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        incidents["incidents"][0]["deliveries"][0]["state"],
+        "delivered"
+    );
+
+    assert_eq!(
+        router.post_fixture("03-all-instances-resolved.body.json"),
+        200
+    );
+    wait_for("the resolved notification", Duration::from_secs(10), || {
+        sink.received().len() == 2
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let kinds: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|r| r.body["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["opened", "resolved"],
+        "exactly one notification per transition"
+    );
+}
+
+#[test]
+fn nothing_is_lost_when_the_router_is_killed_with_pending_notifications() {
+    // The destination fails at first, so the notifications are pending in the outbox.
+    let sink = Sink::start(503);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let port = router.port;
+    for name in [
+        "04a-two-services-firing-payments.body.json",
+        "04b-two-services-firing-search.body.json",
+        "05-many-labels-annotations-unicode.body.json",
+    ] {
+        assert_eq!(router.post_fixture(name), 200);
+    }
+    wait_for(
+        "failed attempts for all three incidents",
+        Duration::from_secs(10),
+        || {
+            sink.received()
+                .iter()
+                .filter_map(|r| r.headers.get("idempotency-key").cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                == 3
+        },
+    );
+    router.kill();
+    assert!(sink.delivered_keys().is_empty());
+
+    sink.status.store(200, Ordering::SeqCst);
+    let router = Router::start_with(dir.path(), port);
+    wait_for(
+        "every notification delivered after the restart",
+        Duration::from_secs(15),
+        || sink.delivered_keys().len() == 3,
+    );
+    // The incidents survived too: the same alerts again open nothing new.
+    for name in [
+        "04a-two-services-firing-payments.body.json",
+        "04b-two-services-firing-search.body.json",
+    ] {
+        assert_eq!(router.post_fixture(name), 200);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        sink.delivered_keys().len(),
+        3,
+        "a restart must not notify again: {:?}",
+        sink.delivered_keys()
+    );
+    let opened: Vec<_> = sink
+        .received()
+        .into_iter()
+        .filter(|r| r.answered == 200)
+        .map(|r| r.body["incident_key"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        opened.len(),
+        3,
+        "each pending notification delivered once: {opened:?}"
+    );
+}
+
+#[test]
+fn metrics_parse_as_an_exposition() {
+    let sink = Sink::start(200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    assert_eq!(
+        router.post_fixture("01-one-service-three-instances-firing.body.json"),
+        200
+    );
+    wait_for("a delivery", Duration::from_secs(10), || {
+        sink.received().len() == 1
+    });
+    let (status, text) = router.get("/metrics");
+    assert_eq!(status, 200);
+    let names = stackgen::rules::exposition::metric_names(&text).expect("parses");
+    for name in [
+        "stackgen_alerts_received_total",
+        "stackgen_incidents_open",
+        "stackgen_outbox_pending_notifications",
+        "stackgen_delivery_attempts_total",
+        "stackgen_notifications_planned_total",
+    ] {
+        assert!(
+            names.contains(name),
+            "{name} missing from /metrics:\n{text}"
+        );
+    }
+    assert!(text.contains("stackgen_alerts_received_total 3"), "{text}");
+}
