@@ -18,7 +18,7 @@ pub enum OutputError {
     NotOurs(PathBuf),
     #[error("{0} is a file, not a directory")]
     NotADirectory(PathBuf),
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Io { path: PathBuf, source: io::Error },
 }
 

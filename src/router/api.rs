@@ -237,3 +237,98 @@ async fn metrics(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::router::alert::Millis;
+    use crate::router::dedup::State as DedupState;
+    use crate::router::engine::Engine;
+    use crate::router::store::{Batch, OutboxEntry, Recorded, Store, StoreError};
+
+    /// A store whose writes fail, as when the disk is full or the database is locked away.
+    struct FailingStore;
+
+    impl Store for FailingStore {
+        fn load_state(&mut self) -> Result<DedupState, StoreError> {
+            Ok(DedupState::default())
+        }
+        fn commit(&mut self, _: &Batch) -> Result<(), StoreError> {
+            Err(StoreError::Io("disk full".into()))
+        }
+        fn due(
+            &mut self,
+            _: Millis,
+            _: usize,
+            _: &BTreeSet<String>,
+        ) -> Result<Vec<OutboxEntry>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
+            Ok(None)
+        }
+        fn record(&mut self, _: &str, _: &Recorded) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn entries_for(&mut self, _: &[String]) -> Result<Vec<OutboxEntry>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn pending_count(&mut self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn gc(&mut self, _: Millis) -> Result<usize, StoreError> {
+            Ok(0)
+        }
+        fn ping(&mut self) -> Result<(), StoreError> {
+            Err(StoreError::Io("disk full".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_answers_503_so_alertmanager_retries() {
+        let config = crate::router::config::parse(
+            "r.yaml",
+            "auth: {bearer_token: t}\nteams:\n  a:\n    destinations:\n      - kind: log\nownership: {default_team: a}\n",
+        )
+        .expect("valid config");
+        let metrics = Arc::new(Metrics::new());
+        let engine = Engine::new(
+            Box::new(FailingStore),
+            Arc::new(config),
+            metrics.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+        .expect("engine");
+        let (handle, _thread) = engine.spawn().expect("spawn");
+        let app = app(AppState {
+            engine: handle,
+            credentials: Arc::new(Credentials::new(Some("t"), None)),
+            body_limit: 1 << 20,
+            metrics,
+        });
+        let body = include_str!(
+            "../../tests/fixtures/alertmanager-webhook/01-one-service-three-instances-firing.body.json"
+        );
+        let request = Request::post("/api/v1/alertmanager")
+            .header("Content-Type", "application/json")
+            .header("Authorization", "Bearer t")
+            .body(Body::from(body))
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let ready = app
+            .oneshot(
+                Request::get("/readyz")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

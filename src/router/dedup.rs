@@ -818,4 +818,52 @@ mod tests {
         intents.extend(kinds(&tick(&mut state, 9 * MIN, &s)));
         assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
     }
+
+    /// Property: whatever the batching, order and duplication of a storm's webhooks, one service
+    /// gets exactly one `opened` and, once every member resolved, one `resolved`.
+    #[test]
+    fn any_order_batching_and_duplication_of_a_storm_gives_one_opened_and_one_resolved() {
+        let s = settings();
+        for seed in 0..25 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut state = State::default();
+            let members = 1 + rng.usize(..500);
+            let mut firing: Vec<Classified> = (0..members)
+                .flat_map(|p| {
+                    let copies = 1 + rng.usize(..3);
+                    std::iter::repeat_n(alert("checkout", p, true, 0, None, "critical"), copies)
+                })
+                .collect();
+            rng.shuffle(&mut firing);
+            let mut intents = Vec::new();
+            let mut now = MIN;
+            let mut rest = firing.as_slice();
+            while !rest.is_empty() {
+                let take = (1 + rng.usize(..100)).min(rest.len());
+                intents.extend(kinds(&step(&mut state, &rest[..take], now, &s)));
+                rest = &rest[take..];
+                now += rng.i64(0..1_000);
+                intents.extend(kinds(&tick(&mut state, now, &s)));
+            }
+            let mut resolving: Vec<Classified> = (0..members)
+                .map(|p| alert("checkout", p, false, 0, Some(now), "critical"))
+                .chain(
+                    (0..rng.usize(..20))
+                        .map(|p| alert("checkout", p % members, true, 0, None, "critical")),
+                )
+                .collect();
+            rng.shuffle(&mut resolving);
+            for chunk in resolving.chunks(1 + rng.usize(..64)) {
+                now += rng.i64(0..500);
+                intents.extend(kinds(&step(&mut state, chunk, now, &s)));
+            }
+            intents.extend(kinds(&tick(&mut state, now + s.resolve_hold, &s)));
+            intents.extend(kinds(&tick(&mut state, now + 2 * s.resolve_hold, &s)));
+            assert_eq!(
+                intents,
+                vec![IntentKind::Opened, IntentKind::Resolved],
+                "seed {seed}, {members} members"
+            );
+        }
+    }
 }

@@ -16,7 +16,7 @@ pub enum TestError {
         "promtool not found on PATH: install the Debian package `prometheus` (apt-get install prometheus)"
     )]
     PromtoolMissing,
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

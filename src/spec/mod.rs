@@ -296,7 +296,7 @@ impl Spec {
 /// Why a spec could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
