@@ -41,7 +41,7 @@ const AUTH_KEYS: &[&str] = &[
     "basic",
 ];
 const BASIC_KEYS: &[&str] = &["username", "password", "password_file", "password_env"];
-const STORE_KEYS: &[&str] = &["path", "retention"];
+const STORE_KEYS: &[&str] = &["path", "retention", "sync"];
 const DEDUP_KEYS: &[&str] = &[
     "key",
     "service_labels",
@@ -153,6 +153,8 @@ pub struct RouterConfig {
     pub auth: AuthConfig,
     pub body_limit: usize,
     pub store_path: PathBuf,
+    /// `store.sync: full`: sync every commit to disk (survives power loss), not only to the OS.
+    pub store_sync_full: bool,
     pub retention: Millis,
     pub ownership: Ownership,
     pub dedup: DedupSettings,
@@ -376,6 +378,18 @@ impl Checker {
             .map(|(p, _)| PathBuf::from(p))
             .unwrap_or_else(|| PathBuf::from("router.db"));
         let retention = self.duration(store.as_ref(), "retention", "168h");
+        let store_sync_full = match store.as_ref().and_then(|s| s.get("sync")) {
+            None => false,
+            Some(node) => match self.string(node, "store.sync").map(|(t, _)| t).as_deref() {
+                Some("normal") => false,
+                Some("full") => true,
+                Some(other) => {
+                    self.error(node.span(), "store.sync", format!("unknown sync mode `{other}`"), Some("`normal`: survives a crash of the router; `full`: also survives power loss (slower)".into()));
+                    false
+                }
+                None => false,
+            },
+        };
         let dedup_obj = self.sub_object(&top, "dedup", DEDUP_KEYS);
         let d = dedup_obj.as_ref();
         let key = self.string_list(d, "key", &["team", "service", "alertname"]);
@@ -439,6 +453,7 @@ impl Checker {
             auth,
             body_limit,
             store_path,
+            store_sync_full,
             retention,
             ownership,
             dedup: DedupSettings {

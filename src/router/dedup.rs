@@ -205,6 +205,12 @@ pub struct Outcome {
 /// The key of the incident raised when the heartbeat stops.
 pub const HEARTBEAT_INCIDENT: &str = "stackgen/monitoring-pipeline/heartbeat";
 
+/// How far `last_seen` may lag behind the latest repeat: a quarter of `stale_after`, at most a
+/// minute. Staleness is judged that much early at worst.
+fn last_seen_step(settings: &DedupSettings) -> Millis {
+    (settings.stale_after / 4).min(60_000)
+}
+
 /// Applies a batch of alert updates received at `now`.
 pub fn step(
     state: &mut State,
@@ -252,10 +258,12 @@ pub fn step(
                 .insert((alert.key.clone(), alert.update.fingerprint));
             touched.insert(alert.key.clone());
         } else {
-            // Still refresh staleness for a repeated firing alert.
+            // A repeated firing alert refreshes the member's staleness clock, in steps of
+            // `last_seen_step` so that repeats do not each cost a write.
             if let Some(member) = incident.members.get_mut(&alert.update.fingerprint)
                 && member.firing
                 && alert.update.firing
+                && now - member.last_seen >= last_seen_step(settings)
             {
                 member.last_seen = now;
                 out.changed_members

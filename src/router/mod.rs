@@ -26,7 +26,7 @@ use config::{DELIVERABLE_KINDS, RouterConfig};
 use delivery::Deliverer;
 use delivery::retry::RetryPolicy;
 use destination::Destination;
-use store::sqlite::SqliteStore;
+use store::sqlite::{SqliteOptions, SqliteStore};
 
 /// Why the router could not start.
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +110,20 @@ pub async fn serve(config: RouterConfig) -> Result<(), ServeError> {
     let credentials = credentials(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let wake = Arc::new(Notify::new());
-    let engine_store = SqliteStore::open(&config.store_path)?;
-    let delivery_store = SqliteStore::open(&config.store_path)?;
+    let engine_store = SqliteStore::open(
+        &config.store_path,
+        SqliteOptions {
+            sync_full: config.store_sync_full,
+            auto_checkpoint: false,
+        },
+    )?;
+    let delivery_store = SqliteStore::open(
+        &config.store_path,
+        SqliteOptions {
+            sync_full: config.store_sync_full,
+            auto_checkpoint: true,
+        },
+    )?;
     let engine = engine::Engine::new(
         Box::new(engine_store),
         config.clone(),

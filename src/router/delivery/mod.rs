@@ -49,8 +49,18 @@ impl Deliverer {
     pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::new(Mutex::new(BTreeSet::new()));
+        let mut last_maintenance = 0;
         loop {
             let now = now_ms();
+            if now - last_maintenance >= 1_000 {
+                last_maintenance = now;
+                let store = self.store.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || with_store(&store, |s| s.maintain())).await
+                {
+                    warn!(error = %e, "store maintenance failed");
+                }
+            }
             let exclude = in_flight.lock().map(|s| s.clone()).unwrap_or_default();
             let store = self.store.clone();
             let limit = self.concurrency * 4;

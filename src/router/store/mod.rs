@@ -118,4 +118,8 @@ pub trait Store: Send {
     fn gc(&mut self, cutoff: Millis) -> Result<usize, StoreError>;
     /// Cheap check that the store answers.
     fn ping(&mut self) -> Result<(), StoreError>;
+    /// Housekeeping off the request path (for SQLite: checkpointing the WAL).
+    fn maintain(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -1,5 +1,8 @@
-//! The embedded store: one SQLite file in WAL mode with `synchronous = FULL`, so a committed batch
-//! survives a crash of the process (and of the machine). Schema changes are numbered migrations.
+//! The embedded store: one SQLite file in WAL mode. With `sync: normal` (the default) a committed
+//! batch survives any crash of the router process (SIGKILL, OOM kill); `sync: full` also syncs every
+//! commit to the disk, so it survives power loss too, at a cost in throughput. The engine's
+//! connection never checkpoints the WAL itself: the delivery side does, off the request path.
+//! Schema changes are numbered migrations.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -47,9 +50,18 @@ pub struct SqliteStore {
     conn: Connection,
 }
 
+/// How a connection to the store behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Sync every commit to disk (survives power loss), not only to the OS (survives a crash).
+    pub sync_full: bool,
+    /// Let this connection checkpoint the WAL when it grows (off for the engine's connection).
+    pub auto_checkpoint: bool,
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and applies pending migrations.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Io(format!("creating {}: {e}", parent.display())))?;
@@ -57,7 +69,14 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if options.sync_full { "FULL" } else { "NORMAL" },
+        )?;
+        if !options.auto_checkpoint {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = SqliteStore { conn };
         store.migrate()?;
@@ -306,6 +325,13 @@ impl Store for SqliteStore {
         self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())
     }
+
+    fn maintain(&mut self) -> Result<(), StoreError> {
+        // PASSIVE: copies what it can without waiting for (or blocking) the writer.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -313,6 +339,11 @@ mod tests {
     use super::*;
     use crate::router::dedup::{IntentKind, Severity, Status};
     use std::collections::BTreeMap;
+
+    const OPTIONS: SqliteOptions = SqliteOptions {
+        sync_full: true,
+        auto_checkpoint: false,
+    };
 
     fn notification(key: &str) -> Notification {
         Notification {
@@ -376,7 +407,7 @@ mod tests {
             last_error: None,
         };
         {
-            let mut store = SqliteStore::open(&path).expect("open");
+            let mut store = SqliteStore::open(&path, OPTIONS).expect("open");
             let batch = Batch {
                 incidents: vec![incident.clone()],
                 members: vec![("t/s/A".into(), u64::MAX, member.clone())],
@@ -386,7 +417,8 @@ mod tests {
             };
             store.commit(&batch).expect("commit");
         }
-        let mut store = SqliteStore::open(&path).expect("reopen");
+        let mut store = SqliteStore::open(&path, OPTIONS).expect("reopen");
+        store.maintain().expect("checkpoint");
         let state = store.load_state().expect("load");
         assert_eq!(state.incidents["t/s/A"].members[&u64::MAX], member);
         assert_eq!(state.heartbeat.last_seen, Some(7));
