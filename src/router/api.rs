@@ -55,6 +55,8 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[derive(Clone)]
 pub struct AppState {
     pub engine: EngineHandle,
+    /// Ownership, to classify alerts here (in parallel) rather than in the engine's one thread.
+    pub ownership: Arc<super::routing::Ownership>,
     pub credentials: Arc<Credentials>,
     pub body_limit: usize,
     pub metrics: Arc<Metrics>,
@@ -202,9 +204,13 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usi
     let updates = payload
         .into_updates()
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let alerts = updates
+        .into_iter()
+        .map(|u| super::routing::classify(u, &state.ownership))
+        .collect();
     state
         .engine
-        .ingest(updates)
+        .ingest(alerts)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))
 }
@@ -307,6 +313,7 @@ mod tests {
         let (handle, _thread) = engine.spawn().expect("spawn");
         let app = app(AppState {
             engine: handle,
+            ownership: Arc::new(Default::default()),
             credentials: Arc::new(Credentials::new(Some("t"), None)),
             body_limit: 1 << 20,
             metrics,

@@ -678,7 +678,7 @@ impl Checker {
         let mut ownership = Ownership {
             key,
             service_labels,
-            instance_labels,
+            instance_labels: instance_labels.into(),
             known_teams: teams.keys().cloned().collect(),
             ..Ownership::default()
         };

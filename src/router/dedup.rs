@@ -41,11 +41,43 @@ pub struct Classified {
     pub team: String,
     pub service: String,
     pub alertname: String,
-    /// Values of the per-instance labels, e.g. `pod=checkout-1,instance=10.0.0.1:8080`.
-    pub member_identity: String,
-    /// The alert's labels without the per-instance ones.
-    pub incident_labels: Labels,
+    /// Labels that identify a member rather than the incident (shared, cheap to clone).
+    pub instance_labels: std::sync::Arc<[String]>,
     pub update: AlertUpdate,
+}
+
+impl Classified {
+    /// Values of the per-instance labels, e.g. `pod=checkout-1,instance=10.0.0.1:8080` (computed
+    /// only for new members).
+    pub fn member_identity(&self) -> String {
+        let identity: Vec<String> = self
+            .instance_labels
+            .iter()
+            .filter_map(|l| self.update.labels.get(l).map(|v| format!("{l}={v}")))
+            .collect();
+        if identity.is_empty() {
+            format!("fingerprint={:016x}", self.update.fingerprint)
+        } else {
+            identity.join(",")
+        }
+    }
+
+    /// The alert's labels without the per-instance ones, with the decided team and service
+    /// (computed only for new incidents).
+    pub fn incident_labels(&self) -> Labels {
+        let mut labels: Labels = self
+            .update
+            .labels
+            .iter()
+            .filter(|(k, _)| !self.instance_labels.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert("team".into(), self.team.clone());
+        if !self.service.is_empty() {
+            labels.insert("service".into(), self.service.clone());
+        }
+        labels
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -233,26 +265,14 @@ pub fn step(
             }
             continue;
         }
-        let incident = state
-            .incidents
-            .entry(alert.key.clone())
-            .or_insert_with(|| Incident {
-                key: alert.key.clone(),
-                team: alert.team.clone(),
-                service: alert.service.clone(),
-                alertname: alert.alertname.clone(),
-                labels: alert.incident_labels.clone(),
-                annotations: alert.update.annotations.clone(),
-                generator_url: alert.update.generator_url.clone(),
-                status: Status::New,
-                severity: Severity::None,
-                notified_severity: Severity::None,
-                opened_at: now,
-                last_notified_at: now,
-                sequence: 0,
-                episode: 0,
-                members: BTreeMap::new(),
-            });
+        if !state.incidents.contains_key(&alert.key) {
+            state
+                .incidents
+                .insert(alert.key.clone(), new_incident(alert, now));
+        }
+        let Some(incident) = state.incidents.get_mut(&alert.key) else {
+            continue;
+        };
         if apply_member(incident, alert, now) {
             out.changed_members
                 .insert((alert.key.clone(), alert.update.fingerprint));
@@ -286,6 +306,27 @@ pub fn step(
         }
     }
     out
+}
+
+/// A new incident for an alert, not yet evaluated.
+fn new_incident(alert: &Classified, now: Millis) -> Incident {
+    Incident {
+        key: alert.key.clone(),
+        team: alert.team.clone(),
+        service: alert.service.clone(),
+        alertname: alert.alertname.clone(),
+        labels: alert.incident_labels(),
+        annotations: alert.update.annotations.clone(),
+        generator_url: alert.update.generator_url.clone(),
+        status: Status::New,
+        severity: Severity::None,
+        notified_severity: Severity::None,
+        opened_at: now,
+        last_notified_at: now,
+        sequence: 0,
+        episode: 0,
+        members: BTreeMap::new(),
+    }
 }
 
 /// Applies one update to its member; false when it changes nothing (a repeat or a stale update).
@@ -339,7 +380,7 @@ fn apply_member(incident: &mut Incident, alert: &Classified, now: Millis) -> boo
             incident.members.insert(
                 update.fingerprint,
                 Member {
-                    identity: alert.member_identity.clone(),
+                    identity: alert.member_identity(),
                     severity: Severity::of(&update.labels),
                     firing: update.firing,
                     starts_at: update.starts_at,
@@ -577,8 +618,7 @@ mod tests {
             team: "payments".into(),
             service: service.into(),
             alertname: "HighErrorRate".into(),
-            member_identity: format!("pod={service}-{pod}"),
-            incident_labels: labels,
+            instance_labels: vec!["pod".to_string()].into(),
             update: AlertUpdate {
                 fingerprint: super::super::alert::label_fingerprint(&full),
                 labels: full,

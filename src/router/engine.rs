@@ -14,9 +14,9 @@ use serde::Serialize;
 use tokio::sync::{Notify, oneshot};
 use tracing::{error, warn};
 
-use super::alert::{AlertUpdate, Millis};
+use super::alert::Millis;
 use super::config::RouterConfig;
-use super::dedup::{self, Incident, Outcome, State};
+use super::dedup::{self, Classified, Incident, Outcome, State};
 use super::delivery::now_ms;
 use super::metrics::{Metrics, labels};
 use super::routing::{self, Notification};
@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 1024;
 
 pub enum Command {
     Ingest {
-        updates: Vec<AlertUpdate>,
+        alerts: Vec<Classified>,
         reply: oneshot::Sender<Result<usize, String>>,
     },
     Incidents {
@@ -46,10 +46,10 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     /// Stores the alerts; `Ok` only once they are durably committed.
-    pub async fn ingest(&self, updates: Vec<AlertUpdate>) -> Result<usize, String> {
+    pub async fn ingest(&self, alerts: Vec<Classified>) -> Result<usize, String> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Ingest { updates, reply })
+            .send(Command::Ingest { alerts, reply })
             .map_err(|_| "the engine has stopped".to_string())?;
         answer
             .await
@@ -178,7 +178,7 @@ impl Engine {
         let mut ingests = Vec::new();
         for command in commands {
             match command {
-                Command::Ingest { updates, reply } => ingests.push((updates, reply)),
+                Command::Ingest { alerts, reply } => ingests.push((alerts, reply)),
                 Command::Incidents { reply } => {
                     let _ = reply.send(self.incident_views());
                 }
@@ -198,26 +198,20 @@ impl Engine {
             return;
         }
         let mut outcome = Outcome::default();
-        let mut counts = Vec::with_capacity(ingests.len());
-        for (updates, _) in &ingests {
-            counts.push(updates.len());
-            let classified: Vec<_> = updates
-                .iter()
-                .cloned()
-                .map(|u| routing::classify(u, &self.config.ownership))
-                .collect();
+        let mut replies = Vec::with_capacity(ingests.len());
+        for (alerts, reply) in ingests {
             merge(
                 &mut outcome,
-                dedup::step(&mut self.state, &classified, now, &self.config.dedup),
+                dedup::step(&mut self.state, &alerts, now, &self.config.dedup),
             );
+            replies.push((reply, alerts.len()));
         }
         let result = self.commit(outcome, now);
         if result.is_ok() {
-            self.metrics
-                .alerts_received
-                .inc_by(counts.iter().sum::<usize>() as u64);
+            let total: usize = replies.iter().map(|(_, count)| count).sum();
+            self.metrics.alerts_received.inc_by(total as u64);
         }
-        for ((_, reply), count) in ingests.into_iter().zip(counts) {
+        for (reply, count) in replies {
             let _ = reply.send(result.clone().map(|()| count));
         }
     }

@@ -155,6 +155,7 @@ pub async fn serve(config: RouterConfig) -> Result<(), ServeError> {
     let delivery_task = tokio::spawn(deliverer.run(stop_delivery.clone()));
     let state = api::AppState {
         engine: handle,
+        ownership: Arc::new(config.ownership.clone()),
         credentials: Arc::new(credentials),
         body_limit: config.body_limit,
         metrics,

@@ -19,7 +19,7 @@ pub struct Ownership {
     /// values of `a` and `b` (e.g. `namespace/deployment`).
     pub service_labels: Vec<String>,
     /// Labels that identify a member (instance) rather than the incident.
-    pub instance_labels: Vec<String>,
+    pub instance_labels: std::sync::Arc<[String]>,
     /// `namespace/service` or `service` -> team.
     pub services: BTreeMap<String, String>,
     /// For alerts whose service has no owner: the first rule that matches.
@@ -89,32 +89,12 @@ pub fn classify(update: AlertUpdate, ownership: &Ownership) -> Classified {
         })
         .collect::<Vec<_>>()
         .join("/");
-    let member_identity = ownership
-        .instance_labels
-        .iter()
-        .filter_map(|l| labels.get(l).map(|v| format!("{l}={v}")))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut incident_labels: Labels = labels
-        .iter()
-        .filter(|(k, _)| !ownership.instance_labels.contains(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    incident_labels.insert("team".into(), team.clone());
-    if !service.is_empty() {
-        incident_labels.insert("service".into(), service.clone());
-    }
     Classified {
         key,
         team,
         service,
         alertname,
-        member_identity: if member_identity.is_empty() {
-            format!("fingerprint={:016x}", update.fingerprint)
-        } else {
-            member_identity
-        },
-        incident_labels,
+        instance_labels: ownership.instance_labels.clone(),
         update,
     }
 }
@@ -284,7 +264,7 @@ mod tests {
                 "namespace/deployment".into(),
                 "job".into(),
             ],
-            instance_labels: vec!["instance".into(), "pod".into()],
+            instance_labels: vec!["instance".to_string(), "pod".to_string()].into(),
             services: BTreeMap::from([("shop/checkout".to_string(), "payments".to_string())]),
             rules: vec![OwnershipRule {
                 matchers: vec![Matcher::parse(r#"namespace="search""#).expect("ok")],
@@ -325,10 +305,14 @@ mod tests {
             &o,
         );
         assert_eq!(
-            (c.team.as_str(), c.key.as_str(), c.member_identity.as_str()),
+            (
+                c.team.as_str(),
+                c.key.as_str(),
+                c.member_identity().as_str()
+            ),
             ("payments", "payments/checkout/A", "pod=p1")
         );
-        assert!(!c.incident_labels.contains_key("pod"));
+        assert!(!c.incident_labels().contains_key("pod"));
         let c = classify(
             update(&[
                 ("alertname", "A"),
