@@ -914,4 +914,42 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn resolved_incidents_are_forgotten_after_the_retention_only() {
+        let s = settings();
+        let mut state = State::default();
+        step(
+            &mut state,
+            &[alert("checkout", 1, true, 0, None, "critical")],
+            0,
+            &s,
+        );
+        step(
+            &mut state,
+            &[alert("search", 1, true, 0, None, "critical")],
+            0,
+            &s,
+        );
+        step(
+            &mut state,
+            &[alert("checkout", 1, false, 0, Some(MIN), "critical")],
+            MIN,
+            &s,
+        );
+        tick(&mut state, 4 * MIN, &s);
+        assert!(
+            forget_resolved(&mut state, 4 * MIN).is_empty(),
+            "resolved at the cutoff is kept"
+        );
+        assert_eq!(
+            forget_resolved(&mut state, 5 * MIN),
+            vec!["payments/checkout/HighErrorRate".to_string()]
+        );
+        assert_eq!(
+            state.incidents.keys().collect::<Vec<_>>(),
+            ["payments/search/HighErrorRate"],
+            "open incidents stay"
+        );
+    }
 }

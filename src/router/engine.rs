@@ -210,6 +210,7 @@ impl Engine {
         if result.is_ok() {
             let total: usize = replies.iter().map(|(_, count)| count).sum();
             self.metrics.alerts_received.inc_by(total as u64);
+            self.metrics.update_dedup_ratio();
         }
         for (reply, count) in replies {
             let _ = reply.send(result.clone().map(|()| count));

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub notifications_dead: Family<Labels, Counter>,
     pub members_active: Gauge,
+    /// Alerts received per notification planned: how much the service-level dedup saves.
+    pub dedup_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -43,6 +45,7 @@ impl Metrics {
             outbox_pending: Gauge::default(),
             notifications_dead: Family::default(),
             members_active: Gauge::default(),
+            dedup_ratio: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -99,6 +102,13 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Recomputes the dedup ratio from the counters.
+    pub fn update_dedup_ratio(&self) {
+        let planned = self.notifications_planned.get().max(1) as f64;
+        self.dedup_ratio
+            .set(self.alerts_received.get() as f64 / planned);
     }
 
     /// The exposition text.

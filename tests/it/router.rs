@@ -570,3 +570,45 @@ fn metrics_parse_as_an_exposition() {
     }
     assert!(text.contains("stackgen_alerts_received_total 3"), "{text}");
 }
+
+#[test]
+fn sigterm_stops_gracefully_and_keeps_what_was_accepted() {
+    let sink = Sink::start(503);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let port = router.port;
+    assert_eq!(
+        router.post_fixture("01-one-service-three-instances-firing.body.json"),
+        200
+    );
+    wait_for("a failed attempt", Duration::from_secs(10), || {
+        !sink.received().is_empty()
+    });
+    let pid = router.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = router.child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the router did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit:?}\n{}", router.log());
+    assert!(router.log().contains("stopped"), "{}", router.log());
+    // The pending notification is delivered after the next start.
+    sink.status.store(200, Ordering::SeqCst);
+    let _router = Router::start_with(dir.path(), port);
+    wait_for(
+        "the delivery after the restart",
+        Duration::from_secs(10),
+        || sink.delivered_keys().len() == 1,
+    );
+}
