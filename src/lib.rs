@@ -10,6 +10,7 @@
 pub mod cli;
 mod config_check;
 pub mod diagnostic;
+mod hash;
 pub mod render;
 pub mod router;
 pub mod rules;

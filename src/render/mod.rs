@@ -19,7 +19,6 @@ pub mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::spec::{Resources, Spec};
 
@@ -341,17 +340,7 @@ fn allow_from_components(ports: &[(u16, &str)], components: &[&str]) -> Value {
 
 /// Short content hash for the `stackgen.io/config-hash` pod annotation.
 fn content_hash<'t>(parts: impl IntoIterator<Item = &'t str>) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hash::short_hex(parts, 8)
 }
 
 fn parse_yaml(path: &str, text: &str) -> Result<Vec<yaml_rust2::Yaml>, RenderError> {

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::alert::{AlertUpdate, Labels, Millis};
 use super::dedup::{Classified, Incident, Intent, IntentKind};
@@ -238,17 +237,7 @@ pub fn plan(
 }
 
 fn short_hash(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hash::short_hex(parts.iter().copied(), 16)
 }
 
 #[cfg(test)]
