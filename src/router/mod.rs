@@ -188,3 +188,4 @@ async fn shutdown_signal() {
         _ = terminate => {}
     }
 }
+pub mod template;

@@ -1,0 +1,296 @@
+//! Message templates: what a notification says, in handlebars, per destination kind.
+//!
+//! Every destination renders up to four parts: `title`, `text` (Markdown-ish chat text), `html`
+//! and `subject` (e-mail). Defaults live in `stack/router/templates/`; a team or a destination may
+//! replace any part from a file. Templates run in strict mode, and every template is rendered
+//! against a sample notification when the config is checked, so a missing variable is an error at
+//! `check-config` time, not at 3 a.m. Output is always inserted into payloads as a value (JSON
+//! built with serde, HTML escaped for e-mail), so an annotation can never break a payload.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use handlebars::Handlebars;
+use serde_json::{Value, json};
+
+use super::dedup::IntentKind;
+use super::routing::Notification;
+
+/// The parts a destination can render.
+pub const PARTS: &[&str] = &["title", "text", "html", "subject"];
+
+const DEFAULT_TITLE: &str = include_str!("../../stack/router/templates/title.hbs");
+const DEFAULT_TEXT: &str = include_str!("../../stack/router/templates/text.hbs");
+const DEFAULT_HTML: &str = include_str!("../../stack/router/templates/html.hbs");
+const DEFAULT_SUBJECT: &str = include_str!("../../stack/router/templates/subject.hbs");
+
+/// How many members a message lists by name.
+pub const LISTED: usize = 5;
+
+/// Compiled templates for one destination.
+pub struct Templates {
+    text_engine: Handlebars<'static>,
+    html_engine: Handlebars<'static>,
+    /// Where a dashboard link starts (`dashboard` annotations are paths like `/d/uid`).
+    pub grafana_url: Option<String>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").finish_non_exhaustive()
+    }
+}
+
+impl Templates {
+    /// The default templates with `overrides` (part name -> template text) applied.
+    pub fn new(
+        overrides: &BTreeMap<String, String>,
+        grafana_url: Option<String>,
+    ) -> Result<Self, String> {
+        let mut text_engine = Handlebars::new();
+        text_engine.set_strict_mode(true);
+        text_engine.register_escape_fn(handlebars::no_escape);
+        let mut html_engine = Handlebars::new();
+        html_engine.set_strict_mode(true);
+        for (part, default) in [
+            ("title", DEFAULT_TITLE),
+            ("text", DEFAULT_TEXT),
+            ("subject", DEFAULT_SUBJECT),
+            ("html", DEFAULT_HTML),
+        ] {
+            let source = overrides.get(part).map_or(default, String::as_str);
+            let engine = if part == "html" {
+                &mut html_engine
+            } else {
+                &mut text_engine
+            };
+            engine
+                .register_template_string(part, source)
+                .map_err(|e| format!("template `{part}`: {e}"))?;
+        }
+        let templates = Templates {
+            text_engine,
+            html_engine,
+            grafana_url,
+        };
+        // Strict mode only fails on what a render touches: render every part against samples.
+        for sample in [sample(IntentKind::Opened), sample(IntentKind::Resolved)] {
+            for part in PARTS {
+                templates
+                    .render(part, &sample)
+                    .map_err(|e| format!("template `{part}`: {e}"))?;
+            }
+        }
+        Ok(templates)
+    }
+
+    /// Renders one part for a notification.
+    pub fn render(&self, part: &str, notification: &Notification) -> Result<String, String> {
+        let context = context(notification, self.grafana_url.as_deref());
+        let engine = if part == "html" {
+            &self.html_engine
+        } else {
+            &self.text_engine
+        };
+        engine
+            .render(part, &context)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Shared default templates (no overrides).
+pub fn defaults() -> Arc<Templates> {
+    static DEFAULTS: std::sync::OnceLock<Arc<Templates>> = std::sync::OnceLock::new();
+    DEFAULTS
+        .get_or_init(|| {
+            Arc::new(
+                Templates::new(&BTreeMap::new(), None)
+                    .unwrap_or_else(|e| panic!("built-in templates are broken: {e}")),
+            )
+        })
+        .clone()
+}
+
+fn rfc3339(millis: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// `1h 5m`, `3m 20s`, `45s`.
+pub fn human_duration(millis: i64) -> String {
+    let seconds = millis.max(0) / 1000;
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// What templates see. Every key is always present (empty when unknown), so strict mode only
+/// fails on names that do not exist.
+pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
+    let annotation = |key: &str| n.annotations.get(key).cloned().unwrap_or_default();
+    let dashboard = annotation("dashboard");
+    let dashboard_url = match (grafana_url, dashboard.starts_with('/')) {
+        (Some(base), true) => format!("{}{dashboard}", base.trim_end_matches('/')),
+        (_, true) => String::new(),
+        _ => dashboard,
+    };
+    let listed: Vec<&String> = n.members.iter().take(LISTED).collect();
+    json!({
+        "kind": n.kind.as_str(),
+        "kind_label": n.kind.as_str().to_uppercase(),
+        "is_resolved": n.kind == IntentKind::Resolved,
+        "status": n.status,
+        "severity": n.severity,
+        "severity_label": n.severity.to_uppercase(),
+        "team": n.team,
+        "service": if n.service.is_empty() { "-" } else { n.service.as_str() },
+        "alertname": n.alertname,
+        "cluster": n.labels.get("cluster").cloned().unwrap_or_default(),
+        "namespace": n.labels.get("namespace").cloned().unwrap_or_default(),
+        "firing_members": n.firing_members,
+        "total_members": n.total_members,
+        "members": listed,
+        "more_members": n.firing_members.saturating_sub(listed.len()),
+        "summary": annotation("summary"),
+        "description": annotation("description"),
+        "runbook_url": annotation("runbook_url"),
+        "dashboard_url": dashboard_url,
+        "generator_url": n.generator_url,
+        "opened_at": rfc3339(n.opened_at),
+        "at": rfc3339(n.at),
+        "duration": human_duration(n.at - n.opened_at),
+        "labels": n.labels,
+        "annotations": n.annotations,
+        "incident_key": n.incident_key,
+    })
+}
+
+/// A representative notification, for checking templates and for `router preview`.
+pub fn sample(kind: IntentKind) -> Notification {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "HighErrorRate"),
+        ("cluster", "prod"),
+        ("namespace", "shop"),
+        ("service", "checkout"),
+        ("severity", "critical"),
+        ("team", "payments"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let annotations: BTreeMap<String, String> = [
+        ("summary", "checkout answers 12% of requests with 5xx."),
+        (
+            "description",
+            "More than 5% of the HTTP requests to checkout fail, across all its pods.",
+        ),
+        ("runbook_url", "https://runbooks.example/HighErrorRate"),
+        ("dashboard", "/d/stackgen-services?var-service=checkout"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Notification {
+        idempotency_key: "0f3a9c2e7b1d4a65c8e2f0b9a7d3c1e5".into(),
+        kind,
+        incident_key: "payments/checkout/HighErrorRate".into(),
+        episode_key: "8c1e5f0a3b7d9e2c4a6f8b0d2e4c6a8f".into(),
+        team: "payments".into(),
+        service: "checkout".into(),
+        alertname: "HighErrorRate".into(),
+        severity: "critical".into(),
+        status: if kind == IntentKind::Resolved {
+            "resolved"
+        } else {
+            "firing"
+        }
+        .into(),
+        opened_at: 1_795_400_519_000,
+        at: if kind == IntentKind::Resolved {
+            1_795_404_419_000
+        } else {
+            1_795_400_519_000
+        },
+        firing_members: if kind == IntentKind::Resolved { 0 } else { 12 },
+        total_members: 40,
+        members: (1..=12)
+            .map(|i| format!("pod=checkout-7d9f8b6c5-{i:02}"))
+            .collect(),
+        labels,
+        annotations,
+        generator_url: "http://prometheus.example:9090/graph?g0.expr=...".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_render_what_is_wrong_with_which_service_and_how_badly() {
+        let t = defaults();
+        let opened = sample(IntentKind::Opened);
+        let title = t.render("title", &opened).expect("renders");
+        assert!(
+            title.contains("HighErrorRate")
+                && title.contains("checkout")
+                && title.contains("CRITICAL"),
+            "{title}"
+        );
+        let text = t.render("text", &opened).expect("renders");
+        assert!(text.contains("12 of 40"), "{text}");
+        assert!(
+            text.contains("pod=checkout-7d9f8b6c5-01") && text.contains("and 7 more"),
+            "{text}"
+        );
+        assert!(
+            text.contains("https://runbooks.example/HighErrorRate"),
+            "{text}"
+        );
+        let resolved = t
+            .render("title", &sample(IntentKind::Resolved))
+            .expect("renders");
+        assert!(
+            resolved.starts_with("RESOLVED") && resolved.contains("1h 5m"),
+            "{resolved}"
+        );
+    }
+
+    #[test]
+    fn html_escapes_and_strict_mode_refuses_unknown_variables() {
+        let mut n = sample(IntentKind::Opened);
+        n.annotations
+            .insert("summary".into(), "<script>alert(1)</script>".into());
+        let html = defaults().render("html", &n).expect("renders");
+        assert!(
+            !html.contains("<script>") && html.contains("&lt;script&gt;"),
+            "{html}"
+        );
+        let bad = BTreeMap::from([("title".to_string(), "{{servcie}} is down".to_string())]);
+        let err = Templates::new(&bad, None).expect_err("strict");
+        assert!(
+            err.contains("template `title`") && err.contains("servcie"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(45_000), "45s");
+        assert_eq!(human_duration(200_000), "3m 20s");
+        assert_eq!(human_duration(3_900_000), "1h 5m");
+        assert_eq!(human_duration(90_000_000), "1d 1h");
+    }
+}
