@@ -243,7 +243,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            runtime.block_on(crate::router::serve(loaded))?;
+            let config_dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
+            runtime.block_on(crate::router::serve(loaded, config_dir))?;
             Ok(Outcome::Ok)
         }
         Command::Images { spec } => {

@@ -21,6 +21,7 @@ use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 use crate::spec::values;
 
 const TOP_KEYS: &[&str] = &[
+    "grafana_url",
     "listen",
     "auth",
     "body_limit",
@@ -86,10 +87,6 @@ pub const DESTINATION_KINDS: &[(&str, Option<&str>)] = &[
     ("email", None),
 ];
 
-/// Kinds this build delivers; the others are accepted in the file (the renderer writes them) but
-/// the router refuses to start with them.
-pub const DELIVERABLE_KINDS: &[&str] = &["webhook", "log"];
-
 /// Where a secret comes from. Its `Debug` never shows an inline value.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -134,8 +131,29 @@ pub struct DestinationConfig {
     pub name: String,
     pub kind: String,
     pub secret: Option<SecretSource>,
-    /// Other fields (e.g. `to`, `region`), for the destinations that read them.
+    /// Other fields (e.g. `to`, `region`, `api_url`), for the destinations that read them.
     pub options: BTreeMap<String, String>,
+    /// Template parts replaced from files (the team's, then the destination's own).
+    pub templates: BTreeMap<String, TemplateFile>,
+}
+
+/// A template part read from a file, and where the config names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateFile {
+    pub path: PathBuf,
+    pub location: Location,
+}
+
+/// The outgoing mail server of `email` destinations.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub from: String,
+    /// `starttls`, `tls` (implicit) or `none`.
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<SecretSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +179,9 @@ pub struct RouterConfig {
     pub delivery: DeliveryConfig,
     pub teams: BTreeMap<String, Vec<DestinationConfig>>,
     pub routes: Vec<Route>,
+    pub smtp: Option<SmtpConfig>,
+    /// Base of Grafana links (`dashboard` annotations are paths).
+    pub grafana_url: Option<String>,
 }
 
 impl RouterConfig {
@@ -193,14 +214,66 @@ pub enum ConfigError {
     },
 }
 
-/// Reads and checks a router.yaml.
+/// Reads the template overrides of a destination (paths relative to the config's directory) and
+/// compiles them, checked against sample notifications.
+pub fn templates_for(
+    config: &RouterConfig,
+    destination: &DestinationConfig,
+    base: &Path,
+) -> Result<crate::router::template::Templates, (Location, String)> {
+    let mut overrides = BTreeMap::new();
+    for (part, file) in &destination.templates {
+        let path = base.join(&file.path);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            (
+                file.location,
+                format!("cannot read template {}: {e}", path.display()),
+            )
+        })?;
+        overrides.insert(part.clone(), text);
+    }
+    let location = destination
+        .templates
+        .values()
+        .next()
+        .map_or_else(Location::default, |f| f.location);
+    crate::router::template::Templates::new(&overrides, config.grafana_url.clone())
+        .map_err(|e| (location, e))
+}
+
+/// Reads and checks a router.yaml, its template files included.
 pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
     let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let file = path.display().to_string();
-    parse(&file, &source).map_err(|diagnostics| ConfigError::Invalid {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let config = parse(&file, &source).map_err(|diagnostics| ConfigError::Invalid {
+        file: file.clone(),
+        source_text: source.clone(),
+        diagnostics,
+    })?;
+    let mut diagnostics = Vec::new();
+    for (team, destinations) in &config.teams {
+        for destination in destinations.iter().filter(|d| !d.templates.is_empty()) {
+            if let Err((location, message)) = templates_for(&config, destination, base) {
+                diagnostics.push(Diagnostic {
+                    file: file.clone(),
+                    location,
+                    field: format!("teams.{team}.{}", destination.name),
+                    message: format!("destination `{team}/{}`: {message}", destination.name),
+                    hint: Some("templates see: kind, kind_label, is_resolved, status, severity, severity_label, team, service, alertname, cluster, namespace, firing_members, total_members, members, more_members, summary, description, runbook_url, dashboard_url, generator_url, opened_at, at, duration, labels, annotations, incident_key".into()),
+                    redact: false,
+                    width: None,
+                });
+            }
+        }
+    }
+    if diagnostics.is_empty() {
+        return Ok(config);
+    }
+    Err(ConfigError::Invalid {
         file,
         source_text: source,
         diagnostics,
@@ -440,11 +513,47 @@ impl Checker {
         };
         let ownership = self.ownership(&top, &teams, key, service_labels, instance_labels);
         let routes = self.routes(&top, &teams);
-        if let Some(smtp) = self.sub_object(&top, "smtp", SMTP_KEYS) {
-            self.required_string(&smtp, "host");
-            self.required_string(&smtp, "from");
-            self.secret(&smtp, "password", false);
+        let smtp = self.sub_object(&top, "smtp", SMTP_KEYS).and_then(|smtp| {
+            let host = self.required_string(&smtp, "host").map(|(h, _)| h);
+            let from = smtp.get("from").and_then(|n| self.checked_string(n, "smtp.from", "sender address", values::check_email));
+            if smtp.get("from").is_none() {
+                self.error(smtp.span(), "smtp.from", "missing required key `from`".into(), Some("add `from: alerts@example.com`".into()));
+            }
+            let tls = smtp.get("tls").map_or(Some("starttls".to_string()), |n| {
+                let (text, _) = self.string(n, "smtp.tls")?;
+                if ["starttls", "tls", "none"].contains(&text.as_str()) {
+                    Some(text)
+                } else {
+                    self.error(n.span(), "smtp.tls", format!("unknown SMTP TLS mode `{text}`"), Some("use `starttls` (port 587), `tls` (implicit, port 465) or `none` (a local relay)".into()));
+                    None
+                }
+            });
+            let default_port = if tls.as_deref() == Some("tls") { 465 } else { 587 };
+            let port = self.uint(Some(&smtp), "port", 1, 65535, default_port) as u16;
+            let username = smtp.get("username").and_then(|n| self.string(n, "smtp.username")).map(|(u, _)| u);
+            let password = self.secret(&smtp, "password", false);
+            Some(SmtpConfig { host: host?, port, from: from?, tls: tls?, username, password })
+        });
+        if smtp.is_none() {
+            for (team, destinations) in &teams {
+                if destinations.iter().any(|d| d.kind == "email") {
+                    self.error(
+                        top.span(),
+                        &format!("teams.{team}"),
+                        format!(
+                            "team `{team}` has an e-mail destination but there is no `smtp` server"
+                        ),
+                        Some(
+                            "add `smtp: {host: smtp.example.com, from: alerts@example.com}`".into(),
+                        ),
+                    );
+                }
+            }
         }
+        let grafana_url = top
+            .get("grafana_url")
+            .and_then(|n| self.string(n, "grafana_url"))
+            .map(|(u, _)| u);
         if let Some(node) = top.get("cluster") {
             self.string(node, "cluster");
         }
@@ -465,7 +574,36 @@ impl Checker {
             delivery,
             teams,
             routes,
+            smtp,
+            grafana_url,
         })
+    }
+
+    /// `templates: {title: file, text: file, ...}` of a team or a destination.
+    fn template_files(
+        &mut self,
+        obj: &Obj,
+        inherited: &BTreeMap<String, TemplateFile>,
+    ) -> BTreeMap<String, TemplateFile> {
+        let mut files = inherited.clone();
+        let Some(templates) = self.sub_object(obj, "templates", crate::router::template::PARTS)
+        else {
+            return files;
+        };
+        for part in crate::router::template::PARTS {
+            if let Some(node) = templates.get(part)
+                && let Some((path, location)) = self.string(node, &templates.path(part))
+            {
+                files.insert(
+                    part.to_string(),
+                    TemplateFile {
+                        path: PathBuf::from(path),
+                        location,
+                    },
+                );
+            }
+        }
+        files
     }
 
     fn auth(&mut self, top: &Obj) -> AuthConfig {
@@ -547,9 +685,10 @@ impl Checker {
         };
         for (team_name, value) in map.iter() {
             let field = format!("teams.{}", team_name.as_str());
-            let Some(team) = self.object(value, &field, &["destinations"]) else {
+            let Some(team) = self.object(value, &field, &["destinations", "templates"]) else {
                 continue;
             };
+            let team_templates = self.template_files(&team, &BTreeMap::new());
             let mut destinations: Vec<DestinationConfig> = Vec::new();
             for (i, dnode) in self.list(&team, "destinations").into_iter().enumerate() {
                 let dfield = format!("{field}.destinations[{i}]");
@@ -611,6 +750,8 @@ impl Checker {
                     "to".into(),
                     "region".into(),
                     "channel".into(),
+                    "api_url".into(),
+                    "templates".into(),
                 ];
                 if let Some(f) = secret_field {
                     keys.extend([f.to_string(), format!("{f}_file"), format!("{f}_env")]);
@@ -637,7 +778,7 @@ impl Checker {
                     );
                 }
                 let mut options = BTreeMap::new();
-                for key in ["region", "channel"] {
+                for key in ["region", "channel", "api_url"] {
                     if let Some((v, _)) =
                         dobj.get(key).and_then(|n| self.string(n, &dobj.path(key)))
                     {
@@ -655,11 +796,21 @@ impl Checker {
                         .unwrap_or_default();
                     options.insert("to".into(), addresses.join(","));
                 }
+                if kind == "email" && options.get("to").is_none_or(|t| t.is_empty()) {
+                    self.error(
+                        dobj.span(),
+                        &dobj.path("to"),
+                        "an e-mail destination needs `to`".into(),
+                        Some("add `to: [oncall@example.com]`".into()),
+                    );
+                }
+                let templates = self.template_files(&dobj, &team_templates);
                 destinations.push(DestinationConfig {
                     name,
                     kind,
                     secret,
                     options,
+                    templates,
                 });
             }
             teams.insert(team_name.as_str().to_string(), destinations);

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tracing::info;
 
-use config::{DELIVERABLE_KINDS, RouterConfig};
+use config::RouterConfig;
 use delivery::Deliverer;
 use delivery::retry::RetryPolicy;
 use destination::Destination;
@@ -39,42 +39,80 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Builds the destinations, reading their secrets. Unknown kinds were refused by the config check;
-/// kinds this build cannot deliver are refused here.
-fn destinations(
+/// Builds the destinations: reads their secrets and compiles their templates.
+pub fn destinations(
     config: &RouterConfig,
+    base: &std::path::Path,
 ) -> Result<BTreeMap<String, Box<dyn Destination>>, ServeError> {
+    use destination::*;
     let mut built: BTreeMap<String, Box<dyn Destination>> = BTreeMap::new();
-    let mut unsupported = Vec::new();
     for (team, list) in &config.teams {
         for d in list {
             let id = format!("{team}/{}", d.name);
-            if !DELIVERABLE_KINDS.contains(&d.kind.as_str()) {
-                unsupported.push(format!("{id} ({})", d.kind));
-                continue;
-            }
+            let fail = |e: String| ServeError::Config(format!("{id}: {e}"));
+            let secret = match &d.secret {
+                Some(source) => Some(source.read().map_err(fail)?),
+                None => None,
+            };
+            let secret = || {
+                secret
+                    .clone()
+                    .ok_or_else(|| ServeError::Config(format!("{id}: no secret configured")))
+            };
+            let templates = std::sync::Arc::new(
+                config::templates_for(config, d, base).map_err(|(_, e)| fail(e))?,
+            );
+            let option = |key: &str| d.options.get(key).cloned().filter(|v| !v.is_empty());
             let destination: Box<dyn Destination> = match d.kind.as_str() {
-                "webhook" => {
-                    let secret = d
-                        .secret
-                        .as_ref()
-                        .ok_or_else(|| ServeError::Config(format!("{id}: no url")))?;
-                    let url = secret
-                        .read()
-                        .map_err(|e| ServeError::Config(format!("{id}: {e}")))?;
-                    Box::new(destination::webhook::Webhook { url })
-                }
-                _ => Box::new(destination::log::Log),
+                "webhook" => Box::new(webhook::Webhook { url: secret()? }),
+                "slack" => Box::new(slack::Slack {
+                    url: secret()?,
+                    templates,
+                }),
+                "mattermost" => Box::new(mattermost::Mattermost {
+                    url: secret()?,
+                    channel: option("channel"),
+                    templates,
+                }),
+                "discord" => Box::new(discord::Discord {
+                    url: secret()?,
+                    templates,
+                }),
+                "msteams" => Box::new(msteams::MsTeams {
+                    url: secret()?,
+                    templates,
+                }),
+                "google_chat" => Box::new(google_chat::GoogleChat {
+                    url: secret()?,
+                    templates,
+                }),
+                "pagerduty" => Box::new(pagerduty::PagerDuty {
+                    url: option("api_url").unwrap_or_else(|| pagerduty::DEFAULT_URL.to_string()),
+                    routing_key: secret()?,
+                    templates,
+                }),
+                "opsgenie" => Box::new(opsgenie::Opsgenie {
+                    base_url: option("api_url").unwrap_or_else(|| {
+                        if option("region").as_deref() == Some("eu") {
+                            opsgenie::EU_URL
+                        } else {
+                            opsgenie::US_URL
+                        }
+                        .to_string()
+                    }),
+                    api_key: secret()?,
+                    templates,
+                }),
+                "email" => Box::new(email::Email {
+                    to: option("to")
+                        .map(|t| t.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    templates,
+                }),
+                _ => Box::new(log::Log),
             };
             built.insert(id, destination);
         }
-    }
-    if !unsupported.is_empty() {
-        return Err(ServeError::Config(format!(
-            "these destinations need kinds this build does not deliver yet (it delivers: {}): {}",
-            DELIVERABLE_KINDS.join(", "),
-            unsupported.join(", ")
-        )));
     }
     Ok(built)
 }
@@ -104,9 +142,24 @@ fn credentials(config: &RouterConfig) -> Result<api::Credentials, ServeError> {
 
 /// Runs the router until SIGTERM or SIGINT: stops accepting, finishes requests in flight, lets
 /// deliveries in flight record their outcome, and commits what the engine holds.
-pub async fn serve(config: RouterConfig) -> Result<(), ServeError> {
+pub async fn serve(config: RouterConfig, config_dir: std::path::PathBuf) -> Result<(), ServeError> {
     let config = Arc::new(config);
-    let destinations = destinations(&config)?;
+    let destinations = destinations(&config, &config_dir)?;
+    let mailer = match &config.smtp {
+        Some(smtp) => {
+            let password = smtp
+                .password
+                .as_ref()
+                .map(|p| p.read())
+                .transpose()
+                .map_err(|e| ServeError::Config(format!("smtp.password: {e}")))?;
+            Some(
+                delivery::Mailer::new(smtp, password, config.delivery.timeout)
+                    .map_err(|e| ServeError::Config(format!("smtp: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let credentials = credentials(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let wake = Arc::new(Notify::new());
@@ -140,6 +193,7 @@ pub async fn serve(config: RouterConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
     let deliverer = Arc::new(Deliverer {
         store: Arc::new(Mutex::new(Box::new(delivery_store))),
+        mailer,
         destinations,
         policy: RetryPolicy {
             initial_backoff: config.delivery.initial_backoff,

@@ -2,6 +2,7 @@
 //! (promtool, amtool, kubectl kustomize, kubernetes-validate) run over that output.
 
 mod cli;
+mod destinations;
 mod golden;
 mod router;
 mod rules;

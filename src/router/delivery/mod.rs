@@ -25,6 +25,8 @@ pub fn now_ms() -> Millis {
 /// Shared by the delivery loop and its in-flight sends.
 pub struct Deliverer {
     pub store: Arc<Mutex<Box<dyn Store>>>,
+    /// The SMTP server of e-mail destinations, when configured.
+    pub mailer: Option<Mailer>,
     pub destinations: BTreeMap<String, Box<dyn Destination>>,
     pub policy: RetryPolicy,
     pub http: reqwest::Client,
@@ -207,6 +209,12 @@ impl Deliverer {
                 info!(target: "stackgen::notification", "{line}");
                 Outcome::Delivered
             }
+            Payload::Email(message) => match &self.mailer {
+                None => Outcome::Rejected {
+                    reason: "no SMTP server is configured".into(),
+                },
+                Some(mailer) => mailer.send(message).await,
+            },
             Payload::Http {
                 method,
                 url,
@@ -240,6 +248,85 @@ impl Deliverer {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Sends e-mail through one SMTP server.
+pub struct Mailer {
+    pub transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    pub from: lettre::message::Mailbox,
+}
+
+impl Mailer {
+    /// A transport for `smtp` (STARTTLS, implicit TLS or plain), with credentials if given.
+    pub fn new(
+        smtp: &crate::router::config::SmtpConfig,
+        password: Option<String>,
+        timeout: Millis,
+    ) -> Result<Self, String> {
+        use lettre::AsyncSmtpTransport;
+        let builder = match smtp.tls.as_str() {
+            "tls" => AsyncSmtpTransport::<lettre::Tokio1Executor>::relay(&smtp.host)
+                .map_err(|e| e.to_string())?,
+            "starttls" => AsyncSmtpTransport::<lettre::Tokio1Executor>::starttls_relay(&smtp.host)
+                .map_err(|e| e.to_string())?,
+            _ => AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&smtp.host),
+        };
+        let mut builder = builder
+            .port(smtp.port)
+            .timeout(Some(Duration::from_millis(timeout.max(1) as u64)));
+        if let (Some(user), Some(password)) = (&smtp.username, password) {
+            builder = builder.credentials(
+                lettre::transport::smtp::authentication::Credentials::new(user.clone(), password),
+            );
+        }
+        let from = smtp.from.parse().map_err(|e| format!("smtp.from: {e}"))?;
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+        })
+    }
+
+    async fn send(&self, m: super::destination::EmailMessage) -> Outcome {
+        use lettre::AsyncTransport;
+        use lettre::message::{Message, MultiPart};
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(m.subject)
+            .message_id(Some(format!("<{}>", m.message_id)));
+        for to in &m.to {
+            match to.parse() {
+                Ok(mailbox) => builder = builder.to(mailbox),
+                Err(e) => {
+                    return Outcome::Rejected {
+                        reason: format!("bad recipient {to}: {e}"),
+                    };
+                }
+            }
+        }
+        if let Some(root) = m.thread_root {
+            builder = builder
+                .in_reply_to(format!("<{root}>"))
+                .references(format!("<{root}>"));
+        }
+        let message = match builder.multipart(MultiPart::alternative_plain_html(m.text, m.html)) {
+            Ok(message) => message,
+            Err(e) => {
+                return Outcome::Rejected {
+                    reason: format!("building the message: {e}"),
+                };
+            }
+        };
+        match self.transport.send(message).await {
+            Ok(_) => Outcome::Delivered,
+            Err(e) if e.is_permanent() => Outcome::Rejected {
+                reason: format!("SMTP: {e}"),
+            },
+            Err(e) => Outcome::Retry {
+                after: None,
+                reason: format!("SMTP: {e}"),
+            },
         }
     }
 }

@@ -1,7 +1,15 @@
 //! Destinations: each encodes a notification into a request and classifies the reply. No I/O and
 //! no sleeping here; sending and retrying are shared (`delivery`).
 
+pub mod discord;
+pub mod email;
+pub mod google_chat;
 pub mod log;
+pub mod mattermost;
+pub mod msteams;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod slack;
 pub mod webhook;
 
 use super::alert::Millis;
@@ -18,6 +26,58 @@ pub enum Payload {
     },
     /// Written to the router's log.
     Log { line: String },
+    /// Sent through the router's SMTP server.
+    Email(EmailMessage),
+}
+
+/// An e-mail, ready for the SMTP transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailMessage {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// Without angle brackets.
+    pub message_id: String,
+    /// The first message of the incident's episode, which every later one answers.
+    pub thread_root: Option<String>,
+}
+
+/// A JSON POST.
+pub fn post_json(
+    url: String,
+    body: &serde_json::Value,
+    extra_headers: Vec<(String, String)>,
+) -> Result<Payload, EncodeError> {
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    headers.extend(extra_headers);
+    Ok(Payload::Http {
+        method: "POST",
+        url,
+        headers,
+        body: serde_json::to_vec(body).map_err(|e| EncodeError(e.to_string()))?,
+    })
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Renders a template part, as an encoding error when it fails.
+pub fn render(
+    templates: &super::template::Templates,
+    part: &str,
+    n: &Notification,
+) -> Result<String, EncodeError> {
+    templates
+        .render(part, n)
+        .map_err(|e| EncodeError(format!("template `{part}`: {e}")))
 }
 
 /// What came back from an HTTP destination.

@@ -1,0 +1,75 @@
+//! Discord webhook: one embed per notification. Discord answers 204; a 429 says how long to wait in
+//! its `retry_after` body field (seconds, float) besides `Retry-After`; a 404 means the webhook is
+//! gone, so the notification is rejected instead of hammering it (Discord bans webhooks that keep
+//! failing).
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{
+    Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, snippet,
+    truncate,
+};
+use crate::router::routing::Notification;
+use crate::router::template::Templates;
+
+pub struct Discord {
+    pub url: String,
+    pub templates: Arc<Templates>,
+}
+
+fn color(n: &Notification) -> u32 {
+    if n.status == "resolved" {
+        return 0x2e_b8_86;
+    }
+    match n.severity.as_str() {
+        "critical" => 0xd6_33_3f,
+        "warning" => 0xf2_a9_00,
+        _ => 0x3b_82_f6,
+    }
+}
+
+impl Destination for Discord {
+    fn kind(&self) -> &'static str {
+        "discord"
+    }
+
+    fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {
+        let title = render(&self.templates, "title", n)?;
+        let text = render(&self.templates, "text", n)?;
+        let body = json!({
+            "username": "stackgen",
+            "allowed_mentions": {"parse": []},
+            "embeds": [{
+                "title": truncate(&title, 256),
+                "description": truncate(&text, 4096),
+                "color": color(n),
+                "timestamp": crate::router::template::context(n, None)["at"],
+            }],
+        });
+        post_json(self.url.clone(), &body, Vec::new())
+    }
+
+    fn classify(&self, reply: &Reply) -> Outcome {
+        match reply.status {
+            404 => Outcome::Rejected {
+                reason: format!(
+                    "HTTP 404: the webhook no longer exists ({})",
+                    snippet(&reply.body)
+                ),
+            },
+            429 => {
+                let from_body = serde_json::from_str::<serde_json::Value>(&reply.body)
+                    .ok()
+                    .and_then(|v| v["retry_after"].as_f64())
+                    .map(|seconds| (seconds * 1000.0).ceil() as i64);
+                Outcome::Retry {
+                    after: reply.retry_after.max(from_body),
+                    reason: format!("HTTP 429: {}", snippet(&reply.body)),
+                }
+            }
+            _ => classify_http(reply),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Microsoft Teams: a Workflows (Power Automate) webhook with an Adaptive Card, answered 202. The
+//! retired Office 365 connector URLs (`*.webhook.office.com`) are still spoken to with the same
+//! card, but they answer 200 even on failure, with the error in the body: anything but `1` is a
+//! failure there.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{
+    Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, snippet,
+    truncate,
+};
+use crate::router::routing::Notification;
+use crate::router::template::{Templates, context};
+
+pub struct MsTeams {
+    pub url: String,
+    pub templates: Arc<Templates>,
+}
+
+impl MsTeams {
+    fn legacy_connector(&self) -> bool {
+        self.url.contains(".webhook.office.com/")
+    }
+}
+
+impl Destination for MsTeams {
+    fn kind(&self) -> &'static str {
+        "msteams"
+    }
+
+    fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {
+        let title = render(&self.templates, "title", n)?;
+        let text = render(&self.templates, "text", n)?;
+        let links = context(n, self.templates.grafana_url.as_deref());
+        let actions: Vec<_> = [
+            ("Runbook", "runbook_url"),
+            ("Dashboard", "dashboard_url"),
+            ("Prometheus", "generator_url"),
+        ]
+        .into_iter()
+        .filter_map(|(label, key)| {
+            links[key]
+                .as_str()
+                .filter(|u| !u.is_empty())
+                .map(|url| json!({"type": "Action.OpenUrl", "title": label, "url": url}))
+        })
+        .collect();
+        let body = json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [
+                        {"type": "TextBlock", "text": truncate(&title, 500), "weight": "Bolder", "size": "Medium", "wrap": true,
+                         "color": if n.status == "resolved" { "Good" } else if n.severity == "critical" { "Attention" } else { "Warning" }},
+                        {"type": "TextBlock", "text": truncate(&text, 20_000), "wrap": true},
+                    ],
+                    "actions": actions,
+                },
+            }],
+        });
+        post_json(self.url.clone(), &body, Vec::new())
+    }
+
+    fn classify(&self, reply: &Reply) -> Outcome {
+        if self.legacy_connector() && reply.status == 200 && reply.body.trim() != "1" {
+            let reason = format!("HTTP 200 with an error: {}", snippet(&reply.body));
+            return if reply.body.contains("429") {
+                Outcome::Retry {
+                    after: None,
+                    reason,
+                }
+            } else {
+                Outcome::Rejected { reason }
+            };
+        }
+        classify_http(reply)
+    }
+}

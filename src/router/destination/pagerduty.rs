@@ -1,0 +1,92 @@
+//! PagerDuty Events API v2: `trigger` when an incident opens, escalates, reopens or is reminded,
+//! `resolve` when it resolves, all with one `dedup_key` per incident episode, so retries and
+//! restarts never open a second page. Accepted events are answered 202.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{
+    Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
+};
+use crate::router::dedup::IntentKind;
+use crate::router::routing::Notification;
+use crate::router::template::{Templates, context};
+
+pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+pub struct PagerDuty {
+    pub url: String,
+    pub routing_key: String,
+    pub templates: Arc<Templates>,
+}
+
+fn severity(n: &Notification) -> &'static str {
+    match n.severity.as_str() {
+        "critical" => "critical",
+        "warning" => "warning",
+        _ => "info",
+    }
+}
+
+impl Destination for PagerDuty {
+    fn kind(&self) -> &'static str {
+        "pagerduty"
+    }
+
+    fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {
+        let dedup_key = format!("stackgen-{}", n.episode_key);
+        let body = if n.kind == IntentKind::Resolved {
+            json!({"routing_key": self.routing_key, "event_action": "resolve", "dedup_key": dedup_key})
+        } else {
+            let title = render(&self.templates, "title", n)?;
+            let c = context(n, self.templates.grafana_url.as_deref());
+            let links: Vec<_> = [
+                ("Runbook", "runbook_url"),
+                ("Dashboard", "dashboard_url"),
+                ("Prometheus graph", "generator_url"),
+            ]
+            .into_iter()
+            .filter_map(|(text, key)| {
+                c[key]
+                    .as_str()
+                    .filter(|u| !u.is_empty())
+                    .map(|href| json!({"href": href, "text": text}))
+            })
+            .collect();
+            json!({
+                "routing_key": self.routing_key,
+                "event_action": "trigger",
+                "dedup_key": dedup_key,
+                "client": "stackgen",
+                "links": links,
+                "payload": {
+                    "summary": truncate(&title, 1024),
+                    "source": if c["cluster"].as_str().unwrap_or("").is_empty() { n.service.clone() } else { format!("{}/{}", c["cluster"].as_str().unwrap_or(""), n.service) },
+                    "severity": severity(n),
+                    "timestamp": c["at"],
+                    "component": n.service,
+                    "group": n.team,
+                    "class": n.alertname,
+                    "custom_details": {
+                        "firing": format!("{} of {}", n.firing_members, n.total_members),
+                        "members": n.members,
+                        "summary": c["summary"],
+                        "description": c["description"],
+                        "incident": n.incident_key,
+                        "notification": n.kind.as_str(),
+                    },
+                },
+            })
+        };
+        post_json(
+            self.url.clone(),
+            &body,
+            vec![("Idempotency-Key".into(), n.idempotency_key.clone())],
+        )
+    }
+
+    fn classify(&self, reply: &Reply) -> Outcome {
+        classify_http(reply)
+    }
+}

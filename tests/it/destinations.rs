@@ -1,0 +1,407 @@
+//! One conformance test over every destination kind: the example config declares it and parses,
+//! documented replies map to the right outcome, and the firing and resolved requests match golden
+//! JSON (`tests/golden/destinations/`, rewritten with `STACKGEN_BLESS=1`, not under CI). Then
+//! e-mail through the router to a real SMTP server (aiosmtpd).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use stackgen::router::config;
+use stackgen::router::dedup::IntentKind;
+use stackgen::router::destination::{Destination, Outcome, Payload, Reply};
+use stackgen::router::template::sample;
+
+use super::support::{assert_expected, root};
+
+/// Every kind, as `examples/destinations.yaml` declares it (secrets from the environment).
+const KINDS: &[&str] = &[
+    "webhook",
+    "slack",
+    "mattermost",
+    "discord",
+    "msteams",
+    "google_chat",
+    "pagerduty",
+    "opsgenie",
+    "email",
+    "log",
+];
+
+fn example_destinations() -> BTreeMap<String, Box<dyn Destination>> {
+    let path = root().join("examples/destinations.yaml");
+    let config =
+        config::load(&path).unwrap_or_else(|e| panic!("examples/destinations.yaml: {e:?}"));
+    // SAFETY of the test: the secrets are fixed stand-ins, set before any thread reads them.
+    for (name, value) in [
+        ("EXAMPLE_WEBHOOK_URL", "https://hooks.example.test/stackgen"),
+        (
+            "EXAMPLE_SLACK_URL",
+            "https://hooks.slack.com/services/T000/B000/XXXX",
+        ),
+        (
+            "EXAMPLE_MATTERMOST_URL",
+            "https://chat.example.test/hooks/abc123",
+        ),
+        (
+            "EXAMPLE_DISCORD_URL",
+            "https://discord.com/api/webhooks/1/token",
+        ),
+        (
+            "EXAMPLE_TEAMS_URL",
+            "https://prod.westeurope.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sig=s",
+        ),
+        (
+            "EXAMPLE_CHAT_URL",
+            "https://chat.googleapis.com/v1/spaces/AAA/messages?key=k&token=t",
+        ),
+        ("EXAMPLE_PAGERDUTY_KEY", "R0UTINGKEY0000000000000000000000"),
+        (
+            "EXAMPLE_OPSGENIE_KEY",
+            "00000000-0000-0000-0000-000000000000",
+        ),
+    ] {
+        unsafe { std::env::set_var(name, value) };
+    }
+    stackgen::router::destinations(&config, &root().join("examples")).expect("destinations build")
+}
+
+fn payload_json(payload: &Payload) -> serde_json::Value {
+    match payload {
+        Payload::Http {
+            method,
+            url,
+            headers,
+            body,
+        } => serde_json::json!({
+            "method": method,
+            "url": url,
+            "headers": headers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>(),
+            "body": serde_json::from_slice::<serde_json::Value>(body).unwrap_or(serde_json::Value::Null),
+        }),
+        Payload::Email(m) => serde_json::json!({
+            "to": m.to, "subject": m.subject, "message_id": m.message_id, "thread_root": m.thread_root, "text": m.text, "html": m.html,
+        }),
+        Payload::Log { line } => serde_json::json!({ "log": line }),
+    }
+}
+
+#[test]
+fn every_destination_kind_conforms() {
+    let destinations = example_destinations();
+    let kinds: Vec<&str> = destinations.values().map(|d| d.kind()).collect();
+    for kind in KINDS {
+        assert!(
+            kinds.contains(kind),
+            "examples/destinations.yaml lacks a {kind} destination"
+        );
+    }
+    let golden = root().join("tests/golden/destinations");
+    std::fs::create_dir_all(&golden).expect("golden dir");
+    for (id, destination) in &destinations {
+        let kind = destination.kind();
+        for intent in [IntentKind::Opened, IntentKind::Resolved] {
+            let payload = destination
+                .encode(&sample(intent))
+                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            let text = serde_json::to_string_pretty(&payload_json(&payload)).expect("JSON") + "\n";
+            assert_expected(
+                &golden.join(format!("{kind}-{}.json", intent.as_str())),
+                &text,
+                id,
+            );
+        }
+        if matches!(kind, "log" | "email") {
+            continue;
+        }
+        let reply = |status: u16, retry_after: Option<i64>, body: &str| Reply {
+            status,
+            retry_after,
+            body: body.into(),
+        };
+        let delivered = |o: &Outcome| matches!(o, Outcome::Delivered);
+        let retried_after =
+            |o: &Outcome, ms: i64| matches!(o, Outcome::Retry { after: Some(a), .. } if *a == ms);
+        let retried = |o: &Outcome| matches!(o, Outcome::Retry { .. });
+        let rejected = |o: &Outcome| matches!(o, Outcome::Rejected { .. });
+        let success = match kind {
+            "discord" => reply(204, None, ""),
+            "msteams" | "pagerduty" | "opsgenie" => reply(202, None, r#"{"status":"success"}"#),
+            _ => reply(200, None, "ok"),
+        };
+        assert!(delivered(&destination.classify(&success)), "{id}: success");
+        assert!(
+            delivered(&destination.classify(&reply(200, None, "ok"))) || kind == "msteams",
+            "{id}: 200"
+        );
+        for status in [400, 401, 404] {
+            assert!(
+                rejected(&destination.classify(&reply(status, None, "{}"))),
+                "{id}: {status} must not be retried"
+            );
+        }
+        assert!(
+            retried_after(&destination.classify(&reply(429, Some(7_000), "{}")), 7_000),
+            "{id}: 429 honours Retry-After"
+        );
+        for status in [500, 503] {
+            assert!(
+                retried(&destination.classify(&reply(status, None, "oops"))),
+                "{id}: {status} is retried"
+            );
+        }
+    }
+}
+
+#[test]
+fn discord_retry_after_body_and_teams_legacy_errors() {
+    let destinations = example_destinations();
+    let discord = destinations
+        .values()
+        .find(|d| d.kind() == "discord")
+        .expect("discord");
+    let body = r#"{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}"#;
+    assert_eq!(
+        discord.classify(&Reply {
+            status: 429,
+            retry_after: None,
+            body: body.into()
+        }),
+        Outcome::Retry {
+            after: Some(1_500),
+            reason: format!("HTTP 429: {body}")
+        }
+    );
+    let legacy = stackgen::router::destination::msteams::MsTeams {
+        url: "https://contoso.webhook.office.com/webhookb2/x".into(),
+        templates: stackgen::router::template::defaults(),
+    };
+    assert!(matches!(
+        legacy.classify(&Reply {
+            status: 200,
+            retry_after: None,
+            body: "1".into()
+        }),
+        Outcome::Delivered
+    ));
+    assert!(matches!(legacy.classify(&Reply { status: 200, retry_after: None, body: "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429".into() }), Outcome::Retry { .. }));
+    assert!(matches!(
+        legacy.classify(&Reply {
+            status: 200,
+            retry_after: None,
+            body: "Summary or Text is required.".into()
+        }),
+        Outcome::Rejected { .. }
+    ));
+}
+
+#[test]
+fn no_secret_appears_in_any_error_or_debug_output() {
+    let destinations = example_destinations();
+    let secrets = [
+        "XXXX",
+        "abc123",
+        "R0UTINGKEY0000000000000000000000",
+        "00000000-0000-0000-0000-000000000000",
+        "token=t",
+        "sig=s",
+    ];
+    for (id, destination) in &destinations {
+        for status in [400, 401, 404, 429, 500] {
+            let outcome = destination.classify(&Reply {
+                status,
+                retry_after: None,
+                body: "error".into(),
+            });
+            let text = format!("{outcome:?}");
+            for secret in secrets {
+                assert!(
+                    !text.contains(secret),
+                    "{id}: outcome for {status} shows a secret: {text}"
+                );
+            }
+        }
+    }
+    let config = config::load(&root().join("examples/destinations.yaml")).expect("config");
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("inline-secret-value"),
+        "config Debug shows an inline secret"
+    );
+}
+
+/// A child process killed by its PID when dropped (also when a test fails).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// aiosmtpd's Mailbox handler on a loopback port; killed by its PID when dropped.
+struct SmtpServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_smtp(maildir: &Path) -> SmtpServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let child = Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let server = SmtpServer { child, port };
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let mut greeting = [0u8; 3];
+            if std::io::Read::read_exact(&mut &stream, &mut greeting).is_ok() && &greeting == b"220"
+            {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "aiosmtpd did not start: pip install aiosmtpd"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+#[test]
+fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let maildir = dir.path().join("mail");
+    let smtp = start_smtp(&maildir);
+    let router_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let config = format!(
+        "listen: 127.0.0.1:{router_port}\nauth: {{bearer_token: t0k}}\nstore: {{path: ./router.db}}\ndedup: {{resolve_hold: 1s}}\nsmtp: {{host: 127.0.0.1, port: {}, from: alerts@example.com, tls: none}}\nteams:\n  payments:\n    destinations:\n      - kind: email\n        to: [oncall@example.com, second@example.com]\nownership: {{default_team: payments}}\n",
+        smtp.port
+    );
+    std::fs::write(dir.path().join("router.yaml"), config).expect("config");
+    let _router = Killed(
+        Command::new(env!("CARGO_BIN_EXE_stackgen"))
+            .args(["router", "serve", "--config", "router.yaml"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("router starts"),
+    );
+    let post = |name: &str| {
+        let body = std::fs::read(
+            root()
+                .join("tests/fixtures/alertmanager-webhook")
+                .join(name),
+        )
+        .expect("fixture");
+        let start = std::time::Instant::now();
+        loop {
+            let sent = ureq::post(&format!(
+                "http://127.0.0.1:{router_port}/api/v1/alertmanager"
+            ))
+            .header("Content-Type", "application/json")
+            .header("Authorization", "Bearer t0k")
+            .send(&body[..]);
+            if let Ok(response) = sent {
+                assert_eq!(response.status().as_u16(), 200);
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "router did not answer"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    post("01-one-service-three-instances-firing.body.json");
+    post("02-one-instance-resolved-two-still-firing.body.json");
+    post("03-all-instances-resolved.body.json");
+    let new = maildir.join("new");
+    let start = std::time::Instant::now();
+    let mails = loop {
+        let mut mails: Vec<String> = std::fs::read_dir(&new)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if mails.len() >= 2 {
+            mails.sort_by_key(|m| m.contains("In-Reply-To"));
+            break mails;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "expected 2 mails, got {}",
+            mails.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (opened, resolved) = (&mails[0], &mails[1]);
+    for mail in [opened, resolved] {
+        assert!(mail.contains("From: alerts@example.com"), "{mail}");
+        assert!(
+            mail.contains("X-RcptTo: oncall@example.com, second@example.com")
+                || mail.contains("X-RcptTo: oncall@example.com,second@example.com"),
+            "{mail}"
+        );
+        assert!(mail.contains("multipart/alternative"), "{mail}");
+        assert!(
+            mail.contains("text/plain") && mail.contains("text/html"),
+            "{mail}"
+        );
+    }
+    assert!(
+        opened.contains("Subject: [CRITICAL] HighErrorRate on checkout"),
+        "{opened}"
+    );
+    let message_id = opened
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .expect("Message-ID")
+        .trim()
+        .to_string();
+    assert!(
+        resolved.contains("Subject: [RESOLVED] HighErrorRate on checkout"),
+        "{resolved}"
+    );
+    assert!(
+        resolved.contains(&format!("In-Reply-To: {message_id}")),
+        "resolved mail answers the opened one:\n{resolved}"
+    );
+    assert!(
+        resolved.contains(&format!("References: {message_id}")),
+        "{resolved}"
+    );
+}
