@@ -107,7 +107,7 @@ fn every_destination_kind_conforms() {
                 .unwrap_or_else(|e| panic!("{id}: {e}"));
             let text = serde_json::to_string_pretty(&payload_json(&payload)).expect("JSON") + "\n";
             assert_expected(
-                &golden.join(format!("{kind}-{}.json", intent.as_str())),
+                &golden.join(format!("{}-{}.json", id.replace('/', "-"), intent.as_str())),
                 &text,
                 id,
             );
