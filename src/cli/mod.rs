@@ -78,6 +78,25 @@ enum RouterCommand {
         /// The router configuration (router.yaml).
         config: PathBuf,
     },
+    /// Print exactly what a webhook body would send to one destination, without sending.
+    Preview {
+        #[arg(long)]
+        config: PathBuf,
+        /// `team/name` of the destination.
+        #[arg(long)]
+        destination: String,
+        /// An Alertmanager webhook body (JSON).
+        #[arg(long)]
+        fixture: PathBuf,
+    },
+    /// Send a clearly marked test notification to one destination and report the outcome.
+    SendTest {
+        #[arg(long)]
+        config: PathBuf,
+        /// `team/name` of the destination.
+        #[arg(long)]
+        destination: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -232,6 +251,57 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     Outcome::Ok
                 }
                 None => Outcome::Invalid,
+            })
+        }
+        Command::Router(RouterCommand::Preview {
+            config,
+            destination,
+            fixture,
+        }) => {
+            let Some(loaded) = load_router_config(&config)? else {
+                return Ok(Outcome::Invalid);
+            };
+            let text = std::fs::read_to_string(&fixture)
+                .with_context(|| format!("reading {}", fixture.display()))?;
+            let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
+            let payloads = crate::router::preview(&loaded, &dir, &destination, &text)
+                .map_err(anyhow::Error::msg)?;
+            if payloads.is_empty() {
+                println!("(nothing would be sent: these alerts open or resolve no incident)");
+            }
+            for payload in payloads {
+                println!("{}", describe_payload(&payload));
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Router(RouterCommand::SendTest {
+            config,
+            destination,
+        }) => {
+            let Some(loaded) = load_router_config(&config)? else {
+                return Ok(Outcome::Invalid);
+            };
+            let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let outcome =
+                runtime.block_on(crate::router::send_test(&loaded, &dir, &destination))?;
+            use crate::router::destination::Outcome as Delivery;
+            Ok(match outcome {
+                Delivery::Delivered => {
+                    println!("{destination}: delivered");
+                    Outcome::Ok
+                }
+                Delivery::Retry { reason, .. } => {
+                    println!("{destination}: failed, would be retried: {reason}");
+                    Outcome::Invalid
+                }
+                Delivery::Rejected { reason } => {
+                    println!("{destination}: rejected: {reason}");
+                    Outcome::Invalid
+                }
             })
         }
         Command::Router(RouterCommand::Serve { config, log_format }) => {
@@ -506,5 +576,38 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+/// A payload as `router preview` prints it: the request line, headers and the body.
+fn describe_payload(payload: &crate::router::destination::Payload) -> String {
+    use crate::router::destination::Payload;
+    match payload {
+        Payload::Http {
+            method,
+            url,
+            headers,
+            body,
+        } => {
+            let body = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+            let headers: String = headers.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+            format!("{method} {url}\n{headers}\n{body}\n")
+        }
+        Payload::Email(m) => format!(
+            "To: {}\nSubject: {}\nMessage-ID: <{}>\n{}\n--- text/plain\n{}\n--- text/html\n{}\n",
+            m.to.join(", "),
+            m.subject,
+            m.message_id,
+            m.thread_root
+                .as_ref()
+                .map(|r| format!("In-Reply-To: <{r}>\nReferences: <{r}>\n"))
+                .unwrap_or_default(),
+            m.text,
+            m.html
+        ),
+        Payload::Log { line } => format!("log: {line}\n"),
     }
 }

@@ -243,3 +243,135 @@ async fn shutdown_signal() {
     }
 }
 pub mod template;
+
+/// The notifications `fixture` (an Alertmanager webhook body) would send to `destination_id`
+/// (`team/name`), encoded, without sending anything. A body of resolved alerts is shown as the
+/// resolve of an incident those alerts had opened.
+pub fn preview(
+    config: &RouterConfig,
+    config_dir: &std::path::Path,
+    destination_id: &str,
+    fixture: &str,
+) -> Result<Vec<destination::Payload>, String> {
+    let destinations = destinations(config, config_dir).map_err(|e| e.to_string())?;
+    let destination = destinations.get(destination_id).ok_or_else(|| {
+        format!(
+            "no destination `{destination_id}`; destinations: {}",
+            destinations.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let payload: alert::WebhookPayload = serde_json::from_str(fixture)
+        .map_err(|e| format!("the fixture is not a webhook body: {e}"))?;
+    let updates = payload.into_updates().map_err(|e| e.to_string())?;
+    let now = delivery::now_ms();
+    let classify = |firing: Option<bool>| -> Vec<dedup::Classified> {
+        updates
+            .iter()
+            .cloned()
+            .map(|mut u| {
+                if let Some(firing) = firing {
+                    u.firing = firing;
+                    u.ends_at = if firing { None } else { Some(now) };
+                }
+                routing::classify(u, &config.ownership)
+            })
+            .collect()
+    };
+    let mut state = dedup::State::default();
+    let mut intents = dedup::step(&mut state, &classify(None), now, &config.dedup).intents;
+    if intents.is_empty() {
+        dedup::step(
+            &mut state,
+            &classify(Some(true)),
+            now - config.dedup.resolve_hold - 1,
+            &config.dedup,
+        );
+        dedup::step(&mut state, &classify(Some(false)), now, &config.dedup);
+        intents = dedup::tick(&mut state, now + config.dedup.resolve_hold, &config.dedup).intents;
+    }
+    let (team, name) = destination_id.split_once('/').unwrap_or_default();
+    let only_this = vec![routing::Route {
+        matchers: Vec::new(),
+        destinations: vec![routing::DestinationRef {
+            team: team.to_string(),
+            name: name.to_string(),
+        }],
+        continue_matching: false,
+    }];
+    let mut payloads = Vec::new();
+    for intent in &intents {
+        let Some(incident) = state.incidents.get(&intent.incident_key) else {
+            continue;
+        };
+        for (_, notification) in
+            routing::plan(intent, incident, &only_this, &config.team_destinations())
+        {
+            payloads.push(
+                destination
+                    .encode(&notification)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    Ok(payloads)
+}
+
+/// Sends a clearly marked test notification to one destination and returns how it went.
+pub async fn send_test(
+    config: &RouterConfig,
+    config_dir: &std::path::Path,
+    destination_id: &str,
+) -> Result<destination::Outcome, ServeError> {
+    let destinations = destinations(config, config_dir)?;
+    let destination = destinations.get(destination_id).ok_or_else(|| {
+        ServeError::Config(format!(
+            "no destination `{destination_id}`; destinations: {}",
+            destinations.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let mailer = match (&config.smtp, destination.kind()) {
+        (Some(smtp), "email") => {
+            let password = smtp
+                .password
+                .as_ref()
+                .map(|p| p.read())
+                .transpose()
+                .map_err(|e| ServeError::Config(format!("smtp.password: {e}")))?;
+            Some(
+                delivery::Mailer::new(smtp, password, config.delivery.timeout)
+                    .map_err(|e| ServeError::Config(format!("smtp: {e}")))?,
+            )
+        }
+        _ => None,
+    };
+    let mut notification = template::sample(dedup::IntentKind::Opened);
+    notification.idempotency_key = format!("test-{}", delivery::now_ms());
+    notification.episode_key = notification.idempotency_key.clone();
+    notification.alertname = "StackgenTestNotification".into();
+    notification.severity = "info".into();
+    notification.team = destination_id
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    notification.service = "stackgen-router".into();
+    notification.annotations.insert(
+        "summary".into(),
+        "TEST: this is a test notification from stackgen router send-test; nothing is wrong."
+            .into(),
+    );
+    notification.annotations.insert(
+        "description".into(),
+        "If you read this, this destination is configured correctly.".into(),
+    );
+    let payload = destination
+        .encode(&notification)
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(
+            config.delivery.timeout.max(1) as u64,
+        ))
+        .build()
+        .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
+    Ok(delivery::send(&http, mailer.as_ref(), destination.as_ref(), payload).await)
+}

@@ -38,6 +38,7 @@ fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
 /// One request the sink received.
 #[derive(Debug, Clone)]
 struct Received {
+    at: Instant,
     headers: BTreeMap<String, String>,
     body: serde_json::Value,
     answered: u16,
@@ -47,6 +48,8 @@ struct Received {
 struct Sink {
     port: u16,
     status: Arc<AtomicU16>,
+    /// Statuses to answer first, in order, before falling back to `status`.
+    script: Arc<Mutex<std::collections::VecDeque<u16>>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -55,17 +58,19 @@ impl Sink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
         let port = listener.local_addr().expect("addr").port();
         let status = Arc::new(AtomicU16::new(status));
+        let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (status.clone(), received.clone());
+        let (s, q, r) = (status.clone(), script.clone(), received.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (s, r) = (s.clone(), r.clone());
-                std::thread::spawn(move || serve_connection(stream, &s, &r));
+                let (s, q, r) = (s.clone(), q.clone(), r.clone());
+                std::thread::spawn(move || serve_connection(stream, &s, &q, &r));
             }
         });
         Sink {
             port,
             status,
+            script,
             received,
         }
     }
@@ -88,7 +93,12 @@ impl Sink {
     }
 }
 
-fn serve_connection(stream: TcpStream, status: &AtomicU16, received: &Mutex<Vec<Received>>) {
+fn serve_connection(
+    stream: TcpStream,
+    status: &AtomicU16,
+    script: &Mutex<std::collections::VecDeque<u16>>,
+    received: &Mutex<Vec<Received>>,
+) {
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return,
@@ -121,16 +131,24 @@ fn serve_connection(stream: TcpStream, status: &AtomicU16, received: &Mutex<Vec<
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let answered = status.load(Ordering::SeqCst);
+        let answered = script
+            .lock()
+            .ok()
+            .and_then(|mut q| q.pop_front())
+            .unwrap_or_else(|| status.load(Ordering::SeqCst));
         if let Ok(mut list) = received.lock() {
             list.push(Received {
+                at: Instant::now(),
                 headers,
                 body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
                 answered,
             });
         }
-        let reply =
-            format!("HTTP/1.1 {answered} X\r\nContent-Length: 2\r\nRetry-After: 0\r\n\r\nok");
+        // A 429 asks for one second; everything else for none.
+        let retry_after = if answered == 429 { 1 } else { 0 };
+        let reply = format!(
+            "HTTP/1.1 {answered} X\r\nContent-Length: 2\r\nRetry-After: {retry_after}\r\n\r\nok"
+        );
         if writer.write_all(reply.as_bytes()).is_err() {
             return;
         }
@@ -492,18 +510,22 @@ fn nothing_is_lost_when_the_router_is_killed_with_pending_notifications() {
     ] {
         assert_eq!(router.post_fixture(name), 200);
     }
-    wait_for(
-        "failed attempts for all three incidents",
-        Duration::from_secs(10),
-        || {
-            sink.received()
-                .iter()
-                .filter_map(|r| r.headers.get("idempotency-key").cloned())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
-                == 3
-        },
-    );
+    // The first notification fails (in order, the other two wait behind it); all three are in
+    // the outbox, pending.
+    wait_for("a failed attempt", Duration::from_secs(10), || {
+        !sink.received().is_empty()
+    });
+    let (_, incidents) = router.get("/api/v1/incidents");
+    let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
+    let pending = incidents["incidents"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|i| i["deliveries"][0]["state"] == "pending")
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(pending, 3, "{incidents}");
     router.kill();
     assert!(sink.delivered_keys().is_empty());
 
@@ -611,4 +633,209 @@ fn sigterm_stops_gracefully_and_keeps_what_was_accepted() {
         Duration::from_secs(10),
         || sink.delivered_keys().len() == 1,
     );
+}
+
+#[test]
+fn a_429_with_retry_after_is_honoured_and_the_message_arrives_once() {
+    let sink = Sink::start(200);
+    if let Ok(mut script) = sink.script.lock() {
+        script.push_back(429);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    assert_eq!(
+        router.post_fixture("01-one-service-three-instances-firing.body.json"),
+        200
+    );
+    wait_for(
+        "the delivery after the 429",
+        Duration::from_secs(10),
+        || sink.delivered_keys().len() == 1,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let received = sink.received();
+    assert_eq!(
+        received.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [429, 200],
+        "one retry, one delivery"
+    );
+    assert_eq!(
+        received[0].headers.get("idempotency-key"),
+        received[1].headers.get("idempotency-key")
+    );
+    let waited = received[1].at.duration_since(received[0].at);
+    assert!(
+        waited >= Duration::from_millis(900),
+        "Retry-After: 1 was not honoured (retried after {waited:?})"
+    );
+}
+
+#[test]
+fn a_destination_down_then_up_gets_every_notification_in_order() {
+    let sink = Sink::start(503);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let fixtures = [
+        "04a-two-services-firing-payments.body.json",
+        "04b-two-services-firing-search.body.json",
+        "05-many-labels-annotations-unicode.body.json",
+    ];
+    for name in fixtures {
+        assert_eq!(router.post_fixture(name), 200);
+    }
+    wait_for("failed attempts", Duration::from_secs(10), || {
+        sink.received().len() >= 3
+    });
+    sink.status.store(200, Ordering::SeqCst);
+    wait_for(
+        "every notification delivered",
+        Duration::from_secs(15),
+        || sink.delivered_keys().len() == 3,
+    );
+    let delivered: Vec<String> = sink
+        .received()
+        .into_iter()
+        .filter(|r| r.answered == 200)
+        .map(|r| r.body["service"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        delivered,
+        ["payments", "search", "menü-service"],
+        "delivered in the order the incidents opened"
+    );
+    // While the destination was down, only the oldest notification was tried.
+    let failed: std::collections::BTreeSet<String> = sink
+        .received()
+        .into_iter()
+        .filter(|r| r.answered == 503)
+        .filter_map(|r| r.body["service"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(failed.into_iter().collect::<Vec<_>>(), ["payments"]);
+}
+
+#[test]
+fn a_permanent_400_is_rejected_and_counted() {
+    let sink = Sink::start(400);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    assert_eq!(
+        router.post_fixture("01-one-service-three-instances-firing.body.json"),
+        200
+    );
+    wait_for("the attempt", Duration::from_secs(10), || {
+        !sink.received().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(sink.received().len(), 1, "a 400 is not retried");
+    let (_, metrics) = router.get("/metrics");
+    assert!(
+        metrics.contains("stackgen_notifications_dead_total{destination=\"oncall/hook\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("outcome=\"rejected\"} 1"), "{metrics}");
+    let (_, incidents) = router.get("/api/v1/incidents");
+    let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
+    assert_eq!(incidents["incidents"][0]["deliveries"][0]["state"], "dead");
+    assert!(
+        incidents["incidents"][0]["deliveries"][0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("HTTP 400")
+    );
+}
+
+#[test]
+fn preview_prints_the_request_and_send_test_reports_the_outcome() {
+    let sink = Sink::start(200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("router.yaml"),
+        config(&sink.url(), "").replace("PORT", &port.to_string()),
+    )
+    .expect("config");
+    let config_path = dir.path().join("router.yaml");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stackgen"))
+            .args(args)
+            .env("TEST_ROUTER_TOKEN", TOKEN)
+            .output()
+            .expect("runs")
+    };
+    let fixture = fixture("01-one-service-three-instances-firing.body.json");
+    let preview = run(&[
+        "router",
+        "preview",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--destination",
+        "oncall/hook",
+        "--fixture",
+        fixture.to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&preview.stdout);
+    assert!(
+        preview.status.success(),
+        "{}",
+        String::from_utf8_lossy(&preview.stderr)
+    );
+    assert!(text.starts_with(&format!("POST {}", sink.url())), "{text}");
+    assert!(
+        text.contains("\"kind\": \"opened\"") && text.contains("Idempotency-Key: "),
+        "{text}"
+    );
+    assert!(sink.received().is_empty(), "preview must not send");
+    let resolved = fixture_path_str("03-all-instances-resolved.body.json");
+    let preview = run(&[
+        "router",
+        "preview",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--destination",
+        "oncall/hook",
+        "--fixture",
+        &resolved,
+    ]);
+    assert!(String::from_utf8_lossy(&preview.stdout).contains("\"kind\": \"resolved\""));
+
+    let sent = run(&[
+        "router",
+        "send-test",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--destination",
+        "oncall/hook",
+    ]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&sent.stdout).trim(),
+        "oncall/hook: delivered"
+    );
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    assert!(
+        received[0].body["annotations"]["summary"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("TEST:")
+    );
+    sink.status.store(400, Ordering::SeqCst);
+    let refused = run(&[
+        "router",
+        "send-test",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--destination",
+        "oncall/hook",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("rejected: HTTP 400"));
+}
+
+fn fixture_path_str(name: &str) -> String {
+    fixture(name).to_string_lossy().into_owned()
 }

@@ -63,7 +63,14 @@ impl Deliverer {
                     warn!(error = %e, "store maintenance failed");
                 }
             }
-            let exclude = in_flight.lock().map(|s| s.clone()).unwrap_or_default();
+            let exclude: BTreeSet<String> = in_flight
+                .lock()
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|m| m.split_once('#').map(|(_, id)| id.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
             let store = self.store.clone();
             let limit = self.concurrency * 4;
             let due = tokio::task::spawn_blocking(move || {
@@ -83,19 +90,30 @@ impl Deliverer {
             };
             let fetched = due.len();
             for entry in due {
+                // One notification in flight per destination keeps its order.
+                let busy = in_flight
+                    .lock()
+                    .map(|set| {
+                        set.iter()
+                            .any(|id| id.starts_with(&format!("{}#", entry.destination)))
+                    })
+                    .unwrap_or(false);
+                if busy {
+                    continue;
+                }
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
+                let marker = format!("{}#{}", entry.destination, entry.id);
                 if let Ok(mut set) = in_flight.lock() {
-                    set.insert(entry.id.clone());
+                    set.insert(marker.clone());
                 }
                 let this = self.clone();
                 let in_flight = in_flight.clone();
                 tokio::spawn(async move {
-                    let id = entry.id.clone();
                     this.attempt(entry).await;
                     if let Ok(mut set) = in_flight.lock() {
-                        set.remove(&id);
+                        set.remove(&marker);
                     }
                     drop(permit);
                 });
@@ -137,7 +155,15 @@ impl Deliverer {
                 Err(e) => Outcome::Rejected {
                     reason: format!("encoding failed: {e}"),
                 },
-                Ok(payload) => self.send(destination.as_ref(), payload).await,
+                Ok(payload) => {
+                    send(
+                        &self.http,
+                        self.mailer.as_ref(),
+                        destination.as_ref(),
+                        payload,
+                    )
+                    .await
+                }
             },
         };
         let now = now_ms();
@@ -202,50 +228,57 @@ impl Deliverer {
             warn!(id = %entry.id, "recording the delivery outcome failed; it will be retried");
         }
     }
+}
 
-    async fn send(&self, destination: &dyn Destination, payload: Payload) -> Outcome {
-        match payload {
-            Payload::Log { line } => {
-                info!(target: "stackgen::notification", "{line}");
-                Outcome::Delivered
-            }
-            Payload::Email(message) => match &self.mailer {
-                None => Outcome::Rejected {
-                    reason: "no SMTP server is configured".into(),
-                },
-                Some(mailer) => mailer.send(message).await,
+/// Sends one encoded notification and classifies the reply. Shared by the delivery workers and
+/// `stackgen router send-test`.
+pub async fn send(
+    http: &reqwest::Client,
+    mailer: Option<&Mailer>,
+    destination: &dyn Destination,
+    payload: Payload,
+) -> Outcome {
+    match payload {
+        Payload::Log { line } => {
+            info!(target: "stackgen::notification", "{line}");
+            Outcome::Delivered
+        }
+        Payload::Email(message) => match mailer {
+            None => Outcome::Rejected {
+                reason: "no SMTP server is configured".into(),
             },
-            Payload::Http {
-                method,
-                url,
-                headers,
-                body,
-            } => {
-                let method =
-                    reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
-                let mut request = self.http.request(method, &url).body(body);
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-                match request.send().await {
-                    Err(e) => Outcome::Retry {
-                        after: None,
-                        reason: format!("request failed: {}", without_url(&e)),
-                    },
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let retry_after = response
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(parse_retry_after);
-                        let body = response.text().await.unwrap_or_default();
-                        destination.classify(&Reply {
-                            status,
-                            retry_after,
-                            body,
-                        })
-                    }
+            Some(mailer) => mailer.send(message).await,
+        },
+        Payload::Http {
+            method,
+            url,
+            headers,
+            body,
+        } => {
+            let method =
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
+            let mut request = http.request(method, &url).body(body);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            match request.send().await {
+                Err(e) => Outcome::Retry {
+                    after: None,
+                    reason: format!("request failed: {}", without_url(&e)),
+                },
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    let body = response.text().await.unwrap_or_default();
+                    destination.classify(&Reply {
+                        status,
+                        retry_after,
+                        body,
+                    })
                 }
             }
         }

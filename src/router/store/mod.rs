@@ -100,7 +100,9 @@ pub trait Store: Send {
     fn load_state(&mut self) -> Result<State, StoreError>;
     /// Writes a batch atomically and durably.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
-    /// Pending entries due at `now`, oldest first, skipping those in `in_flight`.
+    /// Pending entries due at `now`, oldest first, skipping those in `in_flight`. Only the oldest
+    /// pending entry of each destination qualifies, so every destination gets its notifications
+    /// in the order they were planned.
     fn due(
         &mut self,
         now: Millis,

@@ -16,7 +16,8 @@ use crate::router::dedup::{Heartbeat, Incident, Member, State};
 use crate::router::routing::Notification;
 
 /// Numbered schema migrations; the store applies those not applied yet, in order.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE incidents (
     key TEXT PRIMARY KEY,
     data TEXT NOT NULL
@@ -44,7 +45,11 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
 CREATE INDEX outbox_incident ON outbox (incident_key);
-"#];
+"#,
+    r#"
+CREATE INDEX outbox_destination_order ON outbox (destination, state, created_at);
+"#,
+];
 
 pub struct SqliteStore {
     conn: Connection,
@@ -254,7 +259,10 @@ impl Store for SqliteStore {
         in_flight: &BTreeSet<String>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, created_at LIMIT ?2"
+            "SELECT {ENTRY_COLUMNS} FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ?1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.destination = o.destination AND p.state = 'pending' \
+                 AND (p.created_at < o.created_at OR (p.created_at = o.created_at AND p.id < o.id))) \
+             ORDER BY created_at, id LIMIT ?2"
         ))?;
         let fetch = i64::try_from(limit + in_flight.len()).unwrap_or(i64::MAX);
         let rows: Vec<EntryRow> = stmt
