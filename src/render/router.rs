@@ -116,6 +116,10 @@ fn config_context(spec: &Spec) -> Value {
         "services": services,
         "default_team": default_team,
         "heartbeat_team": default_team,
+        "grafana_url": spec.grafana.ingress.as_ref().map(|i| {
+            let scheme = if i.tls_secret.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", i.host)
+        }),
         "smtp": smtp,
     })
 }
