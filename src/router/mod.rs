@@ -117,6 +117,22 @@ pub fn destinations(
     Ok(built)
 }
 
+/// The SMTP transport of e-mail destinations (reading the password), if an SMTP server is set.
+fn mailer(config: &RouterConfig) -> Result<Option<delivery::Mailer>, ServeError> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(None);
+    };
+    let password = smtp
+        .password
+        .as_ref()
+        .map(|p| p.read())
+        .transpose()
+        .map_err(|e| ServeError::Config(format!("smtp.password: {e}")))?;
+    delivery::Mailer::new(smtp, password, config.delivery.timeout)
+        .map(Some)
+        .map_err(|e| ServeError::Config(format!("smtp: {e}")))
+}
+
 fn credentials(config: &RouterConfig) -> Result<api::Credentials, ServeError> {
     let bearer = config
         .auth
@@ -145,21 +161,7 @@ fn credentials(config: &RouterConfig) -> Result<api::Credentials, ServeError> {
 pub async fn serve(config: RouterConfig, config_dir: std::path::PathBuf) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let destinations = destinations(&config, &config_dir)?;
-    let mailer = match &config.smtp {
-        Some(smtp) => {
-            let password = smtp
-                .password
-                .as_ref()
-                .map(|p| p.read())
-                .transpose()
-                .map_err(|e| ServeError::Config(format!("smtp.password: {e}")))?;
-            Some(
-                delivery::Mailer::new(smtp, password, config.delivery.timeout)
-                    .map_err(|e| ServeError::Config(format!("smtp: {e}")))?,
-            )
-        }
-        None => None,
-    };
+    let mailer = mailer(&config)?;
     let credentials = credentials(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let wake = Arc::new(Notify::new());
@@ -329,20 +331,10 @@ pub async fn send_test(
             destinations.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
     })?;
-    let mailer = match (&config.smtp, destination.kind()) {
-        (Some(smtp), "email") => {
-            let password = smtp
-                .password
-                .as_ref()
-                .map(|p| p.read())
-                .transpose()
-                .map_err(|e| ServeError::Config(format!("smtp.password: {e}")))?;
-            Some(
-                delivery::Mailer::new(smtp, password, config.delivery.timeout)
-                    .map_err(|e| ServeError::Config(format!("smtp: {e}")))?,
-            )
-        }
-        _ => None,
+    let mailer = if destination.kind() == "email" {
+        mailer(config)?
+    } else {
+        None
     };
     let mut notification = template::sample(dedup::IntentKind::Opened);
     notification.idempotency_key = format!("test-{}", delivery::now_ms());
