@@ -275,6 +275,9 @@ mod tests {
         ) -> Result<Vec<OutboxEntry>, StoreError> {
             Ok(Vec::new())
         }
+        fn pending_for(&mut self, _: &str, _: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+            Ok(Vec::new())
+        }
         fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
             Ok(None)
         }

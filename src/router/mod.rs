@@ -206,6 +206,7 @@ pub async fn serve(config: RouterConfig, config_dir: std::path::PathBuf) -> Resu
         concurrency: config.delivery.concurrency,
         metrics: metrics.clone(),
         wake,
+        buckets: Mutex::new(BTreeMap::new()),
     });
     let stop_delivery = Arc::new(Notify::new());
     let delivery_task = tokio::spawn(deliverer.run(stop_delivery.clone()));

@@ -179,6 +179,10 @@ pub struct Notification {
     pub labels: Labels,
     pub annotations: Labels,
     pub generator_url: String,
+    /// Set only on a digest: one line per notification it stands for (sent together because the
+    /// destination's rate limit was reached).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub digest: Vec<String>,
 }
 
 /// How many members a notification lists by name.
@@ -230,6 +234,7 @@ pub fn plan(
                 labels: incident.labels.clone(),
                 annotations: incident.annotations.clone(),
                 generator_url: incident.generator_url.clone(),
+                digest: Vec::new(),
             };
             (destination, notification)
         })

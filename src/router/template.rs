@@ -174,6 +174,9 @@ pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
         "labels": n.labels,
         "annotations": n.annotations,
         "incident_key": n.incident_key,
+        "is_digest": !n.digest.is_empty(),
+        "digest": n.digest,
+        "digest_count": n.digest.len(),
     })
 }
 
@@ -231,6 +234,7 @@ pub fn sample(kind: IntentKind) -> Notification {
         labels,
         annotations,
         generator_url: "http://prometheus.example:9090/graph?g0.expr=...".into(),
+        digest: Vec::new(),
     }
 }
 

@@ -839,3 +839,68 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
 fn fixture_path_str(name: &str) -> String {
     fixture(name).to_string_lossy().into_owned()
 }
+
+/// A burst beyond a destination's documented rate limit (Slack: one message a second, bursts of
+/// three) arrives as the first messages and then one digest, nothing dropped.
+#[test]
+fn a_burst_over_the_rate_limit_is_coalesced_into_a_digest() {
+    let sink = Sink::start(200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let slack = config(&sink.url(), "").replace(
+        "name: hook\n        kind: webhook",
+        "name: hook\n        kind: slack",
+    );
+    let router = Router::start(dir.path(), &slack);
+    let fixtures = [
+        "04a-two-services-firing-payments.body.json",
+        "04b-two-services-firing-search.body.json",
+        "05-many-labels-annotations-unicode.body.json",
+        "06-group-larger-than-max-alerts-truncated.body.json",
+        "07-alert-without-service-label.body.json",
+        "08a-repeat-first-notification.body.json",
+        "09a-member-join-initial.body.json",
+    ];
+    for name in fixtures {
+        assert_eq!(router.post_fixture(name), 200);
+    }
+    let texts = || -> Vec<String> {
+        sink.received()
+            .iter()
+            .map(|r| r.body["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    // How many notifications the messages stand for: one each, or the lines of a digest.
+    let covered = |texts: &[String]| -> usize {
+        texts
+            .iter()
+            .map(|t| {
+                if t.contains("sent together") {
+                    t.lines().filter(|l| l.starts_with("- [")).count()
+                } else {
+                    1
+                }
+            })
+            .sum()
+    };
+    wait_for(
+        "every notification, directly or in a digest",
+        Duration::from_secs(15),
+        || covered(&texts()) >= 7,
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let texts = texts();
+    assert_eq!(
+        covered(&texts),
+        7,
+        "each notification exactly once:\n{texts:#?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("sent together")),
+        "no digest:\n{texts:#?}"
+    );
+    assert!(
+        texts.len() < 7,
+        "the burst was not coalesced: {} messages",
+        texts.len()
+    );
+}

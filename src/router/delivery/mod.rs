@@ -2,6 +2,7 @@
 //! stays pending until its outcome is recorded, so a crash at any point loses nothing; at most the
 //! one in flight is sent again after a restart, with the same idempotency key.
 
+pub mod rate;
 pub mod retry;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +35,32 @@ pub struct Deliverer {
     pub metrics: Arc<Metrics>,
     /// Woken when new entries are committed.
     pub wake: Arc<Notify>,
+    /// Token buckets of rate-limited destinations, by destination id.
+    pub buckets: Mutex<BTreeMap<String, rate::Bucket>>,
+}
+
+/// A destination with at least this many notifications waiting behind its rate limit gets them
+/// as one digest message.
+pub const DIGEST_AFTER: usize = 3;
+/// The most notifications one digest stands for.
+pub const DIGEST_MAX: usize = 50;
+
+/// How a notification is listed in a digest.
+pub fn digest_line(n: &crate::router::routing::Notification) -> String {
+    let service = if n.service.is_empty() {
+        "-"
+    } else {
+        &n.service
+    };
+    format!(
+        "[{}] {}: {} on {} ({} of {} firing)",
+        n.severity.to_uppercase(),
+        n.kind.as_str(),
+        n.alertname,
+        service,
+        n.firing_members,
+        n.total_members
+    )
 }
 
 fn with_store<T>(
@@ -88,7 +115,8 @@ impl Deliverer {
                     Vec::new()
                 }
             };
-            let fetched = due.len();
+            let mut dispatched = 0;
+            let mut limited_wait: Option<Millis> = None;
             for entry in due {
                 // One notification in flight per destination keeps its order.
                 let busy = in_flight
@@ -101,9 +129,26 @@ impl Deliverer {
                 if busy {
                     continue;
                 }
+                let kind = self
+                    .destinations
+                    .get(&entry.destination)
+                    .map_or("", |d| d.kind());
+                if let Some(limit) = rate::limit_for(kind)
+                    && let Ok(mut buckets) = self.buckets.lock()
+                {
+                    let bucket = buckets
+                        .entry(entry.destination.clone())
+                        .or_insert_with(|| rate::Bucket::new(limit, now));
+                    if !bucket.take(now) {
+                        let wait = bucket.wait(now);
+                        limited_wait = Some(limited_wait.map_or(wait, |w| w.min(wait)));
+                        continue;
+                    }
+                }
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
+                dispatched += 1;
                 let marker = format!("{}#{}", entry.destination, entry.id);
                 if let Ok(mut set) = in_flight.lock() {
                     set.insert(marker.clone());
@@ -111,14 +156,14 @@ impl Deliverer {
                 let this = self.clone();
                 let in_flight = in_flight.clone();
                 tokio::spawn(async move {
-                    this.attempt(entry).await;
+                    this.attempt_with_backlog(entry).await;
                     if let Ok(mut set) = in_flight.lock() {
                         set.remove(&marker);
                     }
                     drop(permit);
                 });
             }
-            if fetched > 0 {
+            if dispatched > 0 {
                 continue;
             }
             let store = self.store.clone();
@@ -127,7 +172,9 @@ impl Deliverer {
                 .ok()
                 .and_then(Result::ok)
                 .flatten();
-            let wait = next.map_or(1_000, |t| (t - now_ms()).clamp(10, 1_000));
+            let wait = next
+                .map_or(1_000, |t| (t - now_ms()).clamp(10, 1_000))
+                .min(limited_wait.unwrap_or(1_000).max(10));
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
@@ -138,7 +185,60 @@ impl Deliverer {
         let _ = permits.acquire_many(self.concurrency as u32).await;
     }
 
+    /// Sends `entry`, or, when its rate-limited destination has a backlog, one digest standing
+    /// for the whole backlog (in order).
+    async fn attempt_with_backlog(&self, entry: OutboxEntry) {
+        let kind = self
+            .destinations
+            .get(&entry.destination)
+            .map_or("", |d| d.kind());
+        if rate::limit_for(kind).is_some() && rate::may_coalesce(kind) {
+            let store = self.store.clone();
+            let destination = entry.destination.clone();
+            let backlog = tokio::task::spawn_blocking(move || {
+                with_store(&store, |s| s.pending_for(&destination, DIGEST_MAX))
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+            if backlog.len() >= DIGEST_AFTER
+                && backlog.first().is_some_and(|first| first.id == entry.id)
+            {
+                return self.attempt_digest(backlog).await;
+            }
+        }
+        self.attempt(entry).await;
+    }
+
+    /// Sends one digest for `entries` (all of one destination) and records its outcome for each.
+    async fn attempt_digest(&self, entries: Vec<OutboxEntry>) {
+        let Some(first) = entries.first() else { return };
+        let mut digest = first.notification.clone();
+        digest.digest = entries
+            .iter()
+            .map(|e| digest_line(&e.notification))
+            .collect();
+        digest.idempotency_key = format!("digest-{}", first.id);
+        let digest_entry = OutboxEntry {
+            notification: digest,
+            ..first.clone()
+        };
+        let (outcome, recorded) = self.deliver(&digest_entry).await;
+        info!(destination = %first.destination, notifications = entries.len(), outcome = ?outcome, "sent a digest (rate limit reached)");
+        // The head last: until it is recorded, the others stay behind it and cannot be sent alone.
+        for entry in entries.iter().rev() {
+            self.record(entry, recorded.clone()).await;
+        }
+    }
+
     async fn attempt(&self, entry: OutboxEntry) {
+        let (_, recorded) = self.deliver(&entry).await;
+        self.record(&entry, recorded).await;
+    }
+
+    /// Encodes and sends one entry; decides what to record.
+    async fn deliver(&self, entry: &OutboxEntry) -> (Outcome, Recorded) {
         let destination_labels = |outcome: &str| {
             let team = entry.destination.split('/').next().unwrap_or("");
             labels(&[
@@ -218,6 +318,11 @@ impl Deliverer {
                 warn!(id = %entry.id, destination = %entry.destination, attempts, error = %error, "notification is dead: not delivered and not retried")
             }
         }
+        (outcome, recorded)
+    }
+
+    /// Stores an attempt's outcome for an entry.
+    async fn record(&self, entry: &OutboxEntry, recorded: Recorded) {
         let store = self.store.clone();
         let id = entry.id.clone();
         let result =

@@ -109,6 +109,12 @@ pub trait Store: Send {
         limit: usize,
         in_flight: &BTreeSet<String>,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Pending entries of one destination, oldest first (for a digest).
+    fn pending_for(
+        &mut self,
+        destination: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
     /// The earliest next attempt of any pending entry.
     fn next_due(&mut self) -> Result<Option<Millis>, StoreError>;
     /// Records an attempt's outcome (and counts the attempt).

@@ -275,6 +275,23 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn pending_for(
+        &mut self,
+        destination: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM outbox WHERE destination = ?1 AND state = 'pending' ORDER BY created_at, id LIMIT ?2"
+        ))?;
+        let rows: Vec<EntryRow> = stmt
+            .query_map(
+                params![destination, i64::try_from(limit).unwrap_or(i64::MAX)],
+                row_to_entry,
+            )?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter().map(entry_from).collect()
+    }
+
     fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
         Ok(self.conn.query_row(
             "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
@@ -372,6 +389,7 @@ mod tests {
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             generator_url: String::new(),
+            digest: Vec::new(),
         }
     }
 
