@@ -39,6 +39,10 @@ fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
 #[derive(Debug, Clone)]
 struct Received {
     at: Instant,
+    /// Method and target, e.g. `POST /v2/alerts?x=y`.
+    request_line: String,
+    /// Body size in bytes.
+    size: usize,
     headers: BTreeMap<String, String>,
     body: serde_json::Value,
     answered: u16,
@@ -138,6 +142,11 @@ fn serve_connection(
             .unwrap_or_else(|| status.load(Ordering::SeqCst));
         if let Ok(mut list) = received.lock() {
             list.push(Received {
+                request_line: request_line
+                    .trim()
+                    .trim_end_matches(" HTTP/1.1")
+                    .to_string(),
+                size: body.len(),
                 at: Instant::now(),
                 headers,
                 body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
@@ -146,8 +155,11 @@ fn serve_connection(
         }
         // A 429 asks for one second; everything else for none.
         let retry_after = if answered == 429 { 1 } else { 0 };
+        // Answer like the services: 204 has no body, the others a short one.
+        let body = if answered == 204 { "" } else { "ok" };
         let reply = format!(
-            "HTTP/1.1 {answered} X\r\nContent-Length: 2\r\nRetry-After: {retry_after}\r\n\r\nok"
+            "HTTP/1.1 {answered} X\r\nContent-Length: {}\r\nRetry-After: {retry_after}\r\n\r\n{body}",
+            body.len()
         );
         if writer.write_all(reply.as_bytes()).is_err() {
             return;
@@ -903,4 +915,169 @@ fn a_burst_over_the_rate_limit_is_coalesced_into_a_digest() {
         "the burst was not coalesced: {} messages",
         texts.len()
     );
+}
+
+/// Every destination kind through the running router to a stub of its service that answers like
+/// the service (Discord 204, Teams, PagerDuty and Opsgenie 202, the others 200) and whose recorded
+/// requests are checked against the documented contract: method, path, content type, auth header,
+/// required fields and size limits; one request per transition.
+#[test]
+fn every_destination_speaks_its_service_contract_through_the_router() {
+    let kinds = [
+        ("slack", 200),
+        ("mattermost", 200),
+        ("discord", 204),
+        ("msteams", 202),
+        ("google_chat", 200),
+        ("pagerduty", 202),
+        ("opsgenie", 202),
+    ];
+    let stubs: Vec<(&str, Sink)> = kinds
+        .iter()
+        .map(|(kind, status)| (*kind, Sink::start(*status)))
+        .collect();
+    let mut destinations = String::new();
+    for (kind, stub) in &stubs {
+        let base = format!("http://127.0.0.1:{}", stub.port);
+        let line = match *kind {
+            "pagerduty" => format!(
+                "      - kind: pagerduty\n        routing_key: R0UTINGKEY0000000000000000000000\n        api_url: {base}/v2/enqueue\n"
+            ),
+            "opsgenie" => format!(
+                "      - kind: opsgenie\n        api_key: 00000000-1111-2222-3333-444444444444\n        api_url: {base}\n"
+            ),
+            "google_chat" => format!(
+                "      - kind: google_chat\n        url: {base}/v1/spaces/AAA/messages?key=k&token=t\n"
+            ),
+            other => format!("      - kind: {other}\n        url: {base}/hook\n"),
+        };
+        destinations.push_str(&line);
+    }
+    let config = format!(
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\ndedup: {{resolve_hold: 1s}}\ndelivery: {{initial_backoff: 100ms, max_backoff: 200ms}}\nteams:\n  oncall:\n    destinations:\n{destinations}ownership: {{default_team: oncall}}\n"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config);
+    for name in [
+        "01-one-service-three-instances-firing.body.json",
+        "02-one-instance-resolved-two-still-firing.body.json",
+        "03-all-instances-resolved.body.json",
+    ] {
+        assert_eq!(router.post_fixture(name), 200);
+    }
+    for (kind, stub) in &stubs {
+        wait_for(
+            &format!("{kind}: opened and resolved"),
+            Duration::from_secs(15),
+            || stub.received().len() >= 2,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (kind, stub) in &stubs {
+        let received = stub.received();
+        assert_eq!(received.len(), 2, "{kind}: one request per transition");
+        for (index, r) in received.iter().enumerate() {
+            let resolved = index == 1;
+            let b = &r.body;
+            assert!(
+                r.request_line.starts_with("POST "),
+                "{kind}: {}",
+                r.request_line
+            );
+            assert_eq!(
+                r.headers.get("content-type").map(String::as_str),
+                Some("application/json"),
+                "{kind}"
+            );
+            let text_of = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            match *kind {
+                "slack" => {
+                    assert_eq!(r.request_line, "POST /hook");
+                    assert!(
+                        !text_of(&b["text"]).is_empty(),
+                        "slack needs `text` as the fallback"
+                    );
+                    assert_eq!(b["blocks"][0]["type"], "header");
+                    assert!(text_of(&b["blocks"][0]["text"]["text"]).chars().count() <= 150);
+                }
+                "mattermost" => assert!(!text_of(&b["text"]).is_empty(), "mattermost needs `text`"),
+                "discord" => {
+                    let embed = &b["embeds"][0];
+                    assert!(
+                        text_of(&embed["title"]).chars().count() <= 256
+                            && text_of(&embed["description"]).chars().count() <= 4096
+                    );
+                    assert_eq!(
+                        b["allowed_mentions"]["parse"],
+                        serde_json::json!([]),
+                        "no @everyone from an annotation"
+                    );
+                }
+                "msteams" => {
+                    assert_eq!(b["type"], "message");
+                    assert_eq!(
+                        b["attachments"][0]["contentType"],
+                        "application/vnd.microsoft.card.adaptive"
+                    );
+                    assert_eq!(b["attachments"][0]["content"]["type"], "AdaptiveCard");
+                    assert!(r.size <= 28 * 1024, "Teams takes at most 28 KB");
+                }
+                "google_chat" => {
+                    assert!(r.request_line.starts_with("POST /v1/spaces/AAA/messages?key=k&token=t&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD&requestId="), "{}", r.request_line);
+                    assert!(!text_of(&b["text"]).is_empty());
+                    assert!(
+                        !text_of(&b["thread"]["threadKey"]).is_empty(),
+                        "one thread per incident"
+                    );
+                    assert!(r.size <= 32_000);
+                }
+                "pagerduty" => {
+                    assert_eq!(r.request_line, "POST /v2/enqueue");
+                    assert_eq!(b["routing_key"], "R0UTINGKEY0000000000000000000000");
+                    assert!(text_of(&b["dedup_key"]).len() <= 255);
+                    if resolved {
+                        assert_eq!(b["event_action"], "resolve");
+                    } else {
+                        assert_eq!(b["event_action"], "trigger");
+                        assert!(
+                            ["critical", "error", "warning", "info"]
+                                .contains(&b["payload"]["severity"].as_str().unwrap_or(""))
+                        );
+                        assert!(!text_of(&b["payload"]["source"]).is_empty());
+                        assert!(text_of(&b["payload"]["summary"]).chars().count() <= 1024);
+                    }
+                }
+                "opsgenie" => {
+                    assert_eq!(
+                        r.headers.get("authorization").map(String::as_str),
+                        Some("GenieKey 00000000-1111-2222-3333-444444444444")
+                    );
+                    if resolved {
+                        assert!(
+                            r.request_line.starts_with("POST /v2/alerts/stackgen-")
+                                && r.request_line.ends_with("/close?identifierType=alias"),
+                            "{}",
+                            r.request_line
+                        );
+                    } else {
+                        assert_eq!(r.request_line, "POST /v2/alerts");
+                        assert!(
+                            !text_of(&b["message"]).is_empty()
+                                && text_of(&b["message"]).chars().count() <= 130
+                        );
+                        assert!(text_of(&b["alias"]).len() <= 512);
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+        // PagerDuty's trigger and resolve share one dedup_key; Opsgenie closes the alias it opened.
+        if *kind == "pagerduty" {
+            assert_eq!(received[0].body["dedup_key"], received[1].body["dedup_key"]);
+        }
+        if *kind == "opsgenie" {
+            let alias = received[0].body["alias"].as_str().unwrap_or("").to_string();
+            assert!(received[1].request_line.contains(&alias));
+        }
+    }
 }
