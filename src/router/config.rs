@@ -135,6 +135,9 @@ pub struct DestinationConfig {
     pub options: BTreeMap<String, String>,
     /// Template parts replaced from files (the team's, then the destination's own).
     pub templates: BTreeMap<String, TemplateFile>,
+    /// Reply statuses to retry, or to reject, whatever the kind's rule says.
+    pub retry_statuses: Vec<u16>,
+    pub reject_statuses: Vec<u16>,
 }
 
 /// A template part read from a file, and where the config names it.
@@ -752,6 +755,8 @@ impl Checker {
                     "channel".into(),
                     "api_url".into(),
                     "templates".into(),
+                    "retry_statuses".into(),
+                    "reject_statuses".into(),
                 ];
                 if let Some(f) = secret_field {
                     keys.extend([f.to_string(), format!("{f}_file"), format!("{f}_env")]);
@@ -805,12 +810,38 @@ impl Checker {
                     );
                 }
                 let templates = self.template_files(&dobj, &team_templates);
+                let mut statuses = |key: &str| -> Vec<u16> {
+                    let field = dobj.path(key);
+                    let nodes = self.list(&dobj, key);
+                    nodes
+                        .iter()
+                        .filter_map(|n| {
+                            let (text, _) = self.string(n, &field)?;
+                            match text.parse::<u16>() {
+                                Ok(code) if (100..=599).contains(&code) => Some(code),
+                                _ => {
+                                    self.error(
+                                        n.span(),
+                                        &field,
+                                        format!("`{text}` is not an HTTP status"),
+                                        Some("write codes such as 403 or 409".into()),
+                                    );
+                                    None
+                                }
+                            }
+                        })
+                        .collect()
+                };
+                let retry_statuses = statuses("retry_statuses");
+                let reject_statuses = statuses("reject_statuses");
                 destinations.push(DestinationConfig {
                     name,
                     kind,
                     secret,
                     options,
                     templates,
+                    retry_statuses,
+                    reject_statuses,
                 });
             }
             teams.insert(team_name.as_str().to_string(), destinations);
@@ -956,6 +987,7 @@ mod tests {
         assert_eq!(config.body_limit, 4 * 1024 * 1024);
         assert_eq!(config.dedup.resolve_hold, 120_000);
         assert_eq!(config.routes.len(), 1);
+        assert_eq!(config.teams["payments"][0].retry_statuses, vec![409]);
         assert_eq!(config.ownership.default_team.as_deref(), Some("platform"));
     }
 

@@ -111,6 +111,16 @@ pub fn destinations(
                 }),
                 _ => Box::new(log::Log),
             };
+            let destination: Box<dyn Destination> =
+                if d.retry_statuses.is_empty() && d.reject_statuses.is_empty() {
+                    destination
+                } else {
+                    Box::new(Reclassified {
+                        inner: destination,
+                        retry: d.retry_statuses.iter().copied().collect(),
+                        reject: d.reject_statuses.iter().copied().collect(),
+                    })
+                };
             built.insert(id, destination);
         }
     }

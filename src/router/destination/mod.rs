@@ -138,6 +138,47 @@ pub fn snippet(body: &str) -> String {
     }
 }
 
+/// A destination whose reply classification is changed by the config: statuses listed in
+/// `retry_statuses` are retried, those in `reject_statuses` rejected; others as the kind says.
+pub struct Reclassified {
+    pub inner: Box<dyn Destination>,
+    pub retry: std::collections::BTreeSet<u16>,
+    pub reject: std::collections::BTreeSet<u16>,
+}
+
+impl Destination for Reclassified {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn encode(&self, notification: &Notification) -> Result<Payload, EncodeError> {
+        self.inner.encode(notification)
+    }
+
+    fn classify(&self, reply: &Reply) -> Outcome {
+        if self.retry.contains(&reply.status) {
+            Outcome::Retry {
+                after: reply.retry_after,
+                reason: format!(
+                    "HTTP {} (retried by config): {}",
+                    reply.status,
+                    snippet(&reply.body)
+                ),
+            }
+        } else if self.reject.contains(&reply.status) {
+            Outcome::Rejected {
+                reason: format!(
+                    "HTTP {} (rejected by config): {}",
+                    reply.status,
+                    snippet(&reply.body)
+                ),
+            }
+        } else {
+            self.inner.classify(reply)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +189,24 @@ mod tests {
             retry_after: Some(3_000),
             body: "x".into(),
         }
+    }
+
+    #[test]
+    fn config_can_retry_or_reject_chosen_statuses() {
+        let d = Reclassified {
+            inner: Box::new(log::Log),
+            retry: [404].into(),
+            reject: [503].into(),
+        };
+        assert!(matches!(
+            d.classify(&reply(404)),
+            Outcome::Retry {
+                after: Some(3_000),
+                ..
+            }
+        ));
+        assert!(matches!(d.classify(&reply(503)), Outcome::Rejected { .. }));
+        assert_eq!(d.kind(), "log");
     }
 
     #[test]
