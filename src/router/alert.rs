@@ -63,6 +63,8 @@ pub struct AlertUpdate {
     /// `None` while firing (Alertmanager sends the zero time then).
     pub ends_at: Option<Millis>,
     pub generator_url: String,
+    /// The sending Alertmanager's own URL (`externalURL`), for a link back.
+    pub alertmanager_url: String,
 }
 
 /// Why a well-formed JSON body is still not a webhook we accept (answered with 422).
@@ -88,10 +90,16 @@ impl WebhookPayload {
         if self.version != "4" {
             return Err(PayloadError::Version(self.version));
         }
+        let external_url = self.external_url;
         self.alerts
             .into_iter()
             .enumerate()
-            .map(|(index, alert)| alert.into_update(index))
+            .map(|(index, alert)| {
+                alert.into_update(index).map(|mut update| {
+                    update.alertmanager_url = external_url.clone();
+                    update
+                })
+            })
             .collect()
     }
 }
@@ -137,6 +145,7 @@ impl WebhookAlert {
             starts_at,
             ends_at: if firing { None } else { ends_at },
             generator_url: self.generator_url,
+            alertmanager_url: String::new(),
         })
     }
 }

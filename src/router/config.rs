@@ -266,7 +266,7 @@ pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
                     location,
                     field: format!("teams.{team}.{}", destination.name),
                     message: format!("destination `{team}/{}`: {message}", destination.name),
-                    hint: Some("templates see: kind, kind_label, is_resolved, status, severity, severity_label, team, service, alertname, cluster, namespace, firing_members, total_members, members, more_members, summary, description, runbook_url, dashboard_url, generator_url, opened_at, at, duration, labels, annotations, incident_key".into()),
+                    hint: Some("templates see: kind, kind_label, is_resolved, status, severity, severity_label, team, service, alertname, cluster, namespace, firing_members, total_members, members, more_members, summary, description, runbook_url, dashboard_url, generator_url, alertmanager_url, opened_at, at, duration, labels, annotations, incident_key".into()),
                     redact: false,
                     width: None,
                 });

@@ -151,6 +151,9 @@ pub struct Incident {
     pub labels: Labels,
     pub annotations: Labels,
     pub generator_url: String,
+    /// Link back to the Alertmanager that sent the alerts.
+    #[serde(default)]
+    pub alertmanager_url: String,
     pub status: Status,
     /// Highest severity among firing members.
     pub severity: Severity,
@@ -318,6 +321,7 @@ fn new_incident(alert: &Classified, now: Millis) -> Incident {
         labels: alert.incident_labels(),
         annotations: alert.update.annotations.clone(),
         generator_url: alert.update.generator_url.clone(),
+        alertmanager_url: alert.update.alertmanager_url.clone(),
         status: Status::New,
         severity: Severity::None,
         notified_severity: Severity::None,
@@ -535,6 +539,7 @@ fn tick_heartbeat(
                     ),
                 )]),
                 generator_url: String::new(),
+                alertmanager_url: String::new(),
                 status: Status::New,
                 severity: Severity::Critical,
                 notified_severity: Severity::None,
@@ -627,6 +632,7 @@ mod tests {
                 starts_at: starts,
                 ends_at: ends,
                 generator_url: String::new(),
+                alertmanager_url: String::new(),
             },
         }
     }

@@ -179,6 +179,8 @@ pub struct Notification {
     pub labels: Labels,
     pub annotations: Labels,
     pub generator_url: String,
+    #[serde(default)]
+    pub alertmanager_url: String,
     /// Set only on a digest: one line per notification it stands for (sent together because the
     /// destination's rate limit was reached).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -234,6 +236,7 @@ pub fn plan(
                 labels: incident.labels.clone(),
                 annotations: incident.annotations.clone(),
                 generator_url: incident.generator_url.clone(),
+                alertmanager_url: incident.alertmanager_url.clone(),
                 digest: Vec::new(),
             };
             (destination, notification)
@@ -282,6 +285,7 @@ mod tests {
             starts_at: 0,
             ends_at: None,
             generator_url: String::new(),
+            alertmanager_url: String::new(),
         }
     }
 

@@ -168,6 +168,7 @@ pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
         "runbook_url": annotation("runbook_url"),
         "dashboard_url": dashboard_url,
         "generator_url": n.generator_url,
+        "alertmanager_url": n.alertmanager_url,
         "opened_at": rfc3339(n.opened_at),
         "at": rfc3339(n.at),
         "duration": human_duration(n.at - n.opened_at),
@@ -234,6 +235,7 @@ pub fn sample(kind: IntentKind) -> Notification {
         labels,
         annotations,
         generator_url: "http://prometheus.example:9090/graph?g0.expr=...".into(),
+        alertmanager_url: "http://alertmanager.example:9093".into(),
         digest: Vec::new(),
     }
 }
@@ -261,6 +263,10 @@ mod tests {
         );
         assert!(
             text.contains("https://runbooks.example/HighErrorRate"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Alertmanager: http://alertmanager.example:9093"),
             "{text}"
         );
         let resolved = t

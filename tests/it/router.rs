@@ -464,6 +464,10 @@ fn webhook_in_one_notification_out_per_transition() {
     assert_eq!(opened.body["service"], "checkout");
     assert_eq!(opened.body["firing_members"], 3);
     assert_eq!(
+        opened.body["alertmanager_url"],
+        "http://alertmanager.example:9093"
+    );
+    assert_eq!(
         opened.headers.get("content-type").map(String::as_str),
         Some("application/json")
     );

@@ -38,6 +38,7 @@ impl Destination for MsTeams {
             ("Runbook", "runbook_url"),
             ("Dashboard", "dashboard_url"),
             ("Prometheus", "generator_url"),
+            ("Alertmanager", "alertmanager_url"),
         ]
         .into_iter()
         .filter_map(|(label, key)| {

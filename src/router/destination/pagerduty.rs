@@ -45,6 +45,7 @@ impl Destination for PagerDuty {
                 ("Runbook", "runbook_url"),
                 ("Dashboard", "dashboard_url"),
                 ("Prometheus graph", "generator_url"),
+                ("Alertmanager", "alertmanager_url"),
             ]
             .into_iter()
             .filter_map(|(text, key)| {

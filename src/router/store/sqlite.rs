@@ -389,6 +389,7 @@ mod tests {
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             generator_url: String::new(),
+            alertmanager_url: String::new(),
             digest: Vec::new(),
         }
     }
@@ -405,6 +406,7 @@ mod tests {
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             generator_url: String::new(),
+            alertmanager_url: String::new(),
             status: Status::Open,
             severity: Severity::Critical,
             notified_severity: Severity::Critical,
