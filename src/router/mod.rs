@@ -376,5 +376,9 @@ pub async fn send_test(
         ))
         .build()
         .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
-    Ok(delivery::send(&http, mailer.as_ref(), destination.as_ref(), payload).await)
+    Ok(
+        delivery::send(&http, mailer.as_ref(), destination.as_ref(), payload)
+            .await
+            .0,
+    )
 }

@@ -173,6 +173,17 @@ fn discord_retry_after_body_and_teams_legacy_errors() {
             reason: format!("HTTP 429: {body}")
         }
     );
+    let headers = |name: &str| match name {
+        "x-ratelimit-remaining" => Some("0".to_string()),
+        "x-ratelimit-reset-after" => Some("1.25".to_string()),
+        _ => None,
+    };
+    assert_eq!(
+        discord.cooldown(&headers),
+        Some(1_250),
+        "Discord's rate-limit headers pause the next send"
+    );
+    assert_eq!(discord.cooldown(&|_: &str| None), None);
     let legacy = stackgen::router::destination::msteams::MsTeams {
         url: "https://contoso.webhook.office.com/webhookb2/x".into(),
         templates: stackgen::router::template::defaults(),

@@ -256,13 +256,24 @@ impl Deliverer {
                     reason: format!("encoding failed: {e}"),
                 },
                 Ok(payload) => {
-                    send(
+                    let (outcome, cooldown) = send(
                         &self.http,
                         self.mailer.as_ref(),
                         destination.as_ref(),
                         payload,
                     )
-                    .await
+                    .await;
+                    if let (Some(pause), Some(limit)) =
+                        (cooldown, rate::limit_for(destination.kind()))
+                        && let Ok(mut buckets) = self.buckets.lock()
+                    {
+                        let now = now_ms();
+                        buckets
+                            .entry(entry.destination.clone())
+                            .or_insert_with(|| rate::Bucket::new(limit, now))
+                            .pause_until(now + pause);
+                    }
+                    outcome
                 }
             },
         };
@@ -342,17 +353,20 @@ pub async fn send(
     mailer: Option<&Mailer>,
     destination: &dyn Destination,
     payload: Payload,
-) -> Outcome {
+) -> (Outcome, Option<Millis>) {
     match payload {
         Payload::Log { line } => {
             info!(target: "stackgen::notification", "{line}");
-            Outcome::Delivered
+            (Outcome::Delivered, None)
         }
         Payload::Email(message) => match mailer {
-            None => Outcome::Rejected {
-                reason: "no SMTP server is configured".into(),
-            },
-            Some(mailer) => mailer.send(message).await,
+            None => (
+                Outcome::Rejected {
+                    reason: "no SMTP server is configured".into(),
+                },
+                None,
+            ),
+            Some(mailer) => (mailer.send(message).await, None),
         },
         Payload::Http {
             method,
@@ -367,23 +381,33 @@ pub async fn send(
                 request = request.header(name, value);
             }
             match request.send().await {
-                Err(e) => Outcome::Retry {
-                    after: None,
-                    reason: format!("request failed: {}", without_url(&e)),
-                },
+                Err(e) => (
+                    Outcome::Retry {
+                        after: None,
+                        reason: format!("request failed: {}", without_url(&e)),
+                    },
+                    None,
+                ),
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
+                    let headers = response.headers().clone();
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let retry_after = header("retry-after").as_deref().and_then(parse_retry_after);
+                    let cooldown = destination.cooldown(&header);
                     let body = response.text().await.unwrap_or_default();
-                    destination.classify(&Reply {
-                        status,
-                        retry_after,
-                        body,
-                    })
+                    (
+                        destination.classify(&Reply {
+                            status,
+                            retry_after,
+                            body,
+                        }),
+                        cooldown,
+                    )
                 }
             }
         }

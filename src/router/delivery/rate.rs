@@ -53,9 +53,12 @@ impl Bucket {
     }
 
     fn refill(&mut self, now: Millis) {
-        let elapsed = (now - self.updated).max(0) as f64 / 1000.0;
-        self.tokens = (self.tokens + elapsed * self.limit.per_second).min(self.limit.burst);
-        self.updated = now;
+        // Never backwards: a pause sets `updated` into the future.
+        if now > self.updated {
+            let elapsed = (now - self.updated) as f64 / 1000.0;
+            self.tokens = (self.tokens + elapsed * self.limit.per_second).min(self.limit.burst);
+            self.updated = now;
+        }
     }
 
     /// Takes a token if one is there.
@@ -67,6 +70,12 @@ impl Bucket {
         } else {
             false
         }
+    }
+
+    /// Sends nothing before `until` (the destination said so in its rate-limit headers).
+    pub fn pause_until(&mut self, until: Millis) {
+        self.tokens = 0.0;
+        self.updated = self.updated.max(until);
     }
 
     /// Milliseconds until the next token.
@@ -94,5 +103,13 @@ mod tests {
         assert!(bucket.take(1_000));
         assert!(limit_for("webhook").is_none());
         assert!(!may_coalesce("pagerduty"));
+        let mut discord = Bucket::new(limit_for("discord").expect("limited"), 0);
+        discord.pause_until(5_000);
+        assert!(!discord.take(4_999));
+        assert_eq!(
+            discord.wait(5_000),
+            2_000,
+            "after the pause, tokens refill at the sustained rate"
+        );
     }
 }

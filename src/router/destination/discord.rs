@@ -51,6 +51,19 @@ impl Destination for Discord {
         post_json(self.url.clone(), &body, Vec::new())
     }
 
+    /// `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset-After` (seconds): wait before the next
+    /// message instead of running into a 429.
+    fn cooldown(
+        &self,
+        header: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<crate::router::alert::Millis> {
+        if header("x-ratelimit-remaining")?.trim() != "0" {
+            return None;
+        }
+        let seconds: f64 = header("x-ratelimit-reset-after")?.trim().parse().ok()?;
+        (seconds >= 0.0).then(|| (seconds * 1000.0).ceil() as crate::router::alert::Millis)
+    }
+
     fn classify(&self, reply: &Reply) -> Outcome {
         match reply.status {
             404 => Outcome::Rejected {

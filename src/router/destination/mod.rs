@@ -112,6 +112,11 @@ pub trait Destination: Send + Sync {
     fn kind(&self) -> &'static str;
     fn encode(&self, notification: &Notification) -> Result<Payload, EncodeError>;
     fn classify(&self, reply: &Reply) -> Outcome;
+    /// How long to send nothing more to this destination after a reply, from its rate-limit
+    /// headers (looked up by lower-case name). Most services say nothing.
+    fn cooldown(&self, _header: &dyn Fn(&str) -> Option<String>) -> Option<Millis> {
+        None
+    }
 }
 
 /// The shared HTTP rule: 2xx delivered; 408, 429 and 5xx (but 501) retried; other codes rejected.
