@@ -240,8 +240,12 @@ pub fn templates_for(
         .values()
         .next()
         .map_or_else(Location::default, |f| f.location);
-    crate::router::template::Templates::new(&overrides, config.grafana_url.clone())
-        .map_err(|e| (location, e))
+    crate::router::template::Templates::new(
+        &destination.kind,
+        &overrides,
+        config.grafana_url.clone(),
+    )
+    .map_err(|e| (location, e))
 }
 
 /// Reads and checks a router.yaml, its template files included.
@@ -259,7 +263,7 @@ pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
     })?;
     let mut diagnostics = Vec::new();
     for (team, destinations) in &config.teams {
-        for destination in destinations.iter().filter(|d| !d.templates.is_empty()) {
+        for destination in destinations.iter() {
             if let Err((location, message)) = templates_for(&config, destination, base) {
                 diagnostics.push(Diagnostic {
                     file: file.clone(),

@@ -24,6 +24,21 @@ const DEFAULT_TITLE: &str = include_str!("../../stack/router/templates/title.hbs
 const DEFAULT_TEXT: &str = include_str!("../../stack/router/templates/text.hbs");
 const DEFAULT_HTML: &str = include_str!("../../stack/router/templates/html.hbs");
 const DEFAULT_SUBJECT: &str = include_str!("../../stack/router/templates/subject.hbs");
+/// `text` for Markdown chats (Mattermost, Discord, Teams) and for Slack's mrkdwn (also Google Chat).
+const MARKDOWN_TEXT: &str = include_str!("../../stack/router/templates/markdown/text.hbs");
+const SLACK_TEXT: &str = include_str!("../../stack/router/templates/slack/text.hbs");
+
+/// The default of a part for a destination kind.
+fn default_part(kind: &str, part: &str) -> &'static str {
+    match (kind, part) {
+        ("slack" | "google_chat", "text") => SLACK_TEXT,
+        ("mattermost" | "discord" | "msteams", "text") => MARKDOWN_TEXT,
+        (_, "title") => DEFAULT_TITLE,
+        (_, "subject") => DEFAULT_SUBJECT,
+        (_, "html") => DEFAULT_HTML,
+        _ => DEFAULT_TEXT,
+    }
+}
 
 /// How many members a message lists by name.
 pub const LISTED: usize = 5;
@@ -43,8 +58,9 @@ impl std::fmt::Debug for Templates {
 }
 
 impl Templates {
-    /// The default templates with `overrides` (part name -> template text) applied.
+    /// The default templates of a destination kind, with `overrides` (part name -> template text).
     pub fn new(
+        kind: &str,
         overrides: &BTreeMap<String, String>,
         grafana_url: Option<String>,
     ) -> Result<Self, String> {
@@ -53,13 +69,10 @@ impl Templates {
         text_engine.register_escape_fn(handlebars::no_escape);
         let mut html_engine = Handlebars::new();
         html_engine.set_strict_mode(true);
-        for (part, default) in [
-            ("title", DEFAULT_TITLE),
-            ("text", DEFAULT_TEXT),
-            ("subject", DEFAULT_SUBJECT),
-            ("html", DEFAULT_HTML),
-        ] {
-            let source = overrides.get(part).map_or(default, String::as_str);
+        for part in PARTS.iter().copied() {
+            let source = overrides
+                .get(part)
+                .map_or(default_part(kind, part), String::as_str);
             let engine = if part == "html" {
                 &mut html_engine
             } else {
@@ -106,7 +119,7 @@ pub fn defaults() -> Arc<Templates> {
     DEFAULTS
         .get_or_init(|| {
             Arc::new(
-                Templates::new(&BTreeMap::new(), None)
+                Templates::new("webhook", &BTreeMap::new(), None)
                     .unwrap_or_else(|e| panic!("built-in templates are broken: {e}")),
             )
         })
@@ -289,11 +302,24 @@ mod tests {
             "{html}"
         );
         let bad = BTreeMap::from([("title".to_string(), "{{servcie}} is down".to_string())]);
-        let err = Templates::new(&bad, None).expect_err("strict");
+        let err = Templates::new("slack", &bad, None).expect_err("strict");
         assert!(
             err.contains("template `title`") && err.contains("servcie"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn each_chat_kind_gets_links_in_its_own_markup() {
+        let n = sample(IntentKind::Opened);
+        let text = |kind: &str| {
+            Templates::new(kind, &BTreeMap::new(), None)
+                .and_then(|t| t.render("text", &n))
+                .expect("renders")
+        };
+        assert!(text("slack").contains("<https://runbooks.example/HighErrorRate|Runbook>"));
+        assert!(text("discord").contains("[Runbook](https://runbooks.example/HighErrorRate)"));
+        assert!(text("email").contains("Runbook: https://runbooks.example/HighErrorRate"));
     }
 
     #[test]

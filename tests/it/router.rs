@@ -891,7 +891,9 @@ fn a_burst_over_the_rate_limit_is_coalesced_into_a_digest() {
             .iter()
             .map(|t| {
                 if t.contains("sent together") {
-                    t.lines().filter(|l| l.starts_with("- [")).count()
+                    t.lines()
+                        .filter(|l| l.starts_with("- [") || l.starts_with("• ["))
+                        .count()
                 } else {
                     1
                 }
