@@ -147,6 +147,22 @@ fn token_width(text: &str, col: usize) -> usize {
     token.trim_end().chars().count().max(1)
 }
 
+/// Why a checked file (the stack spec, router.yaml) could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read {path}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file} has {} problem(s)", .diagnostics.len())]
+    Invalid {
+        file: String,
+        source_text: String,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
 /// Renders all diagnostics for one source file, followed by a one-line summary.
 pub fn render_all(diagnostics: &[Diagnostic], source: &str) -> String {
     let mut out = String::new();

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::diagnostic;
 use crate::render;
-use crate::spec::{self, Platform, SpecError};
+use crate::spec::{self, Platform};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -333,9 +333,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
 
 /// Loads a spec; invalid specs are reported on stderr and give `None`.
 fn load(path: &Path) -> anyhow::Result<Option<spec::Spec>> {
-    match spec::load(path) {
-        Ok(spec) => Ok(Some(spec)),
-        Err(SpecError::Invalid {
+    reported(spec::load(path))
+}
+
+/// A loaded file, or `None` after printing its problems on stderr; other errors pass through.
+fn reported<T>(loaded: Result<T, diagnostic::FileError>) -> anyhow::Result<Option<T>> {
+    match loaded {
+        Ok(value) => Ok(Some(value)),
+        Err(diagnostic::FileError::Invalid {
             source_text,
             diagnostics,
             ..
@@ -552,19 +557,7 @@ fn team_from_spec(spec_path: &Path, test_files: &[PathBuf]) -> anyhow::Result<St
 
 /// Loads a router.yaml; problems are reported on stderr and give `None`.
 fn load_router_config(path: &Path) -> anyhow::Result<Option<crate::router::config::RouterConfig>> {
-    use crate::router::config::{self, ConfigError};
-    match config::load(path) {
-        Ok(config) => Ok(Some(config)),
-        Err(ConfigError::Invalid {
-            source_text,
-            diagnostics,
-            ..
-        }) => {
-            eprint!("{}", diagnostic::render_all(&diagnostics, &source_text));
-            Ok(None)
-        }
-        Err(err) => Err(err.into()),
-    }
+    reported(crate::router::config::load(path))
 }
 
 fn init_logging(format: LogFormat) {

@@ -202,20 +202,7 @@ impl RouterConfig {
 }
 
 /// Why a config could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{file} has {} problem(s)", .diagnostics.len())]
-    Invalid {
-        file: String,
-        source_text: String,
-        diagnostics: Vec<Diagnostic>,
-    },
-}
+pub type ConfigError = crate::diagnostic::FileError;
 
 /// Reads the template overrides of a destination (paths relative to the config's directory) and
 /// compiles them, checked against sample notifications.

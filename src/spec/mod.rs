@@ -10,7 +10,7 @@ pub mod starter;
 pub mod values;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -294,20 +294,7 @@ impl Spec {
 }
 
 /// Why a spec could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{} has {} problem(s)", .file, .diagnostics.len())]
-    Invalid {
-        file: String,
-        source_text: String,
-        diagnostics: Vec<Diagnostic>,
-    },
-}
+pub type SpecError = crate::diagnostic::FileError;
 
 /// Reads and validates a spec file, then reads the team rule files it names (relative to the spec).
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
