@@ -282,6 +282,15 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A sink answering `status`, and a router (in a temporary directory) notifying it. Bind all
+/// three: the router is killed before its directory is removed.
+fn router_with_sink(status: u16) -> (Sink, tempfile::TempDir, Router) {
+    let sink = Sink::start(status);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    (sink, dir, router)
+}
+
 fn config(sink_url: &str, extra: &str) -> String {
     format!(
         "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nbody_limit: 64Ki\nstore: {{path: ./router.db}}\ndedup: {{resolve_hold: 1s}}\ndelivery: {{initial_backoff: 100ms, max_backoff: 200ms, concurrency: 4}}\nteams:\n  oncall:\n    destinations:\n      - name: hook\n        kind: webhook\n        url: {sink_url}\nownership: {{default_team: oncall}}\n{extra}"
@@ -290,9 +299,7 @@ fn config(sink_url: &str, extra: &str) -> String {
 
 #[test]
 fn every_real_alertmanager_body_is_accepted() {
-    let sink = Sink::start(200);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let (_sink, _dir, router) = router_with_sink(200);
     let bodies: Vec<String> = files_under(&root().join("tests/fixtures/alertmanager-webhook"))
         .into_iter()
         .filter(|f| f.ends_with(".body.json"))
@@ -310,9 +317,7 @@ fn every_real_alertmanager_body_is_accepted() {
 
 #[test]
 fn bad_inputs_get_the_right_status_and_reason() {
-    let sink = Sink::start(200);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let (_sink, _dir, router) = router_with_sink(200);
     let bearer = format!("Bearer {TOKEN}");
     let good =
         std::fs::read(fixture("01-one-service-three-instances-firing.body.json")).expect("fixture");
@@ -446,9 +451,7 @@ fn bad_inputs_get_the_right_status_and_reason() {
 
 #[test]
 fn webhook_in_one_notification_out_per_transition() {
-    let sink = Sink::start(200);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let (sink, _dir, router) = router_with_sink(200);
     for name in [
         "01-one-service-three-instances-firing.body.json",
         "01-one-service-three-instances-firing.body.json",
@@ -515,9 +518,7 @@ fn webhook_in_one_notification_out_per_transition() {
 #[test]
 fn nothing_is_lost_when_the_router_is_killed_with_pending_notifications() {
     // The destination fails at first, so the notifications are pending in the outbox.
-    let sink = Sink::start(503);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let (sink, dir, mut router) = router_with_sink(503);
     let port = router.port;
     for name in [
         "04a-two-services-firing-payments.body.json",
@@ -581,9 +582,7 @@ fn nothing_is_lost_when_the_router_is_killed_with_pending_notifications() {
 
 #[test]
 fn metrics_parse_as_an_exposition() {
-    let sink = Sink::start(200);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let (sink, _dir, router) = router_with_sink(200);
     assert_eq!(
         router.post_fixture("01-one-service-three-instances-firing.body.json"),
         200
@@ -611,9 +610,7 @@ fn metrics_parse_as_an_exposition() {
 
 #[test]
 fn sigterm_stops_gracefully_and_keeps_what_was_accepted() {
-    let sink = Sink::start(503);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let (sink, dir, mut router) = router_with_sink(503);
     let port = router.port;
     assert_eq!(
         router.post_fixture("01-one-service-three-instances-firing.body.json"),
@@ -688,9 +685,7 @@ fn a_429_with_retry_after_is_honoured_and_the_message_arrives_once() {
 
 #[test]
 fn a_destination_down_then_up_gets_every_notification_in_order() {
-    let sink = Sink::start(503);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let (sink, _dir, router) = router_with_sink(503);
     let fixtures = [
         "04a-two-services-firing-payments.body.json",
         "04b-two-services-firing-search.body.json",
@@ -731,9 +726,7 @@ fn a_destination_down_then_up_gets_every_notification_in_order() {
 
 #[test]
 fn a_permanent_400_is_rejected_and_counted() {
-    let sink = Sink::start(400);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let router = Router::start(dir.path(), &config(&sink.url(), ""));
+    let (sink, _dir, router) = router_with_sink(400);
     assert_eq!(
         router.post_fixture("01-one-service-three-instances-firing.body.json"),
         200
