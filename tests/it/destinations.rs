@@ -243,7 +243,7 @@ fn no_secret_appears_in_any_error_or_debug_output() {
 }
 
 /// A child process killed by its PID when dropped (also when a test fails).
-struct Killed(Child);
+pub(super) struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -253,9 +253,9 @@ impl Drop for Killed {
 }
 
 /// aiosmtpd's Mailbox handler on a loopback port; killed by its PID when dropped.
-struct SmtpServer {
+pub(super) struct SmtpServer {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl Drop for SmtpServer {
@@ -265,7 +265,7 @@ impl Drop for SmtpServer {
     }
 }
 
-fn start_smtp(maildir: &Path) -> SmtpServer {
+pub(super) fn start_smtp(maildir: &Path) -> SmtpServer {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

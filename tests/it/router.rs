@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use super::support::{files_under, root};
 
-const TOKEN: &str = "test-token-5c1f";
+pub(super) const TOKEN: &str = "test-token-5c1f";
 
 /// A port that was free a moment ago (the router binds it right after).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -24,7 +24,7 @@ fn free_port() -> u16 {
 }
 
 /// Polls `check` until it holds or the deadline passes.
-fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+pub(super) fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(
@@ -37,28 +37,28 @@ fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
 
 /// One request the sink received.
 #[derive(Debug, Clone)]
-struct Received {
-    at: Instant,
+pub(super) struct Received {
+    pub at: Instant,
     /// Method and target, e.g. `POST /v2/alerts?x=y`.
-    request_line: String,
+    pub request_line: String,
     /// Body size in bytes.
-    size: usize,
-    headers: BTreeMap<String, String>,
-    body: serde_json::Value,
-    answered: u16,
+    pub size: usize,
+    pub headers: BTreeMap<String, String>,
+    pub body: serde_json::Value,
+    pub answered: u16,
 }
 
 /// A loopback HTTP server standing in for a webhook destination; answers with `status`.
-struct Sink {
-    port: u16,
-    status: Arc<AtomicU16>,
+pub(super) struct Sink {
+    pub port: u16,
+    pub status: Arc<AtomicU16>,
     /// Statuses to answer first, in order, before falling back to `status`.
     script: Arc<Mutex<std::collections::VecDeque<u16>>>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Sink {
-    fn start(status: u16) -> Sink {
+    pub fn start(status: u16) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
         let port = listener.local_addr().expect("addr").port();
         let status = Arc::new(AtomicU16::new(status));
@@ -83,7 +83,7 @@ impl Sink {
         format!("http://127.0.0.1:{}/hook", self.port)
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
@@ -168,7 +168,7 @@ fn serve_connection(
 }
 
 /// The router binary on a loopback port; killed by its PID when dropped.
-struct Router {
+pub(super) struct Router {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -184,7 +184,7 @@ impl Router {
     }
 
     /// Starts (or restarts) the router with the config already in `dir`.
-    fn start_with(dir: &Path, port: u16) -> Router {
+    pub fn start_with(dir: &Path, port: u16) -> Router {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let log = dir.join(format!(
             "router-{}.log",
@@ -210,7 +210,7 @@ impl Router {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub fn get(&self, path: &str) -> (u16, String) {
         match ureq::get(&self.url(path))
             .header("Authorization", &format!("Bearer {TOKEN}"))
             .config()
@@ -260,12 +260,12 @@ impl Router {
             .0
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

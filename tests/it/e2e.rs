@@ -1,0 +1,1208 @@
+//! End to end with the real software, exactly as stackgen renders it: the real Prometheus
+//! evaluates the rendered rules over test services of many loopback instances, the real
+//! Alertmanager (alone, or as a clustered HA pair) groups and routes with the rendered config,
+//! and the router deduplicates and delivers to stubs of the chat and pager services and to a real
+//! SMTP server.
+//!
+//! Only what must change to run on loopback is rewritten: target discovery, addresses, file paths,
+//! and timings (seconds instead of minutes). Debian's Prometheus has no Kubernetes service
+//! discovery, so every `kubernetes_sd_configs` becomes `file_sd_configs` whose target groups carry
+//! the `__meta_kubernetes_*` labels a cluster would supply: the rendered relabelling runs for real
+//! (it must drop a sidecar's port and a pod that is not running) and gives the series their
+//! `service` and `team` labels as it will in a cluster.
+//!
+//! Every scenario waits on outcomes with deadlines and then asserts the exact list of
+//! notifications at every destination of every team.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use yaml_rust2::yaml::Hash;
+use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+
+use super::destinations::{Killed, SmtpServer, start_smtp};
+use super::router::{Router, Sink, TOKEN, free_port};
+use super::support::{render_to_temp, tool};
+
+const PROMETHEUS_PKG: &str = "apt-get install prometheus";
+const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";
+const SPEC: &str = "tests/fixtures/specs/e2e.yaml";
+/// The longest any one outcome may take (a transition takes a few seconds).
+const DEADLINE: Duration = Duration::from_secs(60);
+/// How many instances each test service runs.
+const INSTANCES: usize = 20;
+const PAGERDUTY_ROUTING_KEY: &str = "R0UTINGKEYE2E0000000000000000000";
+const OPSGENIE_API_KEY: &str = "00000000-1111-2222-3333-444444444444";
+
+/// What a test service's instances answer on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// `e2e_healthy 1`.
+    Healthy = 0,
+    /// Scraped fine, but `e2e_healthy 0`: the team's per-pod alert fires for every instance.
+    Unhealthy = 1,
+    /// 503 on every scrape: `up` is 0, the default service-level rules see a failing target.
+    Down = 2,
+}
+
+/// A test service: instances on loopback ports whose health the test switches together.
+struct Fleet {
+    service: &'static str,
+    namespace: &'static str,
+    team: &'static str,
+    /// The container port name the service's scrape job keeps.
+    port_name: &'static str,
+    ports: Vec<u16>,
+    health: Arc<AtomicU8>,
+}
+
+impl Fleet {
+    fn start(
+        service: &'static str,
+        namespace: &'static str,
+        team: &'static str,
+        port_name: &'static str,
+    ) -> Fleet {
+        let health = Arc::new(AtomicU8::new(Health::Healthy as u8));
+        let ports = (0..INSTANCES)
+            .map(|_| {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("bind an instance");
+                let port = listener.local_addr().expect("instance address").port();
+                let health = health.clone();
+                std::thread::spawn(move || {
+                    for stream in listener.incoming().flatten() {
+                        let health = health.clone();
+                        std::thread::spawn(move || serve_metrics(stream, &health));
+                    }
+                });
+                port
+            })
+            .collect();
+        Fleet {
+            service,
+            namespace,
+            team,
+            port_name,
+            ports,
+            health,
+        }
+    }
+
+    fn set(&self, health: Health) {
+        self.health.store(health as u8, Ordering::SeqCst);
+    }
+
+    fn job_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.service)
+    }
+
+    /// The target groups Kubernetes pod discovery would give the service's scrape job: one per
+    /// container port of every pod. Besides the metrics port, every pod has a sidecar port, and
+    /// one more pod is still pending: the rendered relabelling must drop both.
+    fn target_groups(&self) -> Value {
+        let group = |pod: String, node: usize, port_name: &str, port: u16, phase: &str| {
+            json!({
+                "targets": [format!("127.0.0.1:{port}")],
+                "labels": {
+                    "__meta_kubernetes_namespace": self.namespace,
+                    "__meta_kubernetes_pod_name": pod,
+                    "__meta_kubernetes_pod_node_name": format!("node-{node}"),
+                    "__meta_kubernetes_pod_phase": phase,
+                    "__meta_kubernetes_pod_ready": if phase == "Running" { "true" } else { "false" },
+                    "__meta_kubernetes_pod_label_app": self.service,
+                    "__meta_kubernetes_pod_container_name": self.service,
+                    "__meta_kubernetes_pod_container_port_name": port_name,
+                    "__meta_kubernetes_pod_container_port_number": port.to_string(),
+                    "__meta_kubernetes_pod_container_port_protocol": "TCP",
+                }
+            })
+        };
+        let mut groups = Vec::new();
+        for (index, port) in self.ports.iter().enumerate() {
+            let pod = format!("{}-5d8f7c9b4-{index:02}", self.service);
+            groups.push(group(
+                pod.clone(),
+                index % 3,
+                self.port_name,
+                *port,
+                "Running",
+            ));
+            groups.push(group(pod, index % 3, "sidecar-admin", 9, "Running"));
+        }
+        let pending = format!("{}-5d8f7c9b4-pending", self.service);
+        groups.push(group(pending, 0, self.port_name, 9, "Pending"));
+        Value::Array(groups)
+    }
+}
+
+/// Answers scrapes on one connection (Prometheus keeps connections alive).
+fn serve_metrics(stream: TcpStream, health: &AtomicU8) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = stream;
+    loop {
+        // The request line and headers, up to the blank line; scrapes have no body.
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line.trim_end().is_empty() => break,
+                Ok(_) => {}
+            }
+        }
+        let health = health.load(Ordering::SeqCst);
+        let reply = if health == Health::Down as u8 {
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_string()
+        } else {
+            let value = u8::from(health == Health::Healthy as u8);
+            let body = format!(
+                "# HELP e2e_healthy Whether the instance passes its own health check.\n# TYPE e2e_healthy gauge\ne2e_healthy {value}\n"
+            );
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        if writer.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A real Prometheus or Alertmanager process on a loopback port, killed by its PID when dropped.
+struct Server {
+    name: String,
+    port: u16,
+    log: PathBuf,
+    _process: Killed,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn get_json(&self, path: &str) -> Value {
+        get_json(&self.url(path))
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+fn get_json(url: &str) -> Value {
+    ureq::get(url)
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .ok()
+        .and_then(|mut response| response.body_mut().read_to_string().ok())
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn get_ok(url: &str) -> bool {
+    ureq::get(url)
+        .call()
+        .is_ok_and(|response| response.status() == 200)
+}
+
+/// The stand-ins for the SaaS destinations, by `team/destination`.
+struct Stubs {
+    slack: Sink,
+    pagerduty: Sink,
+    msteams: Sink,
+    opsgenie: Sink,
+    webhook: Sink,
+}
+
+impl Stubs {
+    fn start() -> Stubs {
+        Stubs {
+            slack: Sink::start(200),
+            pagerduty: Sink::start(202),
+            msteams: Sink::start(202),
+            opsgenie: Sink::start(202),
+            webhook: Sink::start(200),
+        }
+    }
+
+    fn all(&self) -> [(&'static str, &Sink); 5] {
+        [
+            ("payments/slack", &self.slack),
+            ("payments/pagerduty", &self.pagerduty),
+            ("search/msteams", &self.msteams),
+            ("search/opsgenie", &self.opsgenie),
+            ("platform/webhook", &self.webhook),
+        ]
+    }
+
+    /// Makes every stub answer `status` (and, for the pagers, their 202 once healthy).
+    fn answer(&self, healthy: bool) {
+        for (name, sink) in self.all() {
+            let status = match (healthy, name) {
+                (false, _) => 503,
+                (true, "payments/slack" | "platform/webhook") => 200,
+                (true, _) => 202,
+            };
+            sink.status.store(status, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The alert names the scenarios make fire.
+const ALERTNAMES: &[&str] = &[
+    "CheckoutPodUnhealthy",
+    "SearchApiPodUnhealthy",
+    "ServiceTargetsDown",
+];
+
+/// `opened:<alertname>` or `resolved:<alertname>` for one request a stub accepted.
+fn describe(
+    destination: &str,
+    request_line: &str,
+    body: &Value,
+    keys: &BTreeMap<String, String>,
+) -> String {
+    let text = body.to_string();
+    let named = ALERTNAMES
+        .iter()
+        .find(|name| text.contains(*name))
+        .map(|name| name.to_string());
+    match destination {
+        // PagerDuty resolves and Opsgenie closes by key only: name them by what the key opened.
+        "payments/pagerduty" => {
+            let key = body["dedup_key"].as_str().unwrap_or_default();
+            match body["event_action"].as_str() {
+                Some("trigger") => format!("opened:{}", named.unwrap_or_default()),
+                Some("resolve") => {
+                    format!("resolved:{}", keys.get(key).cloned().unwrap_or_default())
+                }
+                other => format!("unexpected event_action {other:?}"),
+            }
+        }
+        "search/opsgenie" => {
+            if request_line.ends_with("/close?identifierType=alias") {
+                let alias = request_line
+                    .trim_start_matches("POST /v2/alerts/")
+                    .trim_end_matches("/close?identifierType=alias");
+                format!("resolved:{}", keys.get(alias).cloned().unwrap_or_default())
+            } else {
+                format!("opened:{}", named.unwrap_or_default())
+            }
+        }
+        "platform/webhook" => format!(
+            "{}:{}",
+            body["kind"].as_str().unwrap_or_default(),
+            named.unwrap_or_default()
+        ),
+        _ => {
+            let transition = if text.contains("RESOLVED") {
+                "resolved"
+            } else {
+                "opened"
+            };
+            format!("{transition}:{}", named.unwrap_or_default())
+        }
+    }
+}
+
+/// Everything one scenario runs: the rendered stack, started on loopback.
+struct Pipeline {
+    prometheus: Server,
+    alertmanagers: Vec<Server>,
+    router: Router,
+    router_port: u16,
+    router_dir: PathBuf,
+    stubs: Stubs,
+    fleets: Vec<Fleet>,
+    maildir: PathBuf,
+    _smtp: SmtpServer,
+    /// Removed last, after every process above is killed.
+    _tmp: tempfile::TempDir,
+}
+
+impl Pipeline {
+    /// Renders the e2e spec and starts everything, with `alertmanagers` clustered Alertmanagers.
+    fn start(alertmanagers: usize) -> Pipeline {
+        let prometheus_bin = tool("prometheus", PROMETHEUS_PKG);
+        let alertmanager_bin = tool("prometheus-alertmanager", ALERTMANAGER_PKG);
+        let (tmp, out) = render_to_temp(SPEC);
+        let dir = tmp.path().to_path_buf();
+
+        let fleets = vec![
+            Fleet::start("checkout", "shop", "payments", "http-metrics"),
+            Fleet::start("search-api", "search", "search", "metrics"),
+        ];
+        let stubs = Stubs::start();
+        let maildir = dir.join("mail");
+        let smtp = start_smtp(&maildir);
+
+        // Secrets, as Kubernetes would mount them.
+        let stub_base = |sink: &Sink| format!("http://127.0.0.1:{}", sink.port);
+        let secrets = [
+            ("stackgen/auth/token", TOKEN.to_string()),
+            ("alertmanager/secrets/router/token", TOKEN.to_string()),
+            (
+                "stackgen/secrets/payments-alerting/slack-url",
+                format!("{}/services/T000/B000/XXXX", stub_base(&stubs.slack)),
+            ),
+            (
+                "stackgen/secrets/payments-alerting/pagerduty-routing-key",
+                PAGERDUTY_ROUTING_KEY.to_string(),
+            ),
+            (
+                "stackgen/secrets/search-alerting/teams-url",
+                format!(
+                    "{}/workflows/e2e/triggers/manual/paths/invoke",
+                    stub_base(&stubs.msteams)
+                ),
+            ),
+            (
+                "stackgen/secrets/search-alerting/opsgenie-api-key",
+                OPSGENIE_API_KEY.to_string(),
+            ),
+            (
+                "stackgen/secrets/platform-alerting/webhook-url",
+                format!("{}/hook", stub_base(&stubs.webhook)),
+            ),
+            (
+                "serviceaccount/token",
+                "e2e-serviceaccount-token".to_string(),
+            ),
+            ("serviceaccount/ca.crt", String::new()),
+        ];
+        for (path, value) in secrets {
+            let file = dir.join("etc").join(path);
+            std::fs::create_dir_all(file.parent().expect("parent")).expect("secret dir");
+            std::fs::write(&file, value).expect("write secret");
+        }
+
+        // The router, with its rendered configuration.
+        let router_port = free_port();
+        let router_dir = dir.join("router");
+        std::fs::create_dir_all(&router_dir).expect("router dir");
+        let mut config = load_yaml(&out.join("router/router.yaml"));
+        relocate_paths(&mut config, &dir);
+        set(
+            &mut config,
+            &["listen"],
+            &format!("127.0.0.1:{router_port}"),
+        );
+        set(&mut config, &["dedup", "resolve_hold"], "1s");
+        set(&mut config, &["delivery", "initial_backoff"], "100ms");
+        set(&mut config, &["delivery", "max_backoff"], "500ms");
+        set(&mut config, &["smtp", "host"], "127.0.0.1");
+        set(&mut config, &["smtp", "tls"], "none");
+        map_at(&mut config, &["smtp"]).insert(key("port"), Yaml::Integer(i64::from(smtp.port)));
+        for team in ["payments", "search", "platform"] {
+            let Yaml::Array(list) = map_at(&mut config, &["teams", team])
+                .get_mut(&key("destinations"))
+                .expect("destinations")
+            else {
+                panic!("destinations of {team} are not a list")
+            };
+            for destination in list {
+                let Yaml::Hash(d) = destination else { continue };
+                let api_url = match d.get(&key("kind")).and_then(Yaml::as_str) {
+                    Some("pagerduty") => format!("{}/v2/enqueue", stub_base(&stubs.pagerduty)),
+                    Some("opsgenie") => stub_base(&stubs.opsgenie),
+                    _ => continue,
+                };
+                d.insert(key("api_url"), Yaml::String(api_url));
+            }
+        }
+        save_yaml(&router_dir.join("router.yaml"), &config);
+        let router = Router::start_with(&router_dir, router_port);
+
+        // Alertmanager, with its rendered configuration, sending to the router.
+        let mut config = load_yaml(&out.join("alertmanager/alertmanager.yml"));
+        relocate_paths(&mut config, &dir);
+        rewrite_strings(&mut config, &|text| {
+            text.replace(
+                "http://stackgen-router.monitoring.svc:8080",
+                &format!("http://127.0.0.1:{router_port}"),
+            )
+        });
+        set(&mut config, &["route", "group_wait"], "1s");
+        set(&mut config, &["route", "group_interval"], "1s");
+        let am_config = dir.join("alertmanager.yml");
+        save_yaml(&am_config, &config);
+        let rendered_args = container_args(&out.join("alertmanager/statefulset.yaml"));
+        let web_ports: Vec<u16> = (0..alertmanagers).map(|_| free_port()).collect();
+        let cluster_ports: Vec<u16> = (0..alertmanagers).map(|_| free_port()).collect();
+        let mut started = Vec::new();
+        for index in 0..alertmanagers {
+            let mut args: Vec<String> = rendered_args
+                .iter()
+                .filter(|arg| !arg.starts_with("--cluster."))
+                .map(|arg| match arg.split_once('=') {
+                    Some(("--config.file", _)) => format!("--config.file={}", am_config.display()),
+                    Some(("--storage.path", _)) => {
+                        format!(
+                            "--storage.path={}",
+                            dir.join(format!("alertmanager-{index}")).display()
+                        )
+                    }
+                    Some(("--web.listen-address", _)) => {
+                        format!("--web.listen-address=127.0.0.1:{}", web_ports[index])
+                    }
+                    _ => arg.clone(),
+                })
+                .collect();
+            if alertmanagers == 1 {
+                args.push("--cluster.listen-address=".into());
+            } else {
+                let own = cluster_ports[index];
+                args.push(format!("--cluster.listen-address=127.0.0.1:{own}"));
+                args.push(format!("--cluster.advertise-address=127.0.0.1:{own}"));
+                args.extend(
+                    cluster_ports
+                        .iter()
+                        .map(|p| format!("--cluster.peer=127.0.0.1:{p}")),
+                );
+                // Seconds, not the default 15 s: how long a replica waits for its peers'
+                // notification log before sending itself.
+                args.push("--cluster.peer-timeout=1s".into());
+            }
+            started.push(spawn(
+                &format!("alertmanager-{index}"),
+                &alertmanager_bin,
+                &args,
+                &[],
+                &dir,
+                web_ports[index],
+            ));
+        }
+        for server in &started {
+            wait(
+                &format!("{} to be ready", server.name),
+                || get_ok(&server.url("/-/ready")),
+                || server.log(),
+            );
+        }
+        if alertmanagers > 1 {
+            for server in &started {
+                wait(
+                    &format!("{} to see all {alertmanagers} peers", server.name),
+                    || {
+                        let status = server.get_json("/api/v2/status");
+                        status["cluster"]["status"] == "ready"
+                            && status["cluster"]["peers"].as_array().map_or(0, Vec::len)
+                                == alertmanagers
+                    },
+                    || server.log(),
+                );
+            }
+        }
+
+        // Prometheus, with its rendered configuration and rules, discovering through files.
+        let sd = dir.join("sd");
+        std::fs::create_dir_all(&sd).expect("sd dir");
+        let mut config = load_yaml(&out.join("prometheus/prometheus.yml"));
+        relocate_paths(&mut config, &dir);
+        set(&mut config, &["global", "scrape_interval"], "1s");
+        set(&mut config, &["global", "evaluation_interval"], "1s");
+        let rules = out.join("prometheus/rules/*.yaml").display().to_string();
+        map_at(&mut config, &[]).insert(key("rule_files"), Yaml::Array(vec![Yaml::String(rules)]));
+        let alertmanager_groups: Vec<Value> = web_ports
+            .iter()
+            .enumerate()
+            .map(|(index, port)| {
+                json!({
+                    "targets": [format!("127.0.0.1:{port}")],
+                    "labels": {
+                        "__meta_kubernetes_namespace": "monitoring",
+                        "__meta_kubernetes_service_name": "alertmanager-headless",
+                        "__meta_kubernetes_endpoint_port_name": "web",
+                        "__meta_kubernetes_pod_name": format!("alertmanager-{index}"),
+                    }
+                })
+            })
+            .collect();
+        let Yaml::Array(managers) = map_at(&mut config, &["alerting"])
+            .get_mut(&key("alertmanagers"))
+            .expect("alertmanagers")
+        else {
+            panic!("alerting.alertmanagers is not a list")
+        };
+        for manager in managers.iter_mut() {
+            use_file_sd(
+                manager,
+                &sd.join("alertmanagers.json"),
+                &Value::Array(alertmanager_groups.clone()),
+            );
+        }
+        let Yaml::Array(jobs) = map_at(&mut config, &[])
+            .get_mut(&key("scrape_configs"))
+            .expect("scrape_configs")
+        else {
+            panic!("scrape_configs is not a list")
+        };
+        for (index, job) in jobs.iter_mut().enumerate() {
+            let name = job["job_name"].as_str().unwrap_or_default().to_string();
+            let groups = fleets
+                .iter()
+                .find(|fleet| fleet.job_name() == name)
+                .map_or(Value::Array(Vec::new()), Fleet::target_groups);
+            use_file_sd(job, &sd.join(format!("job-{index}.json")), &groups);
+        }
+        let prometheus_config = dir.join("prometheus.yml");
+        save_yaml(&prometheus_config, &config);
+        let port = free_port();
+        let mut args: Vec<String> = container_args(&out.join("prometheus/statefulset.yaml"))
+            .into_iter()
+            .map(|arg| match arg.split_once('=') {
+                Some(("--config.file", _)) => {
+                    format!("--config.file={}", prometheus_config.display())
+                }
+                Some(("--storage.tsdb.path", _)) => {
+                    format!(
+                        "--storage.tsdb.path={}",
+                        dir.join("prometheus-data").display()
+                    )
+                }
+                _ => arg,
+            })
+            .collect();
+        args.push(format!("--web.listen-address=127.0.0.1:{port}"));
+        // The rendered image (Prometheus 3) expands `${POD_NAME}` in external labels by default;
+        // Debian's 2.42 needs the feature flag.
+        args.push("--enable-feature=expand-external-labels".into());
+        let prometheus = spawn(
+            "prometheus",
+            &prometheus_bin,
+            &args,
+            &[("POD_NAME", "prometheus-0")],
+            &dir,
+            port,
+        );
+        wait(
+            "prometheus to be ready",
+            || get_ok(&prometheus.url("/-/ready")),
+            || prometheus.log(),
+        );
+
+        let pipeline = Pipeline {
+            prometheus,
+            alertmanagers: started,
+            router,
+            router_port,
+            router_dir,
+            stubs,
+            fleets,
+            maildir,
+            _smtp: smtp,
+            _tmp: tmp,
+        };
+        pipeline.wait_for("every instance to be scraped, and nothing else", || {
+            pipeline
+                .fleets
+                .iter()
+                .all(|fleet| pipeline.targets_up(fleet) == INSTANCES)
+        });
+        pipeline
+    }
+
+    fn fleet(&self, service: &str) -> &Fleet {
+        self.fleets
+            .iter()
+            .find(|fleet| fleet.service == service)
+            .expect("a test service")
+    }
+
+    /// Instances of `fleet` that Prometheus scrapes successfully, with the labels the rendered
+    /// relabelling must give them. Panics on a target that should have been dropped.
+    fn targets_up(&self, fleet: &Fleet) -> usize {
+        let targets = self.prometheus.get_json("/api/v1/targets?state=active");
+        let active: Vec<&Value> = targets["data"]["activeTargets"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter(|t| t["scrapePool"] == fleet.job_name().as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for target in &active {
+            let labels = &target["labels"];
+            assert_eq!(labels["service"], fleet.service, "{target}");
+            assert_eq!(labels["team"], fleet.team, "{target}");
+            assert_eq!(labels["namespace"], fleet.namespace, "{target}");
+            assert_eq!(labels["cluster"], "e2e", "{target}");
+            assert!(
+                labels["pod"]
+                    .as_str()
+                    .is_some_and(|pod| !pod.ends_with("-pending")),
+                "a pod that is not running was kept: {target}"
+            );
+        }
+        assert!(
+            active.len() <= INSTANCES,
+            "a sidecar port or pending pod was kept: {active:?}"
+        );
+        active.iter().filter(|t| t["health"] == "up").count()
+    }
+
+    /// The alerting rule `name` as Prometheus reports it (state, health, last evaluation).
+    fn rule(&self, name: &str) -> Value {
+        let rules = self.prometheus.get_json("/api/v1/rules?type=alert");
+        rules["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+            .find(|rule| rule["name"] == name)
+            .unwrap_or(Value::Null)
+    }
+
+    /// Active alerts in one Alertmanager named `alertname`.
+    fn alerts_in(&self, alertmanager: &Server, alertname: &str) -> usize {
+        alertmanager
+            .get_json(&format!("/api/v2/alerts?active=true&silenced=false&inhibited=false&filter=alertname%3D%22{alertname}%22"))
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+
+    /// The router's incidents named `alertname`: (status, members).
+    fn incidents(&self, alertname: &str) -> Vec<(String, usize)> {
+        let listed = get_json(&format!(
+            "http://127.0.0.1:{}/api/v1/incidents",
+            self.router_port
+        ));
+        listed["incidents"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter(|incident| incident["alertname"] == alertname)
+                    .map(|incident| {
+                        (
+                            incident["status"]["state"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            incident["members"].as_array().map_or(0, Vec::len),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Notifications the router still has to deliver.
+    fn pending(&self) -> Option<u64> {
+        let (status, text) = self.router.get("/metrics");
+        (status == 200).then_some(())?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("stackgen_outbox_pending_notifications "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .map(|value| value as u64)
+    }
+
+    /// Every notification each destination accepted, in order of arrival.
+    fn delivered(&self) -> BTreeMap<String, Vec<String>> {
+        let mut all = BTreeMap::new();
+        for (destination, sink) in self.stubs.all() {
+            let accepted: Vec<_> = sink
+                .received()
+                .into_iter()
+                .filter(|r| r.answered < 300)
+                .collect();
+            // What each pager key opened, so resolves (which carry only the key) can be named.
+            let mut keys = BTreeMap::new();
+            for r in &accepted {
+                let name = ALERTNAMES.iter().find(|n| r.body.to_string().contains(*n));
+                for key in [&r.body["dedup_key"], &r.body["alias"]] {
+                    if let (Some(key), Some(name)) = (key.as_str(), name) {
+                        keys.insert(key.to_string(), name.to_string());
+                    }
+                }
+            }
+            let described = accepted
+                .iter()
+                .map(|r| describe(destination, &r.request_line, &r.body, &keys))
+                .collect();
+            all.insert(destination.to_string(), described);
+        }
+        all.insert("payments/email".to_string(), self.emails());
+        all
+    }
+
+    /// The e-mails the SMTP server received, oldest first, as `opened:`/`resolved:` + alertname.
+    fn emails(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(self.maildir.join(sub)).ok())
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|file| {
+                let message = std::fs::read_to_string(file).unwrap_or_default();
+                let subject = message
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Subject: "))
+                    .unwrap_or_default()
+                    .to_string();
+                let name = ALERTNAMES
+                    .iter()
+                    .find(|n| subject.contains(*n))
+                    .copied()
+                    .unwrap_or_default();
+                let transition = if subject.starts_with("[RESOLVED]") {
+                    "resolved"
+                } else {
+                    "opened"
+                };
+                format!("{transition}:{name}")
+            })
+            .collect()
+    }
+
+    /// Polls `check` until it holds; on timeout, fails with what every part has logged.
+    fn wait_for(&self, what: &str, check: impl FnMut() -> bool) {
+        wait(what, check, || self.diagnostics());
+    }
+
+    fn diagnostics(&self) -> String {
+        let mut text = format!("delivered: {:#?}\n", self.delivered());
+        text.push_str(&format!("--- router log\n{}\n", self.router.log()));
+        for server in std::iter::once(&self.prometheus).chain(&self.alertmanagers) {
+            text.push_str(&format!(
+                "--- {} log (last lines)\n{}\n",
+                server.name,
+                server.log()
+            ));
+        }
+        text
+    }
+
+    /// Waits until the destinations have accepted exactly `expected` (every destination of every
+    /// team listed, most with nothing), then until the router has nothing left to deliver, and
+    /// checks again: nothing arrived late.
+    fn expect_delivered(&self, expected: &[(&str, &[&str])]) {
+        let expected: BTreeMap<String, Vec<String>> = expected
+            .iter()
+            .map(|(destination, list)| {
+                (
+                    destination.to_string(),
+                    list.iter().map(|s| s.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            expected.keys().collect::<Vec<_>>(),
+            self.delivered().keys().collect::<Vec<_>>(),
+            "the expectation must name every destination"
+        );
+        self.wait_for(
+            &format!("exactly these notifications: {expected:#?}"),
+            || self.delivered() == expected,
+        );
+        self.wait_for("the router to have nothing left to deliver", || {
+            self.pending() == Some(0)
+        });
+        assert_eq!(self.delivered(), expected, "a notification arrived late");
+    }
+
+    /// Kills the router with SIGKILL and starts it again on the same port and store.
+    fn restart_router(&mut self) {
+        self.router.kill();
+        self.router = Router::start_with(&self.router_dir, self.router_port);
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or [`DEADLINE`] passes.
+fn wait(what: &str, mut check: impl FnMut() -> bool, diagnostics: impl Fn() -> String) {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > DEADLINE {
+            panic!(
+                "timed out after {DEADLINE:?} waiting for {what}\n{}",
+                diagnostics()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn(
+    name: &str,
+    binary: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    dir: &Path,
+    port: u16,
+) -> Server {
+    let log = dir.join(format!("{name}.log"));
+    let process = Command::new(binary)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} does not start: {e}", binary.display()));
+    Server {
+        name: name.to_string(),
+        port,
+        log,
+        _process: Killed(process),
+    }
+}
+
+fn key(name: &str) -> Yaml {
+    Yaml::String(name.to_string())
+}
+
+fn load_yaml(path: &Path) -> Yaml {
+    let text = std::fs::read_to_string(path).expect("rendered file");
+    YamlLoader::load_from_str(&text)
+        .expect("rendered YAML parses")
+        .into_iter()
+        .next()
+        .expect("one document")
+}
+
+fn save_yaml(path: &Path, document: &Yaml) {
+    let mut text = String::new();
+    YamlEmitter::new(&mut text)
+        .dump(document)
+        .expect("emit YAML");
+    std::fs::write(path, text + "\n").expect("write config");
+}
+
+/// The mapping at `path` (the root for an empty path).
+fn map_at<'a>(document: &'a mut Yaml, path: &[&str]) -> &'a mut Hash {
+    let mut node = document;
+    for step in path {
+        let Yaml::Hash(map) = node else {
+            panic!("{path:?}: not a mapping at {step}")
+        };
+        node = map
+            .get_mut(&key(step))
+            .unwrap_or_else(|| panic!("{path:?}: no {step}"));
+    }
+    match node {
+        Yaml::Hash(map) => map,
+        _ => panic!("{path:?} is not a mapping"),
+    }
+}
+
+fn set(document: &mut Yaml, path: &[&str], value: &str) {
+    let (last, parent) = path.split_last().expect("a path");
+    map_at(document, parent).insert(key(last), Yaml::String(value.to_string()));
+}
+
+fn rewrite_strings(node: &mut Yaml, rewrite: &dyn Fn(&str) -> String) {
+    match node {
+        Yaml::String(text) => *text = rewrite(text),
+        Yaml::Array(list) => list
+            .iter_mut()
+            .for_each(|item| rewrite_strings(item, rewrite)),
+        Yaml::Hash(map) => map
+            .iter_mut()
+            .for_each(|(_, value)| rewrite_strings(value, rewrite)),
+        _ => {}
+    }
+}
+
+/// Points the in-cluster paths (mounted Secrets, the service account, the data volume) at the
+/// same files under `dir`.
+fn relocate_paths(document: &mut Yaml, dir: &Path) {
+    let etc = dir.join("etc");
+    let var = dir.join("var");
+    rewrite_strings(document, &|text| {
+        for (from, to) in [
+            ("/etc/stackgen/", etc.join("stackgen")),
+            (
+                "/etc/alertmanager/secrets/",
+                etc.join("alertmanager/secrets"),
+            ),
+            (
+                "/var/run/secrets/kubernetes.io/serviceaccount/",
+                etc.join("serviceaccount"),
+            ),
+            ("/var/lib/stackgen/", var.clone()),
+        ] {
+            if let Some(rest) = text.strip_prefix(from) {
+                return to.join(rest).display().to_string();
+            }
+        }
+        text.to_string()
+    });
+    std::fs::create_dir_all(&var).expect("state dir");
+}
+
+/// Replaces a job's `kubernetes_sd_configs` with one `file_sd_configs` file holding `groups`.
+fn use_file_sd(job: &mut Yaml, file: &Path, groups: &Value) {
+    let Yaml::Hash(map) = job else {
+        panic!("a job is not a mapping")
+    };
+    assert!(
+        map.remove(&key("kubernetes_sd_configs")).is_some(),
+        "every rendered job discovers through the Kubernetes API"
+    );
+    std::fs::write(file, serde_json::to_vec_pretty(groups).expect("json")).expect("write sd file");
+    let mut sd = Hash::new();
+    sd.insert(
+        key("files"),
+        Yaml::Array(vec![Yaml::String(file.display().to_string())]),
+    );
+    map.insert(key("file_sd_configs"), Yaml::Array(vec![Yaml::Hash(sd)]));
+}
+
+/// The `args` of the first container of a rendered workload.
+fn container_args(workload: &Path) -> Vec<String> {
+    let document = load_yaml(workload);
+    document["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_vec()
+        .expect("rendered args")
+        .iter()
+        .filter_map(|arg| arg.as_str().map(str::to_string))
+        .collect()
+}
+
+const NOTHING: &[&str] = &[];
+
+#[test]
+fn a_storm_of_twenty_failing_pods_is_one_incident_for_the_owning_team_only() {
+    let pipeline = Pipeline::start(1);
+    pipeline.fleet("checkout").set(Health::Unhealthy);
+    pipeline.wait_for("all 20 pods in one incident", || {
+        pipeline.incidents("CheckoutPodUnhealthy") == [("open".to_string(), INSTANCES)]
+    });
+    let opened = &["opened:CheckoutPodUnhealthy"];
+    pipeline.expect_delivered(&[
+        ("payments/slack", opened),
+        ("payments/pagerduty", opened),
+        ("payments/email", opened),
+        ("search/msteams", NOTHING),
+        ("search/opsgenie", NOTHING),
+        ("platform/webhook", NOTHING),
+    ]);
+    assert_eq!(
+        pipeline.alerts_in(&pipeline.alertmanagers[0], "CheckoutPodUnhealthy"),
+        INSTANCES
+    );
+
+    pipeline.fleet("checkout").set(Health::Healthy);
+    let both = &[
+        "opened:CheckoutPodUnhealthy",
+        "resolved:CheckoutPodUnhealthy",
+    ];
+    pipeline.expect_delivered(&[
+        ("payments/slack", both),
+        ("payments/pagerduty", both),
+        ("payments/email", both),
+        ("search/msteams", NOTHING),
+        ("search/opsgenie", NOTHING),
+        ("platform/webhook", NOTHING),
+    ]);
+}
+
+#[test]
+fn two_services_of_two_teams_failing_at_once_reach_only_their_owners() {
+    let pipeline = Pipeline::start(1);
+    pipeline.fleet("checkout").set(Health::Unhealthy);
+    pipeline.fleet("search-api").set(Health::Unhealthy);
+    pipeline.wait_for("one incident per service, each with all its pods", || {
+        pipeline.incidents("CheckoutPodUnhealthy") == [("open".to_string(), INSTANCES)]
+            && pipeline.incidents("SearchApiPodUnhealthy") == [("open".to_string(), INSTANCES)]
+    });
+    pipeline.fleet("checkout").set(Health::Healthy);
+    pipeline.fleet("search-api").set(Health::Healthy);
+    let checkout = &[
+        "opened:CheckoutPodUnhealthy",
+        "resolved:CheckoutPodUnhealthy",
+    ];
+    let search = &[
+        "opened:SearchApiPodUnhealthy",
+        "resolved:SearchApiPodUnhealthy",
+    ];
+    pipeline.expect_delivered(&[
+        ("payments/slack", checkout),
+        ("payments/pagerduty", checkout),
+        ("payments/email", checkout),
+        ("search/msteams", search),
+        ("search/opsgenie", search),
+        ("platform/webhook", NOTHING),
+    ]);
+}
+
+#[test]
+fn an_alertmanager_ha_pair_still_gives_one_notification_per_transition() {
+    let pipeline = Pipeline::start(2);
+    pipeline.fleet("checkout").set(Health::Unhealthy);
+    // Prometheus sends every alert to both replicas, and both may notify the router.
+    pipeline.wait_for("both Alertmanagers to hold all 20 alerts", || {
+        pipeline
+            .alertmanagers
+            .iter()
+            .all(|am| pipeline.alerts_in(am, "CheckoutPodUnhealthy") == INSTANCES)
+    });
+    let opened = &["opened:CheckoutPodUnhealthy"];
+    pipeline.expect_delivered(&[
+        ("payments/slack", opened),
+        ("payments/pagerduty", opened),
+        ("payments/email", opened),
+        ("search/msteams", NOTHING),
+        ("search/opsgenie", NOTHING),
+        ("platform/webhook", NOTHING),
+    ]);
+    pipeline.fleet("checkout").set(Health::Healthy);
+    let both = &[
+        "opened:CheckoutPodUnhealthy",
+        "resolved:CheckoutPodUnhealthy",
+    ];
+    pipeline.expect_delivered(&[
+        ("payments/slack", both),
+        ("payments/pagerduty", both),
+        ("payments/email", both),
+        ("search/msteams", NOTHING),
+        ("search/opsgenie", NOTHING),
+        ("platform/webhook", NOTHING),
+    ]);
+}
+
+#[test]
+fn a_router_killed_with_pending_notifications_loses_nothing_and_pages_once() {
+    let mut pipeline = Pipeline::start(1);
+    pipeline.stubs.answer(false);
+    pipeline.fleet("checkout").set(Health::Unhealthy);
+    // The e-mail goes out (the SMTP server is up) and is recorded; the others keep failing.
+    pipeline.wait_for(
+        "the e-mail sent and the chat and pager deliveries failing",
+        || {
+            pipeline.emails() == ["opened:CheckoutPodUnhealthy"]
+                && pipeline.pending() == Some(2)
+                && [&pipeline.stubs.slack, &pipeline.stubs.pagerduty]
+                    .iter()
+                    .all(|sink| sink.received().len() >= 2)
+        },
+    );
+    pipeline.restart_router();
+    pipeline.stubs.answer(true);
+    let opened = &["opened:CheckoutPodUnhealthy"];
+    pipeline.expect_delivered(&[
+        ("payments/slack", opened),
+        ("payments/pagerduty", opened),
+        ("payments/email", opened),
+        ("search/msteams", NOTHING),
+        ("search/opsgenie", NOTHING),
+        ("platform/webhook", NOTHING),
+    ]);
+    pipeline.fleet("checkout").set(Health::Healthy);
+    let both = &[
+        "opened:CheckoutPodUnhealthy",
+        "resolved:CheckoutPodUnhealthy",
+    ];
+    pipeline.expect_delivered(&[
+        ("payments/slack", both),
+        ("payments/pagerduty", both),
+        ("payments/email", both),
+        ("search/msteams", NOTHING),
+        ("search/opsgenie", NOTHING),
+        ("platform/webhook", NOTHING),
+    ]);
+    // Every attempt at the pager, failed or not, before and after the crash, used one key.
+    let keys: std::collections::BTreeSet<String> = pipeline
+        .stubs
+        .pagerduty
+        .received()
+        .iter()
+        .filter_map(|r| r.body["dedup_key"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one PagerDuty dedup key per incident: {keys:?}"
+    );
+}
+
+#[test]
+fn a_destination_down_for_a_while_gets_every_notification_in_order() {
+    let pipeline = Pipeline::start(1);
+    pipeline.stubs.slack.status.store(503, Ordering::SeqCst);
+    pipeline.fleet("checkout").set(Health::Unhealthy);
+    let opened = &["opened:CheckoutPodUnhealthy"];
+    let both = &[
+        "opened:CheckoutPodUnhealthy",
+        "resolved:CheckoutPodUnhealthy",
+    ];
+    pipeline.wait_for("the others notified while Slack answers 503", || {
+        pipeline.delivered()["payments/pagerduty"] == opened
+            && pipeline.stubs.slack.received().len() >= 3
+    });
+    pipeline.fleet("checkout").set(Health::Healthy);
+    pipeline.wait_for(
+        "the resolve delivered elsewhere, Slack still failing",
+        || pipeline.delivered()["payments/pagerduty"] == both && pipeline.pending() == Some(2),
+    );
+    pipeline.stubs.slack.status.store(200, Ordering::SeqCst);
+    pipeline.expect_delivered(&[
+        ("payments/slack", both),
+        ("payments/pagerduty", both),
+        ("payments/email", both),
+        ("search/msteams", NOTHING),
+        ("search/opsgenie", NOTHING),
+        ("platform/webhook", NOTHING),
+    ]);
+    let failed = pipeline
+        .stubs
+        .slack
+        .received()
+        .iter()
+        .filter(|r| r.answered == 503)
+        .count();
+    assert!(failed >= 3, "Slack answered 503 {failed} times");
+}
+
+#[test]
+fn a_default_service_rule_fires_for_failing_targets_and_stays_silent_while_healthy() {
+    let pipeline = Pipeline::start(1);
+    // Three evaluations of the default service rules over healthy targets: nothing fires.
+    let mut evaluations = std::collections::BTreeSet::new();
+    pipeline.wait_for(
+        "three evaluations of ServiceTargetsDown over healthy targets",
+        || {
+            let rule = pipeline.rule("ServiceTargetsDown");
+            assert_eq!(rule["health"], "ok", "{rule}");
+            assert_eq!(rule["state"], "inactive", "{rule}");
+            evaluations.insert(rule["lastEvaluation"].to_string());
+            evaluations.len() > 3
+        },
+    );
+    assert_eq!(
+        pipeline.alerts_in(&pipeline.alertmanagers[0], "ServiceTargetsDown"),
+        0
+    );
+
+    pipeline.fleet("checkout").set(Health::Down);
+    pipeline.wait_for("ServiceTargetsDown to fire for checkout", || {
+        pipeline.incidents("ServiceTargetsDown") == [("open".to_string(), 1)]
+    });
+    pipeline.fleet("checkout").set(Health::Healthy);
+    let both = &["opened:ServiceTargetsDown", "resolved:ServiceTargetsDown"];
+    pipeline.expect_delivered(&[
+        ("payments/slack", both),
+        ("payments/pagerduty", both),
+        ("payments/email", both),
+        ("search/msteams", NOTHING),
+        ("search/opsgenie", NOTHING),
+        ("platform/webhook", NOTHING),
+    ]);
+}
