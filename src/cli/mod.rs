@@ -1,5 +1,7 @@
 //! The command line: argument types and the glue for each command. Only this module prints.
 
+mod demo;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +26,16 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// See stackgen work, with nothing to install: render the example stack, start the router on
+    /// loopback and replay an alert storm through it.
+    Demo {
+        /// Where to write the example spec and the rendered stack.
+        #[arg(long, default_value = "stackgen-demo")]
+        dir: PathBuf,
+        /// Replay speed: 1 is real time (about 7 seconds of alerts), 10 is ten times faster.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
     /// Write a commented starter stack.yaml.
     Init {
         /// Platform profile of the cluster.
@@ -198,6 +210,10 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
+        Command::Demo { dir, speed } => {
+            demo::run(&dir, speed)?;
+            Ok(Outcome::Ok)
+        }
         Command::Init {
             platform,
             out,

@@ -169,6 +169,37 @@ fn credentials(config: &RouterConfig) -> Result<api::Credentials, ServeError> {
 /// Runs the router until SIGTERM or SIGINT: stops accepting, finishes requests in flight, lets
 /// deliveries in flight record their outcome, and commits what the engine holds.
 pub async fn serve(config: RouterConfig, config_dir: std::path::PathBuf) -> Result<(), ServeError> {
+    let running = start(config, config_dir, None).await?;
+    shutdown_signal().await;
+    running.stop().await
+}
+
+/// A router serving on its listener; [`Running::stop`] shuts it down gracefully.
+pub struct Running {
+    /// The address it listens on (useful with port 0).
+    pub address: std::net::SocketAddr,
+    stop: Arc<Notify>,
+    server: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes requests in flight, lets deliveries in flight record their
+    /// outcome, and commits what the engine holds.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        self.stop.notify_one();
+        self.server
+            .await
+            .map_err(|e| ServeError::Config(format!("the router task failed: {e}")))?
+    }
+}
+
+/// Starts the router on `config.listen`. With `console`, notifications to `log` destinations
+/// are sent there (one line each) instead of to the log.
+pub async fn start(
+    config: RouterConfig,
+    config_dir: std::path::PathBuf,
+    console: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> Result<Running, ServeError> {
     let config = Arc::new(config);
     let destinations = destinations(&config, &config_dir)?;
     let mailer = mailer(&config)?;
@@ -217,6 +248,7 @@ pub async fn serve(config: RouterConfig, config_dir: std::path::PathBuf) -> Resu
         metrics: metrics.clone(),
         wake,
         buckets: Mutex::new(BTreeMap::new()),
+        console,
     });
     let stop_delivery = Arc::new(Notify::new());
     let delivery_task = tokio::spawn(deliverer.run(stop_delivery.clone()));
@@ -228,17 +260,27 @@ pub async fn serve(config: RouterConfig, config_dir: std::path::PathBuf) -> Resu
         metrics,
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    info!(address = %listener.local_addr()?, store = %config.store_path.display(), "stackgen router listening");
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    info!("shutting down: finishing deliveries in flight");
-    stop_delivery.notify_one();
-    let _ = delivery_task.await;
-    // The last handle went with the server: the engine drains its queue and stops.
-    let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
-    info!("stopped");
-    Ok(())
+    let address = listener.local_addr()?;
+    info!(address = %address, store = %config.store_path.display(), "stackgen router listening");
+    let stop = Arc::new(Notify::new());
+    let stop_server = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, api::app(state))
+            .with_graceful_shutdown(async move { stop_server.notified().await })
+            .await?;
+        info!("shutting down: finishing deliveries in flight");
+        stop_delivery.notify_one();
+        let _ = delivery_task.await;
+        // The last handle went with the server: the engine drains its queue and stops.
+        let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+        info!("stopped");
+        Ok(())
+    });
+    Ok(Running {
+        address,
+        stop,
+        server,
+    })
 }
 
 async fn shutdown_signal() {

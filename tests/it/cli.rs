@@ -1,5 +1,5 @@
 //! Behaviour of the `stackgen` binary: diagnostics byte for byte, determinism across processes,
-//! clean re-renders, no secret values in the output, the stream form, init and images.
+//! clean re-renders, no secret values in the output, the stream form, init, images and the demo.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -269,4 +269,73 @@ fn images_lists_every_pinned_image_once() {
         }
     }
     assert_eq!(images.into_iter().collect::<BTreeSet<_>>(), in_manifests);
+}
+
+/// `stackgen demo` renders the example stack exactly as `render` does, replays the storm through
+/// a router on loopback, prints every notification and the summary, and leaves nothing running.
+#[test]
+fn demo_renders_the_example_and_turns_the_storm_into_four_notifications() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("demo");
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    for run in 0..2 {
+        let output = Command::new(env!("CARGO_BIN_EXE_stackgen"))
+            .args(["demo", "--dir", dir_arg, "--speed", "20"])
+            .current_dir(tmp.path())
+            .output()
+            .expect("stackgen runs");
+        let text = stdout(&output);
+        assert!(
+            output.status.success(),
+            "run {run}:\n{text}\n{}",
+            stderr(&output)
+        );
+        let notifications: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.trim_start().strip_prefix("==> "))
+            .map(|line| line.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            notifications,
+            [
+                "[critical] opened CheckoutPodErrors for checkout (team payments)",
+                "[warning] opened SearchApiPodSlow for search-api (team search)",
+                "[warning] opened IngressPodReloadFailing for ingress-nginx (team platform)",
+                "[critical] resolved CheckoutPodErrors for checkout (team payments)",
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("\n364 alerts -> 3 incidents -> 4 notifications\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains(" alerts received, "))
+                .count(),
+            16,
+            "one line per webhook:\n{text}"
+        );
+        // The router it started is gone.
+        let address = text
+            .split("The router listens on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the router's address is printed");
+        assert!(
+            std::net::TcpStream::connect(address).is_err(),
+            "the router still answers on {address}"
+        );
+    }
+    // What it rendered is the example's golden output, byte for byte.
+    let out = dir.join("out");
+    let golden = root().join("tests/golden/stack");
+    assert_eq!(files_under(&out), files_under(&golden));
+    for file in files_under(&golden) {
+        assert_eq!(
+            fs::read(out.join(&file)).expect("rendered file"),
+            fs::read(golden.join(&file)).expect("golden file"),
+            "{file}"
+        );
+    }
 }

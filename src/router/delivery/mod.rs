@@ -37,6 +37,8 @@ pub struct Deliverer {
     pub wake: Arc<Notify>,
     /// Token buckets of rate-limited destinations, by destination id.
     pub buckets: Mutex<BTreeMap<String, rate::Bucket>>,
+    /// Where `log` destinations print instead of the log (`stackgen demo`).
+    pub console: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// A destination with at least this many notifications waiting behind its rate limit gets them
@@ -255,6 +257,17 @@ impl Deliverer {
                 Err(e) => Outcome::Rejected {
                     reason: format!("encoding failed: {e}"),
                 },
+                Ok(Payload::Log { line }) if self.console.is_some() => {
+                    let printed = self.console.as_ref().is_some_and(|c| c.send(line).is_ok());
+                    if printed {
+                        Outcome::Delivered
+                    } else {
+                        Outcome::Retry {
+                            after: None,
+                            reason: "the console is closed".into(),
+                        }
+                    }
+                }
                 Ok(payload) => {
                     let (outcome, cooldown) = send(
                         &self.http,
