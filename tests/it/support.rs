@@ -118,3 +118,18 @@ pub fn assert_expected(expected_path: &Path, got: &str, what: &str) {
         expected_path.display()
     );
 }
+
+/// Where two texts first differ, for assertion messages.
+pub fn first_difference(want: &str, got: &str) -> String {
+    let line = want
+        .lines()
+        .zip(got.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| want.lines().count().min(got.lines().count()));
+    format!(
+        "first difference at line {}:\n  expected: {:?}\n  got:      {:?}",
+        line + 1,
+        want.lines().nth(line).unwrap_or("<end of file>"),
+        got.lines().nth(line).unwrap_or("<end of file>")
+    )
+}
