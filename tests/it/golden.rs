@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use super::support::{GOLDEN_CASES, blessing, files_under, render_to_temp, root};
+use super::support::{GOLDEN_CASES, blessing, files_under, first_difference, render_to_temp, root};
 
 #[test]
 fn rendered_output_matches_golden_files() {
@@ -40,18 +40,4 @@ fn rendered_output_matches_golden_files() {
             );
         }
     }
-}
-
-fn first_difference(want: &str, got: &str) -> String {
-    let line = want
-        .lines()
-        .zip(got.lines())
-        .position(|(a, b)| a != b)
-        .unwrap_or_else(|| want.lines().count().min(got.lines().count()));
-    format!(
-        "first difference at line {}:\n  golden:   {:?}\n  rendered: {:?}",
-        line + 1,
-        want.lines().nth(line).unwrap_or("<end of file>"),
-        got.lines().nth(line).unwrap_or("<end of file>")
-    )
 }

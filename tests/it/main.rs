@@ -1,11 +1,13 @@
 //! Integration tests: the built `stackgen` binary, its golden output, the real validators
 //! (promtool, amtool, kubectl kustomize, kubernetes-validate) run over that output, and the
-//! rendered stack run end to end with the real Prometheus, Alertmanager and router (`e2e`).
+//! marketplace listing's manifests and scripts, and the rendered stack run end to end with the
+//! real Prometheus, Alertmanager and router (`e2e`).
 
 mod cli;
 mod destinations;
 mod e2e;
 mod golden;
+mod marketplace;
 mod router;
 mod rules;
 mod support;

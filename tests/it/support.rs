@@ -118,3 +118,57 @@ pub fn assert_expected(expected_path: &Path, got: &str, what: &str) {
         expected_path.display()
     );
 }
+
+/// Where two texts first differ, for assertion messages.
+pub fn first_difference(want: &str, got: &str) -> String {
+    let line = want
+        .lines()
+        .zip(got.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| want.lines().count().min(got.lines().count()));
+    format!(
+        "first difference at line {}:\n  expected: {:?}\n  got:      {:?}",
+        line + 1,
+        want.lines().nth(line).unwrap_or("<end of file>"),
+        got.lines().nth(line).unwrap_or("<end of file>")
+    )
+}
+
+/// Every way the files under `got` differ from those under `want` (a missing directory holds no
+/// files), naming each side by its label: one line per file that only one side has or that
+/// differs, with its first differing line. Empty when the two trees are byte for byte the same.
+pub fn dir_differences(want: (&str, &Path), got: (&str, &Path)) -> Vec<String> {
+    let ((want_label, want), (got_label, got)) = (want, got);
+    let listed = |dir: &Path| {
+        if dir.is_dir() {
+            files_under(dir)
+        } else {
+            Vec::new()
+        }
+    };
+    let (want_files, got_files) = (listed(want), listed(got));
+    let mut differences = Vec::new();
+    for file in &want_files {
+        if !got_files.contains(file) {
+            differences.push(format!("{file}: only in {want_label}"));
+        }
+    }
+    for file in &got_files {
+        if !want_files.contains(file) {
+            differences.push(format!("{file}: only in {got_label}"));
+            continue;
+        }
+        let want_bytes = std::fs::read(want.join(file)).expect("readable file");
+        let got_bytes = std::fs::read(got.join(file)).expect("readable file");
+        if want_bytes != got_bytes {
+            differences.push(format!(
+                "{file}: differs ({want_label} is expected), {}",
+                first_difference(
+                    &String::from_utf8_lossy(&want_bytes),
+                    &String::from_utf8_lossy(&got_bytes)
+                )
+            ));
+        }
+    }
+    differences
+}

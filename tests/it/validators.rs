@@ -5,6 +5,9 @@
 //! which each `kubernetes_sd_configs` list becomes an empty `static_configs` (relabelling still
 //! parses and compiles) and in-cluster file paths point at temporary files. stackgen checks the
 //! `kubernetes_sd_configs` blocks itself (`render::k8s_sd`), on the original.
+//!
+//! Each check is a function over a rendered directory, so other rendered stacks (the marketplace
+//! listing) go through the same validators.
 
 use std::fs;
 use std::io::Write as _;
@@ -80,48 +83,51 @@ fn promtool_ready(config: &mut Yaml, token_file: &Path, rules_glob: &Path) {
 
 #[test]
 fn promtool_accepts_config_and_rules() {
-    let promtool = tool("promtool", PROMETHEUS_PKG);
     for (case, _) in GOLDEN_CASES {
-        let golden = golden_dir(case);
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let token = tmp.path().join("token");
-        fs::write(&token, "test-token").expect("token file");
-        let rules_dir = tmp.path().join("rules");
-        fs::create_dir(&rules_dir).expect("rules dir");
-        let mut rule_files = Vec::new();
-        for entry in fs::read_dir(golden.join("prometheus/rules")).expect("rules") {
-            let path = entry.expect("entry").path();
-            fs::copy(&path, rules_dir.join(path.file_name().expect("name")))
-                .expect("copy rule file");
-            rule_files.push(path);
-        }
-        rule_files.sort();
-
-        let text =
-            fs::read_to_string(golden.join("prometheus/prometheus.yml")).expect("prometheus.yml");
-        let mut docs = YamlLoader::load_from_str(&text).expect("prometheus.yml parses");
-        promtool_ready(&mut docs[0], &token, &rules_dir.join("*.yaml"));
-        let mut copy = String::new();
-        YamlEmitter::new(&mut copy).dump(&docs[0]).expect("emit");
-        let copy_path = tmp.path().join("prometheus.yml");
-        fs::write(&copy_path, copy).expect("write copy");
-
-        let output = run_ok(
-            Command::new(&promtool)
-                .args(["check", "config"])
-                .arg(&copy_path),
-        );
-        let said = stdout(&output);
-        assert!(
-            said.contains(&format!("{} rule files found", rule_files.len())),
-            "{case}: promtool did not check every rule file:\n{said}"
-        );
-        run_ok(
-            Command::new(&promtool)
-                .args(["check", "rules", "--lint-fatal"])
-                .args(&rule_files),
-        );
+        check_promtool(case, &golden_dir(case));
     }
+}
+
+/// `promtool check config` on a checkable copy of `dir`'s prometheus.yml (every rule file found)
+/// and `promtool check rules --lint-fatal` on its rule files.
+pub fn check_promtool(case: &str, dir: &Path) {
+    let promtool = tool("promtool", PROMETHEUS_PKG);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let token = tmp.path().join("token");
+    fs::write(&token, "test-token").expect("token file");
+    let rules_dir = tmp.path().join("rules");
+    fs::create_dir(&rules_dir).expect("rules dir");
+    let mut rule_files = Vec::new();
+    for entry in fs::read_dir(dir.join("prometheus/rules")).expect("rules") {
+        let path = entry.expect("entry").path();
+        fs::copy(&path, rules_dir.join(path.file_name().expect("name"))).expect("copy rule file");
+        rule_files.push(path);
+    }
+    rule_files.sort();
+
+    let text = fs::read_to_string(dir.join("prometheus/prometheus.yml")).expect("prometheus.yml");
+    let mut docs = YamlLoader::load_from_str(&text).expect("prometheus.yml parses");
+    promtool_ready(&mut docs[0], &token, &rules_dir.join("*.yaml"));
+    let mut copy = String::new();
+    YamlEmitter::new(&mut copy).dump(&docs[0]).expect("emit");
+    let copy_path = tmp.path().join("prometheus.yml");
+    fs::write(&copy_path, copy).expect("write copy");
+
+    let output = run_ok(
+        Command::new(&promtool)
+            .args(["check", "config"])
+            .arg(&copy_path),
+    );
+    let said = stdout(&output);
+    assert!(
+        said.contains(&format!("{} rule files found", rule_files.len())),
+        "{case}: promtool did not check every rule file:\n{said}"
+    );
+    run_ok(
+        Command::new(&promtool)
+            .args(["check", "rules", "--lint-fatal"])
+            .args(&rule_files),
+    );
 }
 
 #[test]
@@ -147,47 +153,54 @@ fn promtool_copy_keeps_every_job_and_relabel_rule() {
 
 #[test]
 fn amtool_accepts_config_and_routes_every_team_to_the_router() {
-    let amtool = tool("amtool", ALERTMANAGER_PKG);
     for (case, spec_path) in GOLDEN_CASES {
-        let config = golden_dir(case).join("alertmanager/alertmanager.yml");
-        run_ok(Command::new(&amtool).arg("check-config").arg(&config));
-        let spec = stackgen::spec::load(&root().join(spec_path)).expect("spec loads");
-        let route = |receiver: &str, labels: &[String]| {
-            run_ok(
-                Command::new(&amtool)
-                    .args(["config", "routes", "test"])
-                    .arg(format!("--config.file={}", config.display()))
-                    .arg(format!("--verify.receivers={receiver}"))
-                    .args(labels),
-            );
-        };
-        for team in &spec.teams {
-            route(
-                "stackgen-router",
-                &[
-                    "alertname=ServiceTargetsDown".into(),
-                    format!("team={}", team.name),
-                    "service=checkout".into(),
-                    "severity=critical".into(),
-                ],
-            );
-        }
-        route(
-            "stackgen-router",
-            &[
-                "alertname=KubeNodeNotReady".into(),
-                "severity=warning".into(),
-            ],
-        );
-        route(
-            "stackgen-router-heartbeat",
-            &["alertname=Watchdog".into(), "severity=info".into()],
-        );
+        check_amtool(case, &golden_dir(case), spec_path);
     }
 }
 
+/// `amtool check-config` on `dir`'s alertmanager.yml, and every team of the spec at `spec_path`
+/// (relative to the root), cluster-wide alerts and the Watchdog routed to the router.
+pub fn check_amtool(case: &str, dir: &Path, spec_path: &str) {
+    let amtool = tool("amtool", ALERTMANAGER_PKG);
+    let config = dir.join("alertmanager/alertmanager.yml");
+    run_ok(Command::new(&amtool).arg("check-config").arg(&config));
+    let spec = stackgen::spec::load(&root().join(spec_path))
+        .unwrap_or_else(|e| panic!("{case}: spec {spec_path} loads: {e}"));
+    let route = |receiver: &str, labels: &[String]| {
+        run_ok(
+            Command::new(&amtool)
+                .args(["config", "routes", "test"])
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--verify.receivers={receiver}"))
+                .args(labels),
+        );
+    };
+    for team in &spec.teams {
+        route(
+            "stackgen-router",
+            &[
+                "alertname=ServiceTargetsDown".into(),
+                format!("team={}", team.name),
+                "service=checkout".into(),
+                "severity=critical".into(),
+            ],
+        );
+    }
+    route(
+        "stackgen-router",
+        &[
+            "alertname=KubeNodeNotReady".into(),
+            "severity=warning".into(),
+        ],
+    );
+    route(
+        "stackgen-router-heartbeat",
+        &["alertname=Watchdog".into(), "severity=info".into()],
+    );
+}
+
 /// The manifest files the kustomization lists (everything else is config rendered into ConfigMaps).
-fn manifests(dir: &Path) -> Vec<PathBuf> {
+pub fn manifests(dir: &Path) -> Vec<PathBuf> {
     let text = fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization");
     let docs = YamlLoader::load_from_str(&text).expect("kustomization parses");
     docs[0]["resources"]
@@ -200,73 +213,85 @@ fn manifests(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn kustomize_builds_and_every_manifest_passes_kubernetes_validate_strict() {
+    for (case, _) in GOLDEN_CASES {
+        check_kustomize_and_kubernetes_validate(case, &golden_dir(case));
+    }
+}
+
+/// `kubectl kustomize` builds `dir` (generating every config ConfigMap, every object labelled
+/// `app.kubernetes.io/part-of: stackgen`), and `kubernetes-validate --strict` accepts each listed
+/// manifest and the built stream. Returns the built stream.
+pub fn check_kustomize_and_kubernetes_validate(case: &str, dir: &Path) -> String {
     let kubectl = tool("kubectl", KUBECTL_PKG);
     let validate = tool("kubernetes-validate", KUBERNETES_VALIDATE_PKG);
-    for (case, _) in GOLDEN_CASES {
-        let dir = golden_dir(case);
-        let built = run_ok(Command::new(&kubectl).arg("kustomize").arg(&dir));
-        let docs = YamlLoader::load_from_str(&stdout(&built)).expect("kustomize output parses");
-        for name in [
-            "prometheus-config",
-            "prometheus-rules",
-            "alertmanager-config",
-            "grafana-dashboards",
-            "stackgen-router-config",
-        ] {
-            assert!(
-                docs.iter().any(|d| d["kind"].as_str() == Some("ConfigMap")
-                    && d["metadata"]["name"].as_str() == Some(name)),
-                "{case}: kustomize did not generate ConfigMap {name}"
-            );
-        }
-        for doc in &docs {
-            assert_eq!(
-                doc["metadata"]["labels"]["app.kubernetes.io/part-of"].as_str(),
-                Some("stackgen"),
-                "{case}: {:?}/{:?} lacks the part-of label",
-                doc["kind"],
-                doc["metadata"]["name"]
-            );
-        }
-
-        run_ok(
-            Command::new(&validate)
-                .args(["-k", "1.31.0", "--strict", "--quiet"])
-                .args(manifests(&dir)),
-        );
-        let mut child = Command::new(&validate)
-            .args(["-k", "1.31.0", "--strict", "--quiet", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubernetes-validate starts");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&built.stdout)
-            .expect("write stdin");
-        let output = child.wait_with_output().expect("kubernetes-validate ends");
+    let built = run_ok(Command::new(&kubectl).arg("kustomize").arg(dir));
+    let docs = YamlLoader::load_from_str(&stdout(&built)).expect("kustomize output parses");
+    for name in [
+        "prometheus-config",
+        "prometheus-rules",
+        "alertmanager-config",
+        "grafana-dashboards",
+        "stackgen-router-config",
+    ] {
         assert!(
-            output.status.success(),
-            "{case}: kustomize output fails kubernetes-validate:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            docs.iter().any(|d| d["kind"].as_str() == Some("ConfigMap")
+                && d["metadata"]["name"].as_str() == Some(name)),
+            "{case}: kustomize did not generate ConfigMap {name}"
         );
     }
+    for doc in &docs {
+        assert_eq!(
+            doc["metadata"]["labels"]["app.kubernetes.io/part-of"].as_str(),
+            Some("stackgen"),
+            "{case}: {:?}/{:?} lacks the part-of label",
+            doc["kind"],
+            doc["metadata"]["name"]
+        );
+    }
+
+    run_ok(
+        Command::new(&validate)
+            .args(["-k", "1.31.0", "--strict", "--quiet"])
+            .args(manifests(dir)),
+    );
+    let mut child = Command::new(&validate)
+        .args(["-k", "1.31.0", "--strict", "--quiet", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubernetes-validate starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&built.stdout)
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("kubernetes-validate ends");
+    assert!(
+        output.status.success(),
+        "{case}: kustomize output fails kubernetes-validate:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout(&built)
 }
 
 #[test]
 fn rendered_router_yaml_passes_router_check_config() {
     for (case, _) in GOLDEN_CASES {
-        let config = golden_dir(case).join("router/router.yaml");
-        let output =
-            super::support::stackgen(&["router", "check-config", config.to_str().expect("utf-8")]);
-        assert!(
-            output.status.success(),
-            "{case}: {}",
-            super::support::stderr(&output)
-        );
+        check_router_config(case, &golden_dir(case));
     }
+}
+
+/// `stackgen router check-config` accepts `dir`'s router/router.yaml.
+pub fn check_router_config(case: &str, dir: &Path) {
+    let config = dir.join("router/router.yaml");
+    let output =
+        super::support::stackgen(&["router", "check-config", config.to_str().expect("utf-8")]);
+    assert!(
+        output.status.success(),
+        "{case}: {}",
+        super::support::stderr(&output)
+    );
 }
