@@ -4,7 +4,9 @@
 mod cli;
 mod destinations;
 mod golden;
+mod pg;
 mod router;
 mod rules;
+mod store;
 mod support;
 mod validators;
