@@ -6,6 +6,7 @@ mod destinations;
 mod golden;
 mod pg;
 mod router;
+mod router_ha;
 mod rules;
 mod store;
 mod support;
