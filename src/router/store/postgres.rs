@@ -77,6 +77,7 @@ CREATE TABLE outbox (
     lease_until BIGINT
 );
 CREATE INDEX outbox_pending ON outbox (destination, created_at, id) WHERE state = 'pending';
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX outbox_incident ON outbox (incident_key);
 CREATE INDEX outbox_done ON outbox (created_at) WHERE state <> 'pending';
 "#];
@@ -96,7 +97,10 @@ pub fn describe(e: &postgres::Error) -> String {
 /// Statements prepared once per connection.
 struct Statements {
     lock_placeholders: Statement,
+    /// The touched keys, locked (a step).
     select_locked: Statement,
+    /// The touched keys and every open incident, locked (a tick).
+    select_locked_open: Statement,
     members_of: Statement,
     heartbeat: Statement,
     drop_placeholders: Statement,
@@ -120,8 +124,11 @@ impl Statements {
                 "INSERT INTO incidents (key) SELECT k FROM unnest($1::text[]) AS k ORDER BY k \
                  ON CONFLICT (key) DO NOTHING",
             )?,
-            select_locked: client.prepare(&format!(
-                "SELECT key, data FROM incidents WHERE key = ANY($1) OR ($2 AND {OPEN}) \
+            select_locked: client.prepare(
+                "SELECT key, data FROM incidents WHERE key = ANY($1) ORDER BY key FOR UPDATE",
+            )?,
+            select_locked_open: client.prepare(&format!(
+                "SELECT key, data FROM incidents WHERE key = ANY($1) OR {OPEN} \
                  ORDER BY key FOR UPDATE"
             ))?,
             members_of: client.prepare(
@@ -551,7 +558,12 @@ impl Store for PostgresStore {
             if !keys.is_empty() {
                 tx.execute(&statements.lock_placeholders, &[&keys])?;
             }
-            let rows = tx.query(&statements.select_locked, &[&keys, &scope.open])?;
+            let select = if scope.open {
+                &statements.select_locked_open
+            } else {
+                &statements.select_locked
+            };
+            let rows = tx.query(select, &[&keys])?;
             let mut state = State::default();
             let placeholders = load_incidents(tx, statements, rows, &mut state)?;
             if scope.heartbeat {
