@@ -226,10 +226,13 @@ async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    if state.engine.ready().await {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable").into_response()
+    match state.engine.ready().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store is unavailable: {e}"),
+        )
+        .into_response(),
     }
 }
 

@@ -42,7 +42,7 @@ pub enum Command {
         reply: oneshot::Sender<Result<Vec<IncidentView>, String>>,
     },
     Ready {
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -74,12 +74,15 @@ impl EngineHandle {
             .map_err(|_| "the engine has stopped".to_string())?
     }
 
-    pub async fn ready(&self) -> bool {
+    /// `Ok` when the store answers and the engine can commit; otherwise why not.
+    pub async fn ready(&self) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send(Command::Ready { reply }).is_err() {
-            return false;
-        }
-        answer.await.unwrap_or(false)
+        self.tx
+            .send(Command::Ready { reply })
+            .map_err(|_| "the engine has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the engine has stopped".to_string())?
     }
 }
 
@@ -210,7 +213,11 @@ impl Engine {
                     let _ = reply.send(self.incident_views());
                 }
                 Command::Ready { reply } => {
-                    let ready = self.healthy && self.store.ping().is_ok();
+                    let ready = if self.healthy {
+                        self.store.ping().map_err(|e| e.to_string())
+                    } else {
+                        Err("the last commit failed; the state is reloaded first".to_string())
+                    };
                     let _ = reply.send(ready);
                 }
             }
