@@ -286,7 +286,8 @@ def cmd_summary(args):
             with open(path) as f:
                 m = json.load(f)
             mems[m["target"]] = m
-    targets = [t for t in ("router", "alertmanager") if any(k[0] == t for k in runs) or t in mems]
+    targets = [t for t in ("router", "router-pg", "router-pg2", "alertmanager")
+               if any(k[0] == t for k in runs) or t in mems]
     sizes = sorted({k[1] for k in runs})
 
     def derived(r):
@@ -363,6 +364,18 @@ def cmd_summary(args):
         if a and b and derived(b)[1] > 0:
             ratio = f"{derived(a)[1] / derived(b)[1]:.2f}"
         print(f"| {n} | {ratio} |")
+    if any(k[0].startswith("router-pg") for k in runs):
+        print("\n### PostgreSQL store / embedded store\n")
+        print("| target | alerts/req | accepted alerts/s ratio (max load) | p99 ms (max load) | p99 ms, embedded |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for t in ("router-pg", "router-pg2"):
+            for n in sizes:
+                a, b = runs.get((t, n, "max")), runs.get(("router", n, "max"))
+                if not a:
+                    continue
+                ratio = f"{derived(a)[1] / derived(b)[1]:.2f}" if b and derived(b)[1] > 0 else "n/a"
+                print(f"| {t} | {n} | {ratio} | {fmt_ms(a['lat_p99_us'])} "
+                      f"| {fmt_ms(b['lat_p99_us']) if b else 'n/a'} |")
     if "router" in mems and "alertmanager" in mems:
         ra = mems["router"]["after"]["vmrss_kb"] / mems["alertmanager"]["after"]["vmrss_kb"]
         print(f"\nVmRSS after fill, router / alertmanager: {ra:.2f}")

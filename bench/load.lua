@@ -9,6 +9,8 @@
 --   BENCH_TOKEN     if set, sent as "Authorization: Bearer <token>"
 --   BENCH_RATE      if set (> 0), total requests/s to pace to (all threads together); unset = as fast as possible
 --   BENCH_LABEL     free text copied into the result line
+--   BENCH_ADDRS     if set, "host:port,host:port,...": wrk's threads are spread over these servers in turn
+--                   (several router replicas under one load), instead of all going to the URL's host
 --
 -- Bodies: body j of a thread belongs to group (alertname=BenchAlert, service=svc-NN) with NN = j mod SERVICES, and
 -- carries the members pod-<g> .. pod-<g+ALERTS-1> of that group, g = j div SERVICES. So successive notifications
@@ -32,8 +34,20 @@ local label    = os.getenv("BENCH_LABEL") or ""
 -- main Lua state: collect threads, merge their counters at the end
 
 local threads = {}
+local addrs_env = os.getenv("BENCH_ADDRS") or ""
+local addrs = nil
 
 function setup(thread)
+   if addrs_env ~= "" then
+      if addrs == nil then
+         addrs = {}
+         for hostport in string.gmatch(addrs_env, "[^,]+") do
+            local host, port = hostport:match("^(.*):(%d+)$")
+            addrs[#addrs + 1] = wrk.lookup(host, port)[1]
+         end
+      end
+      thread.addr = addrs[(#threads % #addrs) + 1]
+   end
    thread:set("thread_id", #threads)
    table.insert(threads, thread)
 end

@@ -2,6 +2,7 @@
 # Load benchmark: `stackgen router serve` (Alertmanager webhook receiver) against Debian's Alertmanager 0.25.
 #
 #   cargo build --release && bench/router-load.sh
+#   cargo build --release && TARGETS="router router-pg router-pg2" bench/router-load.sh   # + the PostgreSQL store
 #
 # What it measures, for each target and for bodies of 1 and of 100 alerts (see bench/README.md):
 #   - max throughput with wrk (THREADS x CONNECTIONS, DURATION): req/s, accepted alerts/s (2xx only), p50/p99
@@ -11,7 +12,9 @@
 #
 # Environment knobs (defaults in brackets):
 #   STACKGEN          stackgen binary [<repo>/target/release/stackgen]
-#   TARGETS           which servers to benchmark ["router alertmanager"]
+#   TARGETS           which servers to benchmark ["router alertmanager"]: router (embedded store),
+#                     router-pg (one replica on PostgreSQL), router-pg2 (two replicas on one PostgreSQL database,
+#                     wrk's threads split between them), alertmanager
 #   ALERTMANAGER      Alertmanager binary [/usr/bin/prometheus-alertmanager]
 #   DURATION          wrk duration of every load run [10s]
 #   REPEATS           max-throughput runs per body size; the median one is reported, with all req/s [3]
@@ -67,8 +70,11 @@ wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 # prerequisites (checked before anything is started)
 
 for t in $TARGETS; do
-  [[ $t == router || $t == alertmanager ]] || die "TARGETS: unknown target '$t' (use router and/or alertmanager)"
+  [[ $t == router || $t == router-pg || $t == router-pg2 || $t == alertmanager ]] \
+    || die "TARGETS: unknown target '$t' (use router, router-pg, router-pg2, alertmanager)"
 done
+wants_router() { wants router || wants router-pg || wants router-pg2; }
+wants_pg() { wants router-pg || wants router-pg2; }
 [[ -n ${TARGETS// /} ]] || die "TARGETS is empty"
 for n in $SIZES; do [[ $n =~ ^[1-9][0-9]*$ ]] || die "SIZES: '$n' is not a positive integer"; done
 for v in REPEATS THREADS CONNECTIONS HALF_CONNECTIONS BODIES SERVICES MEM_BATCH MEM_SERVICES MEM_CONNS READY_TIMEOUT; do
@@ -99,12 +105,28 @@ install_pkg() {
 
 install_pkg wrk wrk
 
-if wants router; then
+if wants_router; then
   [[ -x $STACKGEN && -f $STACKGEN ]] \
     || die "stackgen binary '$STACKGEN' is missing or not executable: run 'cargo build --release' or set STACKGEN (or TARGETS=alertmanager)"
   STACKGEN=$(cd "$(dirname "$STACKGEN")" && pwd)/$(basename "$STACKGEN")   # absolute: the router runs in $TMP
   "$STACKGEN" router serve --help >/dev/null 2>&1 \
     || die "'$STACKGEN router serve --help' failed: this stackgen build has no 'router serve' (rebuild with 'cargo build --release')"
+fi
+PG_BIN=
+pg_bindir() {
+  local d
+  d=$(pg_config --bindir 2>/dev/null || true)
+  if [[ -n $d && -x $d/initdb && -x $d/postgres ]]; then echo "$d"; return 0; fi
+  for d in /usr/lib/postgresql/*/bin; do
+    if [[ -x $d/initdb && -x $d/postgres ]]; then echo "$d"; return 0; fi
+  done
+  return 1
+}
+if wants_pg && ! PG_BIN=$(pg_bindir); then
+  [[ $(id -u) -eq 0 ]] || die "PostgreSQL's server binaries not found: install the Debian package 'postgresql'"
+  log "installing Debian package postgresql"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null || die "apt-get install postgresql failed"
+  PG_BIN=$(pg_bindir) || die "PostgreSQL's server binaries still not found after installing postgresql"
 fi
 if wants alertmanager; then
   if [[ ! -x $ALERTMANAGER ]]; then
@@ -183,7 +205,7 @@ run_wrk() {
   (( conns < threads )) && threads=$conns
   log "$target: wrk -t$threads -c$conns -d$DURATION, $size alert(s)/request, $phase$( (( rate > 0 )) && echo ", paced to $rate req/s")"
   BENCH_FORMAT=$format BENCH_ALERTS=$size BENCH_BODIES=$BODIES BENCH_SERVICES=$SERVICES BENCH_TOKEN=$token \
-    BENCH_RATE=$rate BENCH_THREADS=$threads BENCH_LABEL="$target/$size/$phase" \
+    BENCH_RATE=$rate BENCH_THREADS=$threads BENCH_LABEL="$target/$size/$phase" BENCH_ADDRS=${BENCH_ADDRS:-} \
     wrk -t"$threads" -c"$conns" -d"$DURATION" --timeout "$WRK_TIMEOUT" --latency -s "$LUA" "$url" \
     >"$out" 2>"$err" &
   local wpid=$!
@@ -252,6 +274,8 @@ EOF
   done
 
   (( MEM_ALERTS > 0 )) || return 0
+  # On PostgreSQL the router keeps no state of its own: its memory says nothing about the alerts.
+  [[ $target != router-pg* ]] || return 0
   local before after fill active=null rc=0
   before=$(python3 "$LIB" rss "$pid")
   log "$target: posting $MEM_ALERTS distinct firing alerts, $MEM_BATCH per request, over $MEM_SERVICES services"
@@ -287,17 +311,17 @@ EOF
 # ---------------------------------------------------------------------------------------------------------------
 # the router
 
-bench_router() {
-  local port token pid slog=$TMP/router.log
+# start_router NAME STORE_YAML: starts a router in $TMP/NAME with the given `store:` block; sets ROUTER_PORT, ROUTER_PID
+start_router() {
+  local name=$1 store=$2 port slog=$TMP/$1.log
   port=$(freeport)
-  token=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
-  cat >"$TMP/router.yaml" <<EOF
+  mkdir -p "$TMP/$name"
+  cat >"$TMP/$name/router.yaml" <<EOF
 listen: 127.0.0.1:$port
 auth:
   bearer_token_env: STACKGEN_ROUTER_TOKEN
 body_limit: 8Mi
-store:
-  path: $TMP/router.db
+$store
 teams:
   bench:
     destinations:
@@ -305,19 +329,100 @@ teams:
 ownership:
   default_team: bench
 EOF
-  export STACKGEN_ROUTER_TOKEN=$token
-  log "router: $STACKGEN router serve --config $TMP/router.yaml (listen 127.0.0.1:$port)"
-  (cd "$TMP" && exec "$STACKGEN" router serve --config "$TMP/router.yaml") >"$slog" 2>&1 &
-  pid=$!
-  PIDS+=("$pid")
-  if ! python3 "$LIB" wait-ready "http://127.0.0.1:$port/readyz" --pid "$pid" --timeout "$READY_TIMEOUT"; then
+  log "$name: $STACKGEN router serve --config $TMP/$name/router.yaml (listen 127.0.0.1:$port)"
+  (cd "$TMP/$name" && exec "$STACKGEN" router serve --config "$TMP/$name/router.yaml") >"$slog" 2>&1 &
+  ROUTER_PID=$!
+  PIDS+=("$ROUTER_PID")
+  if ! python3 "$LIB" wait-ready "http://127.0.0.1:$port/readyz" --pid "$ROUTER_PID" --timeout "$READY_TIMEOUT"; then
     show_log "$slog"
-    die "the router did not become ready (GET /readyz answering 200, deadline ${READY_TIMEOUT}s): see above"
+    die "$name did not become ready (GET /readyz answering 200, deadline ${READY_TIMEOUT}s): see above"
   fi
-  log "router: ready (pid $pid)"
-  bench_target router "$pid" "$slog" "http://127.0.0.1:$port/api/v1/alertmanager" webhook "$token"
-  stop_pid "$pid"
+  log "$name: ready (pid $ROUTER_PID)"
+  ROUTER_PORT=$port
+}
+
+bench_router() {
+  local token
+  token=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+  export STACKGEN_ROUTER_TOKEN=$token
+  start_router router "store:
+  path: $TMP/router/router.db"
+  bench_target router "$ROUTER_PID" "$TMP/router.log" "http://127.0.0.1:$ROUTER_PORT/api/v1/alertmanager" webhook "$token"
+  stop_pid "$ROUTER_PID"
   unset STACKGEN_ROUTER_TOKEN
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# the router on PostgreSQL: a server of its own in $TMP (Debian's binaries, durable defaults: fsync and
+# synchronous_commit on), as the postgres user when run as root; a fresh database per target
+
+PG_PORT=''
+PG_PID=''
+start_postgres() {
+  local data=$TMP/pg sockets=$TMP/pg-sockets run=()
+  mkdir -p "$data" "$sockets"
+  if [[ $(id -u) -eq 0 ]]; then
+    chmod o+x "$TMP"   # the postgres user passes through (it lists and reads nothing else here)
+    chown postgres:postgres "$data" "$sockets"
+    run=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+  fi
+  "${run[@]}" "$PG_BIN/initdb" -D "$data/cluster" -U postgres --auth=trust --encoding=UTF8 --locale=C \
+    --no-instructions >"$TMP/initdb.log" 2>&1 || { show_log "$TMP/initdb.log"; die "initdb failed"; }
+  PG_PORT=$(freeport)
+  log "postgres: $("$PG_BIN/postgres" --version) on 127.0.0.1:$PG_PORT"
+  "${run[@]}" "$PG_BIN/postgres" -D "$data/cluster" -p "$PG_PORT" -k "$sockets" \
+    -c listen_addresses=127.0.0.1 -c max_connections=100 >"$TMP/postgres.log" 2>&1 &
+  PG_PID=$!
+  PIDS+=("$PG_PID")
+  local i
+  for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && return 0
+    kill -0 "$PG_PID" 2>/dev/null || { show_log "$TMP/postgres.log"; die "postgres exited at start"; }
+    sleep 0.1
+  done
+  show_log "$TMP/postgres.log"
+  die "postgres did not accept connections within ${READY_TIMEOUT}s"
+}
+
+# bench_router_pg TARGET REPLICAS: REPLICAS routers on one fresh database; wrk's threads spread over them
+bench_router_pg() {
+  local target=$1 replicas=$2 token db i pids=() addrs=()
+  [[ -n $PG_PID ]] || start_postgres
+  db=bench_${target//-/_}
+  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null \
+    || die "creating database $db failed"
+  token=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+  export STACKGEN_ROUTER_TOKEN=$token
+  export STACKGEN_DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db"
+  for ((i = 1; i <= replicas; i++)); do
+    start_router "$target-$i" "store:
+  postgres:
+    url_env: STACKGEN_DB_URL"
+    pids+=("$ROUTER_PID")
+    addrs+=("127.0.0.1:$ROUTER_PORT")
+  done
+  if (( replicas > 1 )); then
+    (( THREADS >= replicas && HALF_CONNECTIONS >= replicas )) \
+      || die "$target needs THREADS and HALF_CONNECTIONS >= $replicas (a wrk thread per replica)"
+    BENCH_ADDRS=$(IFS=,; echo "${addrs[*]}")
+    export BENCH_ADDRS
+    log "$target: wrk threads spread over $BENCH_ADDRS"
+  fi
+  bench_target "$target" "${pids[0]}" "$TMP/$target-1.log" "http://${addrs[0]}/api/v1/alertmanager" webhook "$token"
+  local addr received
+  for addr in "${addrs[@]}"; do
+    received=$(python3 -c 'import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+m = re.search(r"^stackgen_alerts_received_total (\d+)", text, re.M)
+print(m.group(1) if m else 0)' "http://$addr/metrics") || received=0
+    log "$target: the replica on $addr accepted $received alerts in all"
+    (( received > 0 )) || die "$target: the replica on $addr got no load (BENCH_ADDRS spreading failed)"
+  done
+  for i in "${pids[@]}"; do
+    kill -0 "$i" 2>/dev/null || { show_log "$TMP/$target-1.log"; die "a $target replica died during the runs"; }
+    stop_pid "$i"
+  done
+  unset STACKGEN_ROUTER_TOKEN STACKGEN_DB_URL BENCH_ADDRS
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -362,13 +467,16 @@ EOF
 
 log "temp dir $TMP; targets: $TARGETS; sizes: $SIZES; wrk -t$THREADS -c$CONNECTIONS -d$DURATION (half rate: -c$HALF_CONNECTIONS)"
 if wants router; then bench_router; fi
+if wants router-pg; then bench_router_pg router-pg 1; fi
+if wants router-pg2; then bench_router_pg router-pg2 2; fi
 if wants alertmanager; then bench_alertmanager; fi
 
 {
   echo "## stackgen router load benchmark"
   echo
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ); $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)); $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
-  if wants router; then echo "router: \`$("$STACKGEN" --version 2>&1 | head -n 1)\`"; fi
+  if wants_router; then echo "router: \`$("$STACKGEN" --version 2>&1 | head -n 1)\`"; fi
+  if wants_pg; then echo "postgresql: \`$("$PG_BIN/postgres" --version)\` (initdb defaults: fsync and synchronous_commit on) on this machine"; fi
   if wants alertmanager; then echo "alertmanager: \`$("$ALERTMANAGER" --version 2>&1 | head -n 1)\`"; fi
   echo "wrk: $THREADS threads, $CONNECTIONS connections (half rate: $HALF_CONNECTIONS), $DURATION per run, max runs repeated $REPEATS times (median reported); load generator and server share this machine."
   echo

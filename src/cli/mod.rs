@@ -389,6 +389,12 @@ fn required_secrets(spec: &spec::Spec) -> Vec<String> {
             .into_iter()
             .map(|(s, keys)| format!("{s}: {} (destinations)", keys.join(", "))),
     );
+    if let Some(db) = &spec.router.postgres {
+        lines.push(format!(
+            "{}: {} (the router's PostgreSQL URL)",
+            db.secret, db.key
+        ));
+    }
     lines
 }
 

@@ -1,5 +1,7 @@
 //! The stackgen router: its configuration (ownership and destinations from the spec, secrets as
-//! mounted files), Deployment with a durable volume, Service and NetworkPolicy.
+//! mounted files), Deployment, Service and NetworkPolicy. On the embedded store: one replica with a
+//! durable volume. On the shared PostgreSQL store (the user's database, its URL from a Secret):
+//! `router.replicas` replicas, no volume, and a PodDisruptionBudget when there are several.
 
 use std::collections::BTreeMap;
 
@@ -41,19 +43,24 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             "auth_secret": spec.router.auth_secret,
             "secret_sources": secret_sources(spec),
             "config_hash": content_hash([config.as_str()]),
+            "replicas": spec.router.replicas,
+            "shared_store": spec.router.postgres.is_some(),
+            "spread": spec.router.replicas > 1,
         }),
     )?;
-    stack.template(
-        "router/pvc.yaml",
-        "common/pvc.yaml",
-        &json!({
-            "name": "stackgen-router-data",
-            "namespace": ns,
-            "labels": labels("stackgen-router"),
-            "size": "1Gi",
-            "storage_class": spec.prometheus.storage_class,
-        }),
-    )?;
+    if spec.router.postgres.is_none() {
+        stack.template(
+            "router/pvc.yaml",
+            "common/pvc.yaml",
+            &json!({
+                "name": "stackgen-router-data",
+                "namespace": ns,
+                "labels": labels("stackgen-router"),
+                "size": "1Gi",
+                "storage_class": spec.prometheus.storage_class,
+            }),
+        )?;
+    }
     stack.service(
         "router/service.yaml",
         "stackgen-router",
@@ -66,7 +73,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     stack.workload_extras(
         "router",
         "stackgen-router",
-        1,
+        spec.router.replicas,
         false,
         json!([allow_from_components(
             &[(8080, "TCP")],
@@ -121,6 +128,7 @@ fn config_context(spec: &Spec) -> Value {
             format!("{scheme}://{}", i.host)
         }),
         "smtp": smtp,
+        "postgres_url_file": spec.router.postgres.as_ref().map(secret_file),
     })
 }
 
@@ -140,10 +148,14 @@ fn destination(d: &Destination) -> Value {
     }
 }
 
-/// Projected-volume sources: every Secret the destinations read, only the keys they need.
+/// Projected-volume sources: every Secret the destinations (and the shared store) read, only the
+/// keys they need.
 fn secret_sources(spec: &Spec) -> Vec<Value> {
     let mut by_secret: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let refs = spec.secret_refs();
+    let mut refs = spec.secret_refs();
+    refs.extend(spec.router.postgres.iter().cloned());
+    refs.sort();
+    refs.dedup();
     for r in &refs {
         by_secret.entry(&r.secret).or_default().push(&r.key);
     }

@@ -226,10 +226,13 @@ async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    if state.engine.ready().await {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable").into_response()
+    match state.engine.ready().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store is unavailable: {e}"),
+        )
+        .into_response(),
     }
 }
 
@@ -255,7 +258,9 @@ mod tests {
     use crate::router::alert::Millis;
     use crate::router::dedup::State as DedupState;
     use crate::router::engine::Engine;
-    use crate::router::store::{Batch, OutboxEntry, Recorded, Store, StoreError};
+    use crate::router::store::{
+        Batch, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError,
+    };
 
     /// A store whose writes fail, as when the disk is full or the database is locked away.
     struct FailingStore;
@@ -266,6 +271,22 @@ mod tests {
         }
         fn commit(&mut self, _: &Batch) -> Result<(), StoreError> {
             Err(StoreError::Io("disk full".into()))
+        }
+        fn locked_step(
+            &mut self,
+            _: &Scope,
+            _: &mut dyn FnMut(&mut DedupState) -> Batch,
+        ) -> Result<(), StoreError> {
+            Err(StoreError::Io("disk full".into()))
+        }
+        fn is_leader(&mut self) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        fn forget_resolved(&mut self, _: Millis) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn open_counts(&mut self) -> Result<OpenCounts, StoreError> {
+            Ok(OpenCounts::default())
         }
         fn due(
             &mut self,

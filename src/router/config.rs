@@ -42,7 +42,8 @@ const AUTH_KEYS: &[&str] = &[
     "basic",
 ];
 const BASIC_KEYS: &[&str] = &["username", "password", "password_file", "password_env"];
-const STORE_KEYS: &[&str] = &["path", "retention", "sync"];
+const STORE_KEYS: &[&str] = &["path", "retention", "sync", "postgres"];
+const POSTGRES_KEYS: &[&str] = &["url", "url_file", "url_env", "lease"];
 const DEDUP_KEYS: &[&str] = &[
     "key",
     "service_labels",
@@ -168,6 +169,17 @@ pub struct DeliveryConfig {
     pub timeout: Millis,
 }
 
+/// `store.postgres`: the database several router replicas share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database` (or `key=value` settings), from a file or
+    /// an environment variable: it carries a password, so never inline.
+    pub url: SecretSource,
+    /// How long a replica's claim on a notification keeps the others away; after a replica dies,
+    /// its claims are taken over when this expires. Longer than `delivery.timeout`.
+    pub lease: Millis,
+}
+
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     pub listen: SocketAddr,
@@ -176,6 +188,8 @@ pub struct RouterConfig {
     pub store_path: PathBuf,
     /// `store.sync: full`: sync every commit to disk (survives power loss), not only to the OS.
     pub store_sync_full: bool,
+    /// The shared PostgreSQL store, instead of the embedded one.
+    pub postgres: Option<PostgresConfig>,
     pub retention: Millis,
     pub ownership: Ownership,
     pub dedup: DedupSettings,
@@ -457,6 +471,42 @@ impl Checker {
                 None => false,
             },
         };
+        let postgres = store
+            .as_ref()
+            .and_then(|s| self.sub_object(s, "postgres", POSTGRES_KEYS))
+            .and_then(|pg| {
+                if let Some(node) = pg.get("url") {
+                    self.error(
+                        node.span(),
+                        "store.postgres.url",
+                        "the database URL is given inline; it carries a password".into(),
+                        Some("give `url_file` (a mounted Secret) or `url_env` (an environment variable)".into()),
+                    );
+                    if let Some(last) = self.diagnostics.last_mut() {
+                        last.redact = true;
+                    }
+                    return None;
+                }
+                let url = self.secret(&pg, "url", true)?;
+                let lease = self.duration(Some(&pg), "lease", "30s");
+                Some((url, lease, pg.get("lease").map(|n| *n.span())))
+            });
+        if postgres.is_some() {
+            for key in ["path", "sync"] {
+                if let Some(node) = store.as_ref().and_then(|s| s.get(key)) {
+                    self.error(
+                        node.span(),
+                        &format!("store.{key}"),
+                        format!(
+                            "`store.{key}` is for the embedded store, but `store.postgres` is set"
+                        ),
+                        Some(format!(
+                            "remove `{key}`: the PostgreSQL store keeps everything in the database"
+                        )),
+                    );
+                }
+            }
+        }
         let dedup_obj = self.sub_object(&top, "dedup", DEDUP_KEYS);
         let d = dedup_obj.as_ref();
         let key = self.string_list(d, "key", &["team", "service", "alertname"]);
@@ -505,6 +555,20 @@ impl Checker {
             concurrency: self.uint(dl, "concurrency", 1, 256, 8) as usize,
             timeout: self.duration(dl, "timeout", "10s"),
         };
+        let postgres = postgres.map(|(url, lease, span)| {
+            if lease <= delivery.timeout {
+                self.error(
+                    &span.unwrap_or(*top.span()),
+                    "store.postgres.lease",
+                    format!(
+                        "the lease ({lease} ms) must be longer than `delivery.timeout` ({} ms)",
+                        delivery.timeout
+                    ),
+                    Some("a claim must outlast one delivery attempt, or another replica sends the same notification meanwhile".into()),
+                );
+            }
+            PostgresConfig { url, lease }
+        });
         let ownership = self.ownership(&top, &teams, key, service_labels, instance_labels);
         let routes = self.routes(&top, &teams);
         let smtp = self.sub_object(&top, "smtp", SMTP_KEYS).and_then(|smtp| {
@@ -557,6 +621,7 @@ impl Checker {
             body_limit,
             store_path,
             store_sync_full,
+            postgres,
             retention,
             ownership,
             dedup: DedupSettings {
@@ -1000,6 +1065,35 @@ mod tests {
             ]
         );
         assert_eq!(problems[2].hint.as_deref(), Some("did you mean `webhook`?"));
+    }
+
+    #[test]
+    fn the_postgres_store_takes_its_url_from_a_file_and_a_lease_longer_than_a_delivery() {
+        let base = "teams: {a: {destinations: [{kind: log}]}}\nownership: {default_team: a}\n";
+        let good = format!("store: {{postgres: {{url_file: /run/db-url, lease: 45s}}}}\n{base}");
+        let config = parse("r.yaml", &good).unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(
+            config.postgres,
+            Some(PostgresConfig {
+                url: SecretSource::File("/run/db-url".into()),
+                lease: 45_000
+            })
+        );
+        let bad = format!(
+            "store: {{path: x.db, postgres: {{url: \"postgres://u:hunter2@db/x\"}}}}\n{base}"
+        );
+        let problems = parse("r.yaml", &bad).expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["store.postgres.url"]);
+        assert!(problems[0].redact, "the inline URL is not echoed");
+        let both = format!("store: {{path: x.db, postgres: {{url_env: DB}}}}\n{base}");
+        let problems = parse("r.yaml", &both).expect_err("invalid");
+        assert_eq!(problems[0].field, "store.path");
+        let short = format!(
+            "store: {{postgres: {{url_env: DB, lease: 5s}}}}\ndelivery: {{timeout: 10s}}\n{base}"
+        );
+        let problems = parse("r.yaml", &short).expect_err("invalid");
+        assert_eq!(problems[0].field, "store.postgres.lease");
     }
 
     #[test]

@@ -1,10 +1,18 @@
-//! The engine: the one thread that owns the incident state and the store's write connection.
+//! The engine: the one thread that owns the store's write connection and decides incidents.
 //!
 //! Webhook handlers send it parsed alerts; it drains whatever is queued, runs the dedup state
 //! machine on all of it, plans notifications, and commits everything in one transaction (group
 //! commit) before any of those requests is answered. Once a second it applies the passage of time
-//! (`dedup::tick`), and once a minute it forgets what the retention allows. If a commit fails, every
-//! request of the batch gets an error (503) and the state is reloaded from the store.
+//! (`dedup::tick`), and once a minute it forgets what the retention allows.
+//!
+//! Two modes, by store:
+//! - **Owned** (the embedded store, one router process): the whole state is loaded once and kept
+//!   in memory; a step commits what it changed. If a commit fails, every request of the batch gets
+//!   an error (503) and the state is reloaded from the store.
+//! - **Shared** (PostgreSQL, several replicas): nothing is kept; each step locks and loads the
+//!   incidents it touches ([`Store::locked_step`]), decides on them as stored and commits in the
+//!   same transaction, so replicas given the same alerts never both notify. The timed transitions
+//!   and garbage collection run only on the replica that [`Store::is_leader`] names.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -16,11 +24,11 @@ use tracing::{error, warn};
 
 use super::alert::Millis;
 use super::config::RouterConfig;
-use super::dedup::{self, Classified, Incident, Outcome, State};
+use super::dedup::{self, Classified, HEARTBEAT_INCIDENT, Incident, Outcome, State};
 use super::delivery::now_ms;
 use super::metrics::{Metrics, labels};
 use super::routing::{self, Notification};
-use super::store::{Batch, DeliveryState, OutboxEntry, Store};
+use super::store::{Batch, DeliveryState, OutboxEntry, Scope, Store};
 
 /// The most requests one group commit takes.
 const MAX_BATCH: usize = 1024;
@@ -34,7 +42,7 @@ pub enum Command {
         reply: oneshot::Sender<Result<Vec<IncidentView>, String>>,
     },
     Ready {
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -66,12 +74,15 @@ impl EngineHandle {
             .map_err(|_| "the engine has stopped".to_string())?
     }
 
-    pub async fn ready(&self) -> bool {
+    /// `Ok` when the store answers and the engine can commit; otherwise why not.
+    pub async fn ready(&self) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send(Command::Ready { reply }).is_err() {
-            return false;
-        }
-        answer.await.unwrap_or(false)
+        self.tx
+            .send(Command::Ready { reply })
+            .map_err(|_| "the engine has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the engine has stopped".to_string())?
     }
 }
 
@@ -105,7 +116,9 @@ pub struct DeliveryView {
 const LISTED_MEMBERS: usize = 1000;
 
 pub struct Engine {
-    state: State,
+    /// The whole incident state when this router is the store's only user; `None` on a shared
+    /// store, where every step loads what it touches.
+    state: Option<State>,
     store: Box<dyn Store>,
     config: Arc<RouterConfig>,
     metrics: Arc<Metrics>,
@@ -123,7 +136,7 @@ impl Engine {
     ) -> Result<Self, super::store::StoreError> {
         let state = store.load_state()?;
         let engine = Engine {
-            state,
+            state: Some(state),
             store,
             config,
             metrics,
@@ -132,6 +145,23 @@ impl Engine {
         };
         engine.update_gauges();
         Ok(engine)
+    }
+
+    /// An engine on a store shared with other routers: it keeps no state of its own.
+    pub fn shared(
+        store: Box<dyn Store>,
+        config: Arc<RouterConfig>,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Engine {
+            state: None,
+            store,
+            config,
+            metrics,
+            wake,
+            healthy: true,
+        }
     }
 
     /// Starts the engine thread; it stops when every handle is dropped.
@@ -183,7 +213,11 @@ impl Engine {
                     let _ = reply.send(self.incident_views());
                 }
                 Command::Ready { reply } => {
-                    let ready = self.healthy && self.store.ping().is_ok();
+                    let ready = if self.healthy {
+                        self.store.ping().map_err(|e| e.to_string())
+                    } else {
+                        Err("the last commit failed; the state is reloaded first".to_string())
+                    };
                     let _ = reply.send(ready);
                 }
             }
@@ -191,92 +225,118 @@ impl Engine {
         if ingests.is_empty() {
             return;
         }
-        if !self.healthy && !self.reload() {
-            for (_, reply) in ingests {
-                let _ = reply.send(Err("the store is unavailable".into()));
-            }
-            return;
-        }
-        let mut outcome = Outcome::default();
-        let mut replies = Vec::with_capacity(ingests.len());
-        for (alerts, reply) in ingests {
-            merge(
-                &mut outcome,
-                dedup::step(&mut self.state, &alerts, now, &self.config.dedup),
-            );
-            replies.push((reply, alerts.len()));
-        }
-        let result = self.commit(outcome, now);
+        let result = if self.state.is_some() {
+            self.ingest_owned(&ingests, now)
+        } else {
+            self.ingest_shared(&ingests, now)
+        };
         if result.is_ok() {
-            let total: usize = replies.iter().map(|(_, count)| count).sum();
+            let total: usize = ingests.iter().map(|(alerts, _)| alerts.len()).sum();
             self.metrics.alerts_received.inc_by(total as u64);
             self.metrics.update_dedup_ratio();
         }
-        for (reply, count) in replies {
-            let _ = reply.send(result.clone().map(|()| count));
+        for (alerts, reply) in ingests {
+            let _ = reply.send(result.clone().map(|()| alerts.len()));
         }
     }
 
-    /// Plans the outcome's notifications and commits everything it changed.
+    fn ingest_owned(&mut self, ingests: &[Ingest], now: Millis) -> Result<(), String> {
+        if !self.healthy && !self.reload() {
+            return Err("the store is unavailable".into());
+        }
+        let Some(state) = self.state.as_mut() else {
+            return Err("the engine has no state".into());
+        };
+        let mut outcome = Outcome::default();
+        for (alerts, _) in ingests {
+            merge(
+                &mut outcome,
+                dedup::step(state, alerts, now, &self.config.dedup),
+            );
+        }
+        self.commit(outcome, now)
+    }
+
+    /// One transaction on the shared store: lock and load the incidents these alerts touch,
+    /// decide, write.
+    fn ingest_shared(&mut self, ingests: &[Ingest], now: Millis) -> Result<(), String> {
+        let heartbeat_name = self
+            .config
+            .dedup
+            .heartbeat
+            .as_ref()
+            .map(|h| h.alertname.as_str());
+        let mut scope = Scope::default();
+        for alert in ingests.iter().flat_map(|(alerts, _)| alerts) {
+            if Some(alert.alertname.as_str()) == heartbeat_name {
+                scope.heartbeat = true;
+            } else {
+                scope.keys.push(alert.key.clone());
+            }
+        }
+        let config = self.config.clone();
+        self.shared_step(&scope, now, |state| {
+            let mut outcome = Outcome::default();
+            for (alerts, _) in ingests {
+                merge(&mut outcome, dedup::step(state, alerts, now, &config.dedup));
+            }
+            outcome
+        })
+    }
+
+    /// Runs `decide` in a locked step of the shared store, plans and writes its outcome, and
+    /// counts what it committed.
+    fn shared_step(
+        &mut self,
+        scope: &Scope,
+        now: Millis,
+        mut decide: impl FnMut(&mut State) -> Outcome,
+    ) -> Result<(), String> {
+        let config = self.config.clone();
+        let mut committed = (Vec::new(), 0);
+        let result = self.store.locked_step(scope, &mut |state| {
+            let outcome = decide(state);
+            let batch = plan(state, &outcome, &config, now);
+            committed = (outcome.intents, batch.outbox.len());
+            batch
+        });
+        match result {
+            Ok(()) => {
+                self.count_committed(&committed.0, committed.1);
+                Ok(())
+            }
+            Err(e) => {
+                error!(error = %e, "the shared store failed; answering 503");
+                Err(format!("the store is unavailable: {e}"))
+            }
+        }
+    }
+
+    fn count_committed(&self, intents: &[dedup::Intent], planned: usize) {
+        for intent in intents {
+            self.metrics
+                .incident_transitions
+                .get_or_create(&labels(&[("kind", intent.kind.as_str())]))
+                .inc();
+        }
+        self.metrics.notifications_planned.inc_by(planned as u64);
+        if planned > 0 {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Plans the outcome's notifications and commits everything it changed (owned mode).
     fn commit(&mut self, outcome: Outcome, now: Millis) -> Result<(), String> {
-        let team_destinations = self.config.team_destinations();
-        let mut batch = Batch::default();
-        for intent in &outcome.intents {
-            let Some(incident) = self.state.incidents.get(&intent.incident_key) else {
-                continue;
-            };
-            let planned = routing::plan(intent, incident, &self.config.routes, &team_destinations);
-            if planned.is_empty() {
-                warn!(
-                    incident = %incident.key,
-                    team = %incident.team,
-                    kind = intent.kind.as_str(),
-                    "no destination for this incident: give its team destinations, add a route, or set ownership.default_team"
-                );
-            }
-            for (destination, notification) in planned {
-                batch
-                    .outbox
-                    .push(outbox_entry(destination.id(), notification, now));
-            }
-        }
-        for key in &outcome.changed_incidents {
-            if let Some(incident) = self.state.incidents.get(key) {
-                batch.incidents.push(incident.clone());
-            }
-        }
-        for (key, fingerprint) in &outcome.changed_members {
-            if let Some(member) = self
-                .state
-                .incidents
-                .get(key)
-                .and_then(|i| i.members.get(fingerprint))
-            {
-                batch
-                    .members
-                    .push((key.clone(), *fingerprint, member.clone()));
-            }
-        }
-        if outcome.heartbeat_changed {
-            batch.heartbeat = Some(self.state.heartbeat.clone());
-        }
+        let Some(state) = self.state.as_ref() else {
+            return Err("the engine has no state".into());
+        };
+        let batch = plan(state, &outcome, &self.config, now);
         if batch.is_empty() {
             return Ok(());
         }
         match self.store.commit(&batch) {
             Ok(()) => {
-                for intent in &outcome.intents {
-                    self.metrics
-                        .incident_transitions
-                        .get_or_create(&labels(&[("kind", intent.kind.as_str())]))
-                        .inc();
-                }
-                self.metrics
-                    .notifications_planned
-                    .inc_by(batch.outbox.len() as u64);
-                if !batch.outbox.is_empty() {
-                    self.wake.notify_one();
-                }
+                self.count_committed(&outcome.intents, batch.outbox.len());
                 self.update_gauges();
                 Ok(())
             }
@@ -292,7 +352,7 @@ impl Engine {
     fn reload(&mut self) -> bool {
         match self.store.load_state() {
             Ok(state) => {
-                self.state = state;
+                self.state = Some(state);
                 self.healthy = true;
                 true
             }
@@ -304,10 +364,16 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Millis) {
+        if self.state.is_none() {
+            return self.tick_shared(now);
+        }
         if !self.healthy && !self.reload() {
             return;
         }
-        let outcome = dedup::tick(&mut self.state, now, &self.config.dedup);
+        let Some(state) = self.state.as_mut() else {
+            return;
+        };
+        let outcome = dedup::tick(state, now, &self.config.dedup);
         if let Err(e) = self.commit(outcome, now) {
             warn!(error = %e, "committing the timed transitions failed; they are retried on the next tick");
         }
@@ -316,29 +382,67 @@ impl Engine {
         }
     }
 
+    /// The timed transitions on a shared store: only on the leader, over every open incident.
+    fn tick_shared(&mut self, now: Millis) {
+        match self.store.is_leader() {
+            Ok(true) => {
+                let heartbeat = self.config.dedup.heartbeat.is_some();
+                let scope = Scope {
+                    keys: if heartbeat {
+                        vec![HEARTBEAT_INCIDENT.to_string()]
+                    } else {
+                        Vec::new()
+                    },
+                    open: true,
+                    heartbeat,
+                };
+                let config = self.config.clone();
+                if let Err(e) =
+                    self.shared_step(&scope, now, |state| dedup::tick(state, now, &config.dedup))
+                {
+                    warn!(error = %e, "the timed transitions failed; they are retried on the next tick");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "asking the shared store for the leader lock failed"),
+        }
+        if let Ok(counts) = self.store.open_counts() {
+            self.metrics.incidents_open.set(counts.incidents as i64);
+            self.metrics
+                .members_active
+                .set(counts.firing_members as i64);
+        }
+        if let Ok(pending) = self.store.pending_count() {
+            self.metrics.outbox_pending.set(pending as i64);
+        }
+    }
+
     fn gc(&mut self, now: Millis) {
         let cutoff = now - self.config.retention;
-        let forgotten = dedup::forget_resolved(&mut self.state, cutoff);
-        let batch = Batch {
-            forgotten_incidents: forgotten,
-            ..Batch::default()
+        let result = match self.state.as_mut() {
+            Some(state) => {
+                let batch = Batch {
+                    forgotten_incidents: dedup::forget_resolved(state, cutoff),
+                    ..Batch::default()
+                };
+                self.store.commit(&batch)
+            }
+            None => match self.store.is_leader() {
+                Ok(true) => self.store.forget_resolved(cutoff).map(|_| ()),
+                Ok(false) => return,
+                Err(e) => Err(e),
+            },
         };
-        if let Err(e) = self
-            .store
-            .commit(&batch)
-            .and_then(|()| self.store.gc(cutoff).map(|_| ()))
-        {
+        if let Err(e) = result.and_then(|()| self.store.gc(cutoff).map(|_| ())) {
             warn!(error = %e, "garbage collection failed; it runs again in a minute");
         }
     }
 
     fn update_gauges(&self) {
-        let open: Vec<&Incident> = self
-            .state
-            .incidents
-            .values()
-            .filter(|i| i.is_open())
-            .collect();
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let open: Vec<&Incident> = state.incidents.values().filter(|i| i.is_open()).collect();
         self.metrics.incidents_open.set(open.len() as i64);
         self.metrics
             .members_active
@@ -346,8 +450,15 @@ impl Engine {
     }
 
     fn incident_views(&mut self) -> Result<Vec<IncidentView>, String> {
-        let open: Vec<Incident> = self
-            .state
+        let loaded;
+        let state = match &self.state {
+            Some(state) => state,
+            None => {
+                loaded = self.store.load_state().map_err(|e| e.to_string())?;
+                &loaded
+            }
+        };
+        let open: Vec<Incident> = state
             .incidents
             .values()
             .filter(|i| i.is_open())
@@ -387,6 +498,55 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// One webhook's alerts and where its answer goes.
+type Ingest = (Vec<Classified>, oneshot::Sender<Result<usize, String>>);
+
+/// What an outcome writes: the changed incidents and members of `state`, the heartbeat, and an
+/// outbox entry per planned notification.
+fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) -> Batch {
+    let team_destinations = config.team_destinations();
+    let mut batch = Batch::default();
+    for intent in &outcome.intents {
+        let Some(incident) = state.incidents.get(&intent.incident_key) else {
+            continue;
+        };
+        let planned = routing::plan(intent, incident, &config.routes, &team_destinations);
+        if planned.is_empty() {
+            warn!(
+                incident = %incident.key,
+                team = %incident.team,
+                kind = intent.kind.as_str(),
+                "no destination for this incident: give its team destinations, add a route, or set ownership.default_team"
+            );
+        }
+        for (destination, notification) in planned {
+            batch
+                .outbox
+                .push(outbox_entry(destination.id(), notification, now));
+        }
+    }
+    for key in &outcome.changed_incidents {
+        if let Some(incident) = state.incidents.get(key) {
+            batch.incidents.push(incident.clone());
+        }
+    }
+    for (key, fingerprint) in &outcome.changed_members {
+        if let Some(member) = state
+            .incidents
+            .get(key)
+            .and_then(|i| i.members.get(fingerprint))
+        {
+            batch
+                .members
+                .push((key.clone(), *fingerprint, member.clone()));
+        }
+    }
+    if outcome.heartbeat_changed {
+        batch.heartbeat = Some(state.heartbeat.clone());
+    }
+    batch
 }
 
 fn merge(into: &mut Outcome, from: Outcome) {

@@ -26,6 +26,7 @@ use config::RouterConfig;
 use delivery::Deliverer;
 use delivery::retry::RetryPolicy;
 use destination::Destination;
+use store::Store;
 use store::sqlite::{SqliteOptions, SqliteStore};
 
 /// Why the router could not start.
@@ -206,26 +207,8 @@ pub async fn start(
     let credentials = credentials(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let wake = Arc::new(Notify::new());
-    let engine_store = SqliteStore::open(
-        &config.store_path,
-        SqliteOptions {
-            sync_full: config.store_sync_full,
-            auto_checkpoint: false,
-        },
-    )?;
-    let delivery_store = SqliteStore::open(
-        &config.store_path,
-        SqliteOptions {
-            sync_full: config.store_sync_full,
-            auto_checkpoint: true,
-        },
-    )?;
-    let engine = engine::Engine::new(
-        Box::new(engine_store),
-        config.clone(),
-        metrics.clone(),
-        wake.clone(),
-    )?;
+    let (engine, delivery_store, store_name) =
+        open_stores(config.clone(), metrics.clone(), wake.clone()).await?;
     let (handle, engine_thread) = engine.spawn()?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(
@@ -234,8 +217,9 @@ pub async fn start(
         .user_agent(concat!("stackgen-router/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
+    let delivery_store = Arc::new(Mutex::new(delivery_store));
     let deliverer = Arc::new(Deliverer {
-        store: Arc::new(Mutex::new(Box::new(delivery_store))),
+        store: delivery_store.clone(),
         mailer,
         destinations,
         policy: RetryPolicy {
@@ -261,7 +245,7 @@ pub async fn start(
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
-    info!(address = %address, store = %config.store_path.display(), "stackgen router listening");
+    info!(address = %address, store = %store_name, "stackgen router listening");
     let stop = Arc::new(Notify::new());
     let stop_server = stop.clone();
     let server = tokio::spawn(async move {
@@ -271,6 +255,8 @@ pub async fn start(
         info!("shutting down: finishing deliveries in flight");
         stop_delivery.notify_one();
         let _ = delivery_task.await;
+        // A PostgreSQL connection is closed on a blocking thread (it runs its own small runtime).
+        let _ = tokio::task::spawn_blocking(move || drop(delivery_store)).await;
         // The last handle went with the server: the engine drains its queue and stops.
         let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
         info!("stopped");
@@ -281,6 +267,59 @@ pub async fn start(
         stop,
         server,
     })
+}
+
+/// Opens the engine's and the delivery workers' stores (blocking: the PostgreSQL client runs
+/// its own runtime) and builds the engine for that kind of store. Returns a name for the log.
+async fn open_stores(
+    config: Arc<RouterConfig>,
+    metrics: Arc<metrics::Metrics>,
+    wake: Arc<Notify>,
+) -> Result<(engine::Engine, Box<dyn Store>, String), ServeError> {
+    tokio::task::spawn_blocking(move || {
+        let Some(pg) = &config.postgres else {
+            let options = |auto_checkpoint| SqliteOptions {
+                sync_full: config.store_sync_full,
+                auto_checkpoint,
+            };
+            let engine_store = SqliteStore::open(&config.store_path, options(false))?;
+            let delivery_store = SqliteStore::open(&config.store_path, options(true))?;
+            let name = config.store_path.display().to_string();
+            let engine = engine::Engine::new(Box::new(engine_store), config, metrics, wake)?;
+            return Ok((engine, Box::new(delivery_store) as Box<dyn Store>, name));
+        };
+        let url = pg
+            .url
+            .read()
+            .map_err(|e| ServeError::Config(format!("store.postgres.url: {e}")))?;
+        let claims = store::Claims {
+            owner: replica_id(),
+            lease: pg.lease,
+        };
+        info!(replica = %claims.owner, "connecting to the shared PostgreSQL store");
+        let engine_store = store::postgres::PostgresStore::connect(&url, claims.clone())?;
+        let delivery_store = store::postgres::PostgresStore::connect(&url, claims)?;
+        let engine = engine::Engine::shared(Box::new(engine_store), config, metrics, wake);
+        Ok((
+            engine,
+            Box::new(delivery_store) as Box<dyn Store>,
+            "postgresql (shared)".to_string(),
+        ))
+    })
+    .await
+    .map_err(|e| ServeError::Config(format!("opening the store: {e}")))?
+}
+
+/// This process among the replicas: host name, process id and a random part (a restarted
+/// process never reuses the claims of the one before it).
+fn replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "router".into());
+    format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
 }
 
 async fn shutdown_signal() {

@@ -24,6 +24,7 @@ pub const GRAFANA_ADMIN_SECRET: &str = "grafana-admin";
 
 pub const ROUTER_IMAGE: &str = "ghcr.io/stackgen/stackgen:0.1.0";
 pub const ROUTER_AUTH_SECRET: &str = "stackgen-router-auth";
+pub const ROUTER_REPLICAS: u32 = 1;
 
 pub const METRICS_PATH: &str = "/metrics";
 

@@ -50,7 +50,16 @@ const GRAFANA_KEYS: &[&str] = &[
 ];
 const INGRESS_KEYS: &[&str] = &["host", "class_name", "tls_secret"];
 const EXPORTER_KEYS: &[&str] = &["node_exporter", "kube_state_metrics"];
-const ROUTER_KEYS: &[&str] = &["image", "auth_secret", "platform_team", "smtp", "resources"];
+const ROUTER_KEYS: &[&str] = &[
+    "image",
+    "auth_secret",
+    "platform_team",
+    "smtp",
+    "resources",
+    "replicas",
+    "store",
+];
+const ROUTER_STORE_KEYS: &[&str] = &["postgres"];
 const SMTP_KEYS: &[&str] = &["host", "port", "from", "tls", "username", "password"];
 const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
 const RESOURCE_NAMES: &[&str] = &["cpu", "memory"];
@@ -479,7 +488,27 @@ impl Checker {
         let smtp = o
             .and_then(|r| self.sub_object(r, "smtp", SMTP_KEYS))
             .and_then(|s| self.smtp(&s));
+        let postgres = o
+            .and_then(|r| self.sub_object(r, "store", ROUTER_STORE_KEYS))
+            .and_then(|store| {
+                let node = store.get("postgres")?;
+                self.secret_ref(node, "router.store.postgres")
+            });
+        let replicas = self.uint(o, "replicas", 1, 10, defaults::ROUTER_REPLICAS.into()) as u32;
+        if replicas > 1
+            && postgres.is_none()
+            && let Some(node) = o.and_then(|r| r.get("replicas"))
+        {
+            self.error(
+                node.span(),
+                "router.replicas",
+                format!("{replicas} router replicas need the shared PostgreSQL store"),
+                Some("the embedded store serves one replica; add `store: {postgres: {secret: NAME, key: url}}` under `router` (a Secret holding a postgres:// URL), or keep `replicas: 1`".into()),
+            );
+        }
         RouterSpec {
+            replicas,
+            postgres,
             image: self.checked_or_default(
                 o,
                 "image",

@@ -162,6 +162,11 @@ pub struct Exporters {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RouterSpec {
     pub image: String,
+    /// Replicas behind the router's Service; more than one needs the shared store (`postgres`).
+    pub replicas: u32,
+    /// Secret key holding the `postgres://` URL of the database the replicas share; `None`: the
+    /// embedded store on a volume (one replica).
+    pub postgres: Option<SecretRef>,
     /// Secret with key `token`: the bearer token Alertmanager presents to the router.
     pub auth_secret: String,
     /// The team that owns alerts of no service (cluster and stack health) and the heartbeat.

@@ -7,7 +7,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,57 +38,66 @@ pub(super) fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -
 /// One request the sink received.
 #[derive(Debug, Clone)]
 pub(super) struct Received {
-    pub at: Instant,
+    pub(super) at: Instant,
     /// Method and target, e.g. `POST /v2/alerts?x=y`.
-    pub request_line: String,
+    pub(super) request_line: String,
     /// Body size in bytes.
-    pub size: usize,
-    pub headers: BTreeMap<String, String>,
-    pub body: serde_json::Value,
-    pub answered: u16,
+    pub(super) size: usize,
+    pub(super) headers: BTreeMap<String, String>,
+    pub(super) body: serde_json::Value,
+    pub(super) answered: u16,
 }
 
 /// A loopback HTTP server standing in for a webhook destination; answers with `status`.
 pub(super) struct Sink {
-    pub port: u16,
-    pub status: Arc<AtomicU16>,
+    pub(super) port: u16,
+    pub(super) status: Arc<AtomicU16>,
     /// Statuses to answer first, in order, before falling back to `status`.
-    script: Arc<Mutex<std::collections::VecDeque<u16>>>,
+    pub(super) script: Arc<Mutex<std::collections::VecDeque<u16>>>,
+    /// Milliseconds to hold every answer (the status is decided, and recorded, on arrival).
+    pub(super) delay: Arc<AtomicU64>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Sink {
-    pub fn start(status: u16) -> Sink {
+    pub(super) fn start(status: u16) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
         let port = listener.local_addr().expect("addr").port();
         let status = Arc::new(AtomicU16::new(status));
         let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        let delay = Arc::new(AtomicU64::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let (s, q, r) = (status.clone(), script.clone(), received.clone());
+        let (s, q, d, r) = (
+            status.clone(),
+            script.clone(),
+            delay.clone(),
+            received.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (s, q, r) = (s.clone(), q.clone(), r.clone());
-                std::thread::spawn(move || serve_connection(stream, &s, &q, &r));
+                let (s, q, d, r) = (s.clone(), q.clone(), d.clone(), r.clone());
+                std::thread::spawn(move || serve_connection(stream, &s, &q, &d, &r));
             }
         });
         Sink {
             port,
             status,
             script,
+            delay,
             received,
         }
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook", self.port)
     }
 
-    pub fn received(&self) -> Vec<Received> {
+    pub(super) fn received(&self) -> Vec<Received> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Distinct idempotency keys answered with 2xx.
-    fn delivered_keys(&self) -> std::collections::BTreeSet<String> {
+    pub(super) fn delivered_keys(&self) -> std::collections::BTreeSet<String> {
         self.received()
             .into_iter()
             .filter(|r| r.answered < 300)
@@ -101,6 +110,7 @@ fn serve_connection(
     stream: TcpStream,
     status: &AtomicU16,
     script: &Mutex<std::collections::VecDeque<u16>>,
+    delay: &AtomicU64,
     received: &Mutex<Vec<Received>>,
 ) {
     let mut reader = BufReader::new(match stream.try_clone() {
@@ -153,6 +163,10 @@ fn serve_connection(
                 answered,
             });
         }
+        let hold = delay.load(Ordering::SeqCst);
+        if hold > 0 {
+            std::thread::sleep(Duration::from_millis(hold));
+        }
         // A 429 asks for one second; everything else for none.
         let retry_after = if answered == 429 { 1 } else { 0 };
         // Answer like the services: 204 has no body, the others a short one.
@@ -169,13 +183,13 @@ fn serve_connection(
 
 /// The router binary on a loopback port; killed by its PID when dropped.
 pub(super) struct Router {
-    child: Child,
-    port: u16,
+    pub(super) child: Child,
+    pub(super) port: u16,
     log: PathBuf,
 }
 
 impl Router {
-    fn start(dir: &Path, config: &str) -> Router {
+    pub(super) fn start(dir: &Path, config: &str) -> Router {
         let port = free_port();
         let config_path = dir.join("router.yaml");
         std::fs::write(&config_path, config.replace("PORT", &port.to_string()))
@@ -184,7 +198,7 @@ impl Router {
     }
 
     /// Starts (or restarts) the router with the config already in `dir`.
-    pub fn start_with(dir: &Path, port: u16) -> Router {
+    pub(super) fn start_with(dir: &Path, port: u16) -> Router {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let log = dir.join(format!(
             "router-{}.log",
@@ -210,7 +224,7 @@ impl Router {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    pub fn get(&self, path: &str) -> (u16, String) {
+    pub(super) fn get(&self, path: &str) -> (u16, String) {
         match ureq::get(&self.url(path))
             .header("Authorization", &format!("Bearer {TOKEN}"))
             .config()
@@ -227,7 +241,7 @@ impl Router {
     }
 
     /// POSTs a body; returns the status and the parsed JSON answer.
-    fn post(
+    pub(super) fn post(
         &self,
         body: &[u8],
         content_type: &str,
@@ -254,18 +268,18 @@ impl Router {
         }
     }
 
-    fn post_fixture(&self, name: &str) -> u16 {
+    pub(super) fn post_fixture(&self, name: &str) -> u16 {
         let body = std::fs::read(fixture(name)).expect("fixture");
         self.post(&body, "application/json", Some(&format!("Bearer {TOKEN}")))
             .0
     }
 
-    pub fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    pub fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

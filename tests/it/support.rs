@@ -31,6 +31,7 @@ pub const GOLDEN_CASES: &[(&str, &str)] = &[
     ("minimal", "examples/minimal.yaml"),
     ("stack", "examples/stack.yaml"),
     ("kubeadm", "tests/fixtures/specs/kubeadm.yaml"),
+    ("router-ha", "tests/fixtures/specs/router-ha.yaml"),
 ];
 
 /// Renders `spec` into a fresh temporary directory and returns it (with the directory guard).

@@ -1,9 +1,13 @@
 //! Durable state: incidents, their members, the heartbeat and the outbox of planned notifications.
 //!
-//! [`Store`] is what the engine and the delivery workers need; [`sqlite::SqliteStore`] is the
-//! embedded default (no server; WAL mode, every commit synced before the webhook is answered).
-//! The trait is shaped so a PostgreSQL store shared by several replicas can implement it too.
+//! [`Store`] is what the engine and the delivery workers need. [`sqlite::SqliteStore`] is the
+//! embedded default (no server; WAL mode, every commit synced before the webhook is answered; one
+//! router process). [`postgres::PostgresStore`] is shared by several router replicas: each engine
+//! step is decided on the rows as stored, inside one transaction that locks the incidents it
+//! touches ([`Store::locked_step`]), outbox entries are claimed with a lease, and the fleet-wide
+//! chores run on the one replica holding [`Store::is_leader`].
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeSet;
@@ -18,6 +22,8 @@ use super::routing::Notification;
 pub enum StoreError {
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("store: {}", postgres::describe(.0))]
+    Postgres(#[from] ::postgres::Error),
     #[error("store: stored {what} is unreadable: {message}")]
     Corrupt { what: &'static str, message: String },
     #[error("store: {0}")]
@@ -42,7 +48,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "pending" => Some(DeliveryState::Pending),
             "delivered" => Some(DeliveryState::Delivered),
@@ -73,6 +79,7 @@ pub struct Batch {
     pub incidents: Vec<Incident>,
     pub members: Vec<(String, u64, Member)>,
     pub forgotten_incidents: Vec<String>,
+    /// Stored as the later of this and the stored heartbeat (replicas may race on it).
     pub heartbeat: Option<Heartbeat>,
     pub outbox: Vec<OutboxEntry>,
 }
@@ -84,6 +91,44 @@ impl Batch {
             && self.forgotten_incidents.is_empty()
             && self.heartbeat.is_none()
             && self.outbox.is_empty()
+    }
+}
+
+/// What one [`Store::locked_step`] loads (and locks) before deciding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Incident keys the step touches (any order; the store sorts them before locking).
+    pub keys: Vec<String>,
+    /// Also every open (or resolving) incident: the timed transitions of a tick.
+    pub open: bool,
+    /// Also the pipeline heartbeat.
+    pub heartbeat: bool,
+}
+
+/// Sizes the gauges show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenCounts {
+    /// Open or resolving incidents.
+    pub incidents: u64,
+    /// Firing members of those incidents.
+    pub firing_members: u64,
+}
+
+/// How an entry is claimed for delivery: by whom, and for how long other routers leave it alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// Who claims (unique per router process on a shared store).
+    pub owner: String,
+    /// How long a claim keeps other routers away; it must outlast one delivery attempt.
+    pub lease: Millis,
+}
+
+impl Default for Claims {
+    fn default() -> Self {
+        Claims {
+            owner: "local".into(),
+            lease: 60_000,
+        }
     }
 }
 
@@ -100,9 +145,28 @@ pub trait Store: Send {
     fn load_state(&mut self) -> Result<State, StoreError>;
     /// Writes a batch atomically and durably.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
-    /// Pending entries due at `now`, oldest first, skipping those in `in_flight`. Only the oldest
-    /// pending entry of each destination qualifies, so every destination gets its notifications
-    /// in the order they were planned.
+    /// Loads the incidents of `scope` as stored, locked against every other writer until the
+    /// step commits, lets `decide` change them and plan what to write, and writes that batch in
+    /// the same transaction. `decide` may run more than once (a shared store retries a step that
+    /// lost a race), each time on freshly loaded state.
+    fn locked_step(
+        &mut self,
+        scope: &Scope,
+        decide: &mut dyn FnMut(&mut State) -> Batch,
+    ) -> Result<(), StoreError>;
+    /// Whether this router runs the fleet-wide chores (reminders, held resolves, stale members,
+    /// the heartbeat, garbage collection). Always true for a store only one router uses; on a
+    /// shared store, true on the one router holding the lock, which passes to another when its
+    /// holder dies.
+    fn is_leader(&mut self) -> Result<bool, StoreError>;
+    /// Deletes the incidents resolved before `cutoff` (with their members); returns their keys.
+    fn forget_resolved(&mut self, cutoff: Millis) -> Result<Vec<String>, StoreError>;
+    /// How many incidents are open and how many members of them fire.
+    fn open_counts(&mut self) -> Result<OpenCounts, StoreError>;
+    /// Claims pending entries due at `now`, oldest first, skipping those in `in_flight`, and
+    /// returns them. Only the oldest pending entry of each destination qualifies, so every
+    /// destination gets its notifications in the order they were planned; an entry claimed by
+    /// another owner whose lease has not expired does not qualify.
     fn due(
         &mut self,
         now: Millis,
@@ -115,9 +179,11 @@ pub trait Store: Send {
         destination: &str,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// The earliest next attempt of any pending entry.
+    /// The earliest time a pending entry may be claimed (its next attempt, or the end of another
+    /// owner's lease).
     fn next_due(&mut self) -> Result<Option<Millis>, StoreError>;
-    /// Records an attempt's outcome (and counts the attempt).
+    /// Records an attempt's outcome for a pending entry (and counts the attempt), releasing its
+    /// claim. An entry no longer pending (another router recorded it first) stays as it is.
     fn record(&mut self, id: &str, outcome: &Recorded) -> Result<(), StoreError>;
     /// Outbox entries of these incidents (for the API).
     fn entries_for(&mut self, incident_keys: &[String]) -> Result<Vec<OutboxEntry>, StoreError>;

@@ -3,6 +3,10 @@
 //! commit to the disk, so it survives power loss too, at a cost in throughput. The engine's
 //! connection never checkpoints the WAL itself: the delivery side does, off the request path.
 //! Schema changes are numbered migrations.
+//!
+//! One router process owns the file: the engine keeps the incident state in memory and commits
+//! what each step changed ([`Store::commit`]). [`Store::locked_step`] works too (an immediate
+//! transaction serializes writers), so the same store contract holds for every backend.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,7 +14,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Batch, DeliveryState, OutboxEntry, Recorded, Store, StoreError};
+use super::{
+    Batch, Claims, DeliveryState, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError,
+};
 use crate::router::alert::Millis;
 use crate::router::dedup::{Heartbeat, Incident, Member, State};
 use crate::router::routing::Notification;
@@ -49,10 +55,15 @@ CREATE INDEX outbox_incident ON outbox (incident_key);
     r#"
 CREATE INDEX outbox_destination_order ON outbox (destination, state, created_at);
 "#,
+    r#"
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE outbox ADD COLUMN lease_until INTEGER;
+"#,
 ];
 
 pub struct SqliteStore {
     conn: Connection,
+    claims: Claims,
 }
 
 /// How a connection to the store behaves.
@@ -83,25 +94,36 @@ impl SqliteStore {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         }
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = SqliteStore { conn };
+        let mut store = SqliteStore {
+            conn,
+            claims: Claims::default(),
+        };
         store.migrate()?;
         Ok(store)
     }
 
+    /// Claims outbox entries as `claims.owner` (default: `local`, the same for every start, so a
+    /// restarted router takes over its own claims at once).
+    pub fn with_claims(mut self, claims: Claims) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    /// Applies the migrations not applied yet. The version is read inside an immediate
+    /// transaction, so connections opening the file together apply each migration once.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let current: i64 = self
+        let tx = self
             .conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))?;
-        for (index, sql) in MIGRATIONS
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        for sql in MIGRATIONS
             .iter()
-            .enumerate()
             .skip(usize::try_from(current).unwrap_or(0))
         {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", index as i64 + 1)?;
-            tx.commit()?;
         }
+        tx.pragma_update(None, "user_version", current.max(MIGRATIONS.len() as i64))?;
+        tx.commit()?;
         Ok(())
     }
 }
@@ -157,6 +179,68 @@ fn entry_from(row: EntryRow) -> Result<OutboxEntry, StoreError> {
     })
 }
 
+/// Incidents that are open or resolving.
+const OPEN_SQL: &str = "json_extract(data, '$.status.state') IN ('open', 'resolving')";
+
+fn read_heartbeat(conn: &Connection) -> Result<Heartbeat, StoreError> {
+    Ok(Heartbeat {
+        last_seen: conn
+            .query_row("SELECT last_seen FROM heartbeat WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()?
+            .flatten(),
+    })
+}
+
+/// Writes a batch inside the caller's transaction.
+fn write_batch(tx: &Connection, batch: &Batch) -> Result<(), StoreError> {
+    let mut upsert_incident = tx.prepare_cached("INSERT INTO incidents (key, data) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET data = excluded.data")?;
+    for incident in &batch.incidents {
+        upsert_incident.execute(params![incident.key, to_json(incident, "incident")?])?;
+    }
+    let mut upsert_member = tx.prepare_cached(
+        "INSERT INTO members (incident_key, fingerprint, data) VALUES (?1, ?2, ?3) ON CONFLICT (incident_key, fingerprint) DO UPDATE SET data = excluded.data",
+    )?;
+    for (key, fingerprint, member) in &batch.members {
+        upsert_member.execute(params![
+            key,
+            *fingerprint as i64,
+            to_json(member, "member")?
+        ])?;
+    }
+    for key in &batch.forgotten_incidents {
+        tx.execute("DELETE FROM members WHERE incident_key = ?1", params![key])?;
+        tx.execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
+    }
+    if let Some(last_seen) = batch.heartbeat.as_ref().and_then(|h| h.last_seen) {
+        tx.execute(
+            "INSERT INTO heartbeat (id, last_seen) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET \
+             last_seen = CASE WHEN heartbeat.last_seen IS NULL OR excluded.last_seen > heartbeat.last_seen \
+             THEN excluded.last_seen ELSE heartbeat.last_seen END",
+            params![last_seen],
+        )?;
+    }
+    // An entry planned twice (same idempotency key) is stored once.
+    let mut insert_entry = tx.prepare_cached(
+        "INSERT OR IGNORE INTO outbox (id, destination, incident_key, notification, created_at, next_attempt_at, attempts, state, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for entry in &batch.outbox {
+        insert_entry.execute(params![
+            entry.id,
+            entry.destination,
+            entry.notification.incident_key,
+            to_json(&entry.notification, "notification")?,
+            entry.created_at,
+            entry.next_attempt_at,
+            entry.attempts,
+            entry.state.as_str(),
+            entry.last_error,
+        ])?;
+    }
+    Ok(())
+}
+
 const ENTRY_COLUMNS: &str =
     "id, destination, notification, created_at, next_attempt_at, attempts, state, last_error";
 
@@ -186,15 +270,7 @@ impl Store for SqliteStore {
                 incident.members.insert(fingerprint as u64, member);
             }
         }
-        state.heartbeat = Heartbeat {
-            last_seen: self
-                .conn
-                .query_row("SELECT last_seen FROM heartbeat WHERE id = 1", [], |row| {
-                    row.get(0)
-                })
-                .optional()?
-                .flatten(),
-        };
+        state.heartbeat = read_heartbeat(&self.conn)?;
         Ok(state)
     }
 
@@ -205,51 +281,107 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut upsert_incident = tx.prepare_cached("INSERT INTO incidents (key, data) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET data = excluded.data")?;
-            for incident in &batch.incidents {
-                upsert_incident.execute(params![incident.key, to_json(incident, "incident")?])?;
-            }
-            let mut upsert_member = tx.prepare_cached(
-                "INSERT INTO members (incident_key, fingerprint, data) VALUES (?1, ?2, ?3) ON CONFLICT (incident_key, fingerprint) DO UPDATE SET data = excluded.data",
-            )?;
-            for (key, fingerprint, member) in &batch.members {
-                upsert_member.execute(params![
-                    key,
-                    *fingerprint as i64,
-                    to_json(member, "member")?
-                ])?;
-            }
-            for key in &batch.forgotten_incidents {
-                tx.execute("DELETE FROM members WHERE incident_key = ?1", params![key])?;
-                tx.execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
-            }
-            if let Some(heartbeat) = &batch.heartbeat {
-                tx.execute(
-                    "INSERT INTO heartbeat (id, last_seen) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
-                    params![heartbeat.last_seen],
-                )?;
-            }
-            // An entry planned twice (same idempotency key) is stored once.
-            let mut insert_entry = tx.prepare_cached(
-                "INSERT OR IGNORE INTO outbox (id, destination, incident_key, notification, created_at, next_attempt_at, attempts, state, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for entry in &batch.outbox {
-                insert_entry.execute(params![
-                    entry.id,
-                    entry.destination,
-                    entry.notification.incident_key,
-                    to_json(&entry.notification, "notification")?,
-                    entry.created_at,
-                    entry.next_attempt_at,
-                    entry.attempts,
-                    entry.state.as_str(),
-                    entry.last_error,
-                ])?;
-            }
-        }
+        write_batch(&tx, batch)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn locked_step(
+        &mut self,
+        scope: &Scope,
+        decide: &mut dyn FnMut(&mut State) -> Batch,
+    ) -> Result<(), StoreError> {
+        // An immediate transaction holds the write lock from the start: nobody else writes
+        // between loading and committing.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut state = State::default();
+        {
+            let mut by_key = tx.prepare_cached("SELECT data FROM incidents WHERE key = ?1")?;
+            let mut keys: Vec<&String> = scope.keys.iter().collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                if let Some(data) = by_key
+                    .query_row(params![key], |row| row.get::<_, String>(0))
+                    .optional()?
+                {
+                    let incident: Incident =
+                        serde_json::from_str(&data).map_err(|e| corrupt("incident", e))?;
+                    state.incidents.insert(incident.key.clone(), incident);
+                }
+            }
+            if scope.open {
+                let mut open =
+                    tx.prepare_cached(&format!("SELECT data FROM incidents WHERE {OPEN_SQL}"))?;
+                for data in open.query_map([], |row| row.get::<_, String>(0))? {
+                    let incident: Incident =
+                        serde_json::from_str(&data?).map_err(|e| corrupt("incident", e))?;
+                    state.incidents.insert(incident.key.clone(), incident);
+                }
+            }
+            let mut members =
+                tx.prepare_cached("SELECT fingerprint, data FROM members WHERE incident_key = ?1")?;
+            for (key, incident) in state.incidents.iter_mut() {
+                for row in members.query_map(params![key], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })? {
+                    let (fingerprint, data) = row?;
+                    let member: Member =
+                        serde_json::from_str(&data).map_err(|e| corrupt("member", e))?;
+                    incident.members.insert(fingerprint as u64, member);
+                }
+            }
+            if scope.heartbeat {
+                state.heartbeat = read_heartbeat(&tx)?;
+            }
+        }
+        let batch = decide(&mut state);
+        write_batch(&tx, &batch)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn is_leader(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    fn forget_resolved(&mut self, cutoff: Millis) -> Result<Vec<String>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let keys: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT key FROM incidents WHERE json_extract(data, '$.status.state') = 'resolved' \
+                 AND json_extract(data, '$.status.at') < ?1 ORDER BY key",
+            )?;
+            stmt.query_map(params![cutoff], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for key in &keys {
+            tx.execute("DELETE FROM members WHERE incident_key = ?1", params![key])?;
+            tx.execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
+        }
+        tx.commit()?;
+        Ok(keys)
+    }
+
+    fn open_counts(&mut self) -> Result<OpenCounts, StoreError> {
+        let (incidents, firing_members): (i64, i64) = self.conn.query_row(
+            &format!(
+                "SELECT (SELECT COUNT(*) FROM incidents WHERE {OPEN_SQL}), \
+                 (SELECT COUNT(*) FROM members m JOIN incidents i ON i.key = m.incident_key \
+                  WHERE json_extract(m.data, '$.firing') AND {})",
+                OPEN_SQL.replace("data", "i.data")
+            ),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok(OpenCounts {
+            incidents: incidents as u64,
+            firing_members: firing_members as u64,
+        })
     }
 
     fn due(
@@ -258,21 +390,31 @@ impl Store for SqliteStore {
         limit: usize,
         in_flight: &BTreeSet<String>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let skip = serde_json::to_string(in_flight).map_err(|e| corrupt("in-flight ids", e))?;
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ?1 \
-             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.destination = o.destination AND p.state = 'pending' \
-                 AND (p.created_at < o.created_at OR (p.created_at = o.created_at AND p.id < o.id))) \
-             ORDER BY created_at, id LIMIT ?2"
+            "UPDATE outbox SET claimed_by = ?3, lease_until = ?1 + ?4 WHERE id IN ( \
+               SELECT id FROM outbox o WHERE state = 'pending' AND next_attempt_at <= ?1 \
+               AND (lease_until IS NULL OR lease_until <= ?1 OR claimed_by = ?3) \
+               AND id NOT IN (SELECT value FROM json_each(?5)) \
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.destination = o.destination AND p.state = 'pending' \
+                   AND (p.created_at < o.created_at OR (p.created_at = o.created_at AND p.id < o.id))) \
+               ORDER BY created_at, id LIMIT ?2) \
+             RETURNING {ENTRY_COLUMNS}"
         ))?;
-        let fetch = i64::try_from(limit + in_flight.len()).unwrap_or(i64::MAX);
-        let rows: Vec<EntryRow> = stmt
-            .query_map(params![now, fetch], row_to_entry)?
+        let mut rows: Vec<EntryRow> = stmt
+            .query_map(
+                params![
+                    now,
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                    self.claims.owner,
+                    self.claims.lease,
+                    skip
+                ],
+                row_to_entry,
+            )?
             .collect::<Result<_, _>>()?;
-        rows.into_iter()
-            .filter(|r| !in_flight.contains(&r.0))
-            .take(limit)
-            .map(entry_from)
-            .collect()
+        rows.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
+        rows.into_iter().map(entry_from).collect()
     }
 
     fn pending_for(
@@ -294,8 +436,9 @@ impl Store for SqliteStore {
 
     fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
         Ok(self.conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
-            [],
+            "SELECT MIN(CASE WHEN claimed_by IS NOT ?1 AND lease_until > next_attempt_at \
+             THEN lease_until ELSE next_attempt_at END) FROM outbox WHERE state = 'pending'",
+            params![self.claims.owner],
             |row| row.get(0),
         )?)
     }
@@ -303,15 +446,15 @@ impl Store for SqliteStore {
     fn record(&mut self, id: &str, outcome: &Recorded) -> Result<(), StoreError> {
         match outcome {
             Recorded::Delivered { at } => self.conn.execute(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, next_attempt_at = ?2, last_error = NULL WHERE id = ?1",
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, next_attempt_at = ?2, last_error = NULL, claimed_by = NULL, lease_until = NULL WHERE id = ?1 AND state = 'pending'",
                 params![id, at],
             )?,
             Recorded::RetryAt { at, error } => self.conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, claimed_by = NULL, lease_until = NULL WHERE id = ?1 AND state = 'pending'",
                 params![id, at, error],
             )?,
             Recorded::Dead { error } => self.conn.execute(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2, claimed_by = NULL, lease_until = NULL WHERE id = ?1 AND state = 'pending'",
                 params![id, error],
             )?,
         };

@@ -1,0 +1,271 @@
+//! A real PostgreSQL server for the tests (Debian package `postgresql`): `initdb` in a temporary
+//! directory, `postgres` on a free loopback port with its socket in a temporary directory, as the
+//! unprivileged `postgres` user when the tests run as root (PostgreSQL refuses to run as root).
+//! Never the Debian service: each server is started here and stopped by its PID.
+//!
+//! [`shared`] is one server per test binary (each test takes a fresh database from it with
+//! [`PgServer::database`]); [`PgServer::start`] is a server of the test's own, for tests that stop
+//! and restart it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// PostgreSQL's server binaries (`initdb`, `postgres`), or a panic naming the package.
+fn bindir() -> PathBuf {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let candidates = from_pg_config.into_iter().chain(
+        std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin")),
+    );
+    for dir in candidates {
+        if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
+            return dir;
+        }
+    }
+    panic!(
+        "PostgreSQL's initdb and postgres are not installed; install the Debian package `postgresql` (apt-get install postgresql)"
+    )
+}
+
+/// Whether this process runs as root (then the server runs as the `postgres` user).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A command run as the unprivileged `postgres` user when we are root; the process gets SIGINT
+/// (PostgreSQL's fast shutdown) if the thread that started it ends.
+fn as_postgres(program: &Path) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("setpriv");
+        command.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--pdeathsig=INT",
+            "--",
+        ]);
+        command.arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A directory the server's user owns.
+fn owned_temp_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    if running_as_root() {
+        let status = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .expect("chown runs");
+        assert!(
+            status.success(),
+            "chown postgres {} failed (the Debian package `postgresql` creates the user)",
+            dir.path().display()
+        );
+    }
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One PostgreSQL server; stopped (fast shutdown, then SIGKILL) by its PID when dropped.
+pub struct PgServer {
+    child: Option<Child>,
+    pub port: u16,
+    bindir: PathBuf,
+    data: tempfile::TempDir,
+    sockets: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl PgServer {
+    /// Creates a cluster and starts its server.
+    pub fn start() -> PgServer {
+        let bindir = bindir();
+        let data = owned_temp_dir();
+        let sockets = owned_temp_dir();
+        let init = as_postgres(&bindir.join("initdb"))
+            .args(["-D"])
+            .arg(data.path().join("pg"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ])
+            .output()
+            .expect("initdb runs");
+        assert!(
+            init.status.success(),
+            "initdb failed:\n{}{}",
+            String::from_utf8_lossy(&init.stdout),
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let log = data.path().join("server.log");
+        let mut server = PgServer {
+            child: None,
+            port: free_port(),
+            bindir,
+            data,
+            sockets,
+            log,
+        };
+        server.run();
+        server
+    }
+
+    /// Starts the server on the existing cluster and waits until it takes connections.
+    fn run(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("server log");
+        let child = as_postgres(&self.bindir.join("postgres"))
+            .arg("-D")
+            .arg(self.data.path().join("pg"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.sockets.path())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("postgres starts");
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("postgres exited ({status}):\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "postgres did not accept connections within 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A URL for `database` on this server.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}?connect_timeout=5",
+            self.port
+        )
+    }
+
+    /// A fresh, empty database; returns its URL.
+    pub fn database(&self) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut admin =
+            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).expect("admin");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        self.url(&name)
+    }
+
+    /// Stops the server (fast shutdown: open connections are closed) and waits for it.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the stopped server again, on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        self.run();
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The server shared by this test binary, started on first use from a thread that lives as long
+/// as the process (so the server gets SIGINT when the test binary exits).
+pub fn shared() -> &'static PgServer {
+    static SHARED: OnceLock<PgServer> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("postgres-keeper".into())
+            .spawn(move || {
+                let _ = tx.send(PgServer::start());
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("keeper thread");
+        rx.recv().expect("the shared server started")
+    })
+}
