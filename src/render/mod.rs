@@ -236,8 +236,6 @@ impl<'a> Builder<'a> {
         ingress: Value,
         description: &str,
     ) -> Result<(), RenderError> {
-        // Printed unescaped as the NetworkPolicy's opening comment: one line of the renderer's own.
-        debug_assert!(!description.contains('\n'));
         let ns = &self.spec.namespace;
         self.template(
             &format!("{dir}/serviceaccount.yaml"),

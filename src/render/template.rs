@@ -105,6 +105,7 @@ fn engine() -> Result<&'static Handlebars<'static>, String> {
             hb.register_helper("int", Box::new(int_helper));
             hb.register_helper("bool", Box::new(bool_helper));
             hb.register_helper("yaml", Box::new(yaml_helper));
+            hb.register_helper("comment", Box::new(comment_helper));
             for (name, text) in TEMPLATES {
                 hb.register_template_string(name, *text)
                     .map_err(|e| format!("template {name}: {e}"))?;
@@ -169,6 +170,31 @@ fn bool_helper(
     Ok(())
 }
 
+/// `{{comment text}}`: text inside a `# ` comment line; a line break continues the comment on
+/// the next line, so no text can end the comment and start YAML.
+fn comment_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    match param(h, "comment")? {
+        Value::String(text) => out.write(&comment_text(text))?,
+        other => {
+            return Err(RenderErrorReason::Other(format!(
+                "{{{{comment}}}} got a non-string: {other}"
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn comment_text(text: &str) -> String {
+    text.lines().collect::<Vec<_>>().join("\n# ")
+}
+
 fn yaml_helper(
     h: &Helper,
     _: &Handlebars,
@@ -188,6 +214,15 @@ fn yaml_helper(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comment_cannot_break_out_into_yaml() {
+        assert_eq!(comment_text("one line"), "one line");
+        assert_eq!(
+            comment_text("first\nkind: Secret\r\nlast"),
+            "first\n# kind: Secret\n# last"
+        );
+    }
 
     #[test]
     fn every_template_compiles_and_none_bypasses_quoting() {
