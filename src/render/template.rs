@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderError,
     RenderErrorReason,
 };
 use serde_json::Value;
@@ -102,10 +102,19 @@ fn engine() -> Result<&'static Handlebars<'static>, String> {
             let mut hb = Handlebars::new();
             hb.set_strict_mode(true);
             hb.register_escape_fn(yaml::quote);
-            hb.register_helper("int", Box::new(int_helper));
-            hb.register_helper("bool", Box::new(bool_helper));
+            hb.register_helper(
+                "int",
+                Box::new(typed_helper("int", "a non-integer", int_text)),
+            );
+            hb.register_helper(
+                "bool",
+                Box::new(typed_helper("bool", "a non-boolean", bool_text)),
+            );
             hb.register_helper("yaml", Box::new(yaml_helper));
-            hb.register_helper("comment", Box::new(comment_helper));
+            hb.register_helper(
+                "comment",
+                Box::new(typed_helper("comment", "a non-string", comment_value)),
+            );
             for (name, text) in TEMPLATES {
                 hb.register_template_string(name, *text)
                     .map_err(|e| format!("template {name}: {e}"))?;
@@ -132,63 +141,43 @@ fn param<'a>(h: &'a Helper, name: &str) -> Result<&'a Value, RenderError> {
         })
 }
 
-fn int_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    match param(h, "int")? {
-        Value::Number(n) if n.is_i64() || n.is_u64() => out.write(&n.to_string())?,
-        other => {
-            return Err(RenderErrorReason::Other(format!(
-                "{{{{int}}}} got a non-integer: {other}"
-            ))
-            .into());
-        }
+/// A helper that writes its one parameter as `convert` renders it, or fails naming what it
+/// expected (`{{int}}` got a non-integer, ...).
+fn typed_helper(
+    name: &'static str,
+    expected: &'static str,
+    convert: fn(&Value) -> Option<String>,
+) -> impl HelperDef + Send + Sync {
+    move |h: &Helper,
+          _: &Handlebars,
+          _: &Context,
+          _: &mut RenderContext,
+          out: &mut dyn Output|
+          -> HelperResult {
+        let value = param(h, name)?;
+        let text = convert(value).ok_or_else(|| {
+            RenderErrorReason::Other(format!("{{{{{name}}}}} got {expected}: {value}"))
+        })?;
+        out.write(&text)?;
+        Ok(())
     }
-    Ok(())
 }
 
-fn bool_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    match param(h, "bool")? {
-        Value::Bool(b) => out.write(&b.to_string())?,
-        other => {
-            return Err(RenderErrorReason::Other(format!(
-                "{{{{bool}}}} got a non-boolean: {other}"
-            ))
-            .into());
-        }
+fn int_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
     }
-    Ok(())
+}
+
+fn bool_text(value: &Value) -> Option<String> {
+    value.as_bool().map(|b| b.to_string())
 }
 
 /// `{{comment text}}`: text inside a `# ` comment line; a line break continues the comment on
 /// the next line, so no text can end the comment and start YAML.
-fn comment_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    match param(h, "comment")? {
-        Value::String(text) => out.write(&comment_text(text))?,
-        other => {
-            return Err(RenderErrorReason::Other(format!(
-                "{{{{comment}}}} got a non-string: {other}"
-            ))
-            .into());
-        }
-    }
-    Ok(())
+fn comment_value(value: &Value) -> Option<String> {
+    value.as_str().map(comment_text)
 }
 
 fn comment_text(text: &str) -> String {

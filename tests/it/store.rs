@@ -13,6 +13,7 @@ use stackgen::router::store::sqlite::{SqliteOptions, SqliteStore};
 use stackgen::router::store::{
     Batch, Claims, DeliveryState, OpenCounts, OutboxEntry, Recorded, Scope, Store,
 };
+use stackgen::router::template;
 
 use super::pg;
 
@@ -106,24 +107,8 @@ fn entry(id: &str, destination: &str, created_at: i64) -> OutboxEntry {
         destination: destination.into(),
         notification: Notification {
             idempotency_key: id.into(),
-            kind: IntentKind::Opened,
             incident_key: "t/s/A".into(),
-            episode_key: "e".into(),
-            team: "t".into(),
-            service: "s".into(),
-            alertname: "A".into(),
-            severity: "critical".into(),
-            status: "firing".into(),
-            opened_at: 1,
-            at: 1,
-            firing_members: 1,
-            total_members: 1,
-            members: vec!["pod=p".into()],
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            generator_url: String::new(),
-            alertmanager_url: String::new(),
-            digest: Vec::new(),
+            ..template::sample(IntentKind::Opened)
         },
         created_at,
         next_attempt_at: created_at,

@@ -516,24 +516,8 @@ mod tests {
     fn notification(key: &str) -> Notification {
         Notification {
             idempotency_key: format!("id-{key}"),
-            kind: IntentKind::Opened,
             incident_key: key.into(),
-            episode_key: "e".into(),
-            team: "t".into(),
-            service: "s".into(),
-            alertname: "A".into(),
-            severity: "critical".into(),
-            status: "firing".into(),
-            opened_at: 1,
-            at: 1,
-            firing_members: 1,
-            total_members: 1,
-            members: vec!["pod=p".into()],
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            generator_url: String::new(),
-            alertmanager_url: String::new(),
-            digest: Vec::new(),
+            ..crate::router::template::sample(IntentKind::Opened)
         }
     }
 
