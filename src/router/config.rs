@@ -43,7 +43,7 @@ const AUTH_KEYS: &[&str] = &[
 ];
 const BASIC_KEYS: &[&str] = &["username", "password", "password_file", "password_env"];
 const STORE_KEYS: &[&str] = &["path", "retention", "sync", "postgres"];
-const POSTGRES_KEYS: &[&str] = &["url", "url_file", "url_env", "lease"];
+const POSTGRES_KEYS: &[&str] = &["url", "url_file", "url_env", "lease", "ca_file"];
 const DEDUP_KEYS: &[&str] = &[
     "key",
     "service_labels",
@@ -178,6 +178,16 @@ pub struct PostgresConfig {
     /// How long a replica's claim on a notification keeps the others away; after a replica dies,
     /// its claims are taken over when this expires. Longer than `delivery.timeout`.
     pub lease: Millis,
+    /// The PEM CA bundle that verifies the server when TLS is used (relative to the config's
+    /// directory); without it, the public web PKI roots.
+    pub ca_file: Option<ConfigFile>,
+}
+
+/// A file the config names (read when the config is loaded), and where it names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub location: Location,
 }
 
 #[derive(Debug, Clone)]
@@ -257,12 +267,26 @@ pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
     })?;
     let file = path.display().to_string();
     let base = path.parent().unwrap_or(Path::new("."));
-    let config = parse(&file, &source).map_err(|diagnostics| ConfigError::Invalid {
+    let mut config = parse(&file, &source).map_err(|diagnostics| ConfigError::Invalid {
         file: file.clone(),
         source_text: source.clone(),
         diagnostics,
     })?;
     let mut diagnostics = Vec::new();
+    if let Some(ca_file) = config.postgres.as_mut().and_then(|pg| pg.ca_file.as_mut()) {
+        ca_file.path = base.join(&ca_file.path);
+        if let Err(message) = crate::router::store::postgres_tls::read_ca_bundle(&ca_file.path) {
+            diagnostics.push(Diagnostic {
+                file: file.clone(),
+                location: ca_file.location,
+                field: "store.postgres.ca_file".into(),
+                message,
+                hint: Some("point `ca_file` (relative to this file's directory) at the PEM CA bundle of the database's provider: one or more `-----BEGIN CERTIFICATE-----` blocks".into()),
+                redact: false,
+                width: None,
+            });
+        }
+    }
     for (team, destinations) in &config.teams {
         for destination in destinations.iter() {
             if let Err((location, message)) = templates_for(&config, destination, base) {
@@ -489,7 +513,14 @@ impl Checker {
                 }
                 let url = self.secret(&pg, "url", true)?;
                 let lease = self.duration(Some(&pg), "lease", "30s");
-                Some((url, lease, pg.get("lease").map(|n| *n.span())))
+                let ca_file = pg
+                    .get("ca_file")
+                    .and_then(|n| self.string(n, "store.postgres.ca_file"))
+                    .map(|(path, location)| ConfigFile {
+                        path: PathBuf::from(path),
+                        location,
+                    });
+                Some((url, lease, ca_file, pg.get("lease").map(|n| *n.span())))
             });
         if postgres.is_some() {
             for key in ["path", "sync"] {
@@ -555,7 +586,7 @@ impl Checker {
             concurrency: self.uint(dl, "concurrency", 1, 256, 8) as usize,
             timeout: self.duration(dl, "timeout", "10s"),
         };
-        let postgres = postgres.map(|(url, lease, span)| {
+        let postgres = postgres.map(|(url, lease, ca_file, span)| {
             if lease <= delivery.timeout {
                 self.error(
                     &span.unwrap_or(*top.span()),
@@ -567,7 +598,11 @@ impl Checker {
                     Some("a claim must outlast one delivery attempt, or another replica sends the same notification meanwhile".into()),
                 );
             }
-            PostgresConfig { url, lease }
+            PostgresConfig {
+                url,
+                lease,
+                ca_file,
+            }
         });
         let ownership = self.ownership(&top, &teams, key, service_labels, instance_labels);
         let routes = self.routes(&top, &teams);
@@ -1076,7 +1111,8 @@ mod tests {
             config.postgres,
             Some(PostgresConfig {
                 url: SecretSource::File("/run/db-url".into()),
-                lease: 45_000
+                lease: 45_000,
+                ca_file: None,
             })
         );
         let bad = format!(

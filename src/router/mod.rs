@@ -297,8 +297,9 @@ async fn open_stores(
             lease: pg.lease,
         };
         info!(replica = %claims.owner, "connecting to the shared PostgreSQL store");
-        let engine_store = store::postgres::PostgresStore::connect(&url, claims.clone())?;
-        let delivery_store = store::postgres::PostgresStore::connect(&url, claims)?;
+        let ca_file = pg.ca_file.as_ref().map(|f| f.path.as_path());
+        let engine_store = store::postgres::PostgresStore::connect(&url, ca_file, claims.clone())?;
+        let delivery_store = store::postgres::PostgresStore::connect(&url, ca_file, claims)?;
         let engine = engine::Engine::shared(Box::new(engine_store), config, metrics, wake);
         Ok((
             engine,

@@ -54,6 +54,7 @@ impl Backend for Postgres {
         Box::new(
             PostgresStore::connect(
                 &self.0,
+                None,
                 Claims {
                     owner: owner.into(),
                     lease,

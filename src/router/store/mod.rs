@@ -8,6 +8,7 @@
 //! chores run on the one replica holding [`Store::is_leader`].
 
 pub mod postgres;
+pub mod postgres_tls;
 pub mod sqlite;
 
 use std::collections::BTreeSet;

@@ -18,15 +18,19 @@
 //! - **Fleet-wide chores** (reminders, held resolves, stale members, the heartbeat, garbage
 //!   collection) run on the replica whose engine connection holds a session advisory lock; when
 //!   that connection dies the lock is released and another replica takes it.
+//! - **TLS**: as the URL's `sslmode` says, the server verified against `store.postgres.ca_file`
+//!   or the public web PKI roots (see [`super::postgres_tls`]).
 //! - **Outages**: a broken connection is dropped and opened again on the next call; until then
 //!   every call fails, so the API answers 503 and `/readyz` fails.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
+use super::postgres_tls::PgTls;
 use super::{
     Batch, Claims, DeliveryState, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError,
 };
@@ -205,6 +209,7 @@ impl Statements {
 /// One connection to the shared database, opened again after it breaks.
 pub struct PostgresStore {
     config: postgres::Config,
+    tls: PgTls,
     connection: Option<(Client, Statements)>,
     claims: Claims,
     /// Whether this connection holds the leader lock.
@@ -213,8 +218,9 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects to `url` (a `postgres://` URL or `key=value` settings) and applies pending
-    /// migrations under an advisory lock.
-    pub fn connect(url: &str, claims: Claims) -> Result<Self, StoreError> {
+    /// migrations under an advisory lock. TLS, when the URL's `sslmode` uses it, verifies the
+    /// server against the PEM bundle `ca_file`, or the public web PKI roots without one.
+    pub fn connect(url: &str, ca_file: Option<&Path>, claims: Claims) -> Result<Self, StoreError> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| StoreError::Io(format!("the database URL: {e}")))?;
@@ -222,8 +228,10 @@ impl PostgresStore {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("stackgen-router");
+        let tls = PgTls::new(ca_file).map_err(StoreError::Io)?;
         let mut store = PostgresStore {
             config,
+            tls,
             connection: None,
             claims,
             leader: false,
@@ -235,7 +243,7 @@ impl PostgresStore {
     /// Applies the migrations not applied yet, on a connection of its own, holding the
     /// migration lock so that replicas starting together apply each exactly once.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = self.open()?;
         client.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
         client.batch_execute(
             "CREATE TABLE IF NOT EXISTS stackgen_schema (version INTEGER PRIMARY KEY)",
@@ -261,6 +269,17 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// A new connection; the error names the server and the step that failed, never the URL.
+    fn open(&self) -> Result<Client, StoreError> {
+        self.config.connect(self.tls.connector()).map_err(|e| {
+            StoreError::Io(format!(
+                "connecting to PostgreSQL{}: {}",
+                server_of(&self.config),
+                self.tls.describe(&e)
+            ))
+        })
+    }
+
     /// The open connection, connecting first when there is none or it broke.
     fn client(&mut self) -> Result<(&mut Client, &Statements), StoreError> {
         if self
@@ -272,7 +291,7 @@ impl PostgresStore {
         }
         if self.connection.is_none() {
             self.leader = false;
-            let mut client = self.config.connect(NoTls)?;
+            let mut client = self.open()?;
             let statements = Statements::prepare(&mut client)?;
             self.connection = Some((client, statements));
         }
@@ -299,6 +318,19 @@ impl PostgresStore {
             self.leader = false;
         }
         result
+    }
+}
+
+/// ` at host:port` of the first server in the settings (no user, no password), or nothing.
+fn server_of(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => return String::new(),
+    };
+    match config.get_ports().first() {
+        Some(port) => format!(" at {host}:{port}"),
+        None => format!(" at {host}"),
     }
 }
 
