@@ -9,6 +9,7 @@ mod e2e;
 mod golden;
 mod marketplace;
 mod pg;
+mod pg_tls;
 mod router;
 mod router_ha;
 mod rules;

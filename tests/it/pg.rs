@@ -5,7 +5,10 @@
 //!
 //! [`shared`] is one server per test binary (each test takes a fresh database from it with
 //! [`PgServer::database`]); [`PgServer::start`] is a server of the test's own, for tests that stop
-//! and restart it.
+//! and restart it. [`shared_tls`] / [`PgServer::start_tls`] run with `ssl = on`, a certificate
+//! for `localhost`/`127.0.0.1` from a throwaway CA ([`TestCa`], made with the `openssl` CLI), and
+//! a `pg_hba.conf` that takes TCP connections only over TLS (plain ones are rejected). The tests'
+//! own administration goes through the Unix socket.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -95,6 +98,116 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Runs `openssl` with `args` in `dir`, or panics naming the Debian package or the failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let program = super::support::tool(
+        "openssl",
+        "apt-get install openssl (Debian package `openssl`)",
+    );
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A throwaway certificate authority (EC P-256, valid two days) in a temporary directory.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let dir = tempfile::tempdir().expect("temp dir");
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        TestCa { dir }
+    }
+
+    /// The CA certificate (PEM), as a provider hands it out.
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Issues a server certificate for `localhost` and `127.0.0.1`; returns (cert, key) paths.
+    fn issue_server_cert(&self) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("extensions file");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+        );
+        (dir.join("server.pem"), dir.join("server.key"))
+    }
+}
+
 /// One PostgreSQL server; stopped (fast shutdown, then SIGKILL) by its PID when dropped.
 pub struct PgServer {
     child: Option<Child>,
@@ -103,11 +216,23 @@ pub struct PgServer {
     data: tempfile::TempDir,
     sockets: tempfile::TempDir,
     log: PathBuf,
+    /// The CA that issued the server's certificate, for a server with `ssl = on`.
+    pub ca: Option<TestCa>,
 }
 
 impl PgServer {
     /// Creates a cluster and starts its server.
     pub fn start() -> PgServer {
+        PgServer::create(None)
+    }
+
+    /// Creates a cluster that takes TCP connections over TLS only (`hostssl`; `hostnossl` is
+    /// rejected) with a certificate from a fresh [`TestCa`], and starts its server.
+    pub fn start_tls() -> PgServer {
+        PgServer::create(Some(TestCa::new("stackgen test CA")))
+    }
+
+    fn create(ca: Option<TestCa>) -> PgServer {
         let bindir = bindir();
         let data = owned_temp_dir();
         let sockets = owned_temp_dir();
@@ -131,6 +256,40 @@ impl PgServer {
             String::from_utf8_lossy(&init.stdout),
             String::from_utf8_lossy(&init.stderr)
         );
+        if let Some(ca) = &ca {
+            let cluster = data.path().join("pg");
+            let (cert, key) = ca.issue_server_cert();
+            for (from, to) in [(&cert, "server.crt"), (&key, "server.key")] {
+                let target = cluster.join(to);
+                std::fs::copy(from, &target).expect("copy the server certificate");
+                let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+                std::fs::set_permissions(&target, mode).expect("chmod 0600");
+                if running_as_root() {
+                    std::os::unix::fs::chown(
+                        &target,
+                        Some(postgres_id("-u")),
+                        Some(postgres_id("-g")),
+                    )
+                    .expect("chown to postgres");
+                }
+            }
+            std::fs::write(
+                cluster.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n\
+                 hostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("pg_hba.conf");
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(cluster.join("postgresql.conf"))
+                .expect("postgresql.conf");
+            std::io::Write::write_all(
+                &mut conf,
+                b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            )
+            .expect("ssl settings");
+        }
         let log = data.path().join("server.log");
         let mut server = PgServer {
             child: None,
@@ -139,6 +298,7 @@ impl PgServer {
             data,
             sockets,
             log,
+            ca,
         };
         server.run();
         server
@@ -174,7 +334,7 @@ impl PgServer {
         self.child = Some(child);
         let started = Instant::now();
         loop {
-            if postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok() {
+            if postgres::Client::connect(&self.admin_url("postgres"), postgres::NoTls).is_ok() {
                 return;
             }
             if let Some(child) = self.child.as_mut()
@@ -195,7 +355,17 @@ impl PgServer {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// A URL for `database` on this server.
+    /// Settings for `database` through the server's Unix socket (trusted, no TLS): for the
+    /// tests' own administration.
+    fn admin_url(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={database} connect_timeout=5",
+            self.sockets.path().display(),
+            self.port
+        )
+    }
+
+    /// A URL for `database` on this server (TCP on 127.0.0.1).
     pub fn url(&self, database: &str) -> String {
         format!(
             "postgres://postgres@127.0.0.1:{}/{database}?connect_timeout=5",
@@ -212,7 +382,7 @@ impl PgServer {
             NEXT.fetch_add(1, Ordering::SeqCst)
         );
         let mut admin =
-            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).expect("admin");
+            postgres::Client::connect(&self.admin_url("postgres"), postgres::NoTls).expect("admin");
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create database");
@@ -251,16 +421,39 @@ impl Drop for PgServer {
     }
 }
 
+/// The `postgres` user's id (`-u`) or group id (`-g`), from `id`.
+fn postgres_id(which: &str) -> u32 {
+    let output = Command::new("id")
+        .args([which, "postgres"])
+        .output()
+        .expect("id runs");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("the `postgres` user exists (the Debian package `postgresql` creates it)")
+}
+
 /// The server shared by this test binary, started on first use from a thread that lives as long
 /// as the process (so the server gets SIGINT when the test binary exits).
 pub fn shared() -> &'static PgServer {
     static SHARED: OnceLock<PgServer> = OnceLock::new();
-    SHARED.get_or_init(|| {
+    keep(&SHARED, PgServer::start)
+}
+
+/// The TLS-only server shared by this test binary (see [`PgServer::start_tls`]).
+pub fn shared_tls() -> &'static PgServer {
+    static SHARED: OnceLock<PgServer> = OnceLock::new();
+    keep(&SHARED, PgServer::start_tls)
+}
+
+/// Starts `start()` once, from a keeper thread that lives as long as the process.
+fn keep(cell: &'static OnceLock<PgServer>, start: fn() -> PgServer) -> &'static PgServer {
+    cell.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("postgres-keeper".into())
             .spawn(move || {
-                let _ = tx.send(PgServer::start());
+                let _ = tx.send(start());
                 loop {
                     std::thread::park();
                 }

@@ -2,7 +2,8 @@
 //! real PostgreSQL server: what is committed comes back, a locked step decides on the state as
 //! stored (never on a stale copy, also with several writers at once), outbox claims are leased,
 //! ordered per destination and recorded once, and the chores' queries forget and count the right
-//! incidents.
+//! incidents. The PostgreSQL run is repeated over TLS (`sslmode=require`, the server verified
+//! against the test CA given as the CA file) on a server that refuses plain connections.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,14 +48,15 @@ impl Backend for Sqlite {
     }
 }
 
-struct Postgres(String);
+/// A database URL and the CA file that verifies its server, if any.
+struct Postgres(String, Option<std::path::PathBuf>);
 
 impl Backend for Postgres {
     fn open(&self, owner: &str, lease: i64) -> Box<dyn Store> {
         Box::new(
             PostgresStore::connect(
                 &self.0,
-                None,
+                self.1.as_deref(),
                 Claims {
                     owner: owner.into(),
                     lease,
@@ -417,7 +419,18 @@ macro_rules! suite {
             $(
                 #[test]
                 fn $name() {
-                    super::$name(&super::Postgres(super::pg::shared().database()));
+                    super::$name(&super::Postgres(super::pg::shared().database(), None));
+                }
+            )*
+        }
+        mod postgres_tls {
+            $(
+                #[test]
+                fn $name() {
+                    let server = super::pg::shared_tls();
+                    let ca = server.ca.as_ref().map(|ca| ca.cert());
+                    let url = format!("{}&sslmode=require", server.database());
+                    super::$name(&super::Postgres(url, ca));
                 }
             )*
         }
