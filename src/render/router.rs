@@ -129,6 +129,7 @@ fn config_context(spec: &Spec) -> Value {
         }),
         "smtp": smtp,
         "postgres_url_file": spec.router.postgres.as_ref().map(secret_file),
+        "postgres_ca_file": spec.router.postgres_ca.as_ref().map(secret_file),
     })
 }
 
@@ -154,6 +155,7 @@ fn secret_sources(spec: &Spec) -> Vec<Value> {
     let mut by_secret: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut refs = spec.secret_refs();
     refs.extend(spec.router.postgres.iter().cloned());
+    refs.extend(spec.router.postgres_ca.iter().cloned());
     refs.sort();
     refs.dedup();
     for r in &refs {

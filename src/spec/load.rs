@@ -86,6 +86,8 @@ const URL_DESTINATIONS: &[&str] = &[
 ];
 const SERVICE_KEYS: &[&str] = &["name", "team", "namespace", "selector", "port", "path"];
 const SECRET_REF_KEYS: &[&str] = &["secret", "key"];
+/// `router.store.postgres`: the URL's Secret key, and optionally the CA bundle's.
+const POSTGRES_STORE_KEYS: &[&str] = &["secret", "key", "ca"];
 
 /// Parses and validates spec source text. `file` is only used in diagnostics.
 pub fn parse(file: &str, source: &str) -> Result<Spec, Vec<Diagnostic>> {
@@ -488,12 +490,17 @@ impl Checker {
         let smtp = o
             .and_then(|r| self.sub_object(r, "smtp", SMTP_KEYS))
             .and_then(|s| self.smtp(&s));
-        let postgres = o
+        let postgres_node = o
             .and_then(|r| self.sub_object(r, "store", ROUTER_STORE_KEYS))
-            .and_then(|store| {
-                let node = store.get("postgres")?;
-                self.secret_ref(node, "router.store.postgres")
-            });
+            .and_then(|store| store.get("postgres"));
+        let postgres = postgres_node.and_then(|node| {
+            self.secret_ref_in(node, "router.store.postgres", POSTGRES_STORE_KEYS)
+        });
+        let postgres_ca = postgres_node
+            .and_then(Node::as_mapping)
+            .and_then(|m| m.get_node("ca"))
+            .filter(|n| !crate::config_check::is_null(n))
+            .and_then(|node| self.secret_ref(node, "router.store.postgres.ca"));
         let replicas = self.uint(o, "replicas", 1, 10, defaults::ROUTER_REPLICAS.into()) as u32;
         if replicas > 1
             && postgres.is_none()
@@ -509,6 +516,7 @@ impl Checker {
         RouterSpec {
             replicas,
             postgres,
+            postgres_ca,
             image: self.checked_or_default(
                 o,
                 "image",
@@ -584,6 +592,11 @@ impl Checker {
 
     /// A `{secret, key}` reference. A plain string here is a secret pasted inline: refused.
     fn secret_ref(&mut self, node: &Node, field: &str) -> Option<SecretRef> {
+        self.secret_ref_in(node, field, SECRET_REF_KEYS)
+    }
+
+    /// A `{secret: NAME, key: KEY}` reference in a mapping that may allow more `keys`.
+    fn secret_ref_in(&mut self, node: &Node, field: &str, keys: &[&str]) -> Option<SecretRef> {
         if node.as_scalar().is_some() {
             self.error(
                 node.span(),
@@ -596,7 +609,7 @@ impl Checker {
             }
             return None;
         }
-        let obj = self.object(node, field, SECRET_REF_KEYS)?;
+        let obj = self.object(node, field, keys)?;
         let secret = match obj.get("secret") {
             Some(n) => self.checked_string(
                 n,
@@ -1052,6 +1065,35 @@ mod tests {
         assert_eq!(spec.prometheus.volume_bytes, 50 * 1024 * 1024 * 1024);
         assert!(spec.exporters.node_exporter);
         assert!(spec.teams.is_empty());
+    }
+
+    #[test]
+    fn the_shared_store_takes_an_optional_ca_bundle_as_a_secret_reference() {
+        let base =
+            "cluster: {name: prod, platform: digitalocean}\nrouter:\n  replicas: 2\n  store:\n";
+        let good = format!(
+            "{base}    postgres: {{secret: db, key: url, ca: {{secret: db-ca, key: ca.crt}}}}\n"
+        );
+        let spec = parse("s.yaml", &good).unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(
+            spec.router.postgres_ca,
+            Some(SecretRef {
+                secret: "db-ca".into(),
+                key: "ca.crt".into()
+            })
+        );
+        let without = format!("{base}    postgres: {{secret: db, key: url}}\n");
+        let spec = parse("s.yaml", &without).unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(spec.router.postgres_ca, None);
+        let literal = format!("{base}    postgres: {{secret: db, key: url, ca: \"-----BEGIN\"}}\n");
+        let errors = parse("s.yaml", &literal).expect_err("a literal CA");
+        assert_eq!(errors[0].field, "router.store.postgres.ca");
+        let incomplete = format!("{base}    postgres: {{secret: db, key: url, ca: {{key: x}}}}\n");
+        let errors = parse("s.yaml", &incomplete).expect_err("no Secret name");
+        assert_eq!(errors[0].field, "router.store.postgres.ca.secret");
+        let unknown = format!("{base}    postgres: {{secret: db, key: url, cas: {{}}}}\n");
+        let errors = parse("s.yaml", &unknown).expect_err("unknown key");
+        assert_eq!(errors[0].hint.as_deref(), Some("did you mean `ca`?"));
     }
 
     #[test]

@@ -167,6 +167,9 @@ pub struct RouterSpec {
     /// Secret key holding the `postgres://` URL of the database the replicas share; `None`: the
     /// embedded store on a volume (one replica).
     pub postgres: Option<SecretRef>,
+    /// Secret key holding the PEM CA bundle that verifies the database's certificate when the
+    /// connection uses TLS (`router.store.postgres.ca`); `None`: the public web PKI roots.
+    pub postgres_ca: Option<SecretRef>,
     /// Secret with key `token`: the bearer token Alertmanager presents to the router.
     pub auth_secret: String,
     /// The team that owns alerts of no service (cluster and stack health) and the heartbeat.

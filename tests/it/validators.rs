@@ -284,9 +284,23 @@ fn rendered_router_yaml_passes_router_check_config() {
     }
 }
 
-/// `stackgen router check-config` accepts `dir`'s router/router.yaml.
+/// `stackgen router check-config` accepts `dir`'s router/router.yaml. The database's CA bundle
+/// (`store.postgres.ca_file`, a Secret mounted in the cluster) is stood in for by a throwaway CA
+/// certificate, since check-config reads it.
 pub fn check_router_config(case: &str, dir: &Path) {
-    let config = dir.join("router/router.yaml");
+    let mut config = dir.join("router/router.yaml");
+    let text = std::fs::read_to_string(&config).expect("router.yaml");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    if let Some(line) = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("ca_file: "))
+    {
+        let ca = super::pg::TestCa::new("stand-in CA");
+        let mounted = line.trim_start().trim_start_matches("ca_file: ");
+        let local = text.replace(mounted, ca.cert().to_str().expect("utf-8"));
+        config = scratch.path().join("router.yaml");
+        std::fs::write(&config, local).expect("router.yaml copy");
+    }
     let output =
         super::support::stackgen(&["router", "check-config", config.to_str().expect("utf-8")]);
     assert!(
