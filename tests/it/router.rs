@@ -604,6 +604,17 @@ fn metrics_parse_as_an_exposition() {
     wait_for("a delivery", Duration::from_secs(10), || {
         sink.received().len() == 1
     });
+    // The sink has the request before the router has its answer and counts the attempt.
+    wait_for(
+        "the delivery attempt counted",
+        Duration::from_secs(10),
+        || {
+            router
+                .get("/metrics")
+                .1
+                .contains("stackgen_delivery_attempts_total")
+        },
+    );
     let (status, text) = router.get("/metrics");
     assert_eq!(status, 200);
     let names = stackgen::rules::exposition::metric_names(&text).expect("parses");
