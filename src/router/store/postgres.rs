@@ -216,12 +216,20 @@ pub struct PostgresStore {
     leader: bool,
 }
 
+/// The URL with libpq's `sslmode=verify-ca` and `sslmode=verify-full` (which managed database
+/// providers put in the URLs they hand out) read as `require`: TLS always, and the server always
+/// verified here, chain and host name, so both are met (`verify-ca` more strictly than libpq).
+fn with_libpq_sslmodes(url: &str) -> String {
+    url.replace("sslmode=verify-full", "sslmode=require")
+        .replace("sslmode=verify-ca", "sslmode=require")
+}
+
 impl PostgresStore {
     /// Connects to `url` (a `postgres://` URL or `key=value` settings) and applies pending
     /// migrations under an advisory lock. TLS, when the URL's `sslmode` uses it, verifies the
     /// server against the PEM bundle `ca_file`, or the public web PKI roots without one.
     pub fn connect(url: &str, ca_file: Option<&Path>, claims: Claims) -> Result<Self, StoreError> {
-        let mut config: postgres::Config = url
+        let mut config: postgres::Config = with_libpq_sslmodes(url)
             .parse()
             .map_err(|e: postgres::Error| StoreError::Io(format!("the database URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
@@ -767,5 +775,38 @@ impl Store for PostgresStore {
 
     fn ping(&mut self) -> Result<(), StoreError> {
         self.with(|client, _| Ok(client.batch_execute("SELECT 1")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_verifying_sslmodes_parse_as_require() {
+        for (url, expected) in [
+            (
+                "postgres://u:p@db.example.com:25060/router?sslmode=verify-full",
+                postgres::config::SslMode::Require,
+            ),
+            (
+                "host=db.example.com sslmode=verify-ca user=u",
+                postgres::config::SslMode::Require,
+            ),
+            (
+                "postgres://u@db/router?sslmode=disable&connect_timeout=3",
+                postgres::config::SslMode::Disable,
+            ),
+            ("postgres://u@db/router", postgres::config::SslMode::Prefer),
+        ] {
+            let config: postgres::Config = with_libpq_sslmodes(url).parse().expect(url);
+            assert_eq!(config.get_ssl_mode(), expected, "{url}");
+        }
+        assert!(
+            "postgres://u@db/router?sslmode=verify-full"
+                .parse::<postgres::Config>()
+                .is_err(),
+            "tokio-postgres alone refuses libpq's verifying modes"
+        );
     }
 }
