@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
-use tracing::info;
+use tracing::{info, warn};
 
 use config::RouterConfig;
 use delivery::Deliverer;
@@ -298,8 +298,12 @@ async fn open_stores(
         };
         info!(replica = %claims.owner, "connecting to the shared PostgreSQL store");
         let ca_file = pg.ca_file.as_ref().map(|f| f.path.as_path());
-        let engine_store = store::postgres::PostgresStore::connect(&url, ca_file, claims.clone())?;
-        let delivery_store = store::postgres::PostgresStore::connect(&url, ca_file, claims)?;
+        let mut engine_store = store::postgres::PostgresStore::lazy(&url, ca_file, claims.clone())?;
+        let delivery_store = store::postgres::PostgresStore::lazy(&url, ca_file, claims)?;
+        // Serve either way: until the database answers, webhooks get 503 and /readyz fails.
+        if let Err(e) = engine_store.ping() {
+            warn!(error = %e, "the database does not answer yet; webhooks get 503 until it does");
+        }
         let engine = engine::Engine::shared(Box::new(engine_store), config, metrics, wake);
         Ok((
             engine,

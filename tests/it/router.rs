@@ -199,6 +199,24 @@ impl Router {
 
     /// Starts (or restarts) the router with the config already in `dir`.
     pub(super) fn start_with(dir: &Path, port: u16) -> Router {
+        let router = Router::spawn(dir, port);
+        wait_for("the router to be ready", Duration::from_secs(20), || {
+            router.get("/readyz").0 == 200
+        });
+        router
+    }
+
+    /// Starts the router with the config already in `dir` and waits until it serves, ready or
+    /// not (its store may not answer yet).
+    pub(super) fn start_serving(dir: &Path, port: u16) -> Router {
+        let router = Router::spawn(dir, port);
+        wait_for("the router to serve", Duration::from_secs(20), || {
+            router.get("/healthz").0 == 200
+        });
+        router
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Router {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let log = dir.join(format!(
             "router-{}.log",
@@ -213,11 +231,7 @@ impl Router {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("router starts");
-        let router = Router { child, port, log };
-        wait_for("the router to be ready", Duration::from_secs(20), || {
-            router.get("/readyz").0 == 200
-        });
-        router
+        Router { child, port, log }
     }
 
     fn url(&self, path: &str) -> String {

@@ -18,15 +18,19 @@ const SERVICES: usize = 8;
 const PODS: usize = 25;
 const LEASE_MS: u64 = 2_000;
 
-/// A router.yaml for a replica on `database`: a webhook sink and a PagerDuty stub.
+/// A replica on `database`, started and ready: a webhook sink and a PagerDuty stub.
 fn replica(dir: &Path, database: &str, hook: &Sink, pager: &Sink) -> Router {
+    Router::start(dir, &replica_config(dir, database, hook, pager))
+}
+
+/// The router.yaml of a replica (with `PORT` for the port), its database URL written beside it.
+fn replica_config(dir: &Path, database: &str, hook: &Sink, pager: &Sink) -> String {
     std::fs::write(dir.join("db-url"), format!("{database}\n")).expect("url file");
-    let config = format!(
+    format!(
         "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nbody_limit: 1Mi\nstore: {{postgres: {{url_file: ./db-url, lease: {LEASE_MS}ms}}}}\ndedup: {{resolve_hold: 1s}}\ndelivery: {{initial_backoff: 100ms, max_backoff: 300ms, concurrency: 4, timeout: 1500ms}}\nteams:\n  oncall:\n    destinations:\n      - name: hook\n        kind: webhook\n        url: {}\n      - name: pager\n        kind: pagerduty\n        routing_key: R0UTINGKEY0000000000000000000000\n        api_url: http://127.0.0.1:{}/v2/enqueue\nownership: {{default_team: oncall}}\n",
         hook.url(),
         pager.port
-    );
-    Router::start(dir, &config)
+    )
 }
 
 /// Webhook bodies for `services` services of `PODS` pods each (`severity`, the first `PODS`
@@ -373,4 +377,46 @@ fn a_database_restart_under_load_is_answered_with_503_and_loses_nothing() {
     let stored = incidents["incidents"].as_array().map_or(0, Vec::len);
     assert_eq!(stored, LOAD, "every accepted alert's incident is stored");
     assert!(!router.log().contains("panicked"), "{}", router.log());
+}
+
+#[test]
+fn a_router_started_before_its_database_serves_503_then_takes_up_its_work() {
+    let mut server = pg::PgServer::start();
+    let database = server.database();
+    server.stop();
+    let hook = Sink::start(200);
+    let pager = Sink::start(202);
+    let dir = tempfile::tempdir().expect("dir");
+    let port = super::router::free_port();
+    let config = replica_config(dir.path(), &database, &hook, &pager);
+    std::fs::write(
+        dir.path().join("router.yaml"),
+        config.replace("PORT", &port.to_string()),
+    )
+    .expect("config");
+    let router = Router::start_serving(dir.path(), port);
+    let (status, reason) = router.get("/readyz");
+    assert_eq!(status, 503, "{reason}");
+    assert!(
+        reason.contains("the store is unavailable: store: connecting to PostgreSQL at 127.0.0.1:"),
+        "/readyz says why: {reason}"
+    );
+    let body = storm(0..1, true).pop().expect("a body");
+    let (status, answer) = router.post(&body, "application/json", Some(&format!("Bearer {TOKEN}")));
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        router.log().contains("the database does not answer yet"),
+        "{}",
+        router.log()
+    );
+
+    server.restart();
+    wait_for("/readyz to pass", Duration::from_secs(30), || {
+        router.get("/readyz").0 == 200
+    });
+    assert_eq!(post_until_accepted(&router, &body).last(), Some(&200));
+    wait_for("the incident notified", Duration::from_secs(20), || {
+        count_kind(&hook_transitions(&hook), "opened") == 1
+            && count_kind(&pager_events(&pager), "opened") == 1
+    });
 }

@@ -214,6 +214,8 @@ pub struct PostgresStore {
     claims: Claims,
     /// Whether this connection holds the leader lock.
     leader: bool,
+    /// Whether the migrations are known to be applied (checked on the first connection).
+    migrated: bool,
 }
 
 /// The URL with libpq's `sslmode=verify-ca` and `sslmode=verify-full` (which managed database
@@ -229,6 +231,16 @@ impl PostgresStore {
     /// migrations under an advisory lock. TLS, when the URL's `sslmode` uses it, verifies the
     /// server against the PEM bundle `ca_file`, or the public web PKI roots without one.
     pub fn connect(url: &str, ca_file: Option<&Path>, claims: Claims) -> Result<Self, StoreError> {
+        let mut store = Self::lazy(url, ca_file, claims)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Like [`PostgresStore::connect`], but without connecting: the first call connects and
+    /// applies the migrations. A router started while its database is unreachable serves (503
+    /// to webhooks, `/readyz` failing) and takes up its work when the database answers. Only a
+    /// URL or CA file that can never work is an error here.
+    pub fn lazy(url: &str, ca_file: Option<&Path>, claims: Claims) -> Result<Self, StoreError> {
         let mut config: postgres::Config = with_libpq_sslmodes(url)
             .parse()
             .map_err(|e: postgres::Error| StoreError::Io(format!("the database URL: {e}")))?;
@@ -237,15 +249,14 @@ impl PostgresStore {
         }
         config.application_name("stackgen-router");
         let tls = PgTls::new(ca_file).map_err(StoreError::Io)?;
-        let mut store = PostgresStore {
+        Ok(PostgresStore {
             config,
             tls,
             connection: None,
             claims,
             leader: false,
-        };
-        store.migrate()?;
-        Ok(store)
+            migrated: false,
+        })
     }
 
     /// Applies the migrations not applied yet, on a connection of its own, holding the
@@ -274,6 +285,7 @@ impl PostgresStore {
         }
         // Closing the session releases the lock, also when a migration above failed.
         client.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+        self.migrated = true;
         Ok(())
     }
 
@@ -299,6 +311,9 @@ impl PostgresStore {
         }
         if self.connection.is_none() {
             self.leader = false;
+            if !self.migrated {
+                self.migrate()?;
+            }
             let mut client = self.open()?;
             let statements = Statements::prepare(&mut client)?;
             self.connection = Some((client, statements));
