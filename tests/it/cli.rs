@@ -339,3 +339,60 @@ fn demo_renders_the_example_and_turns_the_storm_into_four_notifications() {
         );
     }
 }
+
+/// Two stacks in one cluster (in different namespaces, scraping the same services) never write
+/// the same object outside their own namespace: cluster-scoped objects and the Roles in scraped
+/// namespaces carry the stack's namespace in their name.
+#[test]
+fn two_stacks_in_one_cluster_share_no_object() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let spec = fs::read_to_string(root().join("examples/stack.yaml")).expect("example spec");
+    let second = tmp.path().join("second.yaml");
+    fs::write(
+        &second,
+        spec.replace("namespace: monitoring\n", "namespace: monitoring-b\n"),
+    )
+    .expect("write spec");
+    fs::create_dir_all(tmp.path().join("rules")).expect("rules dir");
+    fs::copy(
+        root().join("examples/rules/payments.yaml"),
+        tmp.path().join("rules/payments.yaml"),
+    )
+    .expect("copy rules");
+    let outside_own_namespace = |spec: &str, own: &str| -> BTreeSet<(String, String, String)> {
+        let output = run_ok(
+            Command::new(env!("CARGO_BIN_EXE_stackgen")).args(["render", spec, "--out", "-"]),
+        );
+        YamlLoader::load_from_str(&stdout(&output))
+            .expect("the stream parses")
+            .iter()
+            .map(|doc| {
+                (
+                    doc["kind"].as_str().unwrap_or_default().to_string(),
+                    doc["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    doc["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .filter(|(kind, namespace, name)| {
+                namespace != own && !(kind == "Namespace" && name == own)
+            })
+            .collect()
+    };
+    let first = outside_own_namespace(
+        root().join("examples/stack.yaml").to_str().expect("utf-8"),
+        "monitoring",
+    );
+    let second = outside_own_namespace(second.to_str().expect("utf-8"), "monitoring-b");
+    assert!(
+        first.iter().any(|(kind, _, _)| kind == "Role"),
+        "the example scrapes other namespaces: {first:?}"
+    );
+    let shared: Vec<_> = first.intersection(&second).collect();
+    assert!(shared.is_empty(), "written by both stacks: {shared:?}");
+}
