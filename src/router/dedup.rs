@@ -149,7 +149,12 @@ pub struct Incident {
     pub service: String,
     pub alertname: String,
     pub labels: Labels,
+    /// The annotations of one firing member (the first of the episode, or the latest to refire).
     pub annotations: Labels,
+    /// Firing members of this episode brought different annotations (a per-pod rule's summary
+    /// names its pod): messages then show `annotations` as one example, not as the service's.
+    #[serde(default)]
+    pub annotations_vary: bool,
     pub generator_url: String,
     /// Link back to the Alertmanager that sent the alerts.
     #[serde(default)]
@@ -172,6 +177,25 @@ pub struct Incident {
 impl Incident {
     pub fn firing_members(&self) -> usize {
         self.members.values().filter(|m| m.firing).count()
+    }
+
+    /// Whether more than one member fires (stops counting at two).
+    fn several_firing(&self) -> bool {
+        self.members.values().filter(|m| m.firing).take(2).count() > 1
+    }
+
+    /// Notes the annotations of a member that (re)fires: the first firing member of an episode
+    /// sets them; a later one with other annotations marks them as varying. `replace` makes the
+    /// member's annotations the ones shown.
+    fn note_annotations(&mut self, annotations: &Labels, replace: bool) {
+        if !self.several_firing() {
+            self.annotations_vary = false;
+        } else if *annotations != self.annotations {
+            self.annotations_vary = true;
+        }
+        if replace || !self.several_firing() {
+            self.annotations = annotations.clone();
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -320,6 +344,7 @@ fn new_incident(alert: &Classified, now: Millis) -> Incident {
         alertname: alert.alertname.clone(),
         labels: alert.incident_labels(),
         annotations: alert.update.annotations.clone(),
+        annotations_vary: false,
         generator_url: alert.update.generator_url.clone(),
         alertmanager_url: alert.update.alertmanager_url.clone(),
         status: Status::New,
@@ -360,7 +385,7 @@ fn apply_member(incident: &mut Incident, alert: &Classified, now: Millis) -> boo
             member.ends_at = None;
             member.last_seen = now;
             if incident.status != Status::New {
-                incident.annotations = update.annotations.clone();
+                incident.note_annotations(&update.annotations, true);
             }
             true
         }
@@ -396,9 +421,11 @@ fn apply_member(incident: &mut Incident, alert: &Classified, now: Millis) -> boo
                     last_seen: now,
                 },
             );
-            if update.firing && incident.firing_members() == 1 {
-                incident.annotations = update.annotations.clone();
-                incident.generator_url = update.generator_url.clone();
+            if update.firing {
+                if !incident.several_firing() {
+                    incident.generator_url = update.generator_url.clone();
+                }
+                incident.note_annotations(&update.annotations, false);
             }
             true
         }
@@ -538,6 +565,7 @@ fn tick_heartbeat(
                         heartbeat.alertname
                     ),
                 )]),
+                annotations_vary: false,
                 generator_url: String::new(),
                 alertmanager_url: String::new(),
                 status: Status::New,
@@ -639,6 +667,65 @@ mod tests {
 
     fn kinds(out: &Outcome) -> Vec<IntentKind> {
         out.intents.iter().map(|i| i.kind).collect()
+    }
+
+    /// `alert` with a `summary` annotation.
+    fn with_summary(mut alert: Classified, summary: &str) -> Classified {
+        alert
+            .update
+            .annotations
+            .insert("summary".into(), summary.into());
+        alert
+    }
+
+    #[test]
+    fn members_with_their_own_summaries_mark_the_annotations_as_an_example() {
+        let s = settings();
+        let key = "payments/checkout/HighErrorRate";
+        let per_pod = |pod: usize, firing: bool, at: Millis| {
+            let ends = (!firing).then_some(at);
+            with_summary(
+                alert("checkout", pod, firing, at, ends, "critical"),
+                &format!("pod checkout-{pod} fails"),
+            )
+        };
+        let mut state = State::default();
+        step(&mut state, &[per_pod(0, true, 0)], 0, &s);
+        assert!(
+            !state.incidents[key].annotations_vary,
+            "one member is the service"
+        );
+        step(
+            &mut state,
+            &[per_pod(1, true, MIN), per_pod(2, true, MIN)],
+            MIN,
+            &s,
+        );
+        let incident = &state.incidents[key];
+        assert!(incident.annotations_vary);
+        assert_eq!(incident.annotations["summary"], "pod checkout-0 fails");
+
+        // Every member resolves, then one fires again: a new episode of one member.
+        let all_resolved: Vec<_> = (0..3).map(|pod| per_pod(pod, false, 2 * MIN)).collect();
+        step(&mut state, &all_resolved, 2 * MIN, &s);
+        tick(&mut state, 5 * MIN, &s);
+        step(&mut state, &[per_pod(2, true, 6 * MIN)], 6 * MIN, &s);
+        let incident = &state.incidents[key];
+        assert!(!incident.annotations_vary, "a new episode of one member");
+        assert_eq!(incident.annotations["summary"], "pod checkout-2 fails");
+
+        // Members sharing one summary (a service-level text) do not vary.
+        let mut state = State::default();
+        let same: Vec<_> = (0..5)
+            .map(|pod| {
+                with_summary(
+                    alert("checkout", pod, true, 0, None, "critical"),
+                    "checkout fails",
+                )
+            })
+            .collect();
+        step(&mut state, &same, 0, &s);
+        assert!(!state.incidents[key].annotations_vary);
     }
 
     #[test]

@@ -178,6 +178,10 @@ pub struct Notification {
     pub members: Vec<String>,
     pub labels: Labels,
     pub annotations: Labels,
+    /// The members' annotations differ: `annotations` are one member's (say, one pod's summary),
+    /// shown as an example, not as the service's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub annotations_vary: bool,
     pub generator_url: String,
     #[serde(default)]
     pub alertmanager_url: String,
@@ -235,6 +239,7 @@ pub fn plan(
                 members: members.clone(),
                 labels: incident.labels.clone(),
                 annotations: incident.annotations.clone(),
+                annotations_vary: incident.annotations_vary,
                 generator_url: incident.generator_url.clone(),
                 alertmanager_url: incident.alertmanager_url.clone(),
                 digest: Vec::new(),

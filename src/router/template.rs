@@ -177,6 +177,7 @@ pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
         "members": listed,
         "more_members": n.firing_members.saturating_sub(listed.len()),
         "summary": annotation("summary"),
+        "summary_is_an_example": n.annotations_vary && n.total_members > 1,
         "description": annotation("description"),
         "runbook_url": annotation("runbook_url"),
         "dashboard_url": dashboard_url,
@@ -247,6 +248,7 @@ pub fn sample(kind: IntentKind) -> Notification {
             .collect(),
         labels,
         annotations,
+        annotations_vary: false,
         generator_url: "http://prometheus.example:9090/graph?g0.expr=...".into(),
         alertmanager_url: "http://alertmanager.example:9093".into(),
         digest: Vec::new(),
@@ -320,6 +322,42 @@ mod tests {
         assert!(text("slack").contains("<https://runbooks.example/HighErrorRate|Runbook>"));
         assert!(text("discord").contains("[Runbook](https://runbooks.example/HighErrorRate)"));
         assert!(text("email").contains("Runbook: https://runbooks.example/HighErrorRate"));
+    }
+
+    #[test]
+    fn one_member_s_summary_among_many_reads_as_an_example() {
+        let mut n = sample(IntentKind::Opened);
+        let render = |n: &Notification, kind: &str, part: &str| {
+            Templates::new(kind, &BTreeMap::new(), None)
+                .and_then(|t| t.render(part, n))
+                .expect("renders")
+        };
+        for (kind, part) in [
+            ("email", "text"),
+            ("slack", "text"),
+            ("discord", "text"),
+            ("email", "html"),
+        ] {
+            assert!(
+                !render(&n, kind, part).contains("For example"),
+                "{kind} {part}"
+            );
+        }
+        n.annotations_vary = true;
+        for (kind, part) in [
+            ("email", "text"),
+            ("slack", "text"),
+            ("discord", "text"),
+            ("email", "html"),
+        ] {
+            let text = render(&n, kind, part);
+            assert!(
+                text.contains("For example: ") && text.contains("checkout answers 12%"),
+                "{kind} {part}: {text}"
+            );
+        }
+        n.total_members = 1;
+        assert!(!render(&n, "email", "text").contains("For example"));
     }
 
     #[test]

@@ -80,6 +80,7 @@ fn incident(key: &str, status: Status) -> Incident {
         alertname: "A".into(),
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
+        annotations_vary: false,
         generator_url: String::new(),
         alertmanager_url: String::new(),
         status,

@@ -25,10 +25,12 @@ impl Destination for Log {
                 n.team,
                 n.firing_members,
                 n.total_members,
-                n.annotations
-                    .get("summary")
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default()
+                match n.annotations.get("summary") {
+                    Some(summary) if n.annotations_vary && n.total_members > 1 =>
+                        format!(", for example: {summary}"),
+                    Some(summary) => format!(": {summary}"),
+                    None => String::new(),
+                }
             ),
         })
     }

@@ -532,6 +532,7 @@ mod tests {
             alertname: "A".into(),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            annotations_vary: false,
             generator_url: String::new(),
             alertmanager_url: String::new(),
             status: Status::Open,
