@@ -13,6 +13,7 @@ pub mod sqlite;
 
 use std::collections::BTreeSet;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::alert::Millis;
@@ -196,5 +197,50 @@ pub trait Store: Send {
     /// Housekeeping off the request path (for SQLite: checkpointing the WAL).
     fn maintain(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+fn corrupt(what: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// A value as both stores keep it: JSON text.
+fn to_json<T: Serialize>(value: &T, what: &'static str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt(what, e))
+}
+
+/// A value read back from its JSON text; unreadable text is a corrupt `what`.
+fn from_json<T: DeserializeOwned>(text: &str, what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
+/// An outbox row as both stores keep it: the notification as JSON, the state as text.
+struct StoredEntry {
+    id: String,
+    destination: String,
+    notification: String,
+    created_at: Millis,
+    next_attempt_at: Millis,
+    attempts: u32,
+    state: String,
+    last_error: Option<String>,
+}
+
+impl StoredEntry {
+    fn decode(self) -> Result<OutboxEntry, StoreError> {
+        Ok(OutboxEntry {
+            id: self.id,
+            destination: self.destination,
+            notification: from_json(&self.notification, "notification")?,
+            created_at: self.created_at,
+            next_attempt_at: self.next_attempt_at,
+            attempts: self.attempts,
+            state: DeliveryState::parse(&self.state)
+                .ok_or_else(|| corrupt("delivery state", &self.state))?,
+            last_error: self.last_error,
+        })
     }
 }

@@ -32,11 +32,11 @@ use postgres::{Client, Statement};
 
 use super::postgres_tls::PgTls;
 use super::{
-    Batch, Claims, DeliveryState, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError,
+    Batch, Claims, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError, StoredEntry,
+    from_json, to_json,
 };
 use crate::router::alert::Millis;
 use crate::router::dedup::{Heartbeat, Incident, Member, State};
-use crate::router::routing::Notification;
 
 /// Advisory lock held while migrating (any constant shared by every replica).
 const MIGRATION_LOCK: i64 = 0x5354_4b47_0001;
@@ -367,31 +367,20 @@ fn retryable(e: &StoreError) -> bool {
     }
 }
 
-fn corrupt(what: &'static str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        message: e.to_string(),
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| corrupt(what, e))
-}
-
+/// The outbox columns `id, destination, notification, created_at, next_attempt_at, attempts,
+/// state, last_error`, in that order.
 fn entry_from(row: &postgres::Row) -> Result<OutboxEntry, StoreError> {
-    let notification: String = row.try_get(2)?;
-    let state: String = row.try_get(6)?;
-    Ok(OutboxEntry {
+    StoredEntry {
         id: row.try_get(0)?,
         destination: row.try_get(1)?,
-        notification: serde_json::from_str::<Notification>(&notification)
-            .map_err(|e| corrupt("notification", e))?,
+        notification: row.try_get(2)?,
         created_at: row.try_get(3)?,
         next_attempt_at: row.try_get(4)?,
         attempts: u32::try_from(row.try_get::<_, i32>(5)?).unwrap_or(0),
-        state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery state", state))?,
+        state: row.try_get(6)?,
         last_error: row.try_get(7)?,
-    })
+    }
+    .decode()
 }
 
 /// The `state` and `resolved_at` columns of an incident (what the chores select on).
@@ -417,8 +406,7 @@ fn load_incidents(
         let key: String = row.try_get(0)?;
         match row.try_get::<_, Option<String>>(1)? {
             Some(data) => {
-                let incident: Incident =
-                    serde_json::from_str(&data).map_err(|e| corrupt("incident", e))?;
+                let incident: Incident = from_json(&data, "incident")?;
                 state.incidents.insert(incident.key.clone(), incident);
             }
             None => placeholders.push(key),
@@ -431,7 +419,7 @@ fn load_incidents(
             let key: String = row.try_get(0)?;
             let fingerprint: i64 = row.try_get(1)?;
             let data: String = row.try_get(2)?;
-            let member: Member = serde_json::from_str(&data).map_err(|e| corrupt("member", e))?;
+            let member: Member = from_json(&data, "member")?;
             if let Some(incident) = state.incidents.get_mut(&key) {
                 incident.members.insert(fingerprint as u64, member);
             }

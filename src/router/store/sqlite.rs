@@ -15,11 +15,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Batch, Claims, DeliveryState, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError,
+    Batch, Claims, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError, StoredEntry,
+    corrupt, from_json, to_json,
 };
 use crate::router::alert::Millis;
 use crate::router::dedup::{Heartbeat, Incident, Member, State};
-use crate::router::routing::Notification;
 
 /// Numbered schema migrations; the store applies those not applied yet, in order.
 const MIGRATIONS: &[&str] = &[
@@ -128,54 +128,18 @@ impl SqliteStore {
     }
 }
 
-fn corrupt(what: &'static str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        message: e.to_string(),
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| corrupt(what, e))
-}
-
-type EntryRow = (
-    String,
-    String,
-    String,
-    Millis,
-    Millis,
-    u32,
-    String,
-    Option<String>,
-);
-
-fn row_to_entry(row: &rusqlite::Row) -> rusqlite::Result<EntryRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
-}
-
-fn entry_from(row: EntryRow) -> Result<OutboxEntry, StoreError> {
-    let (id, destination, notification, created_at, next_attempt_at, attempts, state, last_error) =
-        row;
-    Ok(OutboxEntry {
-        id,
-        destination,
-        notification: serde_json::from_str::<Notification>(&notification)
-            .map_err(|e| corrupt("notification", e))?,
-        created_at,
-        next_attempt_at,
-        attempts,
-        state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery state", state))?,
-        last_error,
+/// The outbox columns `id, destination, notification, created_at, next_attempt_at, attempts,
+/// state, last_error`, in that order.
+fn stored_entry(row: &rusqlite::Row) -> rusqlite::Result<StoredEntry> {
+    Ok(StoredEntry {
+        id: row.get(0)?,
+        destination: row.get(1)?,
+        notification: row.get(2)?,
+        created_at: row.get(3)?,
+        next_attempt_at: row.get(4)?,
+        attempts: row.get(5)?,
+        state: row.get(6)?,
+        last_error: row.get(7)?,
     })
 }
 
@@ -249,8 +213,7 @@ impl Store for SqliteStore {
         let mut state = State::default();
         let mut stmt = self.conn.prepare("SELECT data FROM incidents")?;
         for data in stmt.query_map([], |row| row.get::<_, String>(0))? {
-            let incident: Incident =
-                serde_json::from_str(&data?).map_err(|e| corrupt("incident", e))?;
+            let incident: Incident = from_json(&data?, "incident")?;
             state.incidents.insert(incident.key.clone(), incident);
         }
         let mut stmt = self
@@ -265,7 +228,7 @@ impl Store for SqliteStore {
         })?;
         for row in rows {
             let (key, fingerprint, data) = row?;
-            let member: Member = serde_json::from_str(&data).map_err(|e| corrupt("member", e))?;
+            let member: Member = from_json(&data, "member")?;
             if let Some(incident) = state.incidents.get_mut(&key) {
                 incident.members.insert(fingerprint as u64, member);
             }
@@ -307,8 +270,7 @@ impl Store for SqliteStore {
                     .query_row(params![key], |row| row.get::<_, String>(0))
                     .optional()?
                 {
-                    let incident: Incident =
-                        serde_json::from_str(&data).map_err(|e| corrupt("incident", e))?;
+                    let incident: Incident = from_json(&data, "incident")?;
                     state.incidents.insert(incident.key.clone(), incident);
                 }
             }
@@ -316,8 +278,7 @@ impl Store for SqliteStore {
                 let mut open =
                     tx.prepare_cached(&format!("SELECT data FROM incidents WHERE {OPEN_SQL}"))?;
                 for data in open.query_map([], |row| row.get::<_, String>(0))? {
-                    let incident: Incident =
-                        serde_json::from_str(&data?).map_err(|e| corrupt("incident", e))?;
+                    let incident: Incident = from_json(&data?, "incident")?;
                     state.incidents.insert(incident.key.clone(), incident);
                 }
             }
@@ -328,8 +289,7 @@ impl Store for SqliteStore {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
                 })? {
                     let (fingerprint, data) = row?;
-                    let member: Member =
-                        serde_json::from_str(&data).map_err(|e| corrupt("member", e))?;
+                    let member: Member = from_json(&data, "member")?;
                     incident.members.insert(fingerprint as u64, member);
                 }
             }
@@ -401,7 +361,7 @@ impl Store for SqliteStore {
                ORDER BY created_at, id LIMIT ?2) \
              RETURNING {ENTRY_COLUMNS}"
         ))?;
-        let mut rows: Vec<EntryRow> = stmt
+        let mut rows: Vec<StoredEntry> = stmt
             .query_map(
                 params![
                     now,
@@ -410,11 +370,11 @@ impl Store for SqliteStore {
                     self.claims.lease,
                     skip
                 ],
-                row_to_entry,
+                stored_entry,
             )?
             .collect::<Result<_, _>>()?;
-        rows.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
-        rows.into_iter().map(entry_from).collect()
+        rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        rows.into_iter().map(StoredEntry::decode).collect()
     }
 
     fn pending_for(
@@ -425,13 +385,13 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM outbox WHERE destination = ?1 AND state = 'pending' ORDER BY created_at, id LIMIT ?2"
         ))?;
-        let rows: Vec<EntryRow> = stmt
+        let rows: Vec<StoredEntry> = stmt
             .query_map(
                 params![destination, i64::try_from(limit).unwrap_or(i64::MAX)],
-                row_to_entry,
+                stored_entry,
             )?
             .collect::<Result<_, _>>()?;
-        rows.into_iter().map(entry_from).collect()
+        rows.into_iter().map(StoredEntry::decode).collect()
     }
 
     fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
@@ -467,8 +427,8 @@ impl Store for SqliteStore {
         ))?;
         let mut entries = Vec::new();
         for key in incident_keys {
-            for row in stmt.query_map(params![key], row_to_entry)? {
-                entries.push(entry_from(row?)?);
+            for row in stmt.query_map(params![key], stored_entry)? {
+                entries.push(row?.decode()?);
             }
         }
         Ok(entries)
@@ -506,6 +466,8 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::router::dedup::{IntentKind, Severity, Status};
+    use crate::router::routing::Notification;
+    use crate::router::store::DeliveryState;
     use std::collections::BTreeMap;
 
     const OPTIONS: SqliteOptions = SqliteOptions {
