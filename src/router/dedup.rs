@@ -669,6 +669,33 @@ mod tests {
         out.intents.iter().map(|i| i.kind).collect()
     }
 
+    /// A state driven through steps and ticks, collecting the kinds of intent it emits.
+    struct Run {
+        state: State,
+        settings: DedupSettings,
+        intents: Vec<IntentKind>,
+    }
+
+    impl Run {
+        fn new(settings: DedupSettings) -> Run {
+            Run {
+                state: State::default(),
+                settings,
+                intents: Vec::new(),
+            }
+        }
+
+        fn step(&mut self, alerts: &[Classified], now: Millis) {
+            let out = step(&mut self.state, alerts, now, &self.settings);
+            self.intents.extend(kinds(&out));
+        }
+
+        fn tick(&mut self, now: Millis) {
+            let out = tick(&mut self.state, now, &self.settings);
+            self.intents.extend(kinds(&out));
+        }
+    }
+
     /// `alert` with a `summary` annotation.
     fn with_summary(mut alert: Classified, summary: &str) -> Classified {
         alert
@@ -730,21 +757,19 @@ mod tests {
 
     #[test]
     fn a_storm_of_500_members_is_one_opened_and_one_resolved() {
-        let s = settings();
-        let mut state = State::default();
+        let mut run = Run::new(settings());
         let firing: Vec<Classified> = (0..500)
             .map(|p| alert("checkout", p, true, 0, None, "critical"))
             .collect();
-        let mut intents = Vec::new();
         for chunk in firing.chunks(37) {
-            intents.extend(kinds(&step(&mut state, chunk, MIN, &s)));
+            run.step(chunk, MIN);
         }
         // Alertmanager repeats the whole group: nothing new.
-        intents.extend(kinds(&step(&mut state, &firing, 2 * MIN, &s)));
-        assert_eq!(intents, vec![IntentKind::Opened]);
-        assert_eq!(state.incidents.len(), 1);
+        run.step(&firing, 2 * MIN);
+        assert_eq!(run.intents, vec![IntentKind::Opened]);
+        assert_eq!(run.state.incidents.len(), 1);
         assert_eq!(
-            state.incidents["payments/checkout/HighErrorRate"].firing_members(),
+            run.state.incidents["payments/checkout/HighErrorRate"].firing_members(),
             500
         );
 
@@ -752,104 +777,64 @@ mod tests {
             .map(|p| alert("checkout", p, false, 0, Some(3 * MIN), "critical"))
             .collect();
         for chunk in resolved.chunks(50) {
-            intents.extend(kinds(&step(&mut state, chunk, 3 * MIN, &s)));
+            run.step(chunk, 3 * MIN);
         }
-        intents.extend(kinds(&tick(&mut state, 4 * MIN, &s)));
-        assert_eq!(intents, vec![IntentKind::Opened], "the resolve is held");
-        intents.extend(kinds(&tick(&mut state, 5 * MIN, &s)));
-        intents.extend(kinds(&tick(&mut state, 6 * MIN, &s)));
-        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+        run.tick(4 * MIN);
+        assert_eq!(run.intents, vec![IntentKind::Opened], "the resolve is held");
+        run.tick(5 * MIN);
+        run.tick(6 * MIN);
+        assert_eq!(run.intents, vec![IntentKind::Opened, IntentKind::Resolved]);
     }
 
     #[test]
     fn duplicates_and_reordering_add_nothing() {
-        let s = settings();
-        let mut state = State::default();
+        let mut run = Run::new(settings());
         let fire = alert("checkout", 1, true, MIN, None, "critical");
         let resolve = alert("checkout", 1, false, MIN, Some(5 * MIN), "critical");
-        let mut intents = kinds(&step(
-            &mut state,
-            &[fire.clone(), fire.clone()],
-            2 * MIN,
-            &s,
-        ));
+        run.step(&[fire.clone(), fire.clone()], 2 * MIN);
         // The same alert from a second Alertmanager replica.
-        intents.extend(kinds(&step(
-            &mut state,
-            std::slice::from_ref(&fire),
-            2 * MIN,
-            &s,
-        )));
-        intents.extend(kinds(&step(
-            &mut state,
-            std::slice::from_ref(&resolve),
-            6 * MIN,
-            &s,
-        )));
+        run.step(std::slice::from_ref(&fire), 2 * MIN);
+        run.step(std::slice::from_ref(&resolve), 6 * MIN);
         // A late copy of the firing webhook (same startsAt) arrives after the resolve.
-        intents.extend(kinds(&step(
-            &mut state,
-            std::slice::from_ref(&fire),
-            6 * MIN,
-            &s,
-        )));
-        intents.extend(kinds(&tick(&mut state, 9 * MIN, &s)));
+        run.step(std::slice::from_ref(&fire), 6 * MIN);
+        run.tick(9 * MIN);
         // And late duplicates after the incident resolved reopen nothing.
-        intents.extend(kinds(&step(
-            &mut state,
-            &[fire.clone(), resolve.clone()],
-            10 * MIN,
-            &s,
-        )));
-        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+        run.step(&[fire.clone(), resolve.clone()], 10 * MIN);
+        assert_eq!(run.intents, vec![IntentKind::Opened, IntentKind::Resolved]);
     }
 
     #[test]
     fn flapping_inside_the_hold_sends_nothing_and_a_real_refire_reopens() {
-        let s = settings();
-        let mut state = State::default();
-        let mut intents = kinds(&step(
-            &mut state,
-            &[alert("checkout", 1, true, 0, None, "warning")],
-            0,
-            &s,
-        ));
+        let mut run = Run::new(settings());
+        run.step(&[alert("checkout", 1, true, 0, None, "warning")], 0);
         for round in 0..5 {
             let t = (round * 2 + 1) * 30_000;
-            intents.extend(kinds(&step(
-                &mut state,
+            run.step(
                 &[alert("checkout", 1, false, t - 30_000, Some(t), "warning")],
                 t,
-                &s,
-            )));
-            intents.extend(kinds(&step(
-                &mut state,
+            );
+            run.step(
                 &[alert("checkout", 1, true, t + 1, None, "warning")],
                 t + 30_000,
-                &s,
-            )));
-            intents.extend(kinds(&tick(&mut state, t + 30_000, &s)));
+            );
+            run.tick(t + 30_000);
         }
         assert_eq!(
-            intents,
+            run.intents,
             vec![IntentKind::Opened],
             "flapping inside the hold is silent"
         );
-        intents.extend(kinds(&step(
-            &mut state,
+        run.step(
             &[alert("checkout", 1, false, 0, Some(10 * MIN), "warning")],
             10 * MIN,
-            &s,
-        )));
-        intents.extend(kinds(&tick(&mut state, 13 * MIN, &s)));
-        intents.extend(kinds(&step(
-            &mut state,
+        );
+        run.tick(13 * MIN);
+        run.step(
             &[alert("checkout", 1, true, 20 * MIN, None, "warning")],
             20 * MIN,
-            &s,
-        )));
+        );
         assert_eq!(
-            intents,
+            run.intents,
             vec![
                 IntentKind::Opened,
                 IntentKind::Resolved,
@@ -860,30 +845,19 @@ mod tests {
 
     #[test]
     fn severity_rise_escalates_once_and_reminders_follow_the_interval() {
-        let s = DedupSettings {
+        let mut run = Run::new(DedupSettings {
             stale_after: 1000 * MIN,
             ..settings()
-        };
-        let mut state = State::default();
-        let mut intents = kinds(&step(
-            &mut state,
-            &[alert("checkout", 1, true, 0, None, "warning")],
-            0,
-            &s,
-        ));
+        });
+        run.step(&[alert("checkout", 1, true, 0, None, "warning")], 0);
         // A critical member of the same service and alert raises the incident's severity.
         let critical = alert("checkout", 2, true, MIN, None, "critical");
-        intents.extend(kinds(&step(
-            &mut state,
-            std::slice::from_ref(&critical),
-            MIN,
-            &s,
-        )));
-        intents.extend(kinds(&step(&mut state, &[critical], 2 * MIN, &s)));
-        intents.extend(kinds(&tick(&mut state, 200 * MIN, &s)));
-        intents.extend(kinds(&tick(&mut state, 242 * MIN, &s)));
+        run.step(std::slice::from_ref(&critical), MIN);
+        run.step(&[critical], 2 * MIN);
+        run.tick(200 * MIN);
+        run.tick(242 * MIN);
         assert_eq!(
-            intents,
+            run.intents,
             vec![
                 IntentKind::Opened,
                 IntentKind::Escalated,
@@ -894,18 +868,12 @@ mod tests {
 
     #[test]
     fn members_that_go_stale_resolve_the_incident() {
-        let s = settings();
-        let mut state = State::default();
-        let mut intents = kinds(&step(
-            &mut state,
-            &[alert("checkout", 1, true, 0, None, "critical")],
-            0,
-            &s,
-        ));
-        intents.extend(kinds(&tick(&mut state, 14 * MIN, &s)));
-        intents.extend(kinds(&tick(&mut state, 15 * MIN, &s)));
-        intents.extend(kinds(&tick(&mut state, 17 * MIN, &s)));
-        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+        let mut run = Run::new(settings());
+        run.step(&[alert("checkout", 1, true, 0, None, "critical")], 0);
+        run.tick(14 * MIN);
+        run.tick(15 * MIN);
+        run.tick(17 * MIN);
+        assert_eq!(run.intents, vec![IntentKind::Opened, IntentKind::Resolved]);
     }
 
     #[test]
@@ -926,38 +894,30 @@ mod tests {
 
     #[test]
     fn silent_heartbeat_opens_and_returning_heartbeat_resolves() {
-        let s = DedupSettings {
+        let mut run = Run::new(DedupSettings {
             heartbeat: Some(HeartbeatSettings {
                 alertname: "Watchdog".into(),
                 timeout: 5 * MIN,
                 team: "platform".into(),
             }),
             ..settings()
-        };
-        let mut state = State::default();
+        });
         let mut watchdog = alert("", 0, true, 0, None, "info");
         watchdog.alertname = "Watchdog".into();
-        let mut intents = kinds(&tick(&mut state, 0, &s));
-        intents.extend(kinds(&step(
-            &mut state,
-            std::slice::from_ref(&watchdog),
-            MIN,
-            &s,
-        )));
-        intents.extend(kinds(&tick(&mut state, 5 * MIN, &s)));
-        assert!(intents.is_empty(), "the heartbeat never notifies by itself");
-        intents.extend(kinds(&tick(&mut state, 6 * MIN, &s)));
-        assert_eq!(intents, vec![IntentKind::Opened]);
-        assert_eq!(state.incidents[HEARTBEAT_INCIDENT].team, "platform");
-        intents.extend(kinds(&step(
-            &mut state,
-            std::slice::from_ref(&watchdog),
-            7 * MIN,
-            &s,
-        )));
-        intents.extend(kinds(&tick(&mut state, 7 * MIN, &s)));
-        intents.extend(kinds(&tick(&mut state, 9 * MIN, &s)));
-        assert_eq!(intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+        run.tick(0);
+        run.step(std::slice::from_ref(&watchdog), MIN);
+        run.tick(5 * MIN);
+        assert!(
+            run.intents.is_empty(),
+            "the heartbeat never notifies by itself"
+        );
+        run.tick(6 * MIN);
+        assert_eq!(run.intents, vec![IntentKind::Opened]);
+        assert_eq!(run.state.incidents[HEARTBEAT_INCIDENT].team, "platform");
+        run.step(std::slice::from_ref(&watchdog), 7 * MIN);
+        run.tick(7 * MIN);
+        run.tick(9 * MIN);
+        assert_eq!(run.intents, vec![IntentKind::Opened, IntentKind::Resolved]);
     }
 
     /// Property: whatever the batching, order and duplication of a storm's webhooks, one service
@@ -967,7 +927,7 @@ mod tests {
         let s = settings();
         for seed in 0..25 {
             let mut rng = fastrand::Rng::with_seed(seed);
-            let mut state = State::default();
+            let mut run = Run::new(s.clone());
             let members = 1 + rng.usize(..500);
             let mut firing: Vec<Classified> = (0..members)
                 .flat_map(|p| {
@@ -976,15 +936,14 @@ mod tests {
                 })
                 .collect();
             rng.shuffle(&mut firing);
-            let mut intents = Vec::new();
             let mut now = MIN;
             let mut rest = firing.as_slice();
             while !rest.is_empty() {
                 let take = (1 + rng.usize(..100)).min(rest.len());
-                intents.extend(kinds(&step(&mut state, &rest[..take], now, &s)));
+                run.step(&rest[..take], now);
                 rest = &rest[take..];
                 now += rng.i64(0..1_000);
-                intents.extend(kinds(&tick(&mut state, now, &s)));
+                run.tick(now);
             }
             let mut resolving: Vec<Classified> = (0..members)
                 .map(|p| alert("checkout", p, false, 0, Some(now), "critical"))
@@ -996,12 +955,12 @@ mod tests {
             rng.shuffle(&mut resolving);
             for chunk in resolving.chunks(1 + rng.usize(..64)) {
                 now += rng.i64(0..500);
-                intents.extend(kinds(&step(&mut state, chunk, now, &s)));
+                run.step(chunk, now);
             }
-            intents.extend(kinds(&tick(&mut state, now + s.resolve_hold, &s)));
-            intents.extend(kinds(&tick(&mut state, now + 2 * s.resolve_hold, &s)));
+            run.tick(now + s.resolve_hold);
+            run.tick(now + 2 * s.resolve_hold);
             assert_eq!(
-                intents,
+                run.intents,
                 vec![IntentKind::Opened, IntentKind::Resolved],
                 "seed {seed}, {members} members"
             );
