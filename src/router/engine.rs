@@ -233,7 +233,6 @@ impl Engine {
         if result.is_ok() {
             let total: usize = ingests.iter().map(|(alerts, _)| alerts.len()).sum();
             self.metrics.alerts_received.inc_by(total as u64);
-            self.metrics.update_dedup_ratio();
         }
         for (alerts, reply) in ingests {
             let _ = reply.send(result.clone().map(|()| alerts.len()));

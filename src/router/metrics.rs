@@ -21,8 +21,6 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub notifications_dead: Family<Labels, Counter>,
     pub members_active: Gauge,
-    /// Alerts received per notification planned: how much the service-level dedup saves.
-    pub dedup_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -33,8 +31,8 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("stackgen");
-        let metrics = Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("stackgen"),
             alerts_received: Counter::default(),
             webhooks: Family::default(),
             incidents_open: Gauge::default(),
@@ -45,9 +43,8 @@ impl Metrics {
             outbox_pending: Gauge::default(),
             notifications_dead: Family::default(),
             members_active: Gauge::default(),
-            dedup_ratio: Gauge::default(),
-            registry: Registry::default(),
         };
+        let registry = &mut metrics.registry;
         registry.register(
             "alerts_received",
             "Alerts received in Alertmanager webhooks",
@@ -98,17 +95,7 @@ impl Metrics {
             "Member alerts of open incidents",
             metrics.members_active.clone(),
         );
-        Metrics {
-            registry,
-            ..metrics
-        }
-    }
-
-    /// Recomputes the dedup ratio from the counters.
-    pub fn update_dedup_ratio(&self) {
-        let planned = self.notifications_planned.get().max(1) as f64;
-        self.dedup_ratio
-            .set(self.alerts_received.get() as f64 / planned);
+        metrics
     }
 
     /// The exposition text.
