@@ -308,6 +308,21 @@ sys.stderr.write(f"    => {m['fill']['ok_alerts']:,} alerts accepted in {m['fill
 EOF
 }
 
+# start_until_ready NAME READY_URL LOG CMD...: starts CMD in the background, logging to LOG, and waits until
+# READY_URL answers 200; sets STARTED_PID
+start_until_ready() {
+  local name=$1 ready_url=$2 slog=$3
+  shift 3
+  "$@" >"$slog" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  if ! python3 "$LIB" wait-ready "$ready_url" --pid "$STARTED_PID" --timeout "$READY_TIMEOUT"; then
+    show_log "$slog"
+    die "$name did not become ready ($ready_url answering 200, deadline ${READY_TIMEOUT}s): see above"
+  fi
+  log "$name: ready (pid $STARTED_PID)"
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 # the router
 
@@ -330,14 +345,9 @@ ownership:
   default_team: bench
 EOF
   log "$name: $STACKGEN router serve --config $TMP/$name/router.yaml (listen 127.0.0.1:$port)"
-  (cd "$TMP/$name" && exec "$STACKGEN" router serve --config "$TMP/$name/router.yaml") >"$slog" 2>&1 &
-  ROUTER_PID=$!
-  PIDS+=("$ROUTER_PID")
-  if ! python3 "$LIB" wait-ready "http://127.0.0.1:$port/readyz" --pid "$ROUTER_PID" --timeout "$READY_TIMEOUT"; then
-    show_log "$slog"
-    die "$name did not become ready (GET /readyz answering 200, deadline ${READY_TIMEOUT}s): see above"
-  fi
-  log "$name: ready (pid $ROUTER_PID)"
+  start_until_ready "$name" "http://127.0.0.1:$port/readyz" "$slog" \
+    env -C "$TMP/$name" "$STACKGEN" router serve --config "$TMP/$name/router.yaml"
+  ROUTER_PID=$STARTED_PID
   ROUTER_PORT=$port
 }
 
@@ -449,15 +459,10 @@ receivers:
         send_resolved: true
 EOF
   log "alertmanager: $("$ALERTMANAGER" --version 2>&1 | head -n 1) (listen 127.0.0.1:$port)"
-  "$ALERTMANAGER" --config.file="$TMP/alertmanager.yml" --storage.path="$TMP/am-data" \
-    --web.listen-address="127.0.0.1:$port" --cluster.listen-address= >"$slog" 2>&1 &
-  pid=$!
-  PIDS+=("$pid")
-  if ! python3 "$LIB" wait-ready "http://127.0.0.1:$port/-/ready" --pid "$pid" --timeout "$READY_TIMEOUT"; then
-    show_log "$slog"
-    die "Alertmanager did not become ready (GET /-/ready answering 200, deadline ${READY_TIMEOUT}s): see above"
-  fi
-  log "alertmanager: ready (pid $pid)"
+  start_until_ready alertmanager "http://127.0.0.1:$port/-/ready" "$slog" \
+    "$ALERTMANAGER" --config.file="$TMP/alertmanager.yml" --storage.path="$TMP/am-data" \
+    --web.listen-address="127.0.0.1:$port" --cluster.listen-address=
+  pid=$STARTED_PID
   bench_target alertmanager "$pid" "$slog" "http://127.0.0.1:$port/api/v2/alerts" am "" \
     "http://127.0.0.1:$port/api/v2/alerts"
   stop_pid "$pid"
