@@ -45,6 +45,8 @@ struct RecordedWebhook {
 struct Tally {
     alerts: usize,
     webhooks: usize,
+    /// Every incident seen during the replay (resolved ones leave the router's list).
+    incidents: usize,
     notifications: usize,
 }
 
@@ -81,20 +83,20 @@ pub fn run(dir: &Path, speed: f64) -> anyhow::Result<()> {
         // Notifications delivered while stopping still print.
         let mut tally = outcome?;
         while let Ok(line) = printed.try_recv() {
-            print_notification(&line, &mut tally.counts);
+            print_notification(&line, &mut tally);
         }
         stopped.context("stopping the router")?;
         anyhow::Ok(tally)
     })?;
     println!(
         "\n{} alerts -> {} -> {}",
-        tally.counts.alerts,
+        tally.alerts,
         plural(tally.incidents, "incident"),
-        plural(tally.counts.notifications, "notification")
+        plural(tally.notifications, "notification")
     );
     println!(
         "({} webhooks from two Alertmanagers; one notification when an incident opens and one when it resolves, whatever the number of pods)",
-        tally.counts.webhooks
+        tally.webhooks
     );
     println!(
         "\nThe router has stopped; nothing is left running. The rendered stack stays in {}.",
@@ -195,19 +197,13 @@ fn demo_router_config(
     })
 }
 
-/// What the replay saw: the counts and the incidents the router holds at the end.
-struct Replayed {
-    counts: Tally,
-    incidents: usize,
-}
-
 async fn replay(
     storm: &Storm,
     base: &str,
     token: &str,
     speed: f64,
     printed: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-) -> anyhow::Result<Replayed> {
+) -> anyhow::Result<Tally> {
     let client = reqwest::Client::new();
     let started = Instant::now();
     let shift = chrono::Utc::now() - storm.first_webhook_at;
@@ -275,10 +271,8 @@ async fn replay(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     incidents.extend(incident_keys(&client, base, token).await?);
-    Ok(Replayed {
-        counts,
-        incidents: incidents.len(),
-    })
+    counts.incidents = incidents.len();
+    Ok(counts)
 }
 
 fn print_notification(line: &str, counts: &mut Tally) {
