@@ -27,8 +27,8 @@ use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 use super::destinations::{Killed, SmtpServer, start_smtp};
 use super::http_stub::{HttpStub, Reply};
-use super::router::{Router, Sink, TOKEN, free_port};
-use super::support::{render_to_temp, tool};
+use super::router::{Router, Sink, TOKEN};
+use super::support::{free_port, render_to_temp, tool};
 
 const PROMETHEUS_PKG: &str = "apt-get install prometheus";
 const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";

@@ -3,7 +3,6 @@
 //! sink, nothing lost across SIGKILL, and `/metrics` parsing as an exposition.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -11,29 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::http_stub::{HttpStub, Reply, StubRequest};
-use super::support::{files_under, root};
+use super::support::{files_under, free_port, root, wait_for};
 
 pub(super) const TOKEN: &str = "test-token-5c1f";
-
-/// A port that was free a moment ago (the router binds it right after).
-pub(super) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Polls `check` until it holds or the deadline passes.
-pub(super) fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// One request the sink received.
 #[derive(Debug, Clone)]
