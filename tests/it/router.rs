@@ -753,17 +753,30 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
             .output()
             .expect("runs")
     };
+    let preview_of = |destination: &str, fixture: &str| {
+        run(&[
+            "router",
+            "preview",
+            "--config",
+            config_path.to_str().expect("utf-8"),
+            "--destination",
+            destination,
+            "--fixture",
+            fixture,
+        ])
+    };
+    let send_test = |destination: &str| {
+        run(&[
+            "router",
+            "send-test",
+            "--config",
+            config_path.to_str().expect("utf-8"),
+            "--destination",
+            destination,
+        ])
+    };
     let fixture = fixture("01-one-service-three-instances-firing.body.json");
-    let preview = run(&[
-        "router",
-        "preview",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--destination",
-        "oncall/hook",
-        "--fixture",
-        fixture.to_str().expect("utf-8"),
-    ]);
+    let preview = preview_of("oncall/hook", fixture.to_str().expect("utf-8"));
     let text = String::from_utf8_lossy(&preview.stdout);
     assert!(
         preview.status.success(),
@@ -777,26 +790,10 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
     );
     assert!(sink.received().is_empty(), "preview must not send");
     let resolved = fixture_path_str("03-all-instances-resolved.body.json");
-    let preview = run(&[
-        "router",
-        "preview",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--destination",
-        "oncall/hook",
-        "--fixture",
-        &resolved,
-    ]);
+    let preview = preview_of("oncall/hook", &resolved);
     assert!(String::from_utf8_lossy(&preview.stdout).contains("\"kind\": \"resolved\""));
 
-    let sent = run(&[
-        "router",
-        "send-test",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--destination",
-        "oncall/hook",
-    ]);
+    let sent = send_test("oncall/hook");
     assert!(
         sent.status.success(),
         "{}",
@@ -815,14 +812,7 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
             .starts_with("TEST:")
     );
     sink.status.store(400, Ordering::SeqCst);
-    let refused = run(&[
-        "router",
-        "send-test",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--destination",
-        "oncall/hook",
-    ]);
+    let refused = send_test("oncall/hook");
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("rejected: HTTP 400"));
 }
