@@ -13,7 +13,7 @@ use stackgen::router::dedup::IntentKind;
 use stackgen::router::destination::{Destination, Outcome, Payload, Reply};
 use stackgen::router::template::sample;
 
-use super::support::{assert_expected, root};
+use super::support::{assert_expected, free_port, root};
 
 /// Every kind, as `examples/destinations.yaml` declares it (secrets from the environment).
 const KINDS: &[&str] = &[
@@ -266,10 +266,7 @@ impl Drop for SmtpServer {
 }
 
 pub(super) fn start_smtp(maildir: &Path) -> SmtpServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = free_port();
     let child = Command::new("python3")
         .args([
             "-u",
@@ -310,10 +307,7 @@ fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let maildir = dir.path().join("mail");
     let smtp = start_smtp(&maildir);
-    let router_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let router_port = free_port();
     let config = format!(
         "listen: 127.0.0.1:{router_port}\nauth: {{bearer_token: t0k}}\nstore: {{path: ./router.db}}\ndedup: {{resolve_hold: 1s}}\nsmtp: {{host: 127.0.0.1, port: {}, from: alerts@example.com, tls: none}}\nteams:\n  payments:\n    destinations:\n      - kind: email\n        to: [oncall@example.com, second@example.com]\nownership: {{default_team: payments}}\n",
         smtp.port

@@ -15,8 +15,6 @@
 //! notifications at every destination of every team.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -28,8 +26,9 @@ use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 use super::destinations::{Killed, SmtpServer, start_smtp};
-use super::router::{Router, Sink, TOKEN, free_port};
-use super::support::{render_to_temp, tool};
+use super::http_stub::{HttpStub, Reply};
+use super::router::{Router, Sink, TOKEN};
+use super::support::{free_port, render_to_temp, tool};
 
 const PROMETHEUS_PKG: &str = "apt-get install prometheus";
 const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";
@@ -61,6 +60,8 @@ struct Fleet {
     port_name: &'static str,
     ports: Vec<u16>,
     health: Arc<AtomicU8>,
+    /// The instances' servers, serving until the fleet is dropped.
+    _instances: Vec<HttpStub>,
 }
 
 impl Fleet {
@@ -71,20 +72,13 @@ impl Fleet {
         port_name: &'static str,
     ) -> Fleet {
         let health = Arc::new(AtomicU8::new(Health::Healthy as u8));
-        let ports = (0..INSTANCES)
+        let instances: Vec<HttpStub> = (0..INSTANCES)
             .map(|_| {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("bind an instance");
-                let port = listener.local_addr().expect("instance address").port();
                 let health = health.clone();
-                std::thread::spawn(move || {
-                    for stream in listener.incoming().flatten() {
-                        let health = health.clone();
-                        std::thread::spawn(move || serve_metrics(stream, &health));
-                    }
-                });
-                port
+                HttpStub::start(move |_| scrape(&health))
             })
             .collect();
+        let ports = instances.iter().map(|instance| instance.port).collect();
         Fleet {
             service,
             namespace,
@@ -92,6 +86,7 @@ impl Fleet {
             port_name,
             ports,
             health,
+            _instances: instances,
         }
     }
 
@@ -142,40 +137,17 @@ impl Fleet {
     }
 }
 
-/// Answers scrapes on one connection (Prometheus keeps connections alive).
-fn serve_metrics(stream: TcpStream, health: &AtomicU8) {
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = stream;
-    loop {
-        // The request line and headers, up to the blank line; scrapes have no body.
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line.trim_end().is_empty() => break,
-                Ok(_) => {}
-            }
-        }
-        let health = health.load(Ordering::SeqCst);
-        let reply = if health == Health::Down as u8 {
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_string()
-        } else {
-            let value = u8::from(health == Health::Healthy as u8);
-            let body = format!(
-                "# HELP e2e_healthy Whether the instance passes its own health check.\n# TYPE e2e_healthy gauge\ne2e_healthy {value}\n"
-            );
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-        };
-        if writer.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
+/// Answers a scrape as the instances' shared `health` says.
+fn scrape(health: &AtomicU8) -> Reply {
+    let health = health.load(Ordering::SeqCst);
+    if health == Health::Down as u8 {
+        return Reply::new(503, "");
     }
+    let value = u8::from(health == Health::Healthy as u8);
+    let body = format!(
+        "# HELP e2e_healthy Whether the instance passes its own health check.\n# TYPE e2e_healthy gauge\ne2e_healthy {value}\n"
+    );
+    Reply::new(200, body).header("Content-Type", "text/plain; version=0.0.4")
 }
 
 /// A real Prometheus or Alertmanager process on a loopback port, killed by its PID when dropped.

@@ -7,6 +7,7 @@ mod cli;
 mod destinations;
 mod e2e;
 mod golden;
+mod http_stub;
 mod marketplace;
 mod pg;
 mod pg_tls;

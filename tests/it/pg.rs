@@ -10,12 +10,13 @@
 //! a `pg_hba.conf` that takes TCP connections only over TLS (plain ones are rejected). The tests'
 //! own administration goes through the Unix socket.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use super::support::free_port;
 
 /// PostgreSQL's server binaries (`initdb`, `postgres`), or a panic naming the package.
 fn bindir() -> PathBuf {
@@ -89,13 +90,6 @@ fn owned_temp_dir() -> tempfile::TempDir {
         );
     }
     dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Runs `openssl` with `args` in `dir`, or panics naming the Debian package or the failure.

@@ -13,8 +13,8 @@ use stackgen::router::store::Claims;
 use stackgen::router::store::postgres::PostgresStore;
 
 use super::pg::{self, TestCa};
-use super::router::{Router, Sink, wait_for};
-use super::support::{stderr, stdout};
+use super::router::{Router, Sink};
+use super::support::{stderr, stdout, wait_for};
 
 /// A password that must never show in an error (the server trusts loopback TLS anyway).
 const PASSWORD: &str = "hunter2-never-shown";

@@ -2,38 +2,17 @@
 //! inputs refused with the right status and reason, webhook in -> notification out at a local
 //! sink, nothing lost across SIGKILL, and `/metrics` parsing as an exposition.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::support::{files_under, root};
+use super::http_stub::{HttpStub, Reply, StubRequest};
+use super::support::{files_under, free_port, root, wait_for};
 
 pub(super) const TOKEN: &str = "test-token-5c1f";
-
-/// A port that was free a moment ago (the router binds it right after).
-pub(super) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Polls `check` until it holds or the deadline passes.
-pub(super) fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// One request the sink received.
 #[derive(Debug, Clone)]
@@ -48,23 +27,24 @@ pub(super) struct Received {
     pub(super) answered: u16,
 }
 
-/// A loopback HTTP server standing in for a webhook destination; answers with `status`.
+/// A loopback HTTP server standing in for a webhook destination; answers with `status`. It
+/// stops serving when dropped.
 pub(super) struct Sink {
     pub(super) port: u16,
     pub(super) status: Arc<AtomicU16>,
     /// Statuses to answer first, in order, before falling back to `status`.
-    pub(super) script: Arc<Mutex<std::collections::VecDeque<u16>>>,
+    pub(super) script: Arc<Mutex<VecDeque<u16>>>,
     /// Milliseconds to hold every answer (the status is decided, and recorded, on arrival).
     pub(super) delay: Arc<AtomicU64>,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Serves until the sink is dropped.
+    _server: HttpStub,
 }
 
 impl Sink {
     pub(super) fn start(status: u16) -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
-        let port = listener.local_addr().expect("addr").port();
         let status = Arc::new(AtomicU16::new(status));
-        let script = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        let script = Arc::new(Mutex::new(VecDeque::new()));
         let delay = Arc::new(AtomicU64::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
         let (s, q, d, r) = (
@@ -73,18 +53,14 @@ impl Sink {
             delay.clone(),
             received.clone(),
         );
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (s, q, d, r) = (s.clone(), q.clone(), d.clone(), r.clone());
-                std::thread::spawn(move || serve_connection(stream, &s, &q, &d, &r));
-            }
-        });
+        let server = HttpStub::start(move |request| answer(request, &s, &q, &d, &r));
         Sink {
-            port,
+            port: server.port,
             status,
             script,
             delay,
             received,
+            _server: server,
         }
     }
 
@@ -106,79 +82,46 @@ impl Sink {
     }
 }
 
-fn serve_connection(
-    stream: TcpStream,
+/// Records one request and answers it: the next scripted status, else `status`.
+fn answer(
+    request: StubRequest,
     status: &AtomicU16,
-    script: &Mutex<std::collections::VecDeque<u16>>,
+    script: &Mutex<VecDeque<u16>>,
     delay: &AtomicU64,
     received: &Mutex<Vec<Received>>,
-) {
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let answered = script
-            .lock()
-            .ok()
-            .and_then(|mut q| q.pop_front())
-            .unwrap_or_else(|| status.load(Ordering::SeqCst));
-        if let Ok(mut list) = received.lock() {
-            list.push(Received {
-                request_line: request_line
-                    .trim()
-                    .trim_end_matches(" HTTP/1.1")
-                    .to_string(),
-                size: body.len(),
-                at: Instant::now(),
-                headers,
-                body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-                answered,
-            });
-        }
-        let hold = delay.load(Ordering::SeqCst);
-        if hold > 0 {
-            std::thread::sleep(Duration::from_millis(hold));
-        }
-        // A 429 asks for one second; everything else for none.
-        let retry_after = if answered == 429 { 1 } else { 0 };
-        // Answer like the services: 204 has no body, the others a short one.
-        let body = if answered == 204 { "" } else { "ok" };
-        let reply = format!(
-            "HTTP/1.1 {answered} X\r\nContent-Length: {}\r\nRetry-After: {retry_after}\r\n\r\n{body}",
-            body.len()
-        );
-        if writer.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
+) -> Reply {
+    let answered = script
+        .lock()
+        .ok()
+        .and_then(|mut q| q.pop_front())
+        .unwrap_or_else(|| status.load(Ordering::SeqCst));
+    let headers = request
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).trim().to_string(),
+            )
+        })
+        .collect();
+    if let Ok(mut list) = received.lock() {
+        list.push(Received {
+            request_line: format!("{} {}", request.method, request.uri),
+            size: request.body.len(),
+            at: Instant::now(),
+            headers,
+            body: serde_json::from_slice(&request.body).unwrap_or(serde_json::Value::Null),
+            answered,
+        });
     }
+    // A 429 asks for one second; everything else for none.
+    let retry_after = if answered == 429 { 1 } else { 0 };
+    // Answer like the services: 204 has no body, the others a short one.
+    let body = if answered == 204 { "" } else { "ok" };
+    Reply::new(answered, body)
+        .header("Retry-After", retry_after.to_string())
+        .held_for(Duration::from_millis(delay.load(Ordering::SeqCst)))
 }
 
 /// The router binary on a loopback port; killed by its PID when dropped.
@@ -810,17 +753,30 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
             .output()
             .expect("runs")
     };
+    let preview_of = |destination: &str, fixture: &str| {
+        run(&[
+            "router",
+            "preview",
+            "--config",
+            config_path.to_str().expect("utf-8"),
+            "--destination",
+            destination,
+            "--fixture",
+            fixture,
+        ])
+    };
+    let send_test = |destination: &str| {
+        run(&[
+            "router",
+            "send-test",
+            "--config",
+            config_path.to_str().expect("utf-8"),
+            "--destination",
+            destination,
+        ])
+    };
     let fixture = fixture("01-one-service-three-instances-firing.body.json");
-    let preview = run(&[
-        "router",
-        "preview",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--destination",
-        "oncall/hook",
-        "--fixture",
-        fixture.to_str().expect("utf-8"),
-    ]);
+    let preview = preview_of("oncall/hook", fixture.to_str().expect("utf-8"));
     let text = String::from_utf8_lossy(&preview.stdout);
     assert!(
         preview.status.success(),
@@ -834,26 +790,10 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
     );
     assert!(sink.received().is_empty(), "preview must not send");
     let resolved = fixture_path_str("03-all-instances-resolved.body.json");
-    let preview = run(&[
-        "router",
-        "preview",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--destination",
-        "oncall/hook",
-        "--fixture",
-        &resolved,
-    ]);
+    let preview = preview_of("oncall/hook", &resolved);
     assert!(String::from_utf8_lossy(&preview.stdout).contains("\"kind\": \"resolved\""));
 
-    let sent = run(&[
-        "router",
-        "send-test",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--destination",
-        "oncall/hook",
-    ]);
+    let sent = send_test("oncall/hook");
     assert!(
         sent.status.success(),
         "{}",
@@ -872,14 +812,7 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
             .starts_with("TEST:")
     );
     sink.status.store(400, Ordering::SeqCst);
-    let refused = run(&[
-        "router",
-        "send-test",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--destination",
-        "oncall/hook",
-    ]);
+    let refused = send_test("oncall/hook");
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("rejected: HTTP 400"));
 }

@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::pg;
-use super::router::{Router, Sink, TOKEN, wait_for};
+use super::router::{Router, Sink, TOKEN};
+use super::support::{free_port, wait_for};
 
 /// Services in a storm and alerts (pods) per service.
 const SERVICES: usize = 8;
@@ -387,7 +388,7 @@ fn a_router_started_before_its_database_serves_503_then_takes_up_its_work() {
     let hook = Sink::start(200);
     let pager = Sink::start(202);
     let dir = tempfile::tempdir().expect("dir");
-    let port = super::router::free_port();
+    let port = free_port();
     let config = replica_config(dir.path(), &database, &hook, &pager);
     std::fs::write(
         dir.path().join("router.yaml"),

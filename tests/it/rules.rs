@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
+use super::http_stub::{HttpStub, Reply};
 use super::support::{assert_expected, files_under, root, run_ok, stackgen, stderr, stdout, tool};
 
 /// Each `tests/fixtures/lint/NAME.yaml` is linted with the arguments in `NAME.args`; exit code,
@@ -255,26 +257,20 @@ fn every_runbook_url_points_at_a_section_of_docs_runbooks() {
     assert!(checked >= 28, "only {checked} runbook links");
 }
 
-/// `--metrics` also takes an `http://` URL (a /metrics endpoint); served here by a one-shot
-/// loopback server.
+/// `--metrics` also takes an `http://` URL (a /metrics endpoint); served here by a loopback stub
+/// that keeps the request line it was asked.
 #[test]
 fn lint_reads_metrics_from_a_url() {
-    use std::io::{Read as _, Write as _};
     let body = fs::read_to_string(root().join("tests/fixtures/lint/web.prom")).expect("fixture");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let port = listener.local_addr().expect("addr").port();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("one request");
-        let mut request = [0u8; 4096];
-        let n = stream.read(&mut request).expect("read request");
-        let head = String::from_utf8_lossy(&request[..n]).to_string();
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(reply.as_bytes()).expect("write reply");
-        head
+    let request_line = Arc::new(Mutex::new(String::new()));
+    let seen = request_line.clone();
+    let server = HttpStub::start(move |request| {
+        if let Ok(mut line) = seen.lock() {
+            *line = request.request_line();
+        }
+        Reply::new(200, body.clone()).header("Content-Type", "text/plain; version=0.0.4")
     });
+    let port = server.port;
     let url = format!("http://127.0.0.1:{port}/metrics");
     let output = stackgen(&[
         "rules",
@@ -285,7 +281,10 @@ fn lint_reads_metrics_from_a_url() {
         &url,
         "tests/fixtures/lint/metrics.yaml",
     ]);
-    let request = server.join().expect("server thread");
+    let request = request_line
+        .lock()
+        .map(|line| line.clone())
+        .unwrap_or_default();
     assert!(request.starts_with("GET /metrics "), "{request}");
     let said = stderr(&output);
     assert_eq!(output.status.code(), Some(0), "{said}");
