@@ -308,11 +308,8 @@ struct Pipeline {
 impl Pipeline {
     /// Renders the e2e spec and starts everything, with `alertmanagers` clustered Alertmanagers.
     fn start(alertmanagers: usize) -> Pipeline {
-        let prometheus_bin = tool("prometheus", PROMETHEUS_PKG);
-        let alertmanager_bin = tool("prometheus-alertmanager", ALERTMANAGER_PKG);
         let (tmp, out) = render_to_temp(SPEC);
         let dir = tmp.path().to_path_buf();
-
         let fleets = vec![
             Fleet::start("checkout", "shop", "payments", "http-metrics"),
             Fleet::start("search-api", "search", "search", "metrics"),
@@ -320,255 +317,13 @@ impl Pipeline {
         let stubs = Stubs::start();
         let maildir = dir.join("mail");
         let smtp = start_smtp(&maildir);
-
-        // Secrets, as Kubernetes would mount them.
-        let stub_base = |sink: &Sink| format!("http://127.0.0.1:{}", sink.port);
-        let secrets = [
-            ("stackgen/auth/token", TOKEN.to_string()),
-            ("alertmanager/secrets/router/token", TOKEN.to_string()),
-            (
-                "stackgen/secrets/payments-alerting/slack-url",
-                format!("{}/services/T000/B000/XXXX", stub_base(&stubs.slack)),
-            ),
-            (
-                "stackgen/secrets/payments-alerting/pagerduty-routing-key",
-                PAGERDUTY_ROUTING_KEY.to_string(),
-            ),
-            (
-                "stackgen/secrets/search-alerting/teams-url",
-                format!(
-                    "{}/workflows/e2e/triggers/manual/paths/invoke",
-                    stub_base(&stubs.msteams)
-                ),
-            ),
-            (
-                "stackgen/secrets/search-alerting/opsgenie-api-key",
-                OPSGENIE_API_KEY.to_string(),
-            ),
-            (
-                "stackgen/secrets/platform-alerting/webhook-url",
-                format!("{}/hook", stub_base(&stubs.webhook)),
-            ),
-            (
-                "serviceaccount/token",
-                "e2e-serviceaccount-token".to_string(),
-            ),
-            ("serviceaccount/ca.crt", String::new()),
-        ];
-        for (path, value) in secrets {
-            let file = dir.join("etc").join(path);
-            std::fs::create_dir_all(file.parent().expect("parent")).expect("secret dir");
-            std::fs::write(&file, value).expect("write secret");
-        }
-
-        // The router, with its rendered configuration.
-        let router_port = free_port();
-        let router_dir = dir.join("router");
-        std::fs::create_dir_all(&router_dir).expect("router dir");
-        let mut config = load_yaml(&out.join("router/router.yaml"));
-        relocate_paths(&mut config, &dir);
-        set(
-            &mut config,
-            &["listen"],
-            &format!("127.0.0.1:{router_port}"),
-        );
-        set(&mut config, &["dedup", "resolve_hold"], "1s");
-        set(&mut config, &["delivery", "initial_backoff"], "100ms");
-        set(&mut config, &["delivery", "max_backoff"], "500ms");
-        set(&mut config, &["smtp", "host"], "127.0.0.1");
-        set(&mut config, &["smtp", "tls"], "none");
-        map_at(&mut config, &["smtp"]).insert(key("port"), Yaml::Integer(i64::from(smtp.port)));
-        for team in ["payments", "search", "platform"] {
-            let Yaml::Array(list) = map_at(&mut config, &["teams", team])
-                .get_mut(&key("destinations"))
-                .expect("destinations")
-            else {
-                panic!("destinations of {team} are not a list")
-            };
-            for destination in list {
-                let Yaml::Hash(d) = destination else { continue };
-                let api_url = match d.get(&key("kind")).and_then(Yaml::as_str) {
-                    Some("pagerduty") => format!("{}/v2/enqueue", stub_base(&stubs.pagerduty)),
-                    Some("opsgenie") => stub_base(&stubs.opsgenie),
-                    _ => continue,
-                };
-                d.insert(key("api_url"), Yaml::String(api_url));
-            }
-        }
-        save_yaml(&router_dir.join("router.yaml"), &config);
-        let router = Router::start_with(&router_dir, router_port);
-
-        // Alertmanager, with its rendered configuration, sending to the router.
-        let mut config = load_yaml(&out.join("alertmanager/alertmanager.yml"));
-        relocate_paths(&mut config, &dir);
-        rewrite_strings(&mut config, &|text| {
-            text.replace(
-                "http://stackgen-router.monitoring.svc:8080",
-                &format!("http://127.0.0.1:{router_port}"),
-            )
-        });
-        set(&mut config, &["route", "group_wait"], "1s");
-        set(&mut config, &["route", "group_interval"], "1s");
-        let am_config = dir.join("alertmanager.yml");
-        save_yaml(&am_config, &config);
-        let rendered_args = container_args(&out.join("alertmanager/statefulset.yaml"));
-        let web_ports: Vec<u16> = (0..alertmanagers).map(|_| free_port()).collect();
-        let cluster_ports: Vec<u16> = (0..alertmanagers).map(|_| free_port()).collect();
-        let mut started = Vec::new();
-        for index in 0..alertmanagers {
-            let mut args: Vec<String> = rendered_args
-                .iter()
-                .filter(|arg| !arg.starts_with("--cluster."))
-                .map(|arg| match arg.split_once('=') {
-                    Some(("--config.file", _)) => format!("--config.file={}", am_config.display()),
-                    Some(("--storage.path", _)) => {
-                        format!(
-                            "--storage.path={}",
-                            dir.join(format!("alertmanager-{index}")).display()
-                        )
-                    }
-                    Some(("--web.listen-address", _)) => {
-                        format!("--web.listen-address=127.0.0.1:{}", web_ports[index])
-                    }
-                    _ => arg.clone(),
-                })
-                .collect();
-            if alertmanagers == 1 {
-                args.push("--cluster.listen-address=".into());
-            } else {
-                let own = cluster_ports[index];
-                args.push(format!("--cluster.listen-address=127.0.0.1:{own}"));
-                args.push(format!("--cluster.advertise-address=127.0.0.1:{own}"));
-                args.extend(
-                    cluster_ports
-                        .iter()
-                        .map(|p| format!("--cluster.peer=127.0.0.1:{p}")),
-                );
-                // Seconds, not the default 15 s: how long a replica waits for its peers'
-                // notification log before sending itself.
-                args.push("--cluster.peer-timeout=1s".into());
-            }
-            started.push(spawn(
-                &format!("alertmanager-{index}"),
-                &alertmanager_bin,
-                &args,
-                &[],
-                &dir,
-                web_ports[index],
-            ));
-        }
-        for server in &started {
-            wait(
-                &format!("{} to be ready", server.name),
-                || get_ok(&server.url("/-/ready")),
-                || server.log(),
-            );
-        }
-        if alertmanagers > 1 {
-            for server in &started {
-                wait(
-                    &format!("{} to see all {alertmanagers} peers", server.name),
-                    || {
-                        let status = server.get_json("/api/v2/status");
-                        status["cluster"]["status"] == "ready"
-                            && status["cluster"]["peers"].as_array().map_or(0, Vec::len)
-                                == alertmanagers
-                    },
-                    || server.log(),
-                );
-            }
-        }
-
-        // Prometheus, with its rendered configuration and rules, discovering through files.
-        let sd = dir.join("sd");
-        std::fs::create_dir_all(&sd).expect("sd dir");
-        let mut config = load_yaml(&out.join("prometheus/prometheus.yml"));
-        relocate_paths(&mut config, &dir);
-        set(&mut config, &["global", "scrape_interval"], "1s");
-        set(&mut config, &["global", "evaluation_interval"], "1s");
-        let rules = out.join("prometheus/rules/*.yaml").display().to_string();
-        map_at(&mut config, &[]).insert(key("rule_files"), Yaml::Array(vec![Yaml::String(rules)]));
-        let alertmanager_groups: Vec<Value> = web_ports
-            .iter()
-            .enumerate()
-            .map(|(index, port)| {
-                json!({
-                    "targets": [format!("127.0.0.1:{port}")],
-                    "labels": {
-                        "__meta_kubernetes_namespace": "monitoring",
-                        "__meta_kubernetes_service_name": "alertmanager-headless",
-                        "__meta_kubernetes_endpoint_port_name": "web",
-                        "__meta_kubernetes_pod_name": format!("alertmanager-{index}"),
-                    }
-                })
-            })
-            .collect();
-        let Yaml::Array(managers) = map_at(&mut config, &["alerting"])
-            .get_mut(&key("alertmanagers"))
-            .expect("alertmanagers")
-        else {
-            panic!("alerting.alertmanagers is not a list")
-        };
-        for manager in managers.iter_mut() {
-            use_file_sd(
-                manager,
-                &sd.join("alertmanagers.json"),
-                &Value::Array(alertmanager_groups.clone()),
-            );
-        }
-        let Yaml::Array(jobs) = map_at(&mut config, &[])
-            .get_mut(&key("scrape_configs"))
-            .expect("scrape_configs")
-        else {
-            panic!("scrape_configs is not a list")
-        };
-        for (index, job) in jobs.iter_mut().enumerate() {
-            let name = job["job_name"].as_str().unwrap_or_default().to_string();
-            let groups = fleets
-                .iter()
-                .find(|fleet| fleet.job_name() == name)
-                .map_or(Value::Array(Vec::new()), Fleet::target_groups);
-            use_file_sd(job, &sd.join(format!("job-{index}.json")), &groups);
-        }
-        let prometheus_config = dir.join("prometheus.yml");
-        save_yaml(&prometheus_config, &config);
-        let port = free_port();
-        let mut args: Vec<String> = container_args(&out.join("prometheus/statefulset.yaml"))
-            .into_iter()
-            .map(|arg| match arg.split_once('=') {
-                Some(("--config.file", _)) => {
-                    format!("--config.file={}", prometheus_config.display())
-                }
-                Some(("--storage.tsdb.path", _)) => {
-                    format!(
-                        "--storage.tsdb.path={}",
-                        dir.join("prometheus-data").display()
-                    )
-                }
-                _ => arg,
-            })
-            .collect();
-        args.push(format!("--web.listen-address=127.0.0.1:{port}"));
-        // The rendered image (Prometheus 3) expands `${POD_NAME}` in external labels by default;
-        // Debian's 2.42 needs the feature flag.
-        args.push("--enable-feature=expand-external-labels".into());
-        let prometheus = spawn(
-            "prometheus",
-            &prometheus_bin,
-            &args,
-            &[("POD_NAME", "prometheus-0")],
-            &dir,
-            port,
-        );
-        wait(
-            "prometheus to be ready",
-            || get_ok(&prometheus.url("/-/ready")),
-            || prometheus.log(),
-        );
-
+        write_secrets(&dir, &stubs);
+        let (router, router_port, router_dir) = start_router(&out, &dir, &stubs, smtp.port);
+        let alertmanagers = start_alertmanagers(&out, &dir, alertmanagers, router_port);
+        let prometheus = start_prometheus(&out, &dir, &fleets, &alertmanagers);
         let pipeline = Pipeline {
             prometheus,
-            alertmanagers: started,
+            alertmanagers,
             router,
             router_port,
             router_dir,
@@ -794,6 +549,273 @@ impl Pipeline {
         self.router.kill();
         self.router = Router::start_with(&self.router_dir, self.router_port);
     }
+}
+
+/// The base URL of a stub.
+fn stub_base(sink: &Sink) -> String {
+    format!("http://127.0.0.1:{}", sink.port)
+}
+
+/// Writes the Secrets as Kubernetes would mount them, under `dir/etc`.
+fn write_secrets(dir: &Path, stubs: &Stubs) {
+    let secrets = [
+        ("stackgen/auth/token", TOKEN.to_string()),
+        ("alertmanager/secrets/router/token", TOKEN.to_string()),
+        (
+            "stackgen/secrets/payments-alerting/slack-url",
+            format!("{}/services/T000/B000/XXXX", stub_base(&stubs.slack)),
+        ),
+        (
+            "stackgen/secrets/payments-alerting/pagerduty-routing-key",
+            PAGERDUTY_ROUTING_KEY.to_string(),
+        ),
+        (
+            "stackgen/secrets/search-alerting/teams-url",
+            format!(
+                "{}/workflows/e2e/triggers/manual/paths/invoke",
+                stub_base(&stubs.msteams)
+            ),
+        ),
+        (
+            "stackgen/secrets/search-alerting/opsgenie-api-key",
+            OPSGENIE_API_KEY.to_string(),
+        ),
+        (
+            "stackgen/secrets/platform-alerting/webhook-url",
+            format!("{}/hook", stub_base(&stubs.webhook)),
+        ),
+        (
+            "serviceaccount/token",
+            "e2e-serviceaccount-token".to_string(),
+        ),
+        ("serviceaccount/ca.crt", String::new()),
+    ];
+    for (path, value) in secrets {
+        let file = dir.join("etc").join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("secret dir");
+        std::fs::write(&file, value).expect("write secret");
+    }
+}
+
+/// The router with its rendered configuration, its Secrets and SaaS endpoints on loopback;
+/// returns it with its port and directory.
+fn start_router(out: &Path, dir: &Path, stubs: &Stubs, smtp_port: u16) -> (Router, u16, PathBuf) {
+    let router_port = free_port();
+    let router_dir = dir.join("router");
+    std::fs::create_dir_all(&router_dir).expect("router dir");
+    let mut config = load_yaml(&out.join("router/router.yaml"));
+    relocate_paths(&mut config, dir);
+    set(
+        &mut config,
+        &["listen"],
+        &format!("127.0.0.1:{router_port}"),
+    );
+    set(&mut config, &["dedup", "resolve_hold"], "1s");
+    set(&mut config, &["delivery", "initial_backoff"], "100ms");
+    set(&mut config, &["delivery", "max_backoff"], "500ms");
+    set(&mut config, &["smtp", "host"], "127.0.0.1");
+    set(&mut config, &["smtp", "tls"], "none");
+    map_at(&mut config, &["smtp"]).insert(key("port"), Yaml::Integer(i64::from(smtp_port)));
+    for team in ["payments", "search", "platform"] {
+        let Yaml::Array(list) = map_at(&mut config, &["teams", team])
+            .get_mut(&key("destinations"))
+            .expect("destinations")
+        else {
+            panic!("destinations of {team} are not a list")
+        };
+        for destination in list {
+            let Yaml::Hash(d) = destination else { continue };
+            let api_url = match d.get(&key("kind")).and_then(Yaml::as_str) {
+                Some("pagerduty") => format!("{}/v2/enqueue", stub_base(&stubs.pagerduty)),
+                Some("opsgenie") => stub_base(&stubs.opsgenie),
+                _ => continue,
+            };
+            d.insert(key("api_url"), Yaml::String(api_url));
+        }
+    }
+    save_yaml(&router_dir.join("router.yaml"), &config);
+    let router = Router::start_with(&router_dir, router_port);
+
+    (router, router_port, router_dir)
+}
+
+/// `count` Alertmanagers (clustered when more than one) with the rendered configuration and
+/// container args, sending to the router on `router_port`; ready (and seeing their peers).
+fn start_alertmanagers(out: &Path, dir: &Path, count: usize, router_port: u16) -> Vec<Server> {
+    let alertmanager_bin = tool("prometheus-alertmanager", ALERTMANAGER_PKG);
+    let mut config = load_yaml(&out.join("alertmanager/alertmanager.yml"));
+    relocate_paths(&mut config, dir);
+    rewrite_strings(&mut config, &|text| {
+        text.replace(
+            "http://stackgen-router.monitoring.svc:8080",
+            &format!("http://127.0.0.1:{router_port}"),
+        )
+    });
+    set(&mut config, &["route", "group_wait"], "1s");
+    set(&mut config, &["route", "group_interval"], "1s");
+    let am_config = dir.join("alertmanager.yml");
+    save_yaml(&am_config, &config);
+    let rendered_args = container_args(&out.join("alertmanager/statefulset.yaml"));
+    let web_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+    let cluster_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+    let mut started = Vec::new();
+    for index in 0..count {
+        let mut args: Vec<String> = rendered_args
+            .iter()
+            .filter(|arg| !arg.starts_with("--cluster."))
+            .map(|arg| match arg.split_once('=') {
+                Some(("--config.file", _)) => format!("--config.file={}", am_config.display()),
+                Some(("--storage.path", _)) => {
+                    format!(
+                        "--storage.path={}",
+                        dir.join(format!("alertmanager-{index}")).display()
+                    )
+                }
+                Some(("--web.listen-address", _)) => {
+                    format!("--web.listen-address=127.0.0.1:{}", web_ports[index])
+                }
+                _ => arg.clone(),
+            })
+            .collect();
+        if count == 1 {
+            args.push("--cluster.listen-address=".into());
+        } else {
+            let own = cluster_ports[index];
+            args.push(format!("--cluster.listen-address=127.0.0.1:{own}"));
+            args.push(format!("--cluster.advertise-address=127.0.0.1:{own}"));
+            args.extend(
+                cluster_ports
+                    .iter()
+                    .map(|p| format!("--cluster.peer=127.0.0.1:{p}")),
+            );
+            // Seconds, not the default 15 s: how long a replica waits for its peers'
+            // notification log before sending itself.
+            args.push("--cluster.peer-timeout=1s".into());
+        }
+        started.push(spawn(
+            &format!("alertmanager-{index}"),
+            &alertmanager_bin,
+            &args,
+            &[],
+            dir,
+            web_ports[index],
+        ));
+    }
+    for server in &started {
+        wait(
+            &format!("{} to be ready", server.name),
+            || get_ok(&server.url("/-/ready")),
+            || server.log(),
+        );
+    }
+    if count > 1 {
+        for server in &started {
+            wait(
+                &format!("{} to see all {count} peers", server.name),
+                || {
+                    let status = server.get_json("/api/v2/status");
+                    status["cluster"]["status"] == "ready"
+                        && status["cluster"]["peers"].as_array().map_or(0, Vec::len) == count
+                },
+                || server.log(),
+            );
+        }
+    }
+
+    started
+}
+
+/// Prometheus with the rendered configuration, rules and container args, discovering the test
+/// services and the Alertmanagers through files; ready.
+fn start_prometheus(out: &Path, dir: &Path, fleets: &[Fleet], alertmanagers: &[Server]) -> Server {
+    let prometheus_bin = tool("prometheus", PROMETHEUS_PKG);
+    let sd = dir.join("sd");
+    std::fs::create_dir_all(&sd).expect("sd dir");
+    let mut config = load_yaml(&out.join("prometheus/prometheus.yml"));
+    relocate_paths(&mut config, dir);
+    set(&mut config, &["global", "scrape_interval"], "1s");
+    set(&mut config, &["global", "evaluation_interval"], "1s");
+    let rules = out.join("prometheus/rules/*.yaml").display().to_string();
+    map_at(&mut config, &[]).insert(key("rule_files"), Yaml::Array(vec![Yaml::String(rules)]));
+    let alertmanager_groups: Vec<Value> = alertmanagers
+        .iter()
+        .enumerate()
+        .map(|(index, alertmanager)| {
+            json!({
+                "targets": [format!("127.0.0.1:{}", alertmanager.port)],
+                "labels": {
+                    "__meta_kubernetes_namespace": "monitoring",
+                    "__meta_kubernetes_service_name": "alertmanager-headless",
+                    "__meta_kubernetes_endpoint_port_name": "web",
+                    "__meta_kubernetes_pod_name": format!("alertmanager-{index}"),
+                }
+            })
+        })
+        .collect();
+    let Yaml::Array(managers) = map_at(&mut config, &["alerting"])
+        .get_mut(&key("alertmanagers"))
+        .expect("alertmanagers")
+    else {
+        panic!("alerting.alertmanagers is not a list")
+    };
+    for manager in managers.iter_mut() {
+        use_file_sd(
+            manager,
+            &sd.join("alertmanagers.json"),
+            &Value::Array(alertmanager_groups.clone()),
+        );
+    }
+    let Yaml::Array(jobs) = map_at(&mut config, &[])
+        .get_mut(&key("scrape_configs"))
+        .expect("scrape_configs")
+    else {
+        panic!("scrape_configs is not a list")
+    };
+    for (index, job) in jobs.iter_mut().enumerate() {
+        let name = job["job_name"].as_str().unwrap_or_default().to_string();
+        let groups = fleets
+            .iter()
+            .find(|fleet| fleet.job_name() == name)
+            .map_or(Value::Array(Vec::new()), Fleet::target_groups);
+        use_file_sd(job, &sd.join(format!("job-{index}.json")), &groups);
+    }
+    let prometheus_config = dir.join("prometheus.yml");
+    save_yaml(&prometheus_config, &config);
+    let port = free_port();
+    let mut args: Vec<String> = container_args(&out.join("prometheus/statefulset.yaml"))
+        .into_iter()
+        .map(|arg| match arg.split_once('=') {
+            Some(("--config.file", _)) => {
+                format!("--config.file={}", prometheus_config.display())
+            }
+            Some(("--storage.tsdb.path", _)) => {
+                format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("prometheus-data").display()
+                )
+            }
+            _ => arg,
+        })
+        .collect();
+    args.push(format!("--web.listen-address=127.0.0.1:{port}"));
+    // The rendered image (Prometheus 3) expands `${POD_NAME}` in external labels by default;
+    // Debian's 2.42 needs the feature flag.
+    args.push("--enable-feature=expand-external-labels".into());
+    let prometheus = spawn(
+        "prometheus",
+        &prometheus_bin,
+        &args,
+        &[("POD_NAME", "prometheus-0")],
+        dir,
+        port,
+    );
+    wait(
+        "prometheus to be ready",
+        || get_ok(&prometheus.url("/-/ready")),
+        || prometheus.log(),
+    );
+
+    prometheus
 }
 
 /// Polls `check` every 50 ms until it holds or [`DEADLINE`] passes.
