@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use yaml_rust2::yaml::Hash;
@@ -28,7 +28,7 @@ use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 use super::destinations::{Killed, SmtpServer, start_smtp};
 use super::http_stub::{HttpStub, Reply};
 use super::router::{Router, Sink, TOKEN};
-use super::support::{free_port, render_to_temp, tool};
+use super::support::{free_port, render_to_temp, tool, wait_explained};
 
 const PROMETHEUS_PKG: &str = "apt-get install prometheus";
 const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";
@@ -501,7 +501,7 @@ impl Pipeline {
 
     /// Polls `check` until it holds; on timeout, fails with what every part has logged.
     fn wait_for(&self, what: &str, check: impl FnMut() -> bool) {
-        wait(what, check, || self.diagnostics());
+        wait_explained(what, DEADLINE, check, || self.diagnostics());
     }
 
     fn diagnostics(&self) -> String {
@@ -702,16 +702,18 @@ fn start_alertmanagers(out: &Path, dir: &Path, count: usize, router_port: u16) -
         ));
     }
     for server in &started {
-        wait(
+        wait_explained(
             &format!("{} to be ready", server.name),
+            DEADLINE,
             || get_ok(&server.url("/-/ready")),
             || server.log(),
         );
     }
     if count > 1 {
         for server in &started {
-            wait(
+            wait_explained(
                 &format!("{} to see all {count} peers", server.name),
+                DEADLINE,
                 || {
                     let status = server.get_json("/api/v2/status");
                     status["cluster"]["status"] == "ready"
@@ -809,27 +811,14 @@ fn start_prometheus(out: &Path, dir: &Path, fleets: &[Fleet], alertmanagers: &[S
         dir,
         port,
     );
-    wait(
+    wait_explained(
         "prometheus to be ready",
+        DEADLINE,
         || get_ok(&prometheus.url("/-/ready")),
         || prometheus.log(),
     );
 
     prometheus
-}
-
-/// Polls `check` every 50 ms until it holds or [`DEADLINE`] passes.
-fn wait(what: &str, mut check: impl FnMut() -> bool, diagnostics: impl Fn() -> String) {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() > DEADLINE {
-            panic!(
-                "timed out after {DEADLINE:?} waiting for {what}\n{}",
-                diagnostics()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn spawn(

@@ -38,12 +38,23 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `check` until it holds or the deadline passes.
-pub fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, deadline: Duration, check: impl FnMut() -> bool) {
+    wait_explained(what, deadline, check, String::new);
+}
+
+/// [`wait_for`], with what `diagnostics` says (logs, state) added to the failure.
+pub fn wait_explained(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> bool,
+    diagnostics: impl Fn() -> String,
+) {
     let start = Instant::now();
     while !check() {
         assert!(
             start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
+            "timed out after {deadline:?} waiting for {what}\n{}",
+            diagnostics()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
