@@ -11,6 +11,7 @@ pub mod cli;
 mod config_check;
 pub mod diagnostic;
 mod hash;
+pub mod labels;
 pub mod render;
 pub mod router;
 pub mod rules;

@@ -71,7 +71,7 @@ pub fn run(dir: &Path, speed: f64) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let tally = runtime.block_on(async {
         let (console, mut printed) = tokio::sync::mpsc::unbounded_channel();
-        let running = router::start(config, state.path().to_path_buf(), Some(console))
+        let running = router::start(config, Some(console))
             .await
             .context("starting the router")?;
         let base = format!("http://{}", running.address);
@@ -189,7 +189,12 @@ fn demo_router_config(
     YamlEmitter::new(&mut emitted)
         .dump(&Yaml::Hash(config))
         .context("writing the demo router.yaml")?;
-    router::config::parse("demo router.yaml", &emitted).map_err(|diagnostics| {
+    router::config::parse(
+        "demo router.yaml",
+        &emitted,
+        store.parent().unwrap_or(Path::new(".")),
+    )
+    .map_err(|diagnostics| {
         anyhow::anyhow!(
             "the demo router configuration is invalid:\n{}",
             crate::diagnostic::render_all(&diagnostics, &emitted)

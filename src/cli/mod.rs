@@ -279,9 +279,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             let text = std::fs::read_to_string(&fixture)
                 .with_context(|| format!("reading {}", fixture.display()))?;
-            let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
-            let payloads = crate::router::preview(&loaded, &dir, &destination, &text)
-                .map_err(anyhow::Error::msg)?;
+            let payloads =
+                crate::router::preview::preview(&loaded, &destination_id(&destination)?, &text)
+                    .map_err(anyhow::Error::msg)?;
             if payloads.is_empty() {
                 println!("(nothing would be sent: these alerts open or resolve no incident)");
             }
@@ -297,13 +297,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let Some(loaded) = load_router_config(&config)? else {
                 return Ok(Outcome::Invalid);
             };
-            let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
+            let id = destination_id(&destination)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            let outcome =
-                runtime.block_on(crate::router::send_test(&loaded, &dir, &destination))?;
+            let outcome = runtime.block_on(crate::router::preview::send_test(&loaded, &id))?;
             use crate::router::destination::Outcome as Delivery;
             Ok(match outcome {
                 Delivery::Delivered => {
@@ -329,8 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            let config_dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
-            runtime.block_on(crate::router::serve(loaded, config_dir))?;
+            runtime.block_on(crate::router::serve(loaded))?;
             Ok(Outcome::Ok)
         }
         Command::Images { spec } => {
@@ -578,6 +576,12 @@ fn team_from_spec(spec_path: &Path, test_files: &[PathBuf]) -> anyhow::Result<St
 }
 
 /// Loads a router.yaml; problems are reported on stderr and give `None`.
+/// A destination named on the command line, `team/name`.
+fn destination_id(text: &str) -> anyhow::Result<crate::router::routing::DestinationId> {
+    crate::router::routing::DestinationId::parse(text)
+        .ok_or_else(|| anyhow::anyhow!("destination `{text}` is not `team/name`"))
+}
+
 fn load_router_config(path: &Path) -> anyhow::Result<Option<crate::router::config::RouterConfig>> {
     reported(crate::router::config::load(path))
 }

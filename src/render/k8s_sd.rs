@@ -7,7 +7,7 @@
 
 use yaml_rust2::Yaml;
 
-use crate::spec::values;
+use crate::config_check::values;
 
 const ROLES: &[&str] = &[
     "endpoints",

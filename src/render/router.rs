@@ -143,8 +143,8 @@ fn destination(d: &Destination) -> Value {
             json!({"kind": "opsgenie", "api_key_file": secret_file(api_key), "region": region})
         }
         other => match other.secret() {
-            Some(url) => json!({"kind": other.kind(), "url_file": secret_file(url)}),
-            None => json!({"kind": other.kind()}),
+            Some(url) => json!({"kind": other.kind().name(), "url_file": secret_file(url)}),
+            None => json!({"kind": other.kind().name()}),
         },
     }
 }

@@ -56,7 +56,7 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 pub struct AppState {
     pub engine: EngineHandle,
     /// Ownership, to classify alerts here (in parallel) rather than in the engine's one thread.
-    pub ownership: Arc<super::routing::Ownership>,
+    pub ownership: Arc<super::ownership::Ownership>,
     pub credentials: Arc<Credentials>,
     pub body_limit: usize,
     pub metrics: Arc<Metrics>,
@@ -206,7 +206,7 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usi
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let alerts = updates
         .into_iter()
-        .map(|u| super::routing::classify(u, &state.ownership))
+        .map(|u| super::ownership::classify(u, &state.ownership))
         .collect();
     state
         .engine
@@ -258,14 +258,16 @@ mod tests {
     use crate::router::alert::Millis;
     use crate::router::dedup::State as DedupState;
     use crate::router::engine::Engine;
+    use crate::router::routing::DestinationId;
     use crate::router::store::{
-        Batch, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError,
+        Batch, IncidentStore, OpenCounts, OutboxEntry, OutboxStore, Recorded, Scope, StoreChores,
+        StoreError,
     };
 
     /// A store whose writes fail, as when the disk is full or the database is locked away.
     struct FailingStore;
 
-    impl Store for FailingStore {
+    impl IncidentStore for FailingStore {
         fn load_state(&mut self) -> Result<DedupState, StoreError> {
             Ok(DedupState::default())
         }
@@ -279,15 +281,13 @@ mod tests {
         ) -> Result<(), StoreError> {
             Err(StoreError::Io("disk full".into()))
         }
-        fn is_leader(&mut self) -> Result<bool, StoreError> {
-            Ok(true)
-        }
-        fn forget_resolved(&mut self, _: Millis) -> Result<Vec<String>, StoreError> {
-            Ok(Vec::new())
-        }
         fn open_counts(&mut self) -> Result<OpenCounts, StoreError> {
             Ok(OpenCounts::default())
         }
+    }
+
+    /// Nothing is ever planned, so the outbox stays empty.
+    impl OutboxStore for FailingStore {
         fn due(
             &mut self,
             _: Millis,
@@ -296,7 +296,11 @@ mod tests {
         ) -> Result<Vec<OutboxEntry>, StoreError> {
             Ok(Vec::new())
         }
-        fn pending_for(&mut self, _: &str, _: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        fn pending_for(
+            &mut self,
+            _: &DestinationId,
+            _: usize,
+        ) -> Result<Vec<OutboxEntry>, StoreError> {
             Ok(Vec::new())
         }
         fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
@@ -311,6 +315,15 @@ mod tests {
         fn pending_count(&mut self) -> Result<u64, StoreError> {
             Ok(0)
         }
+    }
+
+    impl StoreChores for FailingStore {
+        fn is_leader(&mut self) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        fn forget_resolved(&mut self, _: Millis) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
         fn gc(&mut self, _: Millis) -> Result<usize, StoreError> {
             Ok(0)
         }
@@ -324,6 +337,7 @@ mod tests {
         let config = crate::router::config::parse(
             "r.yaml",
             "auth: {bearer_token: t}\nteams:\n  a:\n    destinations:\n      - kind: log\nownership: {default_team: a}\n",
+            std::path::Path::new("."),
         )
         .expect("valid config");
         let metrics = Arc::new(Metrics::new());

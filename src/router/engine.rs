@@ -23,11 +23,12 @@ use tokio::sync::{Notify, oneshot};
 use tracing::{error, warn};
 
 use super::alert::Millis;
+use super::clock::now_ms;
 use super::config::RouterConfig;
 use super::dedup::{self, Classified, HEARTBEAT_INCIDENT, Incident, Outcome, State};
-use super::delivery::now_ms;
 use super::metrics::{Metrics, labels};
-use super::routing::{self, Notification};
+use super::notification::Notification;
+use super::routing;
 use super::store::{Batch, DeliveryState, OutboxEntry, Scope, Store};
 
 /// The most requests one group commit takes.
@@ -482,7 +483,7 @@ impl Engine {
                     .filter(|e| e.notification.incident_key == incident.key)
                     .map(|e| DeliveryView {
                         id: e.id.clone(),
-                        destination: e.destination.clone(),
+                        destination: e.destination.to_string(),
                         kind: e.notification.kind.as_str().to_string(),
                         state: e.state,
                         attempts: e.attempts,
@@ -505,13 +506,13 @@ type Ingest = (Vec<Classified>, oneshot::Sender<Result<usize, String>>);
 /// What an outcome writes: the changed incidents and members of `state`, the heartbeat, and an
 /// outbox entry per planned notification.
 fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) -> Batch {
-    let team_destinations = config.team_destinations();
+    let team_destinations = &config.team_destinations;
     let mut batch = Batch::default();
     for intent in &outcome.intents {
         let Some(incident) = state.incidents.get(&intent.incident_key) else {
             continue;
         };
-        let planned = routing::plan(intent, incident, &config.routes, &team_destinations);
+        let planned = routing::plan(intent, incident, &config.routes, team_destinations);
         if planned.is_empty() {
             warn!(
                 incident = %incident.key,
@@ -523,7 +524,7 @@ fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) ->
         for (destination, notification) in planned {
             batch
                 .outbox
-                .push(outbox_entry(destination.id(), notification, now));
+                .push(outbox_entry(destination, notification, now));
         }
     }
     for key in &outcome.changed_incidents {
@@ -556,7 +557,11 @@ fn merge(into: &mut Outcome, from: Outcome) {
     into.ignored += from.ignored;
 }
 
-fn outbox_entry(destination: String, notification: Notification, now: Millis) -> OutboxEntry {
+fn outbox_entry(
+    destination: routing::DestinationId,
+    notification: Notification,
+    now: Millis,
+) -> OutboxEntry {
     OutboxEntry {
         id: notification.idempotency_key.clone(),
         destination,

@@ -1,11 +1,14 @@
 //! The stackgen router: receives Alertmanager webhooks, turns per-instance alerts into one incident
 //! per service, decides who owns it, and delivers notifications that survive crashes.
 //!
-//! Pure cores: [`alert`] (payload), [`dedup`] (incident state machine), [`routing`] (ownership and
-//! routes), [`matcher`]. I/O at the edges: the store, the delivery workers and the HTTP API.
+//! Pure cores: [`alert`] (payload), [`ownership`] (who owns an alert), [`dedup`] (incident state
+//! machine), [`routing`] (routes), [`notification`], [`matcher`]. I/O at the edges: the store, the
+//! delivery workers and the HTTP API. This file only starts and stops the router; [`preview`]
+//! shows or sends what one destination would get.
 
 pub mod alert;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod dedup;
 pub mod delivery;
@@ -13,8 +16,12 @@ pub mod destination;
 pub mod engine;
 pub mod matcher;
 pub mod metrics;
+pub mod notification;
+pub mod ownership;
+pub mod preview;
 pub mod routing;
 pub mod store;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,9 +32,8 @@ use tracing::{info, warn};
 use config::RouterConfig;
 use delivery::Deliverer;
 use delivery::retry::RetryPolicy;
-use destination::Destination;
-use store::Store;
 use store::sqlite::{SqliteOptions, SqliteStore};
+use store::{Store, StoreChores};
 
 /// Why the router could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,110 +44,6 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Builds the destinations: reads their secrets and compiles their templates.
-pub fn destinations(
-    config: &RouterConfig,
-    base: &std::path::Path,
-) -> Result<BTreeMap<String, Box<dyn Destination>>, ServeError> {
-    use destination::*;
-    let mut built: BTreeMap<String, Box<dyn Destination>> = BTreeMap::new();
-    for (team, list) in &config.teams {
-        for d in list {
-            let id = format!("{team}/{}", d.name);
-            let fail = |e: String| ServeError::Config(format!("{id}: {e}"));
-            let secret = match &d.secret {
-                Some(source) => Some(source.read().map_err(fail)?),
-                None => None,
-            };
-            let secret = || {
-                secret
-                    .clone()
-                    .ok_or_else(|| ServeError::Config(format!("{id}: no secret configured")))
-            };
-            let templates = std::sync::Arc::new(
-                config::templates_for(config, d, base).map_err(|(_, e)| fail(e))?,
-            );
-            let option = |key: &str| d.options.get(key).cloned().filter(|v| !v.is_empty());
-            let destination: Box<dyn Destination> = match d.kind.as_str() {
-                "webhook" => Box::new(webhook::Webhook { url: secret()? }),
-                "slack" => Box::new(slack::Slack {
-                    url: secret()?,
-                    templates,
-                }),
-                "mattermost" => Box::new(mattermost::Mattermost {
-                    url: secret()?,
-                    channel: option("channel"),
-                    templates,
-                }),
-                "discord" => Box::new(discord::Discord {
-                    url: secret()?,
-                    templates,
-                }),
-                "msteams" => Box::new(msteams::MsTeams {
-                    url: secret()?,
-                    templates,
-                }),
-                "google_chat" => Box::new(google_chat::GoogleChat {
-                    url: secret()?,
-                    templates,
-                }),
-                "pagerduty" => Box::new(pagerduty::PagerDuty {
-                    url: option("api_url").unwrap_or_else(|| pagerduty::DEFAULT_URL.to_string()),
-                    routing_key: secret()?,
-                    templates,
-                }),
-                "opsgenie" => Box::new(opsgenie::Opsgenie {
-                    base_url: option("api_url").unwrap_or_else(|| {
-                        if option("region").as_deref() == Some("eu") {
-                            opsgenie::EU_URL
-                        } else {
-                            opsgenie::US_URL
-                        }
-                        .to_string()
-                    }),
-                    api_key: secret()?,
-                    templates,
-                }),
-                "email" => Box::new(email::Email {
-                    to: option("to")
-                        .map(|t| t.split(',').map(str::to_string).collect())
-                        .unwrap_or_default(),
-                    templates,
-                }),
-                _ => Box::new(log::Log),
-            };
-            let destination: Box<dyn Destination> =
-                if d.retry_statuses.is_empty() && d.reject_statuses.is_empty() {
-                    destination
-                } else {
-                    Box::new(Reclassified {
-                        inner: destination,
-                        retry: d.retry_statuses.iter().copied().collect(),
-                        reject: d.reject_statuses.iter().copied().collect(),
-                    })
-                };
-            built.insert(id, destination);
-        }
-    }
-    Ok(built)
-}
-
-/// The SMTP transport of e-mail destinations (reading the password), if an SMTP server is set.
-fn mailer(config: &RouterConfig) -> Result<Option<delivery::Mailer>, ServeError> {
-    let Some(smtp) = &config.smtp else {
-        return Ok(None);
-    };
-    let password = smtp
-        .password
-        .as_ref()
-        .map(|p| p.read())
-        .transpose()
-        .map_err(|e| ServeError::Config(format!("smtp.password: {e}")))?;
-    delivery::Mailer::new(smtp, password, config.delivery.timeout)
-        .map(Some)
-        .map_err(|e| ServeError::Config(format!("smtp: {e}")))
 }
 
 fn credentials(config: &RouterConfig) -> Result<api::Credentials, ServeError> {
@@ -169,8 +71,8 @@ fn credentials(config: &RouterConfig) -> Result<api::Credentials, ServeError> {
 
 /// Runs the router until SIGTERM or SIGINT: stops accepting, finishes requests in flight, lets
 /// deliveries in flight record their outcome, and commits what the engine holds.
-pub async fn serve(config: RouterConfig, config_dir: std::path::PathBuf) -> Result<(), ServeError> {
-    let running = start(config, config_dir, None).await?;
+pub async fn serve(config: RouterConfig) -> Result<(), ServeError> {
+    let running = start(config, None).await?;
     shutdown_signal().await;
     running.stop().await
 }
@@ -198,12 +100,11 @@ impl Running {
 /// are sent there (one line each) instead of to the log.
 pub async fn start(
     config: RouterConfig,
-    config_dir: std::path::PathBuf,
     console: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> Result<Running, ServeError> {
     let config = Arc::new(config);
-    let destinations = destinations(&config, &config_dir)?;
-    let mailer = mailer(&config)?;
+    let destinations = delivery::build_destinations(&config).map_err(ServeError::Config)?;
+    let mailer = delivery::build_mailer(&config).map_err(ServeError::Config)?;
     let credentials = credentials(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let wake = Arc::new(Notify::new());
@@ -297,9 +198,9 @@ async fn open_stores(
             lease: pg.lease,
         };
         info!(replica = %claims.owner, "connecting to the shared PostgreSQL store");
-        let ca_file = pg.ca_file.as_ref().map(|f| f.path.as_path());
-        let mut engine_store = store::postgres::PostgresStore::lazy(&url, ca_file, claims.clone())?;
-        let delivery_store = store::postgres::PostgresStore::lazy(&url, ca_file, claims)?;
+        let ca = pg.ca.as_ref();
+        let mut engine_store = store::postgres::PostgresStore::lazy(&url, ca, claims.clone())?;
+        let delivery_store = store::postgres::PostgresStore::lazy(&url, ca, claims)?;
         // Serve either way: until the database answers, webhooks get 503 and /readyz fails.
         if let Err(e) = engine_store.ping() {
             warn!(error = %e, "the database does not answer yet; webhooks get 503 until it does");
@@ -340,131 +241,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
-}
-pub mod template;
-
-/// The notifications `fixture` (an Alertmanager webhook body) would send to `destination_id`
-/// (`team/name`), encoded, without sending anything. A body of resolved alerts is shown as the
-/// resolve of an incident those alerts had opened.
-pub fn preview(
-    config: &RouterConfig,
-    config_dir: &std::path::Path,
-    destination_id: &str,
-    fixture: &str,
-) -> Result<Vec<destination::Payload>, String> {
-    let destinations = destinations(config, config_dir).map_err(|e| e.to_string())?;
-    let destination = destinations.get(destination_id).ok_or_else(|| {
-        format!(
-            "no destination `{destination_id}`; destinations: {}",
-            destinations.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    })?;
-    let payload: alert::WebhookPayload = serde_json::from_str(fixture)
-        .map_err(|e| format!("the fixture is not a webhook body: {e}"))?;
-    let updates = payload.into_updates().map_err(|e| e.to_string())?;
-    let now = delivery::now_ms();
-    let classify = |firing: Option<bool>| -> Vec<dedup::Classified> {
-        updates
-            .iter()
-            .cloned()
-            .map(|mut u| {
-                if let Some(firing) = firing {
-                    u.firing = firing;
-                    u.ends_at = if firing { None } else { Some(now) };
-                }
-                routing::classify(u, &config.ownership)
-            })
-            .collect()
-    };
-    let mut state = dedup::State::default();
-    let mut intents = dedup::step(&mut state, &classify(None), now, &config.dedup).intents;
-    if intents.is_empty() {
-        dedup::step(
-            &mut state,
-            &classify(Some(true)),
-            now - config.dedup.resolve_hold - 1,
-            &config.dedup,
-        );
-        dedup::step(&mut state, &classify(Some(false)), now, &config.dedup);
-        intents = dedup::tick(&mut state, now + config.dedup.resolve_hold, &config.dedup).intents;
-    }
-    let (team, name) = destination_id.split_once('/').unwrap_or_default();
-    let only_this = vec![routing::Route {
-        matchers: Vec::new(),
-        destinations: vec![routing::DestinationRef {
-            team: team.to_string(),
-            name: name.to_string(),
-        }],
-        continue_matching: false,
-    }];
-    let mut payloads = Vec::new();
-    for intent in &intents {
-        let Some(incident) = state.incidents.get(&intent.incident_key) else {
-            continue;
-        };
-        for (_, notification) in
-            routing::plan(intent, incident, &only_this, &config.team_destinations())
-        {
-            payloads.push(
-                destination
-                    .encode(&notification)
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-    }
-    Ok(payloads)
-}
-
-/// Sends a clearly marked test notification to one destination and returns how it went.
-pub async fn send_test(
-    config: &RouterConfig,
-    config_dir: &std::path::Path,
-    destination_id: &str,
-) -> Result<destination::Outcome, ServeError> {
-    let destinations = destinations(config, config_dir)?;
-    let destination = destinations.get(destination_id).ok_or_else(|| {
-        ServeError::Config(format!(
-            "no destination `{destination_id}`; destinations: {}",
-            destinations.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    let mailer = if destination.kind() == "email" {
-        mailer(config)?
-    } else {
-        None
-    };
-    let mut notification = template::sample(dedup::IntentKind::Opened);
-    notification.idempotency_key = format!("test-{}", delivery::now_ms());
-    notification.episode_key = notification.idempotency_key.clone();
-    notification.alertname = "StackgenTestNotification".into();
-    notification.severity = "info".into();
-    notification.team = destination_id
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    notification.service = "stackgen-router".into();
-    notification.annotations.insert(
-        "summary".into(),
-        "TEST: this is a test notification from stackgen router send-test; nothing is wrong."
-            .into(),
-    );
-    notification.annotations.insert(
-        "description".into(),
-        "If you read this, this destination is configured correctly.".into(),
-    );
-    let payload = destination
-        .encode(&notification)
-        .map_err(|e| ServeError::Config(e.to_string()))?;
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_millis(
-            config.delivery.timeout.max(1) as u64,
-        ))
-        .build()
-        .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
-    Ok(
-        delivery::send(&http, mailer.as_ref(), destination.as_ref(), payload)
-            .await
-            .0,
-    )
 }

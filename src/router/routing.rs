@@ -1,113 +1,45 @@
-//! Ownership and routes. Pure: which incident an alert belongs to and who owns it
-//! ([`classify`]), and which destinations a transition of an incident goes to ([`plan`]).
+//! Routes. Pure: which destinations a transition of an incident goes to ([`destinations_for`]),
+//! and the notification each of them gets ([`plan`]).
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use super::alert::{AlertUpdate, Labels, Millis};
-use super::dedup::{Classified, Incident, Intent, IntentKind};
+use super::dedup::{Incident, Intent};
 use super::matcher::{Matcher, all_match};
+use super::notification::{AlertStatus, LISTED_MEMBERS, Notification};
+use super::ownership::UNOWNED;
 
-/// How alerts map to incidents and teams.
-#[derive(Debug, Clone, Default)]
-pub struct Ownership {
-    /// Labels (or `team`, `service`) whose values make an incident key, in order.
-    pub key: Vec<String>,
-    /// Where the service comes from: the first of these labels an alert has. `a/b` joins the
-    /// values of `a` and `b` (e.g. `namespace/deployment`).
-    pub service_labels: Vec<String>,
-    /// Labels that identify a member (instance) rather than the incident.
-    pub instance_labels: std::sync::Arc<[String]>,
-    /// `namespace/service` or `service` -> team.
-    pub services: BTreeMap<String, String>,
-    /// For alerts whose service has no owner: the first rule that matches.
-    pub rules: Vec<OwnershipRule>,
-    pub default_team: Option<String>,
-    /// Teams the router can notify; a `team` label naming another team is not trusted. Empty:
-    /// every team label is.
-    pub known_teams: std::collections::BTreeSet<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct OwnershipRule {
-    pub matchers: Vec<Matcher>,
-    pub team: String,
-}
-
-/// The team of alerts nobody owns (when there is no default team).
-pub const UNOWNED: &str = "unowned";
-
-/// Decides an alert's service, owner, incident key and member identity.
-pub fn classify(update: AlertUpdate, ownership: &Ownership) -> Classified {
-    let labels = &update.labels;
-    let service = ownership
-        .service_labels
-        .iter()
-        .find_map(|spec| {
-            let parts: Vec<&str> = spec.split('/').collect();
-            let values: Option<Vec<&str>> = parts
-                .iter()
-                .map(|p| labels.get(*p).map(String::as_str).filter(|v| !v.is_empty()))
-                .collect();
-            values.map(|v| v.join("/"))
-        })
-        .unwrap_or_default();
-    let namespace = labels.get("namespace").map(String::as_str).unwrap_or("");
-    let team = ownership
-        .services
-        .get(&format!("{namespace}/{service}"))
-        .or_else(|| ownership.services.get(&service))
-        .cloned()
-        .or_else(|| {
-            labels
-                .get("team")
-                .filter(|t| {
-                    !t.is_empty()
-                        && (ownership.known_teams.is_empty() || ownership.known_teams.contains(*t))
-                })
-                .cloned()
-        })
-        .or_else(|| {
-            ownership
-                .rules
-                .iter()
-                .find(|r| all_match(&r.matchers, labels))
-                .map(|r| r.team.clone())
-        })
-        .or_else(|| ownership.default_team.clone())
-        .unwrap_or_else(|| UNOWNED.to_string());
-    let alertname = labels.get("alertname").cloned().unwrap_or_default();
-    let key = ownership
-        .key
-        .iter()
-        .map(|part| match part.as_str() {
-            "team" => team.clone(),
-            "service" => service.clone(),
-            other => labels.get(other).cloned().unwrap_or_default(),
-        })
-        .collect::<Vec<_>>()
-        .join("/");
-    Classified {
-        key,
-        team,
-        service,
-        alertname,
-        instance_labels: ownership.instance_labels.clone(),
-        update,
-    }
-}
-
-/// A destination, named `team/destination`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct DestinationRef {
+/// A destination: the team it belongs to and its name there, written `team/name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DestinationId {
     pub team: String,
     pub name: String,
 }
 
-impl DestinationRef {
-    pub fn id(&self) -> String {
-        format!("{}/{}", self.team, self.name)
+impl DestinationId {
+    pub fn new(team: &str, name: &str) -> DestinationId {
+        DestinationId {
+            team: team.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// `team/name`; neither part may be empty or hold a `/`.
+    pub fn parse(text: &str) -> Option<DestinationId> {
+        let (team, name) = text.split_once('/')?;
+        (!team.is_empty() && !name.is_empty() && !name.contains('/'))
+            .then(|| DestinationId::new(team, name))
+    }
+}
+
+impl std::fmt::Display for DestinationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.team, self.name)
+    }
+}
+
+impl serde::Serialize for DestinationId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -115,7 +47,7 @@ impl DestinationRef {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub matchers: Vec<Matcher>,
-    pub destinations: Vec<DestinationRef>,
+    pub destinations: Vec<DestinationId>,
     pub continue_matching: bool,
 }
 
@@ -125,8 +57,8 @@ pub fn destinations_for(
     incident: &Incident,
     routes: &[Route],
     team_destinations: &BTreeMap<String, Vec<String>>,
-) -> Vec<DestinationRef> {
-    let mut chosen: Vec<DestinationRef> = Vec::new();
+) -> Vec<DestinationId> {
+    let mut chosen: Vec<DestinationId> = Vec::new();
     let mut matched = false;
     for route in routes {
         if all_match(&route.matchers, &incident.labels) {
@@ -146,7 +78,7 @@ pub fn destinations_for(
             .get(&incident.team)
             .or_else(|| team_destinations.get(UNOWNED));
         for name in team.into_iter().flatten() {
-            chosen.push(DestinationRef {
+            chosen.push(DestinationId {
                 team: incident.team.clone(),
                 name: name.clone(),
             });
@@ -155,52 +87,13 @@ pub fn destinations_for(
     chosen
 }
 
-/// A notification as planned: what every destination encodes from. Stored in the outbox, so a
-/// retry after a restart sends exactly what was planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Notification {
-    /// Stable across retries and restarts: destinations use it as their idempotency key.
-    pub idempotency_key: String,
-    pub kind: IntentKind,
-    pub incident_key: String,
-    /// Same for every notification of one incident episode (PagerDuty dedup_key, thread keys).
-    pub episode_key: String,
-    pub team: String,
-    pub service: String,
-    pub alertname: String,
-    pub severity: String,
-    pub status: String,
-    pub opened_at: Millis,
-    pub at: Millis,
-    pub firing_members: usize,
-    pub total_members: usize,
-    /// The first few firing members, e.g. `pod=checkout-1`.
-    pub members: Vec<String>,
-    pub labels: Labels,
-    pub annotations: Labels,
-    /// The members' annotations differ: `annotations` are one member's (say, one pod's summary),
-    /// shown as an example, not as the service's.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub annotations_vary: bool,
-    pub generator_url: String,
-    #[serde(default)]
-    pub alertmanager_url: String,
-    /// Set only on a digest: one line per notification it stands for (sent together because the
-    /// destination's rate limit was reached).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub digest: Vec<String>,
-}
-
-/// How many members a notification lists by name.
-pub const LISTED_MEMBERS: usize = 10;
-
 /// Plans one notification per destination for an intent.
 pub fn plan(
     intent: &Intent,
     incident: &Incident,
     routes: &[Route],
     team_destinations: &BTreeMap<String, Vec<String>>,
-) -> Vec<(DestinationRef, Notification)> {
+) -> Vec<(DestinationId, Notification)> {
     let episode_key = short_hash(&[&incident.key, &incident.episode.to_string()]);
     let members: Vec<String> = incident
         .members
@@ -217,7 +110,7 @@ pub fn plan(
                     &incident.key,
                     &intent.sequence.to_string(),
                     intent.kind.as_str(),
-                    &destination.id(),
+                    &destination.to_string(),
                 ]),
                 kind: intent.kind,
                 incident_key: incident.key.clone(),
@@ -225,13 +118,8 @@ pub fn plan(
                 team: incident.team.clone(),
                 service: incident.service.clone(),
                 alertname: incident.alertname.clone(),
-                severity: incident.severity.as_str().to_string(),
-                status: if intent.kind == IntentKind::Resolved {
-                    "resolved"
-                } else {
-                    "firing"
-                }
-                .to_string(),
+                severity: incident.severity,
+                status: AlertStatus::of(intent.kind),
                 opened_at: incident.opened_at,
                 at: intent.at,
                 firing_members: incident.firing_members(),
@@ -256,104 +144,8 @@ fn short_hash(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::alert::label_fingerprint;
-
-    fn ownership() -> Ownership {
-        Ownership {
-            key: vec!["team".into(), "service".into(), "alertname".into()],
-            service_labels: vec![
-                "service".into(),
-                "namespace/deployment".into(),
-                "job".into(),
-            ],
-            instance_labels: vec!["instance".to_string(), "pod".to_string()].into(),
-            services: BTreeMap::from([("shop/checkout".to_string(), "payments".to_string())]),
-            rules: vec![OwnershipRule {
-                matchers: vec![Matcher::parse(r#"namespace="search""#).expect("ok")],
-                team: "search".into(),
-            }],
-            default_team: Some("platform".into()),
-            known_teams: Default::default(),
-        }
-    }
-
-    fn update(pairs: &[(&str, &str)]) -> AlertUpdate {
-        let labels: Labels = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        AlertUpdate {
-            fingerprint: label_fingerprint(&labels),
-            labels,
-            annotations: Labels::new(),
-            firing: true,
-            starts_at: 0,
-            ends_at: None,
-            generator_url: String::new(),
-            alertmanager_url: String::new(),
-        }
-    }
-
-    #[test]
-    fn ownership_follows_service_then_label_then_rules_then_default() {
-        let o = ownership();
-        let c = classify(
-            update(&[
-                ("alertname", "A"),
-                ("service", "checkout"),
-                ("namespace", "shop"),
-                ("team", "other"),
-                ("pod", "p1"),
-            ]),
-            &o,
-        );
-        assert_eq!(
-            (
-                c.team.as_str(),
-                c.key.as_str(),
-                c.member_identity().as_str()
-            ),
-            ("payments", "payments/checkout/A", "pod=p1")
-        );
-        assert!(!c.incident_labels().contains_key("pod"));
-        let c = classify(
-            update(&[
-                ("alertname", "A"),
-                ("namespace", "web"),
-                ("deployment", "front"),
-                ("team", "web"),
-            ]),
-            &o,
-        );
-        assert_eq!((c.team.as_str(), c.service.as_str()), ("web", "web/front"));
-        let c = classify(
-            update(&[
-                ("alertname", "A"),
-                ("namespace", "search"),
-                ("job", "indexer"),
-            ]),
-            &o,
-        );
-        assert_eq!((c.team.as_str(), c.service.as_str()), ("search", "indexer"));
-        let c = classify(
-            update(&[("alertname", "KubeNodeNotReady"), ("node", "n1")]),
-            &o,
-        );
-        assert_eq!(
-            (c.team.as_str(), c.key.as_str()),
-            ("platform", "platform//KubeNodeNotReady")
-        );
-        // A team label naming a team the router does not know falls through to the default.
-        let known = Ownership {
-            known_teams: ["payments".to_string(), "platform".to_string()].into(),
-            ..o.clone()
-        };
-        let c = classify(
-            update(&[("alertname", "A"), ("team", "payments-team")]),
-            &known,
-        );
-        assert_eq!(c.team, "platform");
-    }
+    use crate::router::ownership::classify;
+    use crate::router::ownership::fixtures::{ownership, update};
 
     #[test]
     fn routes_pick_destinations_and_fall_back_to_the_owner() {
@@ -380,11 +172,11 @@ mod tests {
             "payments".to_string(),
             vec!["chat".to_string(), "pager".to_string()],
         )]);
-        let pager = DestinationRef {
+        let pager = DestinationId {
             team: "payments".into(),
             name: "pager".into(),
         };
-        let chat = DestinationRef {
+        let chat = DestinationId {
             team: "payments".into(),
             name: "chat".into(),
         };

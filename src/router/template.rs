@@ -15,7 +15,8 @@ use handlebars::Handlebars;
 use serde_json::{Value, json};
 
 use super::dedup::IntentKind;
-use super::routing::Notification;
+use super::dedup::Severity;
+use super::notification::{AlertStatus, Notification};
 
 /// The parts a destination can render.
 pub const PARTS: &[&str] = &["title", "text", "html", "subject"];
@@ -28,11 +29,22 @@ const DEFAULT_SUBJECT: &str = include_str!("../../stack/router/templates/subject
 const MARKDOWN_TEXT: &str = include_str!("../../stack/router/templates/markdown/text.hbs");
 const SLACK_TEXT: &str = include_str!("../../stack/router/templates/slack/text.hbs");
 
-/// The default of a part for a destination kind.
-fn default_part(kind: &str, part: &str) -> &'static str {
-    match (kind, part) {
-        ("slack" | "google_chat", "text") => SLACK_TEXT,
-        ("mattermost" | "discord" | "msteams", "text") => MARKDOWN_TEXT,
+/// Which default `text` a destination kind renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFlavour {
+    /// Plain text (webhooks, pagers, e-mail, the log).
+    Plain,
+    /// Markdown (Mattermost, Discord, Teams).
+    Markdown,
+    /// Slack's mrkdwn (also Google Chat's).
+    SlackMrkdwn,
+}
+
+/// The default of a part for a flavour of text.
+fn default_part(flavour: TextFlavour, part: &str) -> &'static str {
+    match (flavour, part) {
+        (TextFlavour::SlackMrkdwn, "text") => SLACK_TEXT,
+        (TextFlavour::Markdown, "text") => MARKDOWN_TEXT,
         (_, "title") => DEFAULT_TITLE,
         (_, "subject") => DEFAULT_SUBJECT,
         (_, "html") => DEFAULT_HTML,
@@ -58,9 +70,9 @@ impl std::fmt::Debug for Templates {
 }
 
 impl Templates {
-    /// The default templates of a destination kind, with `overrides` (part name -> template text).
+    /// The default templates of a flavour, with `overrides` (part name -> template text).
     pub fn new(
-        kind: &str,
+        flavour: TextFlavour,
         overrides: &BTreeMap<String, String>,
         grafana_url: Option<String>,
     ) -> Result<Self, String> {
@@ -72,7 +84,7 @@ impl Templates {
         for part in PARTS.iter().copied() {
             let source = overrides
                 .get(part)
-                .map_or(default_part(kind, part), String::as_str);
+                .map_or(default_part(flavour, part), String::as_str);
             let engine = if part == "html" {
                 &mut html_engine
             } else {
@@ -119,7 +131,7 @@ pub fn defaults() -> Arc<Templates> {
     DEFAULTS
         .get_or_init(|| {
             Arc::new(
-                Templates::new("webhook", &BTreeMap::new(), None)
+                Templates::new(TextFlavour::Plain, &BTreeMap::new(), None)
                     .unwrap_or_else(|e| panic!("built-in templates are broken: {e}")),
             )
         })
@@ -166,7 +178,7 @@ pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
         "is_resolved": n.kind == IntentKind::Resolved,
         "status": n.status,
         "severity": n.severity,
-        "severity_label": n.severity.to_uppercase(),
+        "severity_label": n.severity.as_str().to_uppercase(),
         "team": n.team,
         "service": if n.service.is_empty() { "-" } else { n.service.as_str() },
         "alertname": n.alertname,
@@ -228,13 +240,8 @@ pub fn sample(kind: IntentKind) -> Notification {
         team: "payments".into(),
         service: "checkout".into(),
         alertname: "HighErrorRate".into(),
-        severity: "critical".into(),
-        status: if kind == IntentKind::Resolved {
-            "resolved"
-        } else {
-            "firing"
-        }
-        .into(),
+        severity: Severity::Critical,
+        status: AlertStatus::of(kind),
         opened_at: 1_795_400_519_000,
         at: if kind == IntentKind::Resolved {
             1_795_404_419_000
@@ -304,7 +311,7 @@ mod tests {
             "{html}"
         );
         let bad = BTreeMap::from([("title".to_string(), "{{servcie}} is down".to_string())]);
-        let err = Templates::new("slack", &bad, None).expect_err("strict");
+        let err = Templates::new(TextFlavour::SlackMrkdwn, &bad, None).expect_err("strict");
         assert!(
             err.contains("template `title`") && err.contains("servcie"),
             "{err}"
@@ -314,50 +321,58 @@ mod tests {
     #[test]
     fn each_chat_kind_gets_links_in_its_own_markup() {
         let n = sample(IntentKind::Opened);
-        let text = |kind: &str| {
-            Templates::new(kind, &BTreeMap::new(), None)
+        let text = |flavour: TextFlavour| {
+            Templates::new(flavour, &BTreeMap::new(), None)
                 .and_then(|t| t.render("text", &n))
                 .expect("renders")
         };
-        assert!(text("slack").contains("<https://runbooks.example/HighErrorRate|Runbook>"));
-        assert!(text("discord").contains("[Runbook](https://runbooks.example/HighErrorRate)"));
-        assert!(text("email").contains("Runbook: https://runbooks.example/HighErrorRate"));
+        assert!(
+            text(TextFlavour::SlackMrkdwn)
+                .contains("<https://runbooks.example/HighErrorRate|Runbook>")
+        );
+        assert!(
+            text(TextFlavour::Markdown)
+                .contains("[Runbook](https://runbooks.example/HighErrorRate)")
+        );
+        assert!(
+            text(TextFlavour::Plain).contains("Runbook: https://runbooks.example/HighErrorRate")
+        );
     }
 
     #[test]
     fn one_member_s_summary_among_many_reads_as_an_example() {
         let mut n = sample(IntentKind::Opened);
-        let render = |n: &Notification, kind: &str, part: &str| {
-            Templates::new(kind, &BTreeMap::new(), None)
+        let render = |n: &Notification, flavour: TextFlavour, part: &str| {
+            Templates::new(flavour, &BTreeMap::new(), None)
                 .and_then(|t| t.render(part, n))
                 .expect("renders")
         };
         for (kind, part) in [
-            ("email", "text"),
-            ("slack", "text"),
-            ("discord", "text"),
-            ("email", "html"),
+            (TextFlavour::Plain, "text"),
+            (TextFlavour::SlackMrkdwn, "text"),
+            (TextFlavour::Markdown, "text"),
+            (TextFlavour::Plain, "html"),
         ] {
             assert!(
                 !render(&n, kind, part).contains("For example"),
-                "{kind} {part}"
+                "{kind:?} {part}"
             );
         }
         n.annotations_vary = true;
         for (kind, part) in [
-            ("email", "text"),
-            ("slack", "text"),
-            ("discord", "text"),
-            ("email", "html"),
+            (TextFlavour::Plain, "text"),
+            (TextFlavour::SlackMrkdwn, "text"),
+            (TextFlavour::Markdown, "text"),
+            (TextFlavour::Plain, "html"),
         ] {
             let text = render(&n, kind, part);
             assert!(
                 text.contains("For example: ") && text.contains("checkout answers 12%"),
-                "{kind} {part}: {text}"
+                "{kind:?} {part}: {text}"
             );
         }
         n.total_members = 1;
-        assert!(!render(&n, "email", "text").contains("For example"));
+        assert!(!render(&n, TextFlavour::Plain, "text").contains("For example"));
     }
 
     #[test]

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::file::{self, PER_INSTANCE_MARKER, Rule};
 use super::promql;
+use crate::config_check::values::check_duration;
 use crate::diagnostic::{Diagnostic, Level, Location};
-use crate::spec::values::check_duration;
 
 pub const SEVERITIES: &[&str] = &["critical", "warning", "info"];
 
@@ -331,7 +331,7 @@ fn lint_rule(
             let mut by: Vec<String> = labels
                 .known()
                 .into_iter()
-                .filter(|l| !promql::PER_INSTANCE_LABELS.contains(&l.as_str()))
+                .filter(|l| !crate::labels::PER_INSTANCE_LABELS.contains(&l.as_str()))
                 .collect();
             if by.is_empty() {
                 by = vec!["cluster".into(), "namespace".into(), "service".into()];

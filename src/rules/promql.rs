@@ -8,18 +8,7 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::token;
 use promql_parser::parser::{Expr, LabelModifier, VectorMatchCardinality};
 
-/// Labels that identify one instance of a service rather than the service.
-pub const PER_INSTANCE_LABELS: &[&str] = &[
-    "instance",
-    "pod",
-    "container",
-    "node",
-    "host",
-    "hostname",
-    "uid",
-    "pod_ip",
-    "endpoint",
-];
+use crate::labels::PER_INSTANCE_LABELS;
 
 /// A PromQL parse error and what it points at inside the expression.
 #[derive(Debug, Clone, PartialEq, Eq)]

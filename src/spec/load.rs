@@ -6,16 +6,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use marked_yaml::{LoaderOptions, Node, Span};
+use marked_yaml::{Node, Span};
 
-use super::values;
 use super::{
     AlertOverride, AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress,
     Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Smtp,
     Spec, Team, defaults,
 };
-use crate::config_check::{Checker, Obj, join};
+use crate::config_check::values;
+use crate::config_check::{Checker, Obj, check_document, join, smtp};
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
+use crate::router::destination::DestinationKind;
 
 const TOP_KEYS: &[&str] = &[
     "cluster",
@@ -60,7 +61,10 @@ const ROUTER_KEYS: &[&str] = &[
     "store",
 ];
 const ROUTER_STORE_KEYS: &[&str] = &["postgres"];
-const SMTP_KEYS: &[&str] = &["host", "port", "from", "tls", "username", "password"];
+const SMTP_KEYS: [&str; 6] = {
+    let [host, port, from, tls, username] = smtp::SERVER_KEYS;
+    [host, port, from, tls, username, "password"]
+};
 const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
 const RESOURCE_NAMES: &[&str] = &["cpu", "memory"];
 const TEAM_KEYS: &[&str] = &[
@@ -76,13 +80,14 @@ const TEAM_KEYS: &[&str] = &[
     "opsgenie",
     "rule_files",
 ];
-const URL_DESTINATIONS: &[&str] = &[
-    "slack",
-    "mattermost",
-    "discord",
-    "msteams",
-    "google_chat",
-    "webhook",
+/// The destinations a team reaches at a URL held in a Secret.
+const URL_DESTINATIONS: [DestinationKind; 6] = [
+    DestinationKind::Slack,
+    DestinationKind::Mattermost,
+    DestinationKind::Discord,
+    DestinationKind::Msteams,
+    DestinationKind::GoogleChat,
+    DestinationKind::Webhook,
 ];
 const SERVICE_KEYS: &[&str] = &["name", "team", "namespace", "selector", "port", "path"];
 const SECRET_REF_KEYS: &[&str] = &["secret", "key"];
@@ -91,24 +96,7 @@ const POSTGRES_STORE_KEYS: &[&str] = &["secret", "key", "ca"];
 
 /// Parses and validates spec source text. `file` is only used in diagnostics.
 pub fn parse(file: &str, source: &str) -> Result<Spec, Vec<Diagnostic>> {
-    let mut checker = Checker {
-        file: file.to_string(),
-        diagnostics: Vec::new(),
-    };
-    let options = LoaderOptions::default().error_on_duplicate_keys(true);
-    let root = match marked_yaml::parse_yaml_with_options(0, source, options) {
-        Ok(root) => root,
-        Err(err) => return Err(vec![checker.load_error(err)]),
-    };
-    let spec = checker.spec(&root);
-    match spec {
-        Some(spec) if checker.diagnostics.is_empty() => Ok(spec),
-        _ => {
-            let mut diagnostics = checker.diagnostics;
-            diagnostics.sort_by_key(|d| d.location);
-            Err(diagnostics)
-        }
-    }
+    check_document(file, source, |checker, root| checker.spec(root))
 }
 
 impl Checker {
@@ -309,15 +297,11 @@ impl Checker {
     }
 
     fn cluster(&mut self, top: &Obj) -> Option<Cluster> {
-        let Some(node) = top.get("cluster") else {
-            self.error(
-                top.span(),
-                "cluster",
-                "missing required key `cluster`".into(),
-                Some("add `cluster: {name: my-cluster, platform: generic}`".into()),
-            );
-            return None;
-        };
+        let node = self.required(
+            top,
+            "cluster",
+            "add `cluster: {name: my-cluster, platform: generic}`",
+        )?;
         let obj = self.object(node, "cluster", CLUSTER_KEYS)?;
         let name =
             self.required_string(&obj, "name").and_then(
@@ -434,23 +418,16 @@ impl Checker {
         let ingress = o
             .and_then(|g| self.sub_object(g, "ingress", INGRESS_KEYS))
             .and_then(|i| {
-                let host = match i.get("host") {
-                    Some(node) => self.checked_string(
-                        node,
-                        &i.path("host"),
-                        "host name",
-                        values::check_dns_subdomain,
-                    ),
-                    None => {
-                        self.error(
-                            i.span(),
+                let host = self
+                    .required(&i, "host", "add `host: grafana.example.com`")
+                    .and_then(|node| {
+                        self.checked_string(
+                            node,
                             &i.path("host"),
-                            "missing required key `host`".into(),
-                            Some("add `host: grafana.example.com`".into()),
-                        );
-                        None
-                    }
-                };
+                            "host name",
+                            values::check_dns_subdomain,
+                        )
+                    });
                 let class_name = self.optional_checked(
                     &i,
                     "class_name",
@@ -488,7 +465,7 @@ impl Checker {
         let obj = self.sub_object(top, "router", ROUTER_KEYS);
         let o = obj.as_ref();
         let smtp = o
-            .and_then(|r| self.sub_object(r, "smtp", SMTP_KEYS))
+            .and_then(|r| self.sub_object(r, "smtp", &SMTP_KEYS))
             .and_then(|s| self.smtp(&s));
         let postgres_node = o
             .and_then(|r| self.sub_object(r, "store", ROUTER_STORE_KEYS))
@@ -540,52 +517,17 @@ impl Checker {
     }
 
     fn smtp(&mut self, obj: &Obj) -> Option<Smtp> {
-        let host = self.required_string(obj, "host").map(|(h, _)| h);
-        let from = match obj.get("from") {
-            Some(node) => self.checked_string(
-                node,
-                &obj.path("from"),
-                "sender address",
-                values::check_email,
-            ),
-            None => {
-                self.error(
-                    obj.span(),
-                    &obj.path("from"),
-                    "missing required key `from`".into(),
-                    Some("add `from: alerts@example.com`".into()),
-                );
-                None
-            }
-        };
-        let tls = obj.get("tls").map_or(Some("starttls".to_string()), |node| {
-            let (text, _) = self.string(node, &obj.path("tls"))?;
-            if ["starttls", "tls", "none"].contains(&text.as_str()) {
-                Some(text)
-            } else {
-                self.error(node.span(), &obj.path("tls"), format!("unknown SMTP TLS mode `{text}`"), Some("use `starttls` (port 587), `tls` (implicit, port 465) or `none` (a local relay)".into()));
-                None
-            }
-        });
-        let default_port = if tls.as_deref() == Some("tls") {
-            465
-        } else {
-            587
-        };
-        let port = self.uint(Some(obj), "port", 1, 65535, default_port) as u16;
-        let username = obj
-            .get("username")
-            .and_then(|n| self.string(n, &obj.path("username")))
-            .map(|(u, _)| u);
+        let server = self.smtp_server(obj);
         let password = obj
             .get("password")
             .and_then(|n| self.secret_ref(n, &obj.path("password")));
+        let server = server?;
         Some(Smtp {
-            host: host?,
-            port,
-            from: from?,
-            tls: tls?,
-            username,
+            host: server.host,
+            port: server.port,
+            from: server.from,
+            tls: server.tls,
+            username: server.username,
             password,
         })
     }
@@ -610,37 +552,25 @@ impl Checker {
             return None;
         }
         let obj = self.object(node, field, keys)?;
-        let secret = match obj.get("secret") {
-            Some(n) => self.checked_string(
-                n,
-                &obj.path("secret"),
-                "Secret name",
-                values::check_dns_subdomain,
-            ),
-            None => {
-                self.error(
-                    obj.span(),
+        let secret = self
+            .required(
+                &obj,
+                "secret",
+                "name the Kubernetes Secret that holds the value",
+            )
+            .and_then(|n| {
+                self.checked_string(
+                    n,
                     &obj.path("secret"),
-                    "missing required key `secret`".into(),
-                    Some("name the Kubernetes Secret that holds the value".into()),
-                );
-                None
-            }
-        };
-        let key = match obj.get("key") {
-            Some(n) => {
+                    "Secret name",
+                    values::check_dns_subdomain,
+                )
+            });
+        let key = self
+            .required(&obj, "key", "name the key inside the Secret")
+            .and_then(|n| {
                 self.checked_string(n, &obj.path("key"), "Secret key", values::check_secret_key)
-            }
-            None => {
-                self.error(
-                    obj.span(),
-                    &obj.path("key"),
-                    "missing required key `key`".into(),
-                    Some("name the key inside the Secret".into()),
-                );
-                None
-            }
-        };
+            });
         Some(SecretRef {
             secret: secret?,
             key: key?,
@@ -654,45 +584,31 @@ impl Checker {
             let Some(obj) = self.object(node, &field, TEAM_KEYS) else {
                 continue;
             };
-            let name = match obj.get("name") {
-                Some(n) => {
+            let name = self
+                .required(&obj, "name", "add `name: my-team`")
+                .and_then(|n| {
                     self.checked_string(n, &obj.path("name"), "team name", values::check_dns_label)
-                }
-                None => {
-                    self.error(
-                        obj.span(),
-                        &obj.path("name"),
-                        "missing required key `name`".into(),
-                        Some("add `name: my-team`".into()),
-                    );
-                    None
-                }
-            };
+                });
             let mut destinations = Vec::new();
             for kind in URL_DESTINATIONS {
-                let Some(dest) = self.sub_object(&obj, kind, &["url"]) else {
+                let Some(dest) = self.sub_object(&obj, kind.name(), &["url"]) else {
                     continue;
                 };
-                let url = match dest.get("url") {
-                    Some(n) => self.secret_ref(n, &dest.path("url")),
-                    None => {
-                        self.error(
-                            dest.span(),
-                            &dest.path("url"),
-                            "missing required key `url`".into(),
-                            Some("add `url: {secret: NAME, key: KEY}`".into()),
-                        );
-                        None
-                    }
-                };
+                let url = self
+                    .required(&dest, "url", "add `url: {secret: NAME, key: KEY}`")
+                    .and_then(|n| self.secret_ref(n, &dest.path("url")));
                 let Some(url) = url else { continue };
-                destinations.push(match *kind {
-                    "slack" => Destination::Slack { url },
-                    "mattermost" => Destination::Mattermost { url },
-                    "discord" => Destination::Discord { url },
-                    "msteams" => Destination::Msteams { url },
-                    "google_chat" => Destination::GoogleChat { url },
-                    _ => Destination::Webhook { url },
+                destinations.push(match kind {
+                    DestinationKind::Slack => Destination::Slack { url },
+                    DestinationKind::Mattermost => Destination::Mattermost { url },
+                    DestinationKind::Discord => Destination::Discord { url },
+                    DestinationKind::Msteams => Destination::Msteams { url },
+                    DestinationKind::GoogleChat => Destination::GoogleChat { url },
+                    DestinationKind::Webhook => Destination::Webhook { url },
+                    DestinationKind::Email
+                    | DestinationKind::Pagerduty
+                    | DestinationKind::Opsgenie
+                    | DestinationKind::Log => continue,
                 });
             }
             if let Some(email) = self.sub_object(&obj, "email", &["to"]) {
@@ -719,13 +635,15 @@ impl Checker {
                 }
             }
             if let Some(pd) = self.sub_object(&obj, "pagerduty", &["routing_key"]) {
-                match pd.get("routing_key") {
-                    Some(n) => {
-                        if let Some(routing_key) = self.secret_ref(n, &pd.path("routing_key")) {
-                            destinations.push(Destination::Pagerduty { routing_key });
-                        }
-                    }
-                    None => self.error(pd.span(), &pd.path("routing_key"), "missing required key `routing_key`".into(), Some("add `routing_key: {secret: NAME, key: KEY}` (an Events API v2 integration key)".into())),
+                let routing_key = self
+                    .required(
+                        &pd,
+                        "routing_key",
+                        "add `routing_key: {secret: NAME, key: KEY}` (an Events API v2 integration key)",
+                    )
+                    .and_then(|n| self.secret_ref(n, &pd.path("routing_key")));
+                if let Some(routing_key) = routing_key {
+                    destinations.push(Destination::Pagerduty { routing_key });
                 }
             }
             if let Some(og) = self.sub_object(&obj, "opsgenie", &["api_key", "region"]) {
@@ -743,18 +661,9 @@ impl Checker {
                         None
                     }
                 });
-                let api_key = match og.get("api_key") {
-                    Some(n) => self.secret_ref(n, &og.path("api_key")),
-                    None => {
-                        self.error(
-                            og.span(),
-                            &og.path("api_key"),
-                            "missing required key `api_key`".into(),
-                            Some("add `api_key: {secret: NAME, key: KEY}`".into()),
-                        );
-                        None
-                    }
-                };
+                let api_key = self
+                    .required(&og, "api_key", "add `api_key: {secret: NAME, key: KEY}`")
+                    .and_then(|n| self.secret_ref(n, &og.path("api_key")));
                 if let (Some(api_key), Some(region)) = (api_key, region) {
                     destinations.push(Destination::Opsgenie { api_key, region });
                 }
@@ -789,23 +698,16 @@ impl Checker {
             let Some(obj) = self.object(node, &field, SERVICE_KEYS) else {
                 continue;
             };
-            let name = match obj.get("name") {
-                Some(n) => self.checked_string(
-                    n,
-                    &obj.path("name"),
-                    "service name",
-                    values::check_dns_label,
-                ),
-                None => {
-                    self.error(
-                        obj.span(),
+            let name = self
+                .required(&obj, "name", "add `name: my-service`")
+                .and_then(|n| {
+                    self.checked_string(
+                        n,
                         &obj.path("name"),
-                        "missing required key `name`".into(),
-                        Some("add `name: my-service`".into()),
-                    );
-                    None
-                }
-            };
+                        "service name",
+                        values::check_dns_label,
+                    )
+                });
             let team = self.required_string(&obj, "team").map(|(t, _)| t);
             let namespace = self.checked_or_default(
                 Some(&obj),
@@ -815,13 +717,13 @@ impl Checker {
                 stack_namespace,
             );
             let selector = self.selector(&obj, name.as_deref());
-            let port = match obj.get("port") {
-                None => {
-                    self.error(obj.span(), &obj.path("port"), "missing required key `port`".into(), Some("name the container port that serves metrics: a number or a port name such as `http-metrics`".into()));
-                    None
-                }
-                Some(n) => self.port(n, &obj.path("port")),
-            };
+            let port = self
+                .required(
+                    &obj,
+                    "port",
+                    "name the container port that serves metrics: a number or a port name such as `http-metrics`",
+                )
+                .and_then(|n| self.port(n, &obj.path("port")));
             let path = self.checked_or_default(
                 Some(&obj),
                 "path",

@@ -2,12 +2,12 @@
 //!
 //! [`parse`] turns source text into a [`Spec`] or the full list of problems in it; [`load`] adds the
 //! file reading (the spec and the team rule files it names). Defaults live in [`defaults`], the value
-//! checks in [`values`], the starter file written by `stackgen init` in [`starter`].
+//! checks in [`crate::config_check::values`], the starter file written by `stackgen init` in
+//! [`starter`].
 
 pub mod defaults;
 mod load;
 pub mod starter;
-pub mod values;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Location};
+use crate::router::destination::DestinationKind;
 
 pub use load::parse;
 
@@ -220,18 +221,18 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// The spec key (and router destination kind) of this destination.
-    pub fn kind(&self) -> &'static str {
+    /// The router destination kind (also the spec key) of this destination.
+    pub fn kind(&self) -> DestinationKind {
         match self {
-            Destination::Slack { .. } => "slack",
-            Destination::Mattermost { .. } => "mattermost",
-            Destination::Discord { .. } => "discord",
-            Destination::Msteams { .. } => "msteams",
-            Destination::GoogleChat { .. } => "google_chat",
-            Destination::Webhook { .. } => "webhook",
-            Destination::Email { .. } => "email",
-            Destination::Pagerduty { .. } => "pagerduty",
-            Destination::Opsgenie { .. } => "opsgenie",
+            Destination::Slack { .. } => DestinationKind::Slack,
+            Destination::Mattermost { .. } => DestinationKind::Mattermost,
+            Destination::Discord { .. } => DestinationKind::Discord,
+            Destination::Msteams { .. } => DestinationKind::Msteams,
+            Destination::GoogleChat { .. } => DestinationKind::GoogleChat,
+            Destination::Webhook { .. } => DestinationKind::Webhook,
+            Destination::Email { .. } => DestinationKind::Email,
+            Destination::Pagerduty { .. } => DestinationKind::Pagerduty,
+            Destination::Opsgenie { .. } => DestinationKind::Opsgenie,
         }
     }
 

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use stackgen::router::config;
 use stackgen::router::dedup::IntentKind;
-use stackgen::router::destination::{Destination, Outcome, Payload, Reply};
+use stackgen::router::delivery::Destinations;
+use stackgen::router::destination::{Destination, DestinationKind, Outcome, Payload, Reply};
 use stackgen::router::template::sample;
 
-use super::support::{assert_expected, free_port, root};
+use super::support::{assert_expected, free_port, root, wait_for, wait_until};
 
 /// Every kind, as `examples/destinations.yaml` declares it (secrets from the environment).
 const KINDS: &[&str] = &[
@@ -29,12 +30,13 @@ const KINDS: &[&str] = &[
     "log",
 ];
 
-fn example_destinations() -> BTreeMap<String, Box<dyn Destination>> {
+fn example_destinations() -> Destinations {
     let path = root().join("examples/destinations.yaml");
-    let config =
+    let mut config =
         config::load(&path).unwrap_or_else(|e| panic!("examples/destinations.yaml: {e:?}"));
-    // SAFETY of the test: the secrets are fixed stand-ins, set before any thread reads them.
-    for (name, value) in [
+    // The example reads its secrets from the environment; the test gives each one inline instead
+    // (setting the process environment would race the tests running beside it).
+    let stand_ins: BTreeMap<&str, &str> = BTreeMap::from([
         ("EXAMPLE_WEBHOOK_URL", "https://hooks.example.test/stackgen"),
         (
             "EXAMPLE_SLACK_URL",
@@ -61,10 +63,16 @@ fn example_destinations() -> BTreeMap<String, Box<dyn Destination>> {
             "EXAMPLE_OPSGENIE_KEY",
             "00000000-0000-0000-0000-000000000000",
         ),
-    ] {
-        unsafe { std::env::set_var(name, value) };
+    ]);
+    for destination in config.teams.values_mut().flatten() {
+        if let Some(config::SecretSource::Env(name)) = &destination.secret {
+            let value = stand_ins
+                .get(name.as_str())
+                .unwrap_or_else(|| panic!("no stand-in for the secret {name}"));
+            destination.secret = Some(config::SecretSource::Inline(value.to_string()));
+        }
     }
-    stackgen::router::destinations(&config, &root().join("examples")).expect("destinations build")
+    stackgen::router::delivery::build_destinations(&config).expect("destinations build")
 }
 
 fn payload_json(payload: &Payload) -> serde_json::Value {
@@ -90,7 +98,7 @@ fn payload_json(payload: &Payload) -> serde_json::Value {
 #[test]
 fn every_destination_kind_conforms() {
     let destinations = example_destinations();
-    let kinds: Vec<&str> = destinations.values().map(|d| d.kind()).collect();
+    let kinds: Vec<&str> = destinations.values().map(|d| d.kind().name()).collect();
     for kind in KINDS {
         assert!(
             kinds.contains(kind),
@@ -100,16 +108,20 @@ fn every_destination_kind_conforms() {
     let golden = root().join("tests/golden/destinations");
     std::fs::create_dir_all(&golden).expect("golden dir");
     for (id, destination) in &destinations {
-        let kind = destination.kind();
+        let kind = destination.kind().name();
         for intent in [IntentKind::Opened, IntentKind::Resolved] {
             let payload = destination
                 .encode(&sample(intent))
                 .unwrap_or_else(|e| panic!("{id}: {e}"));
             let text = serde_json::to_string_pretty(&payload_json(&payload)).expect("JSON") + "\n";
             assert_expected(
-                &golden.join(format!("{}-{}.json", id.replace('/', "-"), intent.as_str())),
+                &golden.join(format!(
+                    "{}-{}.json",
+                    id.to_string().replace('/', "-"),
+                    intent.as_str()
+                )),
                 &text,
-                id,
+                &id.to_string(),
             );
         }
         if matches!(kind, "log" | "email") {
@@ -159,7 +171,7 @@ fn discord_retry_after_body_and_teams_legacy_errors() {
     let destinations = example_destinations();
     let discord = destinations
         .values()
-        .find(|d| d.kind() == "discord")
+        .find(|d| d.kind() == DestinationKind::Discord)
         .expect("discord");
     let body = r#"{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}"#;
     assert_eq!(
@@ -284,21 +296,17 @@ pub(super) fn start_smtp(maildir: &Path) -> SmtpServer {
         .spawn()
         .expect("python3 runs");
     let server = SmtpServer { child, port };
-    let start = std::time::Instant::now();
-    loop {
-        if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+    wait_for(
+        "aiosmtpd's greeting (pip install aiosmtpd)",
+        Duration::from_secs(15),
+        || {
+            let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return false;
+            };
             let mut greeting = [0u8; 3];
-            if std::io::Read::read_exact(&mut &stream, &mut greeting).is_ok() && &greeting == b"220"
-            {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "aiosmtpd did not start: pip install aiosmtpd"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            std::io::Read::read_exact(&mut &stream, &mut greeting).is_ok() && &greeting == b"220"
+        },
+    );
     server
 }
 
@@ -329,31 +337,23 @@ fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
                 .join(name),
         )
         .expect("fixture");
-        let start = std::time::Instant::now();
-        loop {
-            let sent = ureq::post(&format!(
+        let status = wait_until("the router's answer", Duration::from_secs(15), || {
+            ureq::post(&format!(
                 "http://127.0.0.1:{router_port}/api/v1/alertmanager"
             ))
             .header("Content-Type", "application/json")
             .header("Authorization", "Bearer t0k")
-            .send(&body[..]);
-            if let Ok(response) = sent {
-                assert_eq!(response.status().as_u16(), 200);
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "router did not answer"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .send(&body[..])
+            .ok()
+            .map(|response| response.status().as_u16())
+        });
+        assert_eq!(status, 200);
     };
     post("01-one-service-three-instances-firing.body.json");
     post("02-one-instance-resolved-two-still-firing.body.json");
     post("03-all-instances-resolved.body.json");
     let new = maildir.join("new");
-    let start = std::time::Instant::now();
-    let mails = loop {
+    let mails = wait_until("2 mails in the mailbox", Duration::from_secs(20), || {
         let mut mails: Vec<String> = std::fs::read_dir(&new)
             .map(|entries| {
                 entries
@@ -362,17 +362,9 @@ fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
                     .collect()
             })
             .unwrap_or_default();
-        if mails.len() >= 2 {
-            mails.sort_by_key(|m| m.contains("In-Reply-To"));
-            break mails;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "expected 2 mails, got {}",
-            mails.len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        mails.sort_by_key(|m| m.contains("In-Reply-To"));
+        (mails.len() >= 2).then_some(mails)
+    });
     let (opened, resolved) = (&mails[0], &mails[1]);
     for mail in [opened, resolved] {
         assert!(mail.contains("From: alerts@example.com"), "{mail}");

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::support::free_port;
+use super::support::{free_port, wait_explained};
 
 /// PostgreSQL's server binaries (`initdb`, `postgres`), or a panic naming the package.
 fn bindir() -> PathBuf {
@@ -326,23 +326,20 @@ impl PgServer {
             .spawn()
             .expect("postgres starts");
         self.child = Some(child);
-        let started = Instant::now();
-        loop {
-            if postgres::Client::connect(&self.admin_url("postgres"), postgres::NoTls).is_ok() {
-                return;
-            }
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("postgres exited ({status}):\n{}", self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "postgres did not accept connections within 30 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let admin_url = self.admin_url("postgres");
+        let mut child = self.child.take();
+        wait_explained(
+            "postgres accepting connections",
+            Duration::from_secs(30),
+            || {
+                if let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait) {
+                    panic!("postgres exited ({status}):\n{}", self.log());
+                }
+                postgres::Client::connect(&admin_url, postgres::NoTls).is_ok()
+            },
+            || self.log(),
+        );
+        self.child = child;
     }
 
     pub fn log(&self) -> String {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use stackgen::router::store::Claims;
 use stackgen::router::store::postgres::PostgresStore;
+use stackgen::router::store::postgres_tls::CaBundle;
 
 use super::pg::{self, TestCa};
 use super::router::{Router, Sink};
@@ -32,7 +33,8 @@ fn connect_error(url: &str, ca_file: Option<&Path>) -> String {
         owner: "test".into(),
         lease: 1_000,
     };
-    match PostgresStore::connect(url, ca_file, claims) {
+    let ca = ca_file.map(|path| CaBundle::read(path).expect("a readable CA bundle"));
+    match PostgresStore::connect(url, ca.as_ref(), claims) {
         Ok(_) => panic!("connected, but must not"),
         Err(e) => {
             let text = e.to_string();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::http_stub::{HttpStub, Reply, StubRequest};
-use super::support::{files_under, free_port, root, wait_for};
+use super::support::{files_under, free_port, root, wait_for, wait_until};
 
 pub(super) const TOKEN: &str = "test-token-5c1f";
 
@@ -452,18 +452,23 @@ fn webhook_in_one_notification_out_per_transition() {
             .map(str::to_string)
             .as_ref()
     );
-    let (status, incidents) = router.get("/api/v1/incidents");
-    assert_eq!(status, 200);
-    let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
+    // The sink has the request before the router records the outcome: wait for the record.
+    let incidents = wait_until(
+        "the delivery recorded as delivered",
+        Duration::from_secs(10),
+        || {
+            let (status, incidents) = router.get("/api/v1/incidents");
+            assert_eq!(status, 200);
+            let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
+            (incidents["incidents"][0]["deliveries"][0]["state"] == "delivered")
+                .then_some(incidents)
+        },
+    );
     assert_eq!(
         incidents["incidents"][0]["members"]
             .as_array()
             .map(Vec::len),
         Some(3)
-    );
-    assert_eq!(
-        incidents["incidents"][0]["deliveries"][0]["state"],
-        "delivered"
     );
 
     assert_eq!(
@@ -607,17 +612,11 @@ fn sigterm_stops_gracefully_and_keeps_what_was_accepted() {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = router.child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the router did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = wait_until(
+        "the router stopping on SIGTERM",
+        Duration::from_secs(10),
+        || router.child.try_wait().expect("wait"),
+    );
     assert!(exit.success(), "exit status {exit:?}\n{}", router.log());
     assert!(router.log().contains("stopped"), "{}", router.log());
     // The pending notification is delivered after the next start.
@@ -713,10 +712,16 @@ fn a_permanent_400_is_rejected_and_counted() {
         router.post_fixture("01-one-service-three-instances-firing.body.json"),
         200
     );
-    wait_for("the attempt", Duration::from_secs(10), || {
-        !sink.received().is_empty()
-    });
-    std::thread::sleep(Duration::from_millis(800));
+    // Once recorded dead, the notification can never be sent again.
+    let incidents = wait_until(
+        "the delivery recorded dead",
+        Duration::from_secs(10),
+        || {
+            let (_, incidents) = router.get("/api/v1/incidents");
+            let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
+            (incidents["incidents"][0]["deliveries"][0]["state"] == "dead").then_some(incidents)
+        },
+    );
     assert_eq!(sink.received().len(), 1, "a 400 is not retried");
     let (_, metrics) = router.get("/metrics");
     assert!(
@@ -724,9 +729,6 @@ fn a_permanent_400_is_rejected_and_counted() {
         "{metrics}"
     );
     assert!(metrics.contains("outcome=\"rejected\"} 1"), "{metrics}");
-    let (_, incidents) = router.get("/api/v1/incidents");
-    let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
-    assert_eq!(incidents["incidents"][0]["deliveries"][0]["state"], "dead");
     assert!(
         incidents["incidents"][0]["deliveries"][0]["last_error"]
             .as_str()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::pg;
 use super::router::{Router, Sink, TOKEN};
-use super::support::{free_port, wait_for};
+use super::support::{free_port, wait_explained, wait_for};
 
 /// Services in a storm and alerts (pods) per service.
 const SERVICES: usize = 8;
@@ -82,21 +82,21 @@ fn storm(services: std::ops::Range<usize>, firing: bool) -> Vec<Vec<u8>> {
 fn post_until_accepted(router: &Router, body: &[u8]) -> Vec<u16> {
     let auth = format!("Bearer {TOKEN}");
     let mut statuses = Vec::new();
-    let started = Instant::now();
-    loop {
-        let (status, answer) = router.post(body, "application/json", Some(&auth));
-        statuses.push(status);
-        if status == 200 {
-            return statuses;
-        }
-        assert_eq!(status, 503, "only the store may refuse: {answer}");
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not accepted within a minute: {statuses:?}\n{}",
-            router.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_explained(
+        "the router accepting the body",
+        Duration::from_secs(60),
+        || {
+            let (status, answer) = router.post(body, "application/json", Some(&auth));
+            statuses.push(status);
+            assert!(
+                status == 200 || status == 503,
+                "only the store may refuse: {status} {answer}"
+            );
+            status == 200
+        },
+        || router.log(),
+    );
+    statuses
 }
 
 /// Sends every body to every router at the same moment (one thread per router, each twice, in

@@ -8,8 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use stackgen::router::dedup::{Heartbeat, Incident, IntentKind, Member, Severity, State, Status};
-use stackgen::router::routing::Notification;
+use stackgen::router::notification::Notification;
+use stackgen::router::routing::DestinationId;
 use stackgen::router::store::postgres::PostgresStore;
+use stackgen::router::store::postgres_tls::CaBundle;
 use stackgen::router::store::sqlite::{SqliteOptions, SqliteStore};
 use stackgen::router::store::{
     Batch, Claims, DeliveryState, OpenCounts, OutboxEntry, Recorded, Scope, Store,
@@ -53,10 +55,14 @@ struct Postgres(String, Option<std::path::PathBuf>);
 
 impl Backend for Postgres {
     fn open(&self, owner: &str, lease: i64) -> Box<dyn Store> {
+        let ca = self
+            .1
+            .as_deref()
+            .map(|path| CaBundle::read(path).expect("a readable CA bundle"));
         Box::new(
             PostgresStore::connect(
                 &self.0,
-                self.1.as_deref(),
+                ca.as_ref(),
                 Claims {
                     owner: owner.into(),
                     lease,
@@ -108,7 +114,7 @@ fn member(firing: bool) -> Member {
 fn entry(id: &str, destination: &str, created_at: i64) -> OutboxEntry {
     OutboxEntry {
         id: id.into(),
-        destination: destination.into(),
+        destination: DestinationId::parse(destination).expect("team/name"),
         notification: Notification {
             idempotency_key: id.into(),
             incident_key: "t/s/A".into(),
@@ -375,7 +381,9 @@ fn claims_are_leased_ordered_and_recorded_once(backend: &dyn Backend) {
     assert_eq!(by_id["pager-1"].state, DeliveryState::Pending);
     assert_eq!(by_id["pager-1"].attempts, 1);
     assert_eq!(
-        ids(&b.pending_for("t/pager", 10).expect("pending")),
+        ids(&b
+            .pending_for(&DestinationId::new("t", "pager"), 10)
+            .expect("pending")),
         ["pager-1"]
     );
     assert_eq!(b.pending_count().expect("count"), 1);
@@ -398,14 +406,11 @@ fn one_leader_at_a_time(backend: &dyn Backend) {
     }
     assert!(!second.is_leader().expect("not while the first lives"));
     drop(first);
-    let started = std::time::Instant::now();
-    while !second.is_leader().expect("leader") {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the lock did not pass on"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    super::support::wait_for(
+        "the lock passing on",
+        std::time::Duration::from_secs(10),
+        || second.is_leader().expect("leader"),
+    );
 }
 
 macro_rules! suite {

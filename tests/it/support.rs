@@ -37,6 +37,19 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Polls `produce` until it gives a value or the deadline passes, and returns the value.
+pub fn wait_until<T>(what: &str, deadline: Duration, mut produce: impl FnMut() -> Option<T>) -> T {
+    let mut value = None;
+    wait_for(what, deadline, || {
+        value = produce();
+        value.is_some()
+    });
+    match value {
+        Some(value) => value,
+        None => unreachable!("wait_for returns only once the value is there"),
+    }
+}
+
 /// Polls `check` until it holds or the deadline passes.
 pub fn wait_for(what: &str, deadline: Duration, check: impl FnMut() -> bool) {
     wait_explained(what, deadline, check, String::new);

@@ -13,32 +13,83 @@ use tokio::sync::{Notify, Semaphore};
 use tracing::{info, warn};
 
 use super::alert::Millis;
-use super::destination::{Destination, Outcome, Payload, Reply};
+use super::clock::now_ms;
+use super::config::{RouterConfig, SmtpConfig};
+use super::destination::{Destination, Outcome, Parts, Payload, Reclassified, Reply};
 use super::metrics::{Metrics, labels};
+use super::notification::Notification;
+use super::routing::DestinationId;
 use super::store::{OutboxEntry, Recorded, Store, StoreError};
 use retry::{Decision, RetryPolicy};
-
-/// The current time in milliseconds since the epoch.
-pub fn now_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// Shared by the delivery loop and its in-flight sends.
 pub struct Deliverer {
     pub store: Arc<Mutex<Box<dyn Store>>>,
     /// The SMTP server of e-mail destinations, when configured.
     pub mailer: Option<Mailer>,
-    pub destinations: BTreeMap<String, Box<dyn Destination>>,
+    pub destinations: Destinations,
     pub policy: RetryPolicy,
     pub http: reqwest::Client,
     pub concurrency: usize,
     pub metrics: Arc<Metrics>,
     /// Woken when new entries are committed.
     pub wake: Arc<Notify>,
-    /// Token buckets of rate-limited destinations, by destination id.
-    pub buckets: Mutex<BTreeMap<String, rate::Bucket>>,
+    /// Token buckets of rate-limited destinations.
+    pub buckets: Mutex<BTreeMap<DestinationId, rate::Bucket>>,
     /// Where `log` destinations print instead of the log (`stackgen demo`).
     pub console: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+/// Every configured destination, ready to encode.
+pub type Destinations = BTreeMap<DestinationId, Box<dyn Destination>>;
+
+/// Builds every destination of `config`: reads its secret (its templates were compiled when the
+/// config was loaded). The error names the destination, never the secret.
+pub fn build_destinations(config: &RouterConfig) -> Result<Destinations, String> {
+    let mut built = Destinations::new();
+    for d in config.destinations() {
+        let secret = d
+            .secret
+            .as_ref()
+            .map(|source| source.read())
+            .transpose()
+            .map_err(|e| format!("{}: {e}", d.id))?;
+        let parts = Parts {
+            secret,
+            templates: d.templates.clone(),
+        };
+        let destination = d
+            .settings
+            .build(parts)
+            .map_err(|e| format!("{}: {e}", d.id))?;
+        let destination = if d.retry_statuses.is_empty() && d.reject_statuses.is_empty() {
+            destination
+        } else {
+            Box::new(Reclassified {
+                inner: destination,
+                retry: d.retry_statuses.iter().copied().collect(),
+                reject: d.reject_statuses.iter().copied().collect(),
+            })
+        };
+        built.insert(d.id.clone(), destination);
+    }
+    Ok(built)
+}
+
+/// The SMTP transport of e-mail destinations (reading the password), if an SMTP server is set.
+pub fn build_mailer(config: &RouterConfig) -> Result<Option<Mailer>, String> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(None);
+    };
+    let password = smtp
+        .password
+        .as_ref()
+        .map(|p| p.read())
+        .transpose()
+        .map_err(|e| format!("smtp.password: {e}"))?;
+    Mailer::new(smtp, password, config.delivery.timeout)
+        .map(Some)
+        .map_err(|e| format!("smtp: {e}"))
 }
 
 /// A destination with at least this many notifications waiting behind its rate limit gets them
@@ -48,7 +99,7 @@ pub const DIGEST_AFTER: usize = 3;
 pub const DIGEST_MAX: usize = 50;
 
 /// How a notification is listed in a digest.
-pub fn digest_line(n: &crate::router::routing::Notification) -> String {
+pub fn digest_line(n: &Notification) -> String {
     let service = if n.service.is_empty() {
         "-"
     } else {
@@ -56,7 +107,7 @@ pub fn digest_line(n: &crate::router::routing::Notification) -> String {
     };
     format!(
         "[{}] {}: {} on {} ({} of {} firing)",
-        n.severity.to_uppercase(),
+        n.severity.as_str().to_uppercase(),
         n.kind.as_str(),
         n.alertname,
         service,
@@ -79,7 +130,9 @@ impl Deliverer {
     /// Runs until `stop` is notified, then waits for sends in flight.
     pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
         let permits = Arc::new(Semaphore::new(self.concurrency));
-        let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::new(Mutex::new(BTreeSet::new()));
+        // The entry in flight per destination (one at a time keeps each destination's order).
+        let in_flight: Arc<Mutex<BTreeMap<DestinationId, String>>> =
+            Arc::new(Mutex::new(BTreeMap::new()));
         let mut last_maintenance = 0;
         loop {
             let now = now_ms();
@@ -94,11 +147,7 @@ impl Deliverer {
             }
             let exclude: BTreeSet<String> = in_flight
                 .lock()
-                .map(|s| {
-                    s.iter()
-                        .filter_map(|m| m.split_once('#').map(|(_, id)| id.to_string()))
-                        .collect()
-                })
+                .map(|busy| busy.values().cloned().collect())
                 .unwrap_or_default();
             let store = self.store.clone();
             let limit = self.concurrency * 4;
@@ -123,19 +172,12 @@ impl Deliverer {
                 // One notification in flight per destination keeps its order.
                 let busy = in_flight
                     .lock()
-                    .map(|set| {
-                        set.iter()
-                            .any(|id| id.starts_with(&format!("{}#", entry.destination)))
-                    })
+                    .map(|busy| busy.contains_key(&entry.destination))
                     .unwrap_or(false);
                 if busy {
                     continue;
                 }
-                let kind = self
-                    .destinations
-                    .get(&entry.destination)
-                    .map_or("", |d| d.kind());
-                if let Some(limit) = rate::limit_for(kind)
+                if let Some(limit) = self.rate_limit(&entry.destination)
                     && let Ok(mut buckets) = self.buckets.lock()
                 {
                     let bucket = buckets
@@ -151,16 +193,16 @@ impl Deliverer {
                     break;
                 };
                 dispatched += 1;
-                let marker = format!("{}#{}", entry.destination, entry.id);
-                if let Ok(mut set) = in_flight.lock() {
-                    set.insert(marker.clone());
+                let destination = entry.destination.clone();
+                if let Ok(mut busy) = in_flight.lock() {
+                    busy.insert(destination.clone(), entry.id.clone());
                 }
                 let this = self.clone();
                 let in_flight = in_flight.clone();
                 tokio::spawn(async move {
                     this.attempt_with_backlog(entry).await;
-                    if let Ok(mut set) = in_flight.lock() {
-                        set.remove(&marker);
+                    if let Ok(mut busy) = in_flight.lock() {
+                        busy.remove(&destination);
                     }
                     drop(permit);
                 });
@@ -190,11 +232,11 @@ impl Deliverer {
     /// Sends `entry`, or, when its rate-limited destination has a backlog, one digest standing
     /// for the whole backlog (in order).
     async fn attempt_with_backlog(&self, entry: OutboxEntry) {
-        let kind = self
+        let coalesce = self
             .destinations
             .get(&entry.destination)
-            .map_or("", |d| d.kind());
-        if rate::limit_for(kind).is_some() && rate::may_coalesce(kind) {
+            .is_some_and(|d| d.kind().info().coalesce);
+        if coalesce && self.rate_limit(&entry.destination).is_some() {
             let store = self.store.clone();
             let destination = entry.destination.clone();
             let backlog = tokio::task::spawn_blocking(move || {
@@ -234,6 +276,13 @@ impl Deliverer {
         }
     }
 
+    /// The documented rate limit of a destination's kind, if it has one.
+    fn rate_limit(&self, destination: &DestinationId) -> Option<rate::Limit> {
+        self.destinations
+            .get(destination)
+            .and_then(|d| d.kind().info().rate_limit)
+    }
+
     async fn attempt(&self, entry: OutboxEntry) {
         let (_, recorded) = self.deliver(&entry).await;
         self.record(&entry, recorded).await;
@@ -241,11 +290,11 @@ impl Deliverer {
 
     /// Encodes and sends one entry; decides what to record.
     async fn deliver(&self, entry: &OutboxEntry) -> (Outcome, Recorded) {
+        let destination_id = entry.destination.to_string();
         let destination_labels = |outcome: &str| {
-            let team = entry.destination.split('/').next().unwrap_or("");
             labels(&[
-                ("destination", &entry.destination),
-                ("team", team),
+                ("destination", &destination_id),
+                ("team", &entry.destination.team),
                 ("outcome", outcome),
             ])
         };
@@ -277,7 +326,7 @@ impl Deliverer {
                     )
                     .await;
                     if let (Some(pause), Some(limit)) =
-                        (cooldown, rate::limit_for(destination.kind()))
+                        (cooldown, destination.kind().info().rate_limit)
                         && let Ok(mut buckets) = self.buckets.lock()
                     {
                         let now = now_ms();
@@ -337,7 +386,7 @@ impl Deliverer {
             Recorded::Dead { error } => {
                 self.metrics
                     .notifications_dead
-                    .get_or_create(&labels(&[("destination", &entry.destination)]))
+                    .get_or_create(&labels(&[("destination", &destination_id)]))
                     .inc();
                 warn!(id = %entry.id, destination = %entry.destination, attempts, error = %error, "notification is dead: not delivered and not retried")
             }
@@ -410,7 +459,9 @@ pub async fn send(
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_string)
                     };
-                    let retry_after = header("retry-after").as_deref().and_then(parse_retry_after);
+                    let retry_after = header("retry-after")
+                        .as_deref()
+                        .and_then(|value| parse_retry_after(value, now_ms()));
                     let cooldown = destination.cooldown(&header);
                     let body = response.text().await.unwrap_or_default();
                     (
@@ -436,7 +487,7 @@ pub struct Mailer {
 impl Mailer {
     /// A transport for `smtp` (STARTTLS, implicit TLS or plain), with credentials if given.
     pub fn new(
-        smtp: &crate::router::config::SmtpConfig,
+        smtp: &SmtpConfig,
         password: Option<String>,
         timeout: Millis,
     ) -> Result<Self, String> {
@@ -528,14 +579,14 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date, in milliseconds from now.
-pub fn parse_retry_after(value: &str) -> Option<Millis> {
+/// `Retry-After` as seconds or an HTTP date, in milliseconds from `now`.
+pub fn parse_retry_after(value: &str, now: Millis) -> Option<Millis> {
     if let Ok(seconds) = value.trim().parse::<f64>() {
         return (seconds >= 0.0).then_some((seconds * 1000.0) as Millis);
     }
     chrono::DateTime::parse_from_rfc2822(value.trim())
         .ok()
-        .map(|t| (t.timestamp_millis() - now_ms()).max(0))
+        .map(|t| (t.timestamp_millis() - now).max(0))
 }
 
 #[cfg(test)]
@@ -544,10 +595,19 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after("30"), Some(30_000));
-        assert_eq!(parse_retry_after("1.5"), Some(1_500));
-        assert_eq!(parse_retry_after("-1"), None);
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(0));
-        assert_eq!(parse_retry_after("soon"), None);
+        // Wed, 21 Oct 2015 07:28:00 GMT
+        let date = 1_445_412_480_000;
+        assert_eq!(parse_retry_after("30", date), Some(30_000));
+        assert_eq!(parse_retry_after("1.5", date), Some(1_500));
+        assert_eq!(parse_retry_after("-1", date), None);
+        let header = "Wed, 21 Oct 2015 07:28:00 GMT";
+        assert_eq!(parse_retry_after(header, date - 90_500), Some(90_500));
+        assert_eq!(parse_retry_after(header, date), Some(0));
+        assert_eq!(
+            parse_retry_after(header, date + 5_000),
+            Some(0),
+            "a past date"
+        );
+        assert_eq!(parse_retry_after("soon", date), None);
     }
 }

@@ -11,8 +11,25 @@ use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, snippet,
     truncate,
 };
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo};
+use crate::router::dedup::Severity;
+use crate::router::delivery::rate::Limit;
+use crate::router::notification::{AlertStatus, Notification};
 use crate::router::template::Templates;
+use crate::router::template::TextFlavour;
+
+/// The discord kind; its documented limit: 30 messages per minute per webhook.
+pub const KIND: KindInfo = KindInfo {
+    name: "discord",
+    secret_field: Some("url"),
+    setting_keys: &[],
+    rate_limit: Some(Limit {
+        per_second: 0.5,
+        burst: 5.0,
+    }),
+    coalesce: true,
+    text_flavour: TextFlavour::Markdown,
+};
 
 pub struct Discord {
     pub url: String,
@@ -20,19 +37,19 @@ pub struct Discord {
 }
 
 fn color(n: &Notification) -> u32 {
-    if n.status == "resolved" {
+    if n.status == AlertStatus::Resolved {
         return 0x2e_b8_86;
     }
-    match n.severity.as_str() {
-        "critical" => 0xd6_33_3f,
-        "warning" => 0xf2_a9_00,
-        _ => 0x3b_82_f6,
+    match n.severity {
+        Severity::Critical => 0xd6_33_3f,
+        Severity::Warning => 0xf2_a9_00,
+        Severity::Info | Severity::None => 0x3b_82_f6,
     }
 }
 
 impl Destination for Discord {
-    fn kind(&self) -> &'static str {
-        "discord"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Discord
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {

@@ -5,9 +5,52 @@
 use std::sync::Arc;
 
 use super::{Destination, EmailMessage, EncodeError, Outcome, Payload, Reply, render};
+use super::{DestinationKind, KindInfo};
+use crate::config_check::{Checker, Obj};
 use crate::router::dedup::IntentKind;
-use crate::router::routing::Notification;
+use crate::router::notification::Notification;
 use crate::router::template::Templates;
+use crate::router::template::TextFlavour;
+
+/// The email kind.
+pub const KIND: KindInfo = KindInfo {
+    name: "email",
+    secret_field: None,
+    setting_keys: &["to"],
+    rate_limit: None,
+    coalesce: true,
+    text_flavour: TextFlavour::Plain,
+};
+
+/// `to`: the addresses every message goes to (at least one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub to: Vec<String>,
+}
+
+impl Settings {
+    pub(crate) fn check(checker: &mut Checker, obj: &Obj) -> Settings {
+        let to: Vec<String> = obj
+            .get("to")
+            .and_then(|node| node.as_sequence())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|n| n.as_scalar().map(|x| x.as_str().to_string()))
+                    .filter(|address| !address.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if to.is_empty() {
+            checker.error(
+                obj.span(),
+                &obj.path("to"),
+                "an e-mail destination needs `to`".into(),
+                Some("add `to: [oncall@example.com]`".into()),
+            );
+        }
+        Settings { to }
+    }
+}
 
 pub struct Email {
     pub to: Vec<String>,
@@ -18,8 +61,8 @@ pub struct Email {
 pub const MESSAGE_DOMAIN: &str = "stackgen.router";
 
 impl Destination for Email {
-    fn kind(&self) -> &'static str {
-        "email"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Email
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {

@@ -8,8 +8,24 @@ use serde_json::json;
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
 };
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo};
+use crate::router::delivery::rate::Limit;
+use crate::router::notification::Notification;
 use crate::router::template::Templates;
+use crate::router::template::TextFlavour;
+
+/// The google_chat kind; its documented limit: 60 messages per minute per space.
+pub const KIND: KindInfo = KindInfo {
+    name: "google_chat",
+    secret_field: Some("url"),
+    setting_keys: &[],
+    rate_limit: Some(Limit {
+        per_second: 1.0,
+        burst: 1.0,
+    }),
+    coalesce: true,
+    text_flavour: TextFlavour::SlackMrkdwn,
+};
 
 pub struct GoogleChat {
     pub url: String,
@@ -17,8 +33,8 @@ pub struct GoogleChat {
 }
 
 impl Destination for GoogleChat {
-    fn kind(&self) -> &'static str {
-        "google_chat"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::GoogleChat
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {

@@ -1,13 +1,25 @@
 //! The `log` destination: the notification as one structured line in the router's log.
 
 use super::{Destination, EncodeError, Outcome, Payload, Reply};
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo};
+use crate::router::notification::Notification;
+use crate::router::template::TextFlavour;
+
+/// The log kind.
+pub const KIND: KindInfo = KindInfo {
+    name: "log",
+    secret_field: None,
+    setting_keys: &[],
+    rate_limit: None,
+    coalesce: false,
+    text_flavour: TextFlavour::Plain,
+};
 
 pub struct Log;
 
 impl Destination for Log {
-    fn kind(&self) -> &'static str {
-        "log"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Log
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {

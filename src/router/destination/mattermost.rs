@@ -7,8 +7,39 @@ use serde_json::json;
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
 };
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo, Parts};
+use crate::config_check::{Checker, Obj};
+use crate::router::delivery::rate::Limit;
+use crate::router::notification::Notification;
 use crate::router::template::Templates;
+use crate::router::template::TextFlavour;
+
+/// The mattermost kind; its documented limit: as Slack by default.
+pub const KIND: KindInfo = KindInfo {
+    name: "mattermost",
+    secret_field: Some("url"),
+    setting_keys: &["channel"],
+    rate_limit: Some(Limit {
+        per_second: 1.0,
+        burst: 3.0,
+    }),
+    coalesce: true,
+    text_flavour: TextFlavour::Markdown,
+};
+
+/// `channel`: post to this channel instead of the webhook's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub channel: Option<String>,
+}
+
+impl Settings {
+    pub(crate) fn check(checker: &mut Checker, obj: &Obj) -> Settings {
+        Settings {
+            channel: checker.optional_text(obj, "channel"),
+        }
+    }
+}
 
 pub struct Mattermost {
     pub url: String,
@@ -16,9 +47,19 @@ pub struct Mattermost {
     pub templates: Arc<Templates>,
 }
 
+impl Mattermost {
+    pub fn new(settings: &Settings, parts: Parts) -> Result<Self, String> {
+        Ok(Mattermost {
+            url: parts.secret()?,
+            channel: settings.channel.clone(),
+            templates: parts.templates,
+        })
+    }
+}
+
 impl Destination for Mattermost {
-    fn kind(&self) -> &'static str {
-        "mattermost"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Mattermost
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {

@@ -1,5 +1,10 @@
 //! Destinations: each encodes a notification into a request and classifies the reply. No I/O and
 //! no sleeping here; sending and retrying are shared (`delivery`).
+//!
+//! [`DestinationKind`] is the one list of kinds. Each kind's file owns what is about it: its
+//! [`KindInfo`] (name, secret field, documented rate limit, template flavour), its typed settings
+//! and their checks, and its encoding. The matches below are exhaustive, so a kind that is not
+//! wired everywhere does not compile.
 
 pub mod discord;
 pub mod email;
@@ -12,8 +17,206 @@ pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
 
+use std::sync::Arc;
+
 use super::alert::Millis;
-use super::routing::Notification;
+use super::delivery::rate::Limit;
+use super::notification::Notification;
+use super::template::{Templates, TextFlavour};
+use crate::config_check::{Checker, Obj};
+
+/// Every kind of destination the router delivers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DestinationKind {
+    Webhook,
+    Log,
+    Slack,
+    Mattermost,
+    Discord,
+    Msteams,
+    GoogleChat,
+    Pagerduty,
+    Opsgenie,
+    Email,
+}
+
+/// What a kind of destination is, as its own file declares it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KindInfo {
+    /// The `kind:` in router.yaml.
+    pub name: &'static str,
+    /// The field its secret is read from (`<field>`, `<field>_file`, `<field>_env`).
+    pub secret_field: Option<&'static str>,
+    /// Keys of its own settings in router.yaml, besides the ones every destination has.
+    pub setting_keys: &'static [&'static str],
+    /// The service's documented rate limit, if it has one.
+    pub rate_limit: Option<Limit>,
+    /// Whether notifications waiting behind the rate limit may go out as one digest. Pagers may
+    /// not: every incident keeps its own page.
+    pub coalesce: bool,
+    /// The default `text` template it renders.
+    pub text_flavour: TextFlavour,
+}
+
+impl DestinationKind {
+    pub const ALL: [DestinationKind; 10] = [
+        DestinationKind::Webhook,
+        DestinationKind::Log,
+        DestinationKind::Slack,
+        DestinationKind::Mattermost,
+        DestinationKind::Discord,
+        DestinationKind::Msteams,
+        DestinationKind::GoogleChat,
+        DestinationKind::Pagerduty,
+        DestinationKind::Opsgenie,
+        DestinationKind::Email,
+    ];
+
+    pub fn info(self) -> &'static KindInfo {
+        match self {
+            DestinationKind::Webhook => &webhook::KIND,
+            DestinationKind::Log => &log::KIND,
+            DestinationKind::Slack => &slack::KIND,
+            DestinationKind::Mattermost => &mattermost::KIND,
+            DestinationKind::Discord => &discord::KIND,
+            DestinationKind::Msteams => &msteams::KIND,
+            DestinationKind::GoogleChat => &google_chat::KIND,
+            DestinationKind::Pagerduty => &pagerduty::KIND,
+            DestinationKind::Opsgenie => &opsgenie::KIND,
+            DestinationKind::Email => &email::KIND,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The kind named `name` in router.yaml.
+    pub fn parse(name: &str) -> Option<DestinationKind> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Every kind's name, for hints.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::ALL.into_iter().map(DestinationKind::name)
+    }
+
+    /// Checks this kind's own settings in a destination's mapping.
+    pub(crate) fn check_settings(self, checker: &mut Checker, obj: &Obj) -> DestinationSettings {
+        match self {
+            DestinationKind::Webhook => DestinationSettings::Webhook,
+            DestinationKind::Log => DestinationSettings::Log,
+            DestinationKind::Slack => DestinationSettings::Slack,
+            DestinationKind::Mattermost => {
+                DestinationSettings::Mattermost(mattermost::Settings::check(checker, obj))
+            }
+            DestinationKind::Discord => DestinationSettings::Discord,
+            DestinationKind::Msteams => DestinationSettings::Msteams,
+            DestinationKind::GoogleChat => DestinationSettings::GoogleChat,
+            DestinationKind::Pagerduty => {
+                DestinationSettings::Pagerduty(pagerduty::Settings::check(checker, obj))
+            }
+            DestinationKind::Opsgenie => {
+                DestinationSettings::Opsgenie(opsgenie::Settings::check(checker, obj))
+            }
+            DestinationKind::Email => {
+                DestinationSettings::Email(email::Settings::check(checker, obj))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DestinationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A destination's kind with its typed settings, as router.yaml gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationSettings {
+    Webhook,
+    Log,
+    Slack,
+    Mattermost(mattermost::Settings),
+    Discord,
+    Msteams,
+    GoogleChat,
+    Pagerduty(pagerduty::Settings),
+    Opsgenie(opsgenie::Settings),
+    Email(email::Settings),
+}
+
+impl DestinationSettings {
+    pub fn kind(&self) -> DestinationKind {
+        match self {
+            DestinationSettings::Webhook => DestinationKind::Webhook,
+            DestinationSettings::Log => DestinationKind::Log,
+            DestinationSettings::Slack => DestinationKind::Slack,
+            DestinationSettings::Mattermost(_) => DestinationKind::Mattermost,
+            DestinationSettings::Discord => DestinationKind::Discord,
+            DestinationSettings::Msteams => DestinationKind::Msteams,
+            DestinationSettings::GoogleChat => DestinationKind::GoogleChat,
+            DestinationSettings::Pagerduty(_) => DestinationKind::Pagerduty,
+            DestinationSettings::Opsgenie(_) => DestinationKind::Opsgenie,
+            DestinationSettings::Email(_) => DestinationKind::Email,
+        }
+    }
+
+    /// The destination, from its secret (read when the router starts) and compiled templates.
+    pub fn build(&self, parts: Parts) -> Result<Box<dyn Destination>, String> {
+        Ok(match self {
+            DestinationSettings::Webhook => Box::new(webhook::Webhook {
+                url: parts.secret()?,
+            }),
+            DestinationSettings::Log => Box::new(log::Log),
+            DestinationSettings::Slack => Box::new(slack::Slack {
+                url: parts.secret()?,
+                templates: parts.templates,
+            }),
+            DestinationSettings::Mattermost(settings) => {
+                Box::new(mattermost::Mattermost::new(settings, parts)?)
+            }
+            DestinationSettings::Discord => Box::new(discord::Discord {
+                url: parts.secret()?,
+                templates: parts.templates,
+            }),
+            DestinationSettings::Msteams => Box::new(msteams::MsTeams {
+                url: parts.secret()?,
+                templates: parts.templates,
+            }),
+            DestinationSettings::GoogleChat => Box::new(google_chat::GoogleChat {
+                url: parts.secret()?,
+                templates: parts.templates,
+            }),
+            DestinationSettings::Pagerduty(settings) => {
+                Box::new(pagerduty::PagerDuty::new(settings, parts)?)
+            }
+            DestinationSettings::Opsgenie(settings) => {
+                Box::new(opsgenie::Opsgenie::new(settings, parts)?)
+            }
+            DestinationSettings::Email(settings) => Box::new(email::Email {
+                to: settings.to.clone(),
+                templates: parts.templates,
+            }),
+        })
+    }
+}
+
+/// What a destination is built from besides its settings.
+pub struct Parts {
+    /// The secret, read from its file or environment variable.
+    pub secret: Option<String>,
+    pub templates: Arc<Templates>,
+}
+
+impl Parts {
+    fn secret(&self) -> Result<String, String> {
+        self.secret
+            .clone()
+            .ok_or_else(|| "no secret configured".to_string())
+    }
+}
 
 /// What to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,11 +273,7 @@ pub fn truncate(text: &str, max: usize) -> String {
 }
 
 /// Renders a template part, as an encoding error when it fails.
-pub fn render(
-    templates: &super::template::Templates,
-    part: &str,
-    n: &Notification,
-) -> Result<String, EncodeError> {
+pub fn render(templates: &Templates, part: &str, n: &Notification) -> Result<String, EncodeError> {
     templates
         .render(part, n)
         .map_err(|e| EncodeError(format!("template `{part}`: {e}")))
@@ -109,7 +308,7 @@ pub enum Outcome {
 pub struct EncodeError(pub String);
 
 pub trait Destination: Send + Sync {
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> DestinationKind;
     fn encode(&self, notification: &Notification) -> Result<Payload, EncodeError>;
     fn classify(&self, reply: &Reply) -> Outcome;
     /// How long to send nothing more to this destination after a reply, from its rate-limit
@@ -152,7 +351,7 @@ pub struct Reclassified {
 }
 
 impl Destination for Reclassified {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> DestinationKind {
         self.inner.kind()
     }
 
@@ -211,7 +410,17 @@ mod tests {
             }
         ));
         assert!(matches!(d.classify(&reply(503)), Outcome::Rejected { .. }));
-        assert_eq!(d.kind(), "log");
+        assert_eq!(d.kind(), DestinationKind::Log);
+    }
+
+    #[test]
+    fn every_kind_is_found_by_its_own_name() {
+        for kind in DestinationKind::ALL {
+            assert_eq!(DestinationKind::parse(kind.name()), Some(kind));
+        }
+        assert_eq!(DestinationKind::parse("webhok"), None);
+        let names: std::collections::BTreeSet<_> = DestinationKind::names().collect();
+        assert_eq!(names.len(), DestinationKind::ALL.len(), "names are unique");
     }
 
     #[test]

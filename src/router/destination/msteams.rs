@@ -11,8 +11,25 @@ use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, snippet,
     truncate,
 };
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo};
+use crate::router::dedup::Severity;
+use crate::router::delivery::rate::Limit;
+use crate::router::notification::{AlertStatus, Notification};
+use crate::router::template::TextFlavour;
 use crate::router::template::{Templates, context};
+
+/// The msteams kind; its documented limit: 4 requests per second per connector.
+pub const KIND: KindInfo = KindInfo {
+    name: "msteams",
+    secret_field: Some("url"),
+    setting_keys: &[],
+    rate_limit: Some(Limit {
+        per_second: 1.0,
+        burst: 4.0,
+    }),
+    coalesce: true,
+    text_flavour: TextFlavour::Markdown,
+};
 
 pub struct MsTeams {
     pub url: String,
@@ -26,8 +43,8 @@ impl MsTeams {
 }
 
 impl Destination for MsTeams {
-    fn kind(&self) -> &'static str {
-        "msteams"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Msteams
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {
@@ -59,7 +76,7 @@ impl Destination for MsTeams {
                     "version": "1.4",
                     "body": [
                         {"type": "TextBlock", "text": truncate(&title, 500), "weight": "Bolder", "size": "Medium", "wrap": true,
-                         "color": if n.status == "resolved" { "Good" } else if n.severity == "critical" { "Attention" } else { "Warning" }},
+                         "color": if n.status == AlertStatus::Resolved { "Good" } else if n.severity == Severity::Critical { "Attention" } else { "Warning" }},
                         {"type": "TextBlock", "text": truncate(&text, 20_000), "wrap": true},
                     ],
                     "actions": actions,

@@ -8,12 +8,63 @@ use serde_json::json;
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
 };
-use crate::router::dedup::IntentKind;
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo, Parts};
+use crate::config_check::{Checker, Obj};
+use crate::router::dedup::{IntentKind, Severity};
+use crate::router::delivery::rate::Limit;
+use crate::router::notification::Notification;
 use crate::router::template::Templates;
+use crate::router::template::TextFlavour;
 
 pub const US_URL: &str = "https://api.opsgenie.com";
 pub const EU_URL: &str = "https://api.eu.opsgenie.com";
+
+/// The opsgenie kind; its documented limit: the Alert API's per-second request limit.
+pub const KIND: KindInfo = KindInfo {
+    name: "opsgenie",
+    secret_field: Some("api_key"),
+    setting_keys: &["region", "api_url"],
+    rate_limit: Some(Limit {
+        per_second: 1.0,
+        burst: 10.0,
+    }),
+    coalesce: false,
+    text_flavour: TextFlavour::Plain,
+};
+
+/// `region: eu` for the EU API (anything else: the US one); `api_url` replaces either.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub region: Option<String>,
+    pub api_url: Option<String>,
+}
+
+impl Settings {
+    pub(crate) fn check(checker: &mut Checker, obj: &Obj) -> Settings {
+        Settings {
+            region: checker.optional_text(obj, "region"),
+            api_url: checker.optional_text(obj, "api_url"),
+        }
+    }
+
+    fn base_url(&self) -> String {
+        match (&self.api_url, self.region.as_deref()) {
+            (Some(url), _) => url.clone(),
+            (None, Some("eu")) => EU_URL.to_string(),
+            (None, _) => US_URL.to_string(),
+        }
+    }
+}
+
+impl Opsgenie {
+    pub fn new(settings: &Settings, parts: Parts) -> Result<Self, String> {
+        Ok(Opsgenie {
+            base_url: settings.base_url(),
+            api_key: parts.secret()?,
+            templates: parts.templates,
+        })
+    }
+}
 
 pub struct Opsgenie {
     /// API base, e.g. `https://api.eu.opsgenie.com`.
@@ -23,16 +74,16 @@ pub struct Opsgenie {
 }
 
 fn priority(n: &Notification) -> &'static str {
-    match n.severity.as_str() {
-        "critical" => "P1",
-        "warning" => "P3",
-        _ => "P5",
+    match n.severity {
+        Severity::Critical => "P1",
+        Severity::Warning => "P3",
+        Severity::Info | Severity::None => "P5",
     }
 }
 
 impl Destination for Opsgenie {
-    fn kind(&self) -> &'static str {
-        "opsgenie"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Opsgenie
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {

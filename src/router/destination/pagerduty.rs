@@ -9,11 +9,55 @@ use serde_json::json;
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
 };
-use crate::router::dedup::IntentKind;
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo, Parts};
+use crate::config_check::{Checker, Obj};
+use crate::router::dedup::{IntentKind, Severity};
+use crate::router::delivery::rate::Limit;
+use crate::router::notification::Notification;
+use crate::router::template::TextFlavour;
 use crate::router::template::{Templates, context};
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// The pagerduty kind; its documented limit: about 120 events per minute per integration key.
+pub const KIND: KindInfo = KindInfo {
+    name: "pagerduty",
+    secret_field: Some("routing_key"),
+    setting_keys: &["api_url"],
+    rate_limit: Some(Limit {
+        per_second: 2.0,
+        burst: 10.0,
+    }),
+    coalesce: false,
+    text_flavour: TextFlavour::Plain,
+};
+
+/// `api_url`: the Events API endpoint, for a proxy or a test stand-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub api_url: Option<String>,
+}
+
+impl Settings {
+    pub(crate) fn check(checker: &mut Checker, obj: &Obj) -> Settings {
+        Settings {
+            api_url: checker.optional_text(obj, "api_url"),
+        }
+    }
+}
+
+impl PagerDuty {
+    pub fn new(settings: &Settings, parts: Parts) -> Result<Self, String> {
+        Ok(PagerDuty {
+            url: settings
+                .api_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_URL.to_string()),
+            routing_key: parts.secret()?,
+            templates: parts.templates,
+        })
+    }
+}
 
 pub struct PagerDuty {
     pub url: String,
@@ -22,16 +66,16 @@ pub struct PagerDuty {
 }
 
 fn severity(n: &Notification) -> &'static str {
-    match n.severity.as_str() {
-        "critical" => "critical",
-        "warning" => "warning",
-        _ => "info",
+    match n.severity {
+        Severity::Critical => "critical",
+        Severity::Warning => "warning",
+        Severity::Info | Severity::None => "info",
     }
 }
 
 impl Destination for PagerDuty {
-    fn kind(&self) -> &'static str {
-        "pagerduty"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Pagerduty
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {

@@ -8,8 +8,24 @@ use serde_json::json;
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
 };
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo};
+use crate::router::delivery::rate::Limit;
+use crate::router::notification::Notification;
 use crate::router::template::Templates;
+use crate::router::template::TextFlavour;
+
+/// The slack kind; its documented limit: about 1 message per second per webhook, short bursts allowed.
+pub const KIND: KindInfo = KindInfo {
+    name: "slack",
+    secret_field: Some("url"),
+    setting_keys: &[],
+    rate_limit: Some(Limit {
+        per_second: 1.0,
+        burst: 3.0,
+    }),
+    coalesce: true,
+    text_flavour: TextFlavour::SlackMrkdwn,
+};
 
 pub struct Slack {
     pub url: String,
@@ -17,8 +33,8 @@ pub struct Slack {
 }
 
 impl Destination for Slack {
-    fn kind(&self) -> &'static str {
-        "slack"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Slack
     }
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {

@@ -1,15 +1,27 @@
 //! The generic webhook: the notification as JSON, POSTed with an `Idempotency-Key` header.
 
 use super::{Destination, EncodeError, Outcome, Payload, Reply, classify_http};
-use crate::router::routing::Notification;
+use super::{DestinationKind, KindInfo};
+use crate::router::notification::Notification;
+use crate::router::template::TextFlavour;
+
+/// The webhook kind.
+pub const KIND: KindInfo = KindInfo {
+    name: "webhook",
+    secret_field: Some("url"),
+    setting_keys: &[],
+    rate_limit: None,
+    coalesce: false,
+    text_flavour: TextFlavour::Plain,
+};
 
 pub struct Webhook {
     pub url: String,
 }
 
 impl Destination for Webhook {
-    fn kind(&self) -> &'static str {
-        "webhook"
+    fn kind(&self) -> DestinationKind {
+        DestinationKind::Webhook
     }
 
     fn encode(&self, notification: &Notification) -> Result<Payload, EncodeError> {

@@ -1,6 +1,7 @@
 //! Durable state: incidents, their members, the heartbeat and the outbox of planned notifications.
 //!
-//! [`Store`] is what the engine and the delivery workers need. [`sqlite::SqliteStore`] is the
+//! [`Store`] is what the engine and the delivery workers need, in three roles: [`IncidentStore`]
+//! (ingest and incidents), [`OutboxStore`] (the outbox and delivery) and [`StoreChores`]. [`sqlite::SqliteStore`] is the
 //! embedded default (no server; WAL mode, every commit synced before the webhook is answered; one
 //! router process). [`postgres::PostgresStore`] is shared by several router replicas: each engine
 //! step is decided on the rows as stored, inside one transaction that locks the incidents it
@@ -18,13 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::Millis;
 use super::dedup::{Heartbeat, Incident, Member, State};
-use super::routing::Notification;
+use super::notification::Notification;
+use super::routing::DestinationId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("store: {}", postgres::describe(.0))]
+    #[error("store: {}", describe_postgres_error(.0))]
     Postgres(#[from] ::postgres::Error),
     #[error("store: stored {what} is unreadable: {message}")]
     Corrupt { what: &'static str, message: String },
@@ -65,8 +67,7 @@ impl DeliveryState {
 pub struct OutboxEntry {
     /// The notification's idempotency key.
     pub id: String,
-    /// `team/destination`.
-    pub destination: String,
+    pub destination: DestinationId,
     pub notification: Notification,
     pub created_at: Millis,
     pub next_attempt_at: Millis,
@@ -142,7 +143,8 @@ pub enum Recorded {
     Dead { error: String },
 }
 
-pub trait Store: Send {
+/// Incidents: what the engine reads and writes when it ingests alerts and ticks.
+pub trait IncidentStore: Send {
     /// The whole dedup state, as last committed.
     fn load_state(&mut self) -> Result<State, StoreError>;
     /// Writes a batch atomically and durably.
@@ -156,15 +158,12 @@ pub trait Store: Send {
         scope: &Scope,
         decide: &mut dyn FnMut(&mut State) -> Batch,
     ) -> Result<(), StoreError>;
-    /// Whether this router runs the fleet-wide chores (reminders, held resolves, stale members,
-    /// the heartbeat, garbage collection). Always true for a store only one router uses; on a
-    /// shared store, true on the one router holding the lock, which passes to another when its
-    /// holder dies.
-    fn is_leader(&mut self) -> Result<bool, StoreError>;
-    /// Deletes the incidents resolved before `cutoff` (with their members); returns their keys.
-    fn forget_resolved(&mut self, cutoff: Millis) -> Result<Vec<String>, StoreError>;
     /// How many incidents are open and how many members of them fire.
     fn open_counts(&mut self) -> Result<OpenCounts, StoreError>;
+}
+
+/// The outbox: planned notifications, claimed and recorded by the delivery workers.
+pub trait OutboxStore: Send {
     /// Claims pending entries due at `now`, oldest first, skipping those in `in_flight`, and
     /// returns them. Only the oldest pending entry of each destination qualifies, so every
     /// destination gets its notifications in the order they were planned; an entry claimed by
@@ -178,7 +177,7 @@ pub trait Store: Send {
     /// Pending entries of one destination, oldest first (for a digest).
     fn pending_for(
         &mut self,
-        destination: &str,
+        destination: &DestinationId,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
     /// The earliest time a pending entry may be claimed (its next attempt, or the end of another
@@ -190,6 +189,17 @@ pub trait Store: Send {
     /// Outbox entries of these incidents (for the API).
     fn entries_for(&mut self, incident_keys: &[String]) -> Result<Vec<OutboxEntry>, StoreError>;
     fn pending_count(&mut self) -> Result<u64, StoreError>;
+}
+
+/// Chores: leadership, garbage collection, health and housekeeping.
+pub trait StoreChores: Send {
+    /// Whether this router runs the fleet-wide chores (reminders, held resolves, stale members,
+    /// the heartbeat, garbage collection). Always true for a store only one router uses; on a
+    /// shared store, true on the one router holding the lock, which passes to another when its
+    /// holder dies.
+    fn is_leader(&mut self) -> Result<bool, StoreError>;
+    /// Deletes the incidents resolved before `cutoff` (with their members); returns their keys.
+    fn forget_resolved(&mut self, cutoff: Millis) -> Result<Vec<String>, StoreError>;
     /// Removes delivered and dead entries created before `cutoff`; returns how many.
     fn gc(&mut self, cutoff: Millis) -> Result<usize, StoreError>;
     /// Cheap check that the store answers.
@@ -197,6 +207,19 @@ pub trait Store: Send {
     /// Housekeeping off the request path (for SQLite: checkpointing the WAL).
     fn maintain(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// A whole store: every role. The embedded and the PostgreSQL store are one each.
+pub trait Store: IncidentStore + OutboxStore + StoreChores {}
+
+impl<T: IncidentStore + OutboxStore + StoreChores> Store for T {}
+
+/// A PostgreSQL error as the server said it (message and SQLSTATE), or the client's description.
+pub fn describe_postgres_error(e: &::postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 
@@ -233,7 +256,8 @@ impl StoredEntry {
     fn decode(self) -> Result<OutboxEntry, StoreError> {
         Ok(OutboxEntry {
             id: self.id,
-            destination: self.destination,
+            destination: DestinationId::parse(&self.destination)
+                .ok_or_else(|| corrupt("destination", &self.destination))?,
             notification: from_json(&self.notification, "notification")?,
             created_at: self.created_at,
             next_attempt_at: self.next_attempt_at,

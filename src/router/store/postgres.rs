@@ -24,19 +24,20 @@
 //!   every call fails, so the API answers 503 and `/readyz` fails.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+
 use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::{Client, Statement};
 
-use super::postgres_tls::PgTls;
+use super::postgres_tls::{CaBundle, PgTls};
 use super::{
-    Batch, Claims, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError, StoredEntry,
-    from_json, to_json,
+    Batch, Claims, IncidentStore, OpenCounts, OutboxEntry, OutboxStore, Recorded, Scope,
+    StoreChores, StoreError, StoredEntry, from_json, to_json,
 };
 use crate::router::alert::Millis;
 use crate::router::dedup::{Heartbeat, Incident, Member, State};
+use crate::router::routing::DestinationId;
 
 /// Advisory lock held while migrating (any constant shared by every replica).
 const MIGRATION_LOCK: i64 = 0x5354_4b47_0001;
@@ -89,14 +90,6 @@ CREATE INDEX outbox_done ON outbox (created_at) WHERE state <> 'pending';
 const ENTRY_COLUMNS: &str =
     "id, destination, notification, created_at, next_attempt_at, attempts, state, last_error";
 const OPEN: &str = "state IN ('open', 'resolving')";
-
-/// A short description of a PostgreSQL error: the server's message and code when there is one.
-pub fn describe(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
-    }
-}
 
 /// Statements prepared once per connection.
 struct Statements {
@@ -230,8 +223,8 @@ impl PostgresStore {
     /// Connects to `url` (a `postgres://` URL or `key=value` settings) and applies pending
     /// migrations under an advisory lock. TLS, when the URL's `sslmode` uses it, verifies the
     /// server against the PEM bundle `ca_file`, or the public web PKI roots without one.
-    pub fn connect(url: &str, ca_file: Option<&Path>, claims: Claims) -> Result<Self, StoreError> {
-        let mut store = Self::lazy(url, ca_file, claims)?;
+    pub fn connect(url: &str, ca: Option<&CaBundle>, claims: Claims) -> Result<Self, StoreError> {
+        let mut store = Self::lazy(url, ca, claims)?;
         store.migrate()?;
         Ok(store)
     }
@@ -240,7 +233,7 @@ impl PostgresStore {
     /// applies the migrations. A router started while its database is unreachable serves (503
     /// to webhooks, `/readyz` failing) and takes up its work when the database answers. Only a
     /// URL or CA file that can never work is an error here.
-    pub fn lazy(url: &str, ca_file: Option<&Path>, claims: Claims) -> Result<Self, StoreError> {
+    pub fn lazy(url: &str, ca: Option<&CaBundle>, claims: Claims) -> Result<Self, StoreError> {
         let mut config: postgres::Config = with_libpq_sslmodes(url)
             .parse()
             .map_err(|e: postgres::Error| StoreError::Io(format!("the database URL: {e}")))?;
@@ -248,7 +241,7 @@ impl PostgresStore {
             config.connect_timeout(Duration::from_secs(5));
         }
         config.application_name("stackgen-router");
-        let tls = PgTls::new(ca_file).map_err(StoreError::Io)?;
+        let tls = PgTls::new(ca).map_err(StoreError::Io)?;
         Ok(PostgresStore {
             config,
             tls,
@@ -515,7 +508,7 @@ fn write_batch(
         );
         for entry in &batch.outbox {
             ids.push(entry.id.as_str());
-            destinations.push(entry.destination.as_str());
+            destinations.push(entry.destination.to_string());
             incident_keys.push(entry.notification.incident_key.as_str());
             notifications.push(to_json(&entry.notification, "notification")?);
             created.push(entry.created_at);
@@ -565,7 +558,7 @@ impl PostgresStore {
     }
 }
 
-impl Store for PostgresStore {
+impl IncidentStore for PostgresStore {
     fn load_state(&mut self) -> Result<State, StoreError> {
         self.with(|client, statements| {
             let mut state = State::default();
@@ -626,41 +619,6 @@ impl Store for PostgresStore {
         })
     }
 
-    fn is_leader(&mut self) -> Result<bool, StoreError> {
-        // Connecting anew (after a broken connection) drops the leadership with it.
-        self.client()?;
-        if self.leader {
-            return Ok(true);
-        }
-        let leader = self.with(|client, _| {
-            Ok(client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?
-                .try_get::<_, bool>(0)?)
-        })?;
-        self.leader = leader;
-        Ok(leader)
-    }
-
-    fn forget_resolved(&mut self, cutoff: Millis) -> Result<Vec<String>, StoreError> {
-        let mut forgotten = Vec::new();
-        self.transact(|tx, statements| {
-            let rows = tx.query(
-                "DELETE FROM incidents WHERE state = 'resolved' AND resolved_at < $1 RETURNING key",
-                &[&cutoff],
-            )?;
-            forgotten = rows
-                .iter()
-                .map(|row| row.try_get::<_, String>(0))
-                .collect::<Result<_, _>>()?;
-            if !forgotten.is_empty() {
-                tx.execute(&statements.delete_members, &[&forgotten])?;
-            }
-            Ok(())
-        })?;
-        forgotten.sort();
-        Ok(forgotten)
-    }
-
     fn open_counts(&mut self) -> Result<OpenCounts, StoreError> {
         self.with(|client, _| {
             let row = client.query_one(
@@ -677,7 +635,9 @@ impl Store for PostgresStore {
             })
         })
     }
+}
 
+impl OutboxStore for PostgresStore {
     fn due(
         &mut self,
         now: Millis,
@@ -698,7 +658,7 @@ impl Store for PostgresStore {
 
     fn pending_for(
         &mut self,
-        destination: &str,
+        destination: &DestinationId,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -709,7 +669,7 @@ impl Store for PostgresStore {
                         "SELECT {ENTRY_COLUMNS} FROM outbox WHERE destination = $1 AND state = 'pending' \
                          ORDER BY created_at, id LIMIT $2"
                     ),
-                    &[&destination, &limit],
+                    &[&destination.to_string(), &limit],
                 )?
                 .iter()
                 .map(entry_from)
@@ -765,6 +725,43 @@ impl Store for PostgresStore {
                 .query_one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", &[])?
                 .try_get::<_, i64>(0)? as u64)
         })
+    }
+}
+
+impl StoreChores for PostgresStore {
+    fn is_leader(&mut self) -> Result<bool, StoreError> {
+        // Connecting anew (after a broken connection) drops the leadership with it.
+        self.client()?;
+        if self.leader {
+            return Ok(true);
+        }
+        let leader = self.with(|client, _| {
+            Ok(client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?
+                .try_get::<_, bool>(0)?)
+        })?;
+        self.leader = leader;
+        Ok(leader)
+    }
+
+    fn forget_resolved(&mut self, cutoff: Millis) -> Result<Vec<String>, StoreError> {
+        let mut forgotten = Vec::new();
+        self.transact(|tx, statements| {
+            let rows = tx.query(
+                "DELETE FROM incidents WHERE state = 'resolved' AND resolved_at < $1 RETURNING key",
+                &[&cutoff],
+            )?;
+            forgotten = rows
+                .iter()
+                .map(|row| row.try_get::<_, String>(0))
+                .collect::<Result<_, _>>()?;
+            if !forgotten.is_empty() {
+                tx.execute(&statements.delete_members, &[&forgotten])?;
+            }
+            Ok(())
+        })?;
+        forgotten.sort();
+        Ok(forgotten)
     }
 
     fn gc(&mut self, cutoff: Millis) -> Result<usize, StoreError> {

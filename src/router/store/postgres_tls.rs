@@ -17,34 +17,46 @@ use rustls::pki_types::pem::PemObject;
 use rustls::{CertificateError, RootCertStore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// Reads a PEM CA bundle into a root store; the error says what is wrong with the file.
-pub fn read_ca_bundle(path: &Path) -> Result<RootCertStore, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
-    let mut roots = RootCertStore::empty();
-    for (index, certificate) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
-        let certificate = certificate.map_err(|e| {
-            format!(
-                "{} is not a PEM certificate bundle (certificate {}: {e})",
-                path.display(),
-                index + 1
-            )
-        })?;
-        roots.add(certificate).map_err(|e| {
-            format!(
-                "certificate {} in {} is not a usable CA certificate: {e}",
-                index + 1,
+/// A PEM CA bundle, read and parsed once (when the config is loaded), and where it came from.
+#[derive(Debug, Clone)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub roots: RootCertStore,
+}
+
+impl CaBundle {
+    /// Reads a PEM CA bundle into a root store; the error says what is wrong with the file.
+    pub fn read(path: &Path) -> Result<CaBundle, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+        let mut roots = RootCertStore::empty();
+        for (index, certificate) in CertificateDer::pem_slice_iter(&bytes).enumerate() {
+            let certificate = certificate.map_err(|e| {
+                format!(
+                    "{} is not a PEM certificate bundle (certificate {}: {e})",
+                    path.display(),
+                    index + 1
+                )
+            })?;
+            roots.add(certificate).map_err(|e| {
+                format!(
+                    "certificate {} in {} is not a usable CA certificate: {e}",
+                    index + 1,
+                    path.display()
+                )
+            })?;
+        }
+        if roots.is_empty() {
+            return Err(format!(
+                "{} holds no PEM certificate (no `-----BEGIN CERTIFICATE-----` block)",
                 path.display()
-            )
-        })?;
+            ));
+        }
+        Ok(CaBundle {
+            path: path.to_path_buf(),
+            roots,
+        })
     }
-    if roots.is_empty() {
-        return Err(format!(
-            "{} holds no PEM certificate (no `-----BEGIN CERTIFICATE-----` block)",
-            path.display()
-        ));
-    }
-    Ok(roots)
 }
 
 /// The TLS side of the store's connections: a connector that verifies the server against the
@@ -56,12 +68,11 @@ pub struct PgTls {
 }
 
 impl PgTls {
-    /// Verifies servers against the bundle in `ca_file`, or the public web PKI roots without one.
-    pub fn new(ca_file: Option<&Path>) -> Result<Self, String> {
-        let roots = match ca_file {
-            Some(path) => {
-                read_ca_bundle(path).map_err(|e| format!("store.postgres.ca_file: {e}"))?
-            }
+    /// Verifies servers against `ca` (the bundle of `store.postgres.ca_file`), or the public web
+    /// PKI roots without one.
+    pub fn new(ca: Option<&CaBundle>) -> Result<Self, String> {
+        let roots = match ca {
+            Some(bundle) => bundle.roots.clone(),
             None => RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             },
@@ -74,7 +85,7 @@ impl PgTls {
             .with_no_client_auth();
         Ok(PgTls {
             connector: MakeRustlsConnect::new(config),
-            ca_file: ca_file.map(Path::to_path_buf),
+            ca_file: ca.map(|bundle| bundle.path.clone()),
         })
     }
 
@@ -88,7 +99,7 @@ impl PgTls {
     /// or the client's description of anything else.
     pub fn describe(&self, e: &postgres::Error) -> String {
         if e.as_db_error().is_some() {
-            return super::postgres::describe(e);
+            return super::describe_postgres_error(e);
         }
         let Some(tls) = rustls_error(e) else {
             return e.to_string();
@@ -133,14 +144,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate\n").expect("write");
-        let e = read_ca_bundle(&path).expect_err("no certificate");
+        let e = CaBundle::read(&path).expect_err("no certificate");
         assert!(e.contains("holds no PEM certificate"), "{e}");
         assert!(e.contains("ca.pem"), "{e}");
-        let missing = read_ca_bundle(&dir.path().join("absent.pem")).expect_err("missing");
+        let missing = CaBundle::read(&dir.path().join("absent.pem")).expect_err("missing");
         assert!(missing.starts_with("cannot read the CA file"), "{missing}");
         let bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         std::fs::write(&path, bad).expect("write");
-        let e = read_ca_bundle(&path).expect_err("not a certificate");
+        let e = CaBundle::read(&path).expect_err("not a certificate");
         assert!(e.contains("not a usable CA certificate"), "{e}");
     }
 

@@ -15,11 +15,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Batch, Claims, OpenCounts, OutboxEntry, Recorded, Scope, Store, StoreError, StoredEntry,
-    corrupt, from_json, to_json,
+    Batch, Claims, IncidentStore, OpenCounts, OutboxEntry, OutboxStore, Recorded, Scope,
+    StoreChores, StoreError, StoredEntry, corrupt, from_json, to_json,
 };
 use crate::router::alert::Millis;
 use crate::router::dedup::{Heartbeat, Incident, Member, State};
+use crate::router::routing::DestinationId;
 
 /// Numbered schema migrations; the store applies those not applied yet, in order.
 const MIGRATIONS: &[&str] = &[
@@ -192,7 +193,7 @@ fn write_batch(tx: &Connection, batch: &Batch) -> Result<(), StoreError> {
     for entry in &batch.outbox {
         insert_entry.execute(params![
             entry.id,
-            entry.destination,
+            entry.destination.to_string(),
             entry.notification.incident_key,
             to_json(&entry.notification, "notification")?,
             entry.created_at,
@@ -208,7 +209,7 @@ fn write_batch(tx: &Connection, batch: &Batch) -> Result<(), StoreError> {
 const ENTRY_COLUMNS: &str =
     "id, destination, notification, created_at, next_attempt_at, attempts, state, last_error";
 
-impl Store for SqliteStore {
+impl IncidentStore for SqliteStore {
     fn load_state(&mut self) -> Result<State, StoreError> {
         let mut state = State::default();
         let mut stmt = self.conn.prepare("SELECT data FROM incidents")?;
@@ -303,30 +304,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn is_leader(&mut self) -> Result<bool, StoreError> {
-        Ok(true)
-    }
-
-    fn forget_resolved(&mut self, cutoff: Millis) -> Result<Vec<String>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let keys: Vec<String> = {
-            let mut stmt = tx.prepare(
-                "SELECT key FROM incidents WHERE json_extract(data, '$.status.state') = 'resolved' \
-                 AND json_extract(data, '$.status.at') < ?1 ORDER BY key",
-            )?;
-            stmt.query_map(params![cutoff], |row| row.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        for key in &keys {
-            tx.execute("DELETE FROM members WHERE incident_key = ?1", params![key])?;
-            tx.execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
-        }
-        tx.commit()?;
-        Ok(keys)
-    }
-
     fn open_counts(&mut self) -> Result<OpenCounts, StoreError> {
         let (incidents, firing_members): (i64, i64) = self.conn.query_row(
             &format!(
@@ -343,7 +320,9 @@ impl Store for SqliteStore {
             firing_members: firing_members as u64,
         })
     }
+}
 
+impl OutboxStore for SqliteStore {
     fn due(
         &mut self,
         now: Millis,
@@ -379,7 +358,7 @@ impl Store for SqliteStore {
 
     fn pending_for(
         &mut self,
-        destination: &str,
+        destination: &DestinationId,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
@@ -387,7 +366,10 @@ impl Store for SqliteStore {
         ))?;
         let rows: Vec<StoredEntry> = stmt
             .query_map(
-                params![destination, i64::try_from(limit).unwrap_or(i64::MAX)],
+                params![
+                    destination.to_string(),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
                 stored_entry,
             )?
             .collect::<Result<_, _>>()?;
@@ -440,6 +422,32 @@ impl Store for SqliteStore {
             [],
             |row| row.get::<_, i64>(0),
         )? as u64)
+    }
+}
+
+impl StoreChores for SqliteStore {
+    fn is_leader(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    fn forget_resolved(&mut self, cutoff: Millis) -> Result<Vec<String>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let keys: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT key FROM incidents WHERE json_extract(data, '$.status.state') = 'resolved' \
+                 AND json_extract(data, '$.status.at') < ?1 ORDER BY key",
+            )?;
+            stmt.query_map(params![cutoff], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for key in &keys {
+            tx.execute("DELETE FROM members WHERE incident_key = ?1", params![key])?;
+            tx.execute("DELETE FROM incidents WHERE key = ?1", params![key])?;
+        }
+        tx.commit()?;
+        Ok(keys)
     }
 
     fn gc(&mut self, cutoff: Millis) -> Result<usize, StoreError> {

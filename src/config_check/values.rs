@@ -1,4 +1,4 @@
-//! Checks and parsers for the scalar value kinds a spec uses: Prometheus durations, Kubernetes
+//! Checks and parsers for the scalar value kinds stackgen's files use: Prometheus durations, Kubernetes
 //! quantities, Kubernetes names, label keys and values, ports, e-mail addresses.
 //!
 //! Each parser returns `Err(hint)` with a sentence that tells the user what a valid value looks like.

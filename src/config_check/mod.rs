@@ -1,14 +1,46 @@
 //! The field-by-field checker behind every YAML config stackgen reads (the stack spec, router.yaml).
 //!
-//! YAML is parsed into a tree that keeps the position of every node; a [`Checker`] walks it and
-//! collects [`Diagnostic`]s instead of stopping at the first problem: a bad field is reported and
-//! skipped, unknown keys get a "did you mean". Each config adds its own `impl Checker` block.
+//! A leaf module: it knows YAML positions and value kinds, not any one file format.
+//! [`check_document`] parses the text into a tree that keeps the position of every node and hands
+//! it to the format's own walk; a [`Checker`] collects [`Diagnostic`]s instead of stopping at the
+//! first problem: a bad field is reported and skipped, a missing required key is reported at its
+//! mapping, unknown keys get a "did you mean". Each format declares only its own fields and
+//! cross-checks, in its own `impl Checker` block. Sections two formats share (the SMTP server)
+//! live in [`smtp`].
+
+pub mod smtp;
+pub mod values;
 
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
-use marked_yaml::{Node, Span};
+use marked_yaml::{LoaderOptions, Node, Span};
 
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
-use crate::spec::values;
+
+/// Parses `source` (a YAML mapping; duplicate keys refused) and runs `walk` over it. Returns what
+/// the walk built, or every problem found, in the order they appear in the file.
+pub(crate) fn check_document<T>(
+    file: &str,
+    source: &str,
+    walk: impl FnOnce(&mut Checker, &Node) -> Option<T>,
+) -> Result<T, Vec<Diagnostic>> {
+    let mut checker = Checker {
+        file: file.to_string(),
+        diagnostics: Vec::new(),
+    };
+    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let root = match marked_yaml::parse_yaml_with_options(0, source, options) {
+        Ok(root) => root,
+        Err(err) => return Err(vec![checker.load_error(err)]),
+    };
+    match walk(&mut checker, &root) {
+        Some(value) if checker.diagnostics.is_empty() => Ok(value),
+        _ => {
+            let mut diagnostics = checker.diagnostics;
+            diagnostics.sort_by_key(|d| d.location);
+            Err(diagnostics)
+        }
+    }
+}
 
 /// A mapping whose keys were checked against the allowed set.
 pub(crate) struct Obj<'n> {
@@ -60,6 +92,25 @@ impl Checker {
         self.diagnostics.push(Diagnostic {
             file: self.file.clone(),
             location: Location::of_span(span),
+            field: field.to_string(),
+            message,
+            hint,
+            redact: false,
+            width: None,
+        });
+    }
+
+    /// An error at a location already taken from the tree (for checks that run after the walk).
+    pub(crate) fn error_at(
+        &mut self,
+        location: Location,
+        field: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.clone(),
+            location,
             field: field.to_string(),
             message,
             hint,
@@ -184,20 +235,37 @@ impl Checker {
         }
     }
 
+    /// The value of a required key; reports it missing at its mapping, with `hint`.
+    pub(crate) fn required<'n>(
+        &mut self,
+        obj: &Obj<'n>,
+        key: &str,
+        hint: &str,
+    ) -> Option<&'n Node> {
+        let node = obj.get(key);
+        if node.is_none() {
+            self.error(
+                obj.span(),
+                &obj.path(key),
+                format!("missing required key `{key}`"),
+                Some(hint.to_string()),
+            );
+        }
+        node
+    }
+
     /// A required string field; reports it missing at the parent mapping.
     pub(crate) fn required_string(&mut self, obj: &Obj, key: &str) -> Option<(String, Location)> {
-        match obj.get(key) {
-            Some(node) => self.string(node, &obj.path(key)),
-            None => {
-                self.error(
-                    obj.span(),
-                    &obj.path(key),
-                    format!("missing required key `{key}`"),
-                    Some(format!("add `{key}:` here")),
-                );
-                None
-            }
-        }
+        let node = self.required(obj, key, &format!("add `{key}:` here"))?;
+        self.string(node, &obj.path(key))
+    }
+
+    /// An optional string field; absent, null or empty gives `None`.
+    pub(crate) fn optional_text(&mut self, obj: &Obj, key: &str) -> Option<String> {
+        let node = obj.get(key)?;
+        self.string(node, &obj.path(key))
+            .map(|(text, _)| text)
+            .filter(|text| !text.is_empty())
     }
 
     pub(crate) fn string(&mut self, node: &Node, field: &str) -> Option<(String, Location)> {

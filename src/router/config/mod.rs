@@ -1,0 +1,327 @@
+//! `router.yaml`: the router's configuration, checked field by field with every problem reported
+//! at once (file:line:col, the source line and a hint), like the stack spec.
+//!
+//! One file per section: [`secret`] (secrets and `auth`), [`store`], [`teams`] (destinations and
+//! their templates), [`routes`] (`dedup`, `ownership`, `routes`, `heartbeat`) and [`delivery`]
+//! (`delivery`, `smtp`). The checked config holds what it read and compiled (templates, the
+//! database's CA bundle), so nothing is read twice; only secrets are read when the router starts.
+
+mod delivery;
+mod routes;
+mod secret;
+mod store;
+mod teams;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::alert::Millis;
+use super::dedup::DedupSettings;
+use super::ownership::Ownership;
+use super::routing::{DestinationId, Route};
+use crate::config_check::{Checker, Obj, check_document, values};
+use crate::diagnostic::Diagnostic;
+
+pub use delivery::{DeliveryConfig, SmtpConfig};
+pub use secret::{AuthConfig, SecretSource};
+pub use store::PostgresConfig;
+pub use teams::{DestinationConfig, Teams};
+
+const TOP_KEYS: &[&str] = &[
+    "grafana_url",
+    "listen",
+    "auth",
+    "body_limit",
+    "store",
+    "dedup",
+    "heartbeat",
+    "delivery",
+    "teams",
+    "ownership",
+    "routes",
+    "cluster",
+    "smtp",
+];
+
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub listen: SocketAddr,
+    pub auth: AuthConfig,
+    pub body_limit: usize,
+    pub store_path: PathBuf,
+    /// `store.sync: full`: sync every commit to disk (survives power loss), not only to the OS.
+    pub store_sync_full: bool,
+    /// The shared PostgreSQL store, instead of the embedded one.
+    pub postgres: Option<PostgresConfig>,
+    pub retention: Millis,
+    pub ownership: Ownership,
+    pub dedup: DedupSettings,
+    pub delivery: DeliveryConfig,
+    pub teams: Teams,
+    /// Destination names per team, for routing (derived from `teams`).
+    pub team_destinations: BTreeMap<String, Vec<String>>,
+    pub routes: Vec<Route>,
+    pub smtp: Option<SmtpConfig>,
+    /// Base of Grafana links (`dashboard` annotations are paths).
+    pub grafana_url: Option<String>,
+}
+
+impl RouterConfig {
+    pub fn destination(&self, id: &DestinationId) -> Option<&DestinationConfig> {
+        self.teams.get(&id.team)?.iter().find(|c| c.id == *id)
+    }
+
+    /// Every destination, in team order.
+    pub fn destinations(&self) -> impl Iterator<Item = &DestinationConfig> {
+        self.teams.values().flatten()
+    }
+}
+
+/// Why a config could not be loaded.
+pub type ConfigError = crate::diagnostic::FileError;
+
+/// Reads and checks a router.yaml, with the files it names (templates, the CA bundle) relative
+/// to its directory.
+pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = path.display().to_string();
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&file, &source, base).map_err(|diagnostics| ConfigError::Invalid {
+        file,
+        source_text: source,
+        diagnostics,
+    })
+}
+
+/// Checks router.yaml source text; the files it names are read relative to `base`. Every problem
+/// is reported.
+pub fn parse(file: &str, source: &str, base: &Path) -> Result<RouterConfig, Vec<Diagnostic>> {
+    check_document(file, source, |checker, root| {
+        checker.router_config(root, base)
+    })
+}
+
+fn ms(value: u64) -> Millis {
+    Millis::try_from(value).unwrap_or(Millis::MAX)
+}
+
+impl Checker {
+    pub(crate) fn duration(&mut self, obj: Option<&Obj>, key: &str, default: &str) -> Millis {
+        let text = obj
+            .and_then(|o| self.optional_checked(o, key, "duration", values::check_duration))
+            .unwrap_or_else(|| default.to_string());
+        ms(values::parse_duration_ms(&text).unwrap_or(0))
+    }
+
+    fn string_list(&mut self, obj: Option<&Obj>, key: &str, default: &[&str]) -> Vec<String> {
+        let defaults = || default.iter().map(|s| s.to_string()).collect();
+        let Some(o) = obj.filter(|o| o.get(key).is_some()) else {
+            return defaults();
+        };
+        let nodes = self.list(o, key);
+        nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                self.string(n, &format!("{}[{i}]", o.path(key)))
+                    .map(|(s, _)| s)
+            })
+            .collect()
+    }
+
+    fn router_config(&mut self, root: &marked_yaml::Node, base: &Path) -> Option<RouterConfig> {
+        let top = self.object(root, "", TOP_KEYS)?;
+        let listen = self.listen(&top);
+        let auth = self.auth(&top);
+        let body_limit = self.body_limit(&top);
+        let store = self.store_section(&top, base);
+        let grafana_url = top
+            .get("grafana_url")
+            .and_then(|n| self.string(n, "grafana_url"))
+            .map(|(u, _)| u);
+        let teams = self.teams_section(&top, base, grafana_url.as_deref());
+        let dedup = self.sub_object(&top, "dedup", routes::DEDUP_KEYS);
+        let ownership = self.ownership_section(&top, dedup.as_ref(), &teams);
+        let heartbeat = self.heartbeat_section(&top, &teams);
+        let delivery = self.delivery_section(&top);
+        if let Some(pg) = &store.postgres {
+            self.lease_outlasts_a_delivery(pg.lease, &delivery, store.lease_location);
+        }
+        let routes = self.routes_section(&top, &teams);
+        let smtp = self.smtp_section(&top, &teams);
+        if let Some(node) = top.get("cluster") {
+            self.string(node, "cluster");
+        }
+        let team_destinations = teams
+            .iter()
+            .map(|(team, ds)| (team.clone(), ds.iter().map(|d| d.id.name.clone()).collect()))
+            .collect();
+        Some(RouterConfig {
+            listen: listen?,
+            auth,
+            body_limit,
+            store_path: store.path,
+            store_sync_full: store.sync_full,
+            postgres: store.postgres,
+            retention: store.retention,
+            dedup: self.dedup_timing(dedup.as_ref(), heartbeat),
+            ownership,
+            delivery,
+            teams,
+            team_destinations,
+            routes,
+            smtp,
+            grafana_url,
+        })
+    }
+
+    fn listen(&mut self, top: &Obj) -> Option<SocketAddr> {
+        let text = top
+            .get("listen")
+            .and_then(|n| self.string(n, "listen"))
+            .map(|(t, _)| t)
+            .unwrap_or_else(|| "0.0.0.0:8080".into());
+        if let Ok(address) = text.parse::<SocketAddr>() {
+            return Some(address);
+        }
+        let span = top.get("listen").map_or(*top.span(), |n| *n.span());
+        self.error(
+            &span,
+            "listen",
+            format!("invalid listen address `{text}`"),
+            Some("write host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:8080".into()),
+        );
+        None
+    }
+
+    fn body_limit(&mut self, top: &Obj) -> usize {
+        let Some(node) = top.get("body_limit") else {
+            return 4 * 1024 * 1024;
+        };
+        match self.quantity(node, "body_limit") {
+            Some((_, bytes)) if bytes >= 1024.0 => bytes as usize,
+            Some((text, _)) => {
+                self.error(
+                    node.span(),
+                    "body_limit",
+                    format!("body limit `{text}` is too small"),
+                    Some("give at least 1Ki; Alertmanager's bodies are often tens of KiB".into()),
+                );
+                0
+            }
+            None => 0,
+        }
+    }
+
+    /// The timings of `dedup` (its keys and labels belong to the ownership).
+    fn dedup_timing(
+        &mut self,
+        dedup: Option<&Obj>,
+        heartbeat: Option<super::dedup::HeartbeatSettings>,
+    ) -> DedupSettings {
+        DedupSettings {
+            resolve_hold: self.duration(dedup, "resolve_hold", "2m"),
+            stale_after: self.duration(dedup, "stale_after", "15m"),
+            reminder: self.duration(dedup, "reminder", "4h"),
+            heartbeat,
+        }
+    }
+
+    fn lease_outlasts_a_delivery(
+        &mut self,
+        lease: Millis,
+        delivery: &DeliveryConfig,
+        location: crate::diagnostic::Location,
+    ) {
+        if lease > delivery.timeout {
+            return;
+        }
+        self.error_at(
+            location,
+            "store.postgres.lease",
+            format!(
+                "the lease ({lease} ms) must be longer than `delivery.timeout` ({} ms)",
+                delivery.timeout
+            ),
+            Some("a claim must outlast one delivery attempt, or another replica sends the same notification meanwhile".into()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../../examples/router.yaml");
+        let config = parse("examples/router.yaml", text, Path::new("examples"))
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(config.listen.port(), 8080);
+        assert_eq!(
+            config.auth.bearer_token,
+            Some(SecretSource::Env("STACKGEN_ROUTER_TOKEN".into()))
+        );
+        assert_eq!(config.body_limit, 4 * 1024 * 1024);
+        assert_eq!(config.dedup.resolve_hold, 120_000);
+        assert_eq!(config.routes.len(), 1);
+        assert_eq!(config.teams["payments"][0].retry_statuses, vec![409]);
+        assert_eq!(config.ownership.default_team.as_deref(), Some("platform"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_a_hint() {
+        let text = "listen: nowhere\nauth: {bearer_token_file: /a, bearer_token_env: B}\nteams:\n  web:\n    destinations:\n      - kind: webhok\n      - kind: webhook\n        url: http://x\n        url_env: X\nownership:\n  default_team: wbe\nroutes:\n  - matchers: ['severity=~\"(\"']\n    destinations: [web/chat]\n";
+        let problems = parse("r.yaml", text, Path::new(".")).expect_err("invalid");
+        let messages: Vec<&str> = problems.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "invalid listen address `nowhere`",
+                "`bearer_token` is given more than once",
+                "unknown destination kind `webhok`",
+                "`url` is given more than once",
+                "unknown team `wbe`",
+                "invalid matcher `severity=~\"(\"`",
+                "unknown destination `web/chat`",
+            ]
+        );
+        assert_eq!(problems[2].hint.as_deref(), Some("did you mean `webhook`?"));
+    }
+
+    #[test]
+    fn the_postgres_store_takes_its_url_from_a_file_and_a_lease_longer_than_a_delivery() {
+        let base = "teams: {a: {destinations: [{kind: log}]}}\nownership: {default_team: a}\n";
+        let good = format!("store: {{postgres: {{url_file: /run/db-url, lease: 45s}}}}\n{base}");
+        let config = parse("r.yaml", &good, Path::new(".")).unwrap_or_else(|d| panic!("{d:?}"));
+        let postgres = config.postgres.expect("the PostgreSQL store");
+        assert_eq!(postgres.url, SecretSource::File("/run/db-url".into()));
+        assert_eq!(postgres.lease, 45_000);
+        assert!(postgres.ca.is_none());
+        let bad = format!(
+            "store: {{path: x.db, postgres: {{url: \"postgres://u:hunter2@db/x\"}}}}\n{base}"
+        );
+        let problems = parse("r.yaml", &bad, Path::new(".")).expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["store.postgres.url"]);
+        assert!(problems[0].redact, "the inline URL is not echoed");
+        let both = format!("store: {{path: x.db, postgres: {{url_env: DB}}}}\n{base}");
+        let problems = parse("r.yaml", &both, Path::new(".")).expect_err("invalid");
+        assert_eq!(problems[0].field, "store.path");
+        let short = format!(
+            "store: {{postgres: {{url_env: DB, lease: 5s}}}}\ndelivery: {{timeout: 10s}}\n{base}"
+        );
+        let problems = parse("r.yaml", &short, Path::new(".")).expect_err("invalid");
+        assert_eq!(problems[0].field, "store.postgres.lease");
+    }
+
+    #[test]
+    fn inline_secrets_never_show_in_debug() {
+        let s = SecretSource::Inline("hunter2".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

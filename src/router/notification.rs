@@ -1,0 +1,78 @@
+//! A notification: what one destination is told about one transition of an incident. Planned by
+//! [`super::routing::plan`], kept in the outbox as it was planned, and encoded by destinations.
+
+use serde::{Deserialize, Serialize};
+
+use super::alert::{Labels, Millis};
+use super::dedup::{IntentKind, Severity};
+
+/// Whether the incident still fires when it is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl std::fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AlertStatus {
+    /// Resolved for a resolve, firing for every other transition.
+    pub fn of(kind: IntentKind) -> AlertStatus {
+        if kind == IntentKind::Resolved {
+            AlertStatus::Resolved
+        } else {
+            AlertStatus::Firing
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// A notification as planned: what every destination encodes from. Stored in the outbox, so a
+/// retry after a restart sends exactly what was planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Stable across retries and restarts: destinations use it as their idempotency key.
+    pub idempotency_key: String,
+    pub kind: IntentKind,
+    pub incident_key: String,
+    /// Same for every notification of one incident episode (PagerDuty dedup_key, thread keys).
+    pub episode_key: String,
+    pub team: String,
+    pub service: String,
+    pub alertname: String,
+    pub severity: Severity,
+    pub status: AlertStatus,
+    pub opened_at: Millis,
+    pub at: Millis,
+    pub firing_members: usize,
+    pub total_members: usize,
+    /// The first few firing members, e.g. `pod=checkout-1`.
+    pub members: Vec<String>,
+    pub labels: Labels,
+    pub annotations: Labels,
+    /// The members' annotations differ: `annotations` are one member's (say, one pod's summary),
+    /// shown as an example, not as the service's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub annotations_vary: bool,
+    pub generator_url: String,
+    #[serde(default)]
+    pub alertmanager_url: String,
+    /// Set only on a digest: one line per notification it stands for (sent together because the
+    /// destination's rate limit was reached).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub digest: Vec<String>,
+}
+
+/// How many members a notification lists by name.
+pub const LISTED_MEMBERS: usize = 10;
