@@ -16,3 +16,4 @@ pub mod render;
 pub mod router;
 pub mod rules;
 pub mod spec;
+pub mod yaml;

@@ -6,7 +6,8 @@
 
 use serde_json::json;
 
-use super::{RenderedStack, labels, yaml};
+use super::{RenderedStack, labels};
+use crate::yaml;
 
 pub(super) fn kustomization(stack: &RenderedStack) -> String {
     let namespace = &stack.namespace;

@@ -14,13 +14,13 @@ mod prometheus;
 mod router;
 pub mod rules;
 pub mod template;
-pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
 use crate::spec::{Resources, Spec};
+use crate::yaml;
 
 /// The rendered stack: every output file by relative path, plus what the kustomization lists.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::YamlLoader;
 
-use super::yaml;
 use crate::rules::defaults::{DEFAULT_RULE_FILES, Needs};
 use crate::rules::promql;
+use crate::rules::team::label_team_rules;
 use crate::spec::{AlertOverride, Spec, Team};
+use crate::yaml::{self, from_yaml};
 
 /// The rule files for `spec`, as (file name, contents), sorted by name.
 pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
@@ -60,7 +61,7 @@ fn apply_overrides(
 ) -> Result<Option<String>, String> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
     let doc = docs.first().ok_or("empty rule file")?;
-    let mut value = to_json(doc);
+    let mut value = from_yaml(doc);
     let mut changed = Vec::new();
     let Some(groups) = value.get_mut("groups").and_then(Value::as_array_mut) else {
         return Err("no groups".into());
@@ -166,103 +167,9 @@ fn team_file_name(team: &Team, path: &str) -> String {
     format!("team-{}-{stem}.yaml", team.name)
 }
 
-/// Adds `team: <team>` to the labels of every rule; a rule that names another team is refused.
-pub fn label_team_rules(text: &str, team: &str) -> Result<String, String> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
-    let doc = docs
-        .first()
-        .ok_or("the file is empty; a rule file has `groups:`")?;
-    let mut value = to_json(doc);
-    let groups = value
-        .get_mut("groups")
-        .and_then(Value::as_array_mut)
-        .ok_or("a rule file is a mapping with a `groups:` list")?;
-    for group in groups {
-        let group_name = group
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string();
-        let rules = group
-            .get_mut("rules")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| format!("group `{group_name}` has no `rules:` list"))?;
-        for rule in rules {
-            let rule_name = rule
-                .get("alert")
-                .or_else(|| rule.get("record"))
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string();
-            let rule = rule
-                .as_object_mut()
-                .ok_or_else(|| format!("group `{group_name}`: each rule is a mapping"))?;
-            let labels = rule
-                .entry("labels")
-                .or_insert_with(|| Value::Object(Default::default()));
-            let labels = labels
-                .as_object_mut()
-                .ok_or_else(|| format!("rule `{rule_name}`: `labels` must be a mapping"))?;
-            match labels.get("team").and_then(Value::as_str) {
-                Some(existing) if existing != team => {
-                    return Err(format!(
-                        "rule `{rule_name}` sets team `{existing}`, but the file belongs to team `{team}`"
-                    ));
-                }
-                _ => {
-                    labels.insert("team".into(), Value::String(team.to_string()));
-                }
-            }
-        }
-    }
-    Ok(format!(
-        "# Team {team}'s rules; every rule carries team=\"{team}\".\n{}",
-        yaml::document(&value)
-    ))
-}
-
-fn to_json(node: &Yaml) -> Value {
-    match node {
-        Yaml::Real(text) => text
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map_or_else(|| Value::String(text.clone()), Value::Number),
-        Yaml::Integer(n) => Value::from(*n),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Hash(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Yaml::String(s) | Yaml::Real(s) => s.clone(),
-                        Yaml::Integer(n) => n.to_string(),
-                        Yaml::Boolean(b) => b.to_string(),
-                        _ => String::new(),
-                    };
-                    (key, to_json(v))
-                })
-                .collect(),
-        ),
-        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn team_label_is_added_to_every_rule() {
-        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        for: 5m\n      - record: r:x\n        expr: sum(up)\n        labels: {team: payments}\n";
-        let out = label_team_rules(text, "payments").expect("labelled");
-        let docs = YamlLoader::load_from_str(&out).expect("yaml");
-        for rule in docs[0]["groups"][0]["rules"].as_vec().expect("rules") {
-            assert_eq!(rule["labels"]["team"].as_str(), Some("payments"));
-        }
-        assert_eq!(docs[0]["groups"][0]["rules"][0]["for"].as_str(), Some("5m"));
-    }
 
     #[test]
     fn overrides_change_only_the_named_alerts() {
@@ -303,12 +210,5 @@ mod tests {
             untouched,
             include_str!("../../stack/prometheus/rules/stack.yaml")
         );
-    }
-
-    #[test]
-    fn another_teams_label_is_refused() {
-        let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        labels: {team: search}\n";
-        let err = label_team_rules(text, "payments").expect_err("refused");
-        assert!(err.contains("sets team `search`"), "{err}");
     }
 }

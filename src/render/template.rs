@@ -13,7 +13,7 @@ use handlebars::{
 };
 use serde_json::Value;
 
-use super::yaml;
+use crate::yaml;
 
 /// Every template, by name (its path under `stack/`), embedded at build time.
 pub const TEMPLATES: &[(&str, &str)] = &[

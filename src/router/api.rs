@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::alert::WebhookPayload;
-use super::engine::EngineHandle;
+use super::engine::{EngineError, EngineHandle};
 use super::metrics::{Metrics, labels};
 
 /// Inbound credentials, resolved from their files or environment variables at start.
@@ -73,27 +73,53 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// An error answer: status and a short reason.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub reason: String,
+/// Why a request was refused. Each becomes a response in one place ([`IntoResponse`]): its
+/// status and `{"error": "<reason>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing credentials")]
+    MissingCredentials,
+    #[error("bad credentials")]
+    BadCredentials,
+    #[error("content type must be application/json, got {0:?}")]
+    NotJson(String),
+    #[error("body larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(serde_json::Error),
+    #[error("not an Alertmanager webhook: {0}")]
+    NotAWebhook(serde_json::Error),
+    /// A webhook body that parses but can never be valid (wrong version, status or time).
+    #[error("{0}")]
+    InvalidWebhook(String),
+    /// The store cannot take the alerts now: Alertmanager retries.
+    #[error("{0}")]
+    Unavailable(EngineError),
+    #[error("the store is unavailable: {0}")]
+    NotReady(EngineError),
 }
 
 impl ApiError {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            reason: reason.into(),
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingCredentials | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotAWebhook(_) | ApiError::InvalidWebhook(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let mut response =
-            (self.status, axum::Json(json!({ "error": self.reason }))).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+            (status, axum::Json(json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer realm=\"stackgen-router\""),
@@ -126,12 +152,9 @@ fn authorize(credentials: &Credentials, headers: &HeaderMap) -> Result<(), ApiEr
     if ok {
         Ok(())
     } else if value.is_empty() {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing credentials",
-        ))
+        Err(ApiError::MissingCredentials)
     } else {
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad credentials"))
+        Err(ApiError::BadCredentials)
     }
 }
 
@@ -139,7 +162,7 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     let result = accept(&state, &headers, body).await;
     let status = match &result {
         Ok(_) => StatusCode::OK,
-        Err(e) => e.status,
+        Err(e) => e.status(),
     };
     state
         .metrics
@@ -169,41 +192,26 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usi
         .trim()
         .to_ascii_lowercase();
     if mime != "application/json" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "content type must be application/json, got {:?}",
-                content_type
-            ),
-        ));
+        return Err(ApiError::NotJson(content_type.to_string()));
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than the limit of {} bytes", state.body_limit),
-        )
-    };
     if declared.is_some_and(|n| n > state.body_limit) {
-        return Err(too_large());
+        return Err(ApiError::TooLarge(state.body_limit));
     }
     let bytes: Bytes = axum::body::to_bytes(body, state.body_limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|_| ApiError::TooLarge(state.body_limit))?;
     let payload: WebhookPayload =
         serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("not an Alertmanager webhook: {e}"),
-            ),
-            _ => ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+            serde_json::error::Category::Data => ApiError::NotAWebhook(e),
+            _ => ApiError::MalformedJson(e),
         })?;
     let updates = payload
         .into_updates()
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        .map_err(|e| ApiError::InvalidWebhook(e.to_string()))?;
     let alerts = updates
         .into_iter()
         .map(|u| super::ownership::classify(u, &state.ownership))
@@ -212,7 +220,7 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usi
         .engine
         .ingest(alerts)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))
+        .map_err(ApiError::Unavailable)
 }
 
 async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -221,18 +229,14 @@ async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     match state.engine.incidents().await {
         Ok(views) => axum::Json(json!({ "incidents": views })).into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        Err(e) => ApiError::Unavailable(e).into_response(),
     }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
     match state.engine.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the store is unavailable: {e}"),
-        )
-        .into_response(),
+        Err(e) => ApiError::NotReady(e).into_response(),
     }
 }
 

@@ -29,21 +29,48 @@ use super::dedup::{self, Classified, HEARTBEAT_INCIDENT, Incident, Outcome, Stat
 use super::metrics::{Metrics, labels};
 use super::notification::Notification;
 use super::routing;
-use super::store::{Batch, DeliveryState, OutboxEntry, Scope, Store};
+use super::store::{Batch, DeliveryState, OutboxEntry, Scope, Store, StoreError};
 
 /// The most requests one group commit takes.
 const MAX_BATCH: usize = 1024;
 
+/// Why the engine could not do what it was asked. Cloned to every request of a group commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine has stopped")]
+    Stopped,
+    /// A commit (or a locked step on the shared store) failed.
+    #[error("the store is unavailable: {0}")]
+    CommitFailed(String),
+    /// The state could not be reloaded after a failed commit.
+    #[error("the store is unavailable")]
+    NotReloaded,
+    /// A failed commit is not yet followed by a reload.
+    #[error("the last commit failed; the state is reloaded first")]
+    Reloading,
+    #[error("the engine has no state")]
+    NoState,
+    /// Reading the store failed.
+    #[error("{0}")]
+    Store(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Store(e.to_string())
+    }
+}
+
 pub enum Command {
     Ingest {
         alerts: Vec<Classified>,
-        reply: oneshot::Sender<Result<usize, String>>,
+        reply: oneshot::Sender<Result<usize, EngineError>>,
     },
     Incidents {
-        reply: oneshot::Sender<Result<Vec<IncidentView>, String>>,
+        reply: oneshot::Sender<Result<Vec<IncidentView>, EngineError>>,
     },
     Ready {
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
     },
 }
 
@@ -55,35 +82,29 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     /// Stores the alerts; `Ok` only once they are durably committed.
-    pub async fn ingest(&self, alerts: Vec<Classified>) -> Result<usize, String> {
+    pub async fn ingest(&self, alerts: Vec<Classified>) -> Result<usize, EngineError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Ingest { alerts, reply })
-            .map_err(|_| "the engine has stopped".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the engine has stopped".to_string())?
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 
-    pub async fn incidents(&self) -> Result<Vec<IncidentView>, String> {
+    pub async fn incidents(&self) -> Result<Vec<IncidentView>, EngineError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Incidents { reply })
-            .map_err(|_| "the engine has stopped".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the engine has stopped".to_string())?
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// `Ok` when the store answers and the engine can commit; otherwise why not.
-    pub async fn ready(&self) -> Result<(), String> {
+    pub async fn ready(&self) -> Result<(), EngineError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Ready { reply })
-            .map_err(|_| "the engine has stopped".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the engine has stopped".to_string())?
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
     }
 }
 
@@ -215,9 +236,9 @@ impl Engine {
                 }
                 Command::Ready { reply } => {
                     let ready = if self.healthy {
-                        self.store.ping().map_err(|e| e.to_string())
+                        self.store.ping().map_err(EngineError::from)
                     } else {
-                        Err("the last commit failed; the state is reloaded first".to_string())
+                        Err(EngineError::Reloading)
                     };
                     let _ = reply.send(ready);
                 }
@@ -240,12 +261,12 @@ impl Engine {
         }
     }
 
-    fn ingest_owned(&mut self, ingests: &[Ingest], now: Millis) -> Result<(), String> {
+    fn ingest_owned(&mut self, ingests: &[Ingest], now: Millis) -> Result<(), EngineError> {
         if !self.healthy && !self.reload() {
-            return Err("the store is unavailable".into());
+            return Err(EngineError::NotReloaded);
         }
         let Some(state) = self.state.as_mut() else {
-            return Err("the engine has no state".into());
+            return Err(EngineError::NoState);
         };
         let mut outcome = Outcome::default();
         for (alerts, _) in ingests {
@@ -259,7 +280,7 @@ impl Engine {
 
     /// One transaction on the shared store: lock and load the incidents these alerts touch,
     /// decide, write.
-    fn ingest_shared(&mut self, ingests: &[Ingest], now: Millis) -> Result<(), String> {
+    fn ingest_shared(&mut self, ingests: &[Ingest], now: Millis) -> Result<(), EngineError> {
         let heartbeat_name = self
             .config
             .dedup
@@ -291,7 +312,7 @@ impl Engine {
         scope: &Scope,
         now: Millis,
         mut decide: impl FnMut(&mut State) -> Outcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let config = self.config.clone();
         let mut committed = (Vec::new(), 0);
         let result = self.store.locked_step(scope, &mut |state| {
@@ -307,7 +328,7 @@ impl Engine {
             }
             Err(e) => {
                 error!(error = %e, "the shared store failed; answering 503");
-                Err(format!("the store is unavailable: {e}"))
+                Err(EngineError::CommitFailed(e.to_string()))
             }
         }
     }
@@ -326,9 +347,9 @@ impl Engine {
     }
 
     /// Plans the outcome's notifications and commits everything it changed (owned mode).
-    fn commit(&mut self, outcome: Outcome, now: Millis) -> Result<(), String> {
+    fn commit(&mut self, outcome: Outcome, now: Millis) -> Result<(), EngineError> {
         let Some(state) = self.state.as_ref() else {
-            return Err("the engine has no state".into());
+            return Err(EngineError::NoState);
         };
         let batch = plan(state, &outcome, &self.config, now);
         if batch.is_empty() {
@@ -344,7 +365,7 @@ impl Engine {
                 error!(error = %e, "commit failed; answering 503 and reloading the state from the store");
                 self.healthy = false;
                 self.reload();
-                Err(format!("the store is unavailable: {e}"))
+                Err(EngineError::CommitFailed(e.to_string()))
             }
         }
     }
@@ -449,12 +470,12 @@ impl Engine {
             .set(open.iter().map(|i| i.firing_members()).sum::<usize>() as i64);
     }
 
-    fn incident_views(&mut self) -> Result<Vec<IncidentView>, String> {
+    fn incident_views(&mut self) -> Result<Vec<IncidentView>, EngineError> {
         let loaded;
         let state = match &self.state {
             Some(state) => state,
             None => {
-                loaded = self.store.load_state().map_err(|e| e.to_string())?;
+                loaded = self.store.load_state()?;
                 &loaded
             }
         };
@@ -465,7 +486,7 @@ impl Engine {
             .cloned()
             .collect();
         let keys: Vec<String> = open.iter().map(|i| i.key.clone()).collect();
-        let entries = self.store.entries_for(&keys).map_err(|e| e.to_string())?;
+        let entries = self.store.entries_for(&keys)?;
         Ok(open
             .into_iter()
             .map(|incident| {
@@ -501,7 +522,7 @@ impl Engine {
 }
 
 /// One webhook's alerts and where its answer goes.
-type Ingest = (Vec<Classified>, oneshot::Sender<Result<usize, String>>);
+type Ingest = (Vec<Classified>, oneshot::Sender<Result<usize, EngineError>>);
 
 /// What an outcome writes: the changed incidents and members of `state`, the heartbeat, and an
 /// outbox entry per planned notification.

@@ -1,5 +1,5 @@
 //! A notification: what one destination is told about one transition of an incident. Planned by
-//! [`super::routing::plan`], kept in the outbox as it was planned, and encoded by destinations.
+//! the routing (`routing::plan`), kept in the outbox as it was planned, and encoded by destinations.
 
 use serde::{Deserialize, Serialize};
 

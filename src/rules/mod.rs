@@ -6,4 +6,5 @@ pub mod exposition;
 pub mod file;
 pub mod lint;
 pub mod promql;
+pub mod team;
 pub mod test;

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
-use crate::render::rules::label_team_rules;
+use super::team::label_team_rules;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {

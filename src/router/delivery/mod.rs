@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::alert::Millis;
 use super::clock::now_ms;
 use super::config::{RouterConfig, SmtpConfig};
-use super::destination::{Destination, Outcome, Parts, Payload, Reclassified, Reply};
+use super::destination::{Destination, Limit, Outcome, Parts, Payload, Reclassified, Reply};
 use super::metrics::{Metrics, labels};
 use super::notification::Notification;
 use super::routing::DestinationId;
@@ -277,7 +277,7 @@ impl Deliverer {
     }
 
     /// The documented rate limit of a destination's kind, if it has one.
-    fn rate_limit(&self, destination: &DestinationId) -> Option<rate::Limit> {
+    fn rate_limit(&self, destination: &DestinationId) -> Option<Limit> {
         self.destinations
             .get(destination)
             .and_then(|d| d.kind().info().rate_limit)

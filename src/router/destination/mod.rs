@@ -20,7 +20,6 @@ pub mod webhook;
 use std::sync::Arc;
 
 use super::alert::Millis;
-use super::delivery::rate::Limit;
 use super::notification::Notification;
 use super::template::{Templates, TextFlavour};
 use crate::config_check::{Checker, Obj};
@@ -38,6 +37,13 @@ pub enum DestinationKind {
     Pagerduty,
     Opsgenie,
     Email,
+}
+
+/// A service's documented rate limit: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    pub per_second: f64,
+    pub burst: f64,
 }
 
 /// What a kind of destination is, as its own file declares it.
@@ -421,6 +427,12 @@ mod tests {
         assert_eq!(DestinationKind::parse("webhok"), None);
         let names: std::collections::BTreeSet<_> = DestinationKind::names().collect();
         assert_eq!(names.len(), DestinationKind::ALL.len(), "names are unique");
+        assert!(DestinationKind::Webhook.info().rate_limit.is_none());
+        assert!(DestinationKind::Slack.info().rate_limit.is_some());
+        assert!(
+            !DestinationKind::Pagerduty.info().coalesce,
+            "every incident keeps its own page"
+        );
     }
 
     #[test]

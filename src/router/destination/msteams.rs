@@ -11,9 +11,8 @@ use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, snippet,
     truncate,
 };
-use super::{DestinationKind, KindInfo};
+use super::{DestinationKind, KindInfo, Limit};
 use crate::router::dedup::Severity;
-use crate::router::delivery::rate::Limit;
 use crate::router::notification::{AlertStatus, Notification};
 use crate::router::template::TextFlavour;
 use crate::router::template::{Templates, context};

@@ -9,10 +9,9 @@ use serde_json::json;
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
 };
-use super::{DestinationKind, KindInfo, Parts};
+use super::{DestinationKind, KindInfo, Limit, Parts};
 use crate::config_check::{Checker, Obj};
 use crate::router::dedup::{IntentKind, Severity};
-use crate::router::delivery::rate::Limit;
 use crate::router::notification::Notification;
 use crate::router::template::TextFlavour;
 use crate::router::template::{Templates, context};

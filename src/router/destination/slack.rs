@@ -8,8 +8,7 @@ use serde_json::json;
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
 };
-use super::{DestinationKind, KindInfo};
-use crate::router::delivery::rate::Limit;
+use super::{DestinationKind, KindInfo, Limit};
 use crate::router::notification::Notification;
 use crate::router::template::Templates;
 use crate::router::template::TextFlavour;

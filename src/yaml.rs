@@ -151,6 +151,37 @@ fn literal_block(text: &str, indent: usize) -> Option<String> {
     Some(out)
 }
 
+/// A YAML document (as yaml-rust2 reads it) as a JSON value, for editing and writing back.
+pub fn from_yaml(node: &yaml_rust2::Yaml) -> Value {
+    match node {
+        yaml_rust2::Yaml::Real(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(text.clone()), Value::Number),
+        yaml_rust2::Yaml::Integer(n) => Value::from(*n),
+        yaml_rust2::Yaml::String(s) => Value::String(s.clone()),
+        yaml_rust2::Yaml::Boolean(b) => Value::Bool(*b),
+        yaml_rust2::Yaml::Array(items) => Value::Array(items.iter().map(from_yaml).collect()),
+        yaml_rust2::Yaml::Hash(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        yaml_rust2::Yaml::String(s) | yaml_rust2::Yaml::Real(s) => s.clone(),
+                        yaml_rust2::Yaml::Integer(n) => n.to_string(),
+                        yaml_rust2::Yaml::Boolean(b) => b.to_string(),
+                        _ => String::new(),
+                    };
+                    (key, from_yaml(v))
+                })
+                .collect(),
+        ),
+        yaml_rust2::Yaml::Alias(_) | yaml_rust2::Yaml::Null | yaml_rust2::Yaml::BadValue => {
+            Value::Null
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
