@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use promql_parser::parser::Expr;
 use serde::Serialize;
 
 use super::file::{self, PER_INSTANCE_MARKER, Rule};
@@ -168,6 +169,7 @@ pub fn lint(files: &[(String, String)], options: &LintOptions) -> Vec<Finding> {
     all
 }
 
+/// Lints one rule: the checks every rule gets, then those of alerts.
 fn lint_rule(
     rule: &Rule,
     field: &str,
@@ -175,19 +177,59 @@ fn lint_rule(
     recorded: &BTreeSet<String>,
     out: &mut Collector,
 ) {
-    let kind = if rule.is_alert {
-        "alert"
-    } else {
-        "recording rule"
+    let mut check = RuleCheck {
+        rule,
+        field,
+        kind: if rule.is_alert {
+            "alert"
+        } else {
+            "recording rule"
+        },
+        name: &rule.name.value,
+        out,
     };
-    let name = &rule.name.value;
-    let parsed = rule
-        .expr
-        .as_ref()
-        .and_then(|expr| match promql::parse(&expr.text) {
+    let parsed = check.expression();
+    check.label_names();
+    check.for_duration();
+    check.team_label(options.team.as_deref());
+    if let (Some(ast), Some(known)) = (&parsed, &options.known_metrics) {
+        check.metrics_exist(ast, known, recorded);
+    }
+    if !rule.is_alert {
+        return;
+    }
+    check.severity();
+    check.annotations();
+    check.for_present();
+    if options.team.is_none() {
+        check.team_present();
+    }
+    if let Some(ast) = &parsed
+        && !rule.per_instance_on_purpose
+    {
+        check.service_level(ast);
+    }
+}
+
+/// One rule being linted, and where its findings go.
+struct RuleCheck<'r, 'c> {
+    rule: &'r Rule,
+    field: &'r str,
+    /// `alert` or `recording rule`, for messages.
+    kind: &'static str,
+    name: &'r str,
+    out: &'r mut Collector<'c>,
+}
+
+impl RuleCheck<'_, '_> {
+    /// The expression, parsed; a parse error is reported at its place inside the expression.
+    fn expression(&mut self) -> Option<Expr> {
+        let (rule, field, kind, name) = (self.rule, self.field, self.kind, self.name);
+        let expr = rule.expr.as_ref()?;
+        match promql::parse(&expr.text) {
             Ok(ast) => Some(ast),
             Err(e) => {
-                out.push_span(
+                self.out.push_span(
                     Level::Error,
                     expr.location_of(e.offset),
                     Some(e.width),
@@ -200,161 +242,195 @@ fn lint_rule(
                 );
                 None
             }
-        });
-    for (key, value) in &rule.labels {
-        if !is_label_name(key) {
-            out.push(
+        }
+    }
+
+    fn label_names(&mut self) {
+        let field = self.field;
+        for (key, value) in &self.rule.labels {
+            if !is_label_name(key) {
+                self.out.push(
+                    Level::Error,
+                    value.location,
+                    format!("{field}.labels.{key}"),
+                    format!("invalid label name `{key}`"),
+                    Some(
+                        "label names use letters, digits and '_' and do not start with a digit"
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+
+    fn for_duration(&mut self) {
+        if let Some(duration) = &self.rule.for_duration
+            && let Err(hint) = check_duration(&duration.value)
+        {
+            self.out.push(
                 Level::Error,
-                value.location,
-                format!("{field}.labels.{key}"),
-                format!("invalid label name `{key}`"),
+                duration.location,
+                format!("{}.for", self.field),
+                format!("invalid `for` duration `{}`", duration.value),
+                Some(hint),
+            );
+        }
+    }
+
+    /// A `team` label naming another team than the file's.
+    fn team_label(&mut self, team: Option<&str>) {
+        let (field, kind, name) = (self.field, self.kind, self.name);
+        if let (Some(team_label), Some(team)) = (self.rule.labels.get("team"), team)
+            && team_label.value != team
+        {
+            self.out.push(
+                Level::Error,
+                team_label.location,
+                format!("{field}.labels.team"),
+                format!(
+                    "{kind} `{name}` sets team `{}`, but the file belongs to team `{team}`",
+                    team_label.value
+                ),
                 Some(
-                    "label names use letters, digits and '_' and do not start with a digit".into(),
+                    "remove the label: stackgen adds the owning team to every rule of a team's file"
+                        .into(),
                 ),
             );
         }
     }
-    if let Some(duration) = &rule.for_duration
-        && let Err(hint) = check_duration(&duration.value)
-    {
-        out.push(
-            Level::Error,
-            duration.location,
-            format!("{field}.for"),
-            format!("invalid `for` duration `{}`", duration.value),
-            Some(hint),
-        );
-    }
-    if let (Some(team_label), Some(team)) = (rule.labels.get("team"), &options.team)
-        && team_label.value != *team
-    {
-        out.push(
-            Level::Error,
-            team_label.location,
-            format!("{field}.labels.team"),
-            format!(
-                "{kind} `{name}` sets team `{}`, but the file belongs to team `{team}`",
-                team_label.value
-            ),
-            Some(
-                "remove the label: stackgen adds the owning team to every rule of a team's file"
-                    .into(),
-            ),
-        );
-    }
-    if let (Some(ast), Some(known)) = (&parsed, &options.known_metrics) {
+
+    /// Every metric the expression reads is in the given expositions (or recorded here).
+    fn metrics_exist(&mut self, ast: &Expr, known: &BTreeSet<String>, recorded: &BTreeSet<String>) {
+        let (rule, field, kind, name) = (self.rule, self.field, self.kind, self.name);
         let expr = rule.expr.as_ref();
         for metric in promql::metric_names(ast) {
             let exists = known.contains(&metric)
                 || recorded.contains(&metric)
                 || super::exposition::SYNTHETIC.contains(&metric.as_str());
-            if !exists {
-                let location = expr.map_or(rule.location, |e| {
-                    e.location_of(promql::find_word(&e.text, &metric).unwrap_or(0))
-                });
-                let close =
-                    crate::diagnostic::did_you_mean(&metric, known.iter().map(String::as_str));
-                let hint = close.map_or_else(
-                    || "no exposition given with --metrics has it; check the name".to_string(),
-                    |c| format!("did you mean `{c}`?"),
+            if exists {
+                continue;
+            }
+            let location = expr.map_or(rule.location, |e| {
+                e.location_of(promql::find_word(&e.text, &metric).unwrap_or(0))
+            });
+            let close = crate::diagnostic::did_you_mean(&metric, known.iter().map(String::as_str));
+            let hint = close.map_or_else(
+                || "no exposition given with --metrics has it; check the name".to_string(),
+                |c| format!("did you mean `{c}`?"),
+            );
+            self.out.push_span(Level::Warning, location, Some(metric.chars().count()), format!("{field}.expr"), format!("{kind} `{name}` reads metric `{metric}`, which no given exposition has (the {kind} would never match)"), Some(hint));
+        }
+    }
+
+    fn severity(&mut self) {
+        let (rule, field, name) = (self.rule, self.field, self.name);
+        match rule.labels.get("severity") {
+            None => self.out.push(
+                Level::Error,
+                rule.location,
+                format!("{field}.labels.severity"),
+                format!("alert `{name}` has no `severity` label"),
+                Some("add `labels: {severity: critical|warning|info}`".into()),
+            ),
+            Some(s) if !SEVERITIES.contains(&s.value.as_str()) => {
+                let hint = crate::diagnostic::did_you_mean(&s.value, SEVERITIES.iter().copied())
+                    .map_or_else(
+                        || "use critical, warning or info".to_string(),
+                        |c| format!("did you mean `{c}`? (critical, warning or info)"),
+                    );
+                self.out.push(
+                    Level::Error,
+                    s.location,
+                    format!("{field}.labels.severity"),
+                    format!("alert `{name}` has invalid severity `{}`", s.value),
+                    Some(hint),
                 );
-                out.push_span(Level::Warning, location, Some(metric.chars().count()), format!("{field}.expr"), format!("{kind} `{name}` reads metric `{metric}`, which no given exposition has (the {kind} would never match)"), Some(hint));
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn annotations(&mut self) {
+        let (rule, field, name) = (self.rule, self.field, self.name);
+        for (annotation, level) in [
+            ("summary", Level::Error),
+            ("runbook_url", Level::Error),
+            ("description", Level::Warning),
+        ] {
+            if !rule.annotations.contains_key(annotation) {
+                self.out.push(
+                    level,
+                    rule.location,
+                    format!("{field}.annotations.{annotation}"),
+                    format!("alert `{name}` has no `{annotation}` annotation"),
+                    Some(format!(
+                        "add `annotations: {{{annotation}: ...}}`; notifications show it"
+                    )),
+                );
             }
         }
     }
-    if !rule.is_alert {
-        return;
-    }
-    match rule.labels.get("severity") {
-        None => out.push(
-            Level::Error,
-            rule.location,
-            format!("{field}.labels.severity"),
-            format!("alert `{name}` has no `severity` label"),
-            Some("add `labels: {severity: critical|warning|info}`".into()),
-        ),
-        Some(s) if !SEVERITIES.contains(&s.value.as_str()) => {
-            let hint = crate::diagnostic::did_you_mean(&s.value, SEVERITIES.iter().copied())
-                .map_or_else(
-                    || "use critical, warning or info".to_string(),
-                    |c| format!("did you mean `{c}`? (critical, warning or info)"),
-                );
-            out.push(
+
+    /// A `for` duration, except on info alerts.
+    fn for_present(&mut self) {
+        let (rule, field, name) = (self.rule, self.field, self.name);
+        let is_info = rule
+            .labels
+            .get("severity")
+            .is_some_and(|s| s.value == "info");
+        if rule.for_duration.is_none() && !is_info {
+            self.out.push(
                 Level::Error,
-                s.location,
-                format!("{field}.labels.severity"),
-                format!("alert `{name}` has invalid severity `{}`", s.value),
-                Some(hint),
-            );
-        }
-        Some(_) => {}
-    }
-    for (annotation, level) in [
-        ("summary", Level::Error),
-        ("runbook_url", Level::Error),
-        ("description", Level::Warning),
-    ] {
-        if !rule.annotations.contains_key(annotation) {
-            out.push(
-                level,
                 rule.location,
-                format!("{field}.annotations.{annotation}"),
-                format!("alert `{name}` has no `{annotation}` annotation"),
-                Some(format!(
-                    "add `annotations: {{{annotation}: ...}}`; notifications show it"
-                )),
+                format!("{field}.for"),
+                format!("alert `{name}` has no `for` duration"),
+                Some("add `for: 5m` (or longer) so one bad scrape does not page anybody".into()),
             );
         }
     }
-    let is_info = rule
-        .labels
-        .get("severity")
-        .is_some_and(|s| s.value == "info");
-    if rule.for_duration.is_none() && !is_info {
-        out.push(
-            Level::Error,
-            rule.location,
-            format!("{field}.for"),
-            format!("alert `{name}` has no `for` duration"),
-            Some("add `for: 5m` (or longer) so one bad scrape does not page anybody".into()),
-        );
+
+    /// A `team` label, when the file belongs to no team.
+    fn team_present(&mut self) {
+        let (rule, field, name) = (self.rule, self.field, self.name);
+        if !rule.labels.contains_key("team") {
+            self.out.push(Level::Warning, rule.location, format!("{field}.labels.team"), format!("alert `{name}` has no `team` label, so it cannot be routed to its owner"), Some("list the file under the team's `rule_files` in stack.yaml (stackgen adds the label), or lint with --team NAME".into()));
+        }
     }
-    if !rule.labels.contains_key("team") && options.team.is_none() {
-        out.push(Level::Warning, rule.location, format!("{field}.labels.team"), format!("alert `{name}` has no `team` label, so it cannot be routed to its owner"), Some("list the file under the team's `rule_files` in stack.yaml (stackgen adds the label), or lint with --team NAME".into()));
-    }
-    if let Some(ast) = &parsed
-        && !rule.per_instance_on_purpose
-    {
+
+    /// The alert is about a service: its result keeps no per-instance label.
+    fn service_level(&mut self, ast: &Expr) {
+        let (rule, field, name) = (self.rule, self.field, self.name);
         let labels = promql::output_labels(ast);
         let per_instance = labels.per_instance_labels();
-        if !per_instance.is_empty() {
-            let mut by: Vec<String> = labels
-                .known()
-                .into_iter()
-                .filter(|l| !crate::labels::PER_INSTANCE_LABELS.contains(&l.as_str()))
-                .collect();
-            if by.is_empty() {
-                by = vec!["cluster".into(), "namespace".into(), "service".into()];
-            }
-            let location = rule.expr.as_ref().map_or(rule.location, |e| e.location);
-            let keeps = match labels {
-                promql::LabelSet::AllExcept(_) => {
-                    "every label of its input series, per-instance ones included".to_string()
-                }
-                promql::LabelSet::Only(_) => per_instance
-                    .iter()
-                    .map(|l| format!("`{l}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            };
-            out.push(
-                Level::Warning,
-                location,
-                format!("{field}.expr"),
-                format!("alert `{name}` fires per instance: its result keeps {keeps}"),
-                Some(format!("alert on the service: aggregate with `max by ({}) (...)` or `sum by ({}) (...)`; if per-instance is intended, add a `# {PER_INSTANCE_MARKER}` comment above the rule", by.join(", "), by.join(", "))),
-            );
+        if per_instance.is_empty() {
+            return;
         }
+        let mut by: Vec<String> = labels
+            .known()
+            .into_iter()
+            .filter(|l| !crate::labels::PER_INSTANCE_LABELS.contains(&l.as_str()))
+            .collect();
+        if by.is_empty() {
+            by = vec!["cluster".into(), "namespace".into(), "service".into()];
+        }
+        let location = rule.expr.as_ref().map_or(rule.location, |e| e.location);
+        let keeps = match labels {
+            promql::LabelSet::AllExcept(_) => {
+                "every label of its input series, per-instance ones included".to_string()
+            }
+            promql::LabelSet::Only(_) => per_instance
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        self.out.push(
+            Level::Warning,
+            location,
+            format!("{field}.expr"),
+            format!("alert `{name}` fires per instance: its result keeps {keeps}"),
+            Some(format!("alert on the service: aggregate with `max by ({}) (...)` or `sum by ({}) (...)`; if per-instance is intended, add a `# {PER_INSTANCE_MARKER}` comment above the rule", by.join(", "), by.join(", "))),
+        );
     }
 }
 
