@@ -226,30 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             None => Outcome::Invalid,
         }),
-        Command::Render { spec, out } => {
-            let Some(loaded) = load(&spec)? else {
-                return Ok(Outcome::Invalid);
-            };
-            let stack = render::render(&loaded).context("rendering the stack")?;
-            if out.as_os_str() == "-" {
-                std::io::stdout()
-                    .write_all(stack.stream().as_bytes())
-                    .context("writing to stdout")?;
-            } else {
-                render::output::write_dir(&stack, &out)?;
-                eprintln!("wrote {} files to {}", stack.files().len(), out.display());
-                let secrets = required_secrets(&loaded);
-                eprintln!("apply with: kubectl apply -k {}", out.display());
-                eprintln!(
-                    "the stack reads these Secrets in namespace {} (create them first):",
-                    loaded.namespace
-                );
-                for line in secrets {
-                    eprintln!("  {line}");
-                }
-            }
-            Ok(Outcome::Ok)
-        }
+        Command::Render { spec, out } => render_command(&spec, &out),
         Command::Rules(RulesCommand::Lint {
             files,
             team,
@@ -260,69 +237,69 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Rules(RulesCommand::Test { files, team, spec }) => {
             rules_test(&files, team, spec.as_deref())
         }
-        Command::Router(RouterCommand::CheckConfig { config }) => {
-            Ok(match load_router_config(&config)? {
-                Some(_) => {
-                    println!("{}: ok", config.display());
-                    Outcome::Ok
-                }
-                None => Outcome::Invalid,
-            })
-        }
-        Command::Router(RouterCommand::Preview {
-            config,
-            destination,
-            fixture,
-        }) => {
-            let Some(loaded) = load_router_config(&config)? else {
-                return Ok(Outcome::Invalid);
-            };
-            let text = std::fs::read_to_string(&fixture)
-                .with_context(|| format!("reading {}", fixture.display()))?;
-            let payloads =
-                crate::router::preview::preview(&loaded, &destination_id(&destination)?, &text)
-                    .map_err(anyhow::Error::msg)?;
-            if payloads.is_empty() {
-                println!("(nothing would be sent: these alerts open or resolve no incident)");
-            }
-            for payload in payloads {
-                println!("{}", describe_payload(&payload));
-            }
+        Command::Router(command) => router_command(command),
+        Command::Images { spec } => images(&spec),
+    }
+}
+
+fn render_command(spec: &Path, out: &Path) -> anyhow::Result<Outcome> {
+    let Some(loaded) = load(spec)? else {
+        return Ok(Outcome::Invalid);
+    };
+    let stack = render::render(&loaded).context("rendering the stack")?;
+    if out.as_os_str() == "-" {
+        std::io::stdout()
+            .write_all(stack.stream().as_bytes())
+            .context("writing to stdout")?;
+        return Ok(Outcome::Ok);
+    }
+    render::output::write_dir(&stack, out)?;
+    eprintln!("wrote {} files to {}", stack.files().len(), out.display());
+    eprintln!("apply with: kubectl apply -k {}", out.display());
+    eprintln!(
+        "the stack reads these Secrets in namespace {} (create them first):",
+        loaded.namespace
+    );
+    for line in required_secrets(&loaded) {
+        eprintln!("  {line}");
+    }
+    Ok(Outcome::Ok)
+}
+
+fn images(spec: &Path) -> anyhow::Result<Outcome> {
+    let Some(loaded) = load(spec)? else {
+        return Ok(Outcome::Invalid);
+    };
+    let stack = render::render(&loaded).context("rendering the stack")?;
+    let mut stdout = std::io::stdout().lock();
+    for image in stack.images() {
+        writeln!(stdout, "{image}").context("writing to stdout")?;
+    }
+    Ok(Outcome::Ok)
+}
+
+fn router_command(command: RouterCommand) -> anyhow::Result<Outcome> {
+    let config = match &command {
+        RouterCommand::CheckConfig { config }
+        | RouterCommand::Preview { config, .. }
+        | RouterCommand::SendTest { config, .. }
+        | RouterCommand::Serve { config, .. } => config.clone(),
+    };
+    let Some(loaded) = load_router_config(&config)? else {
+        return Ok(Outcome::Invalid);
+    };
+    match command {
+        RouterCommand::CheckConfig { config } => {
+            println!("{}: ok", config.display());
             Ok(Outcome::Ok)
         }
-        Command::Router(RouterCommand::SendTest {
-            config,
+        RouterCommand::Preview {
             destination,
-        }) => {
-            let Some(loaded) = load_router_config(&config)? else {
-                return Ok(Outcome::Invalid);
-            };
-            let id = destination_id(&destination)?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
-            let outcome = runtime.block_on(crate::router::preview::send_test(&loaded, &id))?;
-            use crate::router::destination::Outcome as Delivery;
-            Ok(match outcome {
-                Delivery::Delivered => {
-                    println!("{destination}: delivered");
-                    Outcome::Ok
-                }
-                Delivery::Retry { reason, .. } => {
-                    println!("{destination}: failed, would be retried: {reason}");
-                    Outcome::Invalid
-                }
-                Delivery::Rejected { reason } => {
-                    println!("{destination}: rejected: {reason}");
-                    Outcome::Invalid
-                }
-            })
-        }
-        Command::Router(RouterCommand::Serve { config, log_format }) => {
-            let Some(loaded) = load_router_config(&config)? else {
-                return Ok(Outcome::Invalid);
-            };
+            fixture,
+            ..
+        } => preview(&loaded, &destination, &fixture),
+        RouterCommand::SendTest { destination, .. } => send_test(&loaded, &destination),
+        RouterCommand::Serve { log_format, .. } => {
             init_logging(log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -331,18 +308,52 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             runtime.block_on(crate::router::serve(loaded))?;
             Ok(Outcome::Ok)
         }
-        Command::Images { spec } => {
-            let Some(loaded) = load(&spec)? else {
-                return Ok(Outcome::Invalid);
-            };
-            let stack = render::render(&loaded).context("rendering the stack")?;
-            let mut stdout = std::io::stdout().lock();
-            for image in stack.images() {
-                writeln!(stdout, "{image}").context("writing to stdout")?;
-            }
-            Ok(Outcome::Ok)
-        }
     }
+}
+
+fn preview(
+    config: &crate::router::config::RouterConfig,
+    destination: &str,
+    fixture: &Path,
+) -> anyhow::Result<Outcome> {
+    let text = std::fs::read_to_string(fixture)
+        .with_context(|| format!("reading {}", fixture.display()))?;
+    let payloads = crate::router::preview::preview(config, &destination_id(destination)?, &text)
+        .map_err(anyhow::Error::msg)?;
+    if payloads.is_empty() {
+        println!("(nothing would be sent: these alerts open or resolve no incident)");
+    }
+    for payload in payloads {
+        println!("{}", describe_payload(&payload));
+    }
+    Ok(Outcome::Ok)
+}
+
+fn send_test(
+    config: &crate::router::config::RouterConfig,
+    destination: &str,
+) -> anyhow::Result<Outcome> {
+    use crate::router::destination::Outcome as Delivery;
+    let id = destination_id(destination)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let outcome = runtime.block_on(crate::router::preview::send_test(config, &id))?;
+    Ok(match outcome {
+        Delivery::Delivered => {
+            println!("{destination}: delivered");
+            Outcome::Ok
+        }
+        Delivery::Retry { reason, .. } => {
+            println!("{destination}: failed, would be retried: {reason}");
+            Outcome::Invalid
+        }
+        Delivery::Rejected { reason } => {
+            println!("{destination}: rejected: {reason}");
+            Outcome::Invalid
+        }
+    })
 }
 
 /// Loads a spec; invalid specs are reported on stderr and give `None`.
@@ -387,11 +398,25 @@ fn required_secrets(spec: &spec::Spec) -> Vec<String> {
             .into_iter()
             .map(|(s, keys)| format!("{s}: {} (destinations)", keys.join(", "))),
     );
-    if let Some(db) = &spec.router.postgres {
-        lines.push(format!(
-            "{}: {} (the router's PostgreSQL URL)",
-            db.secret, db.key
-        ));
+    match (&spec.router.postgres, &spec.router.postgres_ca) {
+        (Some(db), Some(ca)) if ca.secret == db.secret => lines.push(format!(
+            "{}: {}, {} (the router's PostgreSQL URL and CA bundle)",
+            db.secret, db.key, ca.key
+        )),
+        (db, ca) => {
+            if let Some(db) = db {
+                lines.push(format!(
+                    "{}: {} (the router's PostgreSQL URL)",
+                    db.secret, db.key
+                ));
+            }
+            if let Some(ca) = ca {
+                lines.push(format!(
+                    "{}: {} (the CA bundle of the router's PostgreSQL server)",
+                    ca.secret, ca.key
+                ));
+            }
+        }
     }
     lines
 }

@@ -396,3 +396,84 @@ fn two_stacks_in_one_cluster_share_no_object() {
     let shared: Vec<_> = first.intersection(&second).collect();
     assert!(shared.is_empty(), "written by both stacks: {shared:?}");
 }
+
+/// Every Secret key a rendered stack reads (environment `secretKeyRef`s, mounted and projected
+/// Secrets) is in the list `render` prints to create first: none is found only at rollout.
+#[test]
+fn render_lists_every_secret_the_manifests_read() {
+    for (case, spec) in super::support::GOLDEN_CASES {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let out = tmp.path().join("out");
+        let result = stackgen(&["render", spec, "--out", out.to_str().expect("utf-8 path")]);
+        assert!(result.status.success(), "{case}: {}", stderr(&result));
+        let listed: BTreeSet<(String, String)> = stderr(&result)
+            .lines()
+            .filter_map(|line| line.strip_prefix("  ")?.split_once(": "))
+            .flat_map(|(secret, keys)| {
+                let keys = keys.split(" (").next().unwrap_or_default();
+                keys.split(", ")
+                    .map(|key| (secret.to_string(), key.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut read = BTreeSet::new();
+        for file in files_under(&out) {
+            let text = fs::read_to_string(out.join(&file)).expect("rendered file");
+            for doc in YamlLoader::load_from_str(&text).expect("YAML") {
+                secret_keys_read(&doc, &mut read);
+            }
+        }
+        assert!(!read.is_empty(), "{case}: the walk found no Secret at all");
+        let missing: Vec<_> = read
+            .iter()
+            .filter(|(secret, key)| match key.as_str() {
+                "*" => !listed.iter().any(|(listed, _)| listed == secret),
+                _ => !listed.contains(&(secret.clone(), key.clone())),
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{case}: render does not list {missing:?}\n{}",
+            stderr(&result)
+        );
+    }
+}
+
+/// The (Secret, key) pairs a manifest reads.
+fn secret_keys_read(node: &yaml_rust2::Yaml, found: &mut BTreeSet<(String, String)>) {
+    use yaml_rust2::Yaml;
+    let text = |node: &Yaml, key: &str| node[key].as_str().map(str::to_string);
+    let items = |node: &Yaml| -> Vec<String> {
+        node["items"]
+            .as_vec()
+            .map(|items| items.iter().filter_map(|i| text(i, "key")).collect())
+            .unwrap_or_default()
+    };
+    match node {
+        Yaml::Hash(map) => {
+            if let Some(reference) = map.get(&Yaml::String("secretKeyRef".into()))
+                && let (Some(name), Some(key)) = (text(reference, "name"), text(reference, "key"))
+            {
+                found.insert((name, key));
+            }
+            if let Some(secret) = map.get(&Yaml::String("secret".into())) {
+                let name = text(secret, "secretName")
+                    .or_else(|| text(secret, "name"))
+                    .unwrap_or_default();
+                let keys = items(secret);
+                if keys.is_empty() {
+                    // The whole Secret is mounted: any of its keys must be listed.
+                    found.insert((name.clone(), "*".into()));
+                }
+                for key in keys {
+                    found.insert((name.clone(), key));
+                }
+            }
+            for value in map.values() {
+                secret_keys_read(value, found);
+            }
+        }
+        Yaml::Array(list) => list.iter().for_each(|item| secret_keys_read(item, found)),
+        _ => {}
+    }
+}
