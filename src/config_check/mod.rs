@@ -16,6 +16,15 @@ use marked_yaml::{LoaderOptions, Node, Span};
 
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 
+/// Parses YAML text into a tree that keeps every node's position; a key given twice is an error.
+pub(crate) fn load_yaml(source: &str) -> Result<Node, marked_yaml::LoadError> {
+    marked_yaml::parse_yaml_with_options(
+        0,
+        source,
+        LoaderOptions::default().error_on_duplicate_keys(true),
+    )
+}
+
 /// Parses `source` (a YAML mapping; duplicate keys refused) and runs `walk` over it. Returns what
 /// the walk built, or every problem found, in the order they appear in the file.
 pub(crate) fn check_document<T>(
@@ -23,12 +32,8 @@ pub(crate) fn check_document<T>(
     source: &str,
     walk: impl FnOnce(&mut Checker, &Node) -> Option<T>,
 ) -> Result<T, Vec<Diagnostic>> {
-    let mut checker = Checker {
-        file: file.to_string(),
-        diagnostics: Vec::new(),
-    };
-    let options = LoaderOptions::default().error_on_duplicate_keys(true);
-    let root = match marked_yaml::parse_yaml_with_options(0, source, options) {
+    let mut checker = Checker::new(file);
+    let root = match load_yaml(source) {
         Ok(root) => root,
         Err(err) => return Err(vec![checker.load_error(err)]),
     };
@@ -82,6 +87,14 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
+    /// A checker of `file` (the name diagnostics show) with no problem found yet.
+    pub(crate) fn new(file: &str) -> Checker {
+        Checker {
+            file: file.to_string(),
+            diagnostics: Vec::new(),
+        }
+    }
+
     pub(crate) fn error(
         &mut self,
         span: &Span,

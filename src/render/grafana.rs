@@ -26,81 +26,11 @@ pub const DASHBOARDS: &[(&str, &str)] = &[
 ];
 
 pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
+    let config_hash = provisioning(stack)?;
+    deployment(stack, &config_hash)?;
     let spec = stack.spec;
     let ns = &spec.namespace;
     let g = &spec.grafana;
-    let datasources = stack.config_template(
-        "grafana/datasources.yaml",
-        "grafana/datasources.yaml",
-        &json!({
-            "prometheus_url": format!("http://prometheus.{ns}.svc:9090"),
-            "alertmanager_url": format!("http://alertmanager.{ns}.svc:9093"),
-            "scrape_interval": spec.prometheus.scrape_interval,
-        }),
-    )?;
-    let providers = stack.config_template(
-        "grafana/dashboard-providers.yaml",
-        "grafana/dashboards.yaml",
-        &json!({
-            "folder": format!("stackgen ({})", spec.cluster.name),
-        }),
-    )?;
-    stack.config_map(
-        "grafana-datasources",
-        "grafana",
-        vec![("datasources.yaml".into(), "grafana/datasources.yaml".into())],
-    );
-    stack.config_map(
-        "grafana-dashboard-providers",
-        "grafana",
-        vec![(
-            "dashboards.yaml".into(),
-            "grafana/dashboard-providers.yaml".into(),
-        )],
-    );
-    let mut hashed = vec![datasources, providers];
-    let mut entries = Vec::new();
-    for (name, text) in DASHBOARDS {
-        let path = format!("grafana/dashboards/{name}");
-        stack.config_file(&path, text.to_string());
-        hashed.push(text.to_string());
-        entries.push((name.to_string(), path));
-    }
-    stack.config_map("grafana-dashboards", "grafana", entries);
-
-    let secret_env = |name: &str, key: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": g.admin_secret, "key": key}}});
-    let mut env = vec![
-        secret_env("GF_SECURITY_ADMIN_USER", "admin-user"),
-        secret_env("GF_SECURITY_ADMIN_PASSWORD", "admin-password"),
-        json!({"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "false"}),
-        json!({"name": "GF_ANALYTICS_REPORTING_ENABLED", "value": "false"}),
-        json!({"name": "GF_ANALYTICS_CHECK_FOR_UPDATES", "value": "false"}),
-        json!({"name": "GF_USERS_ALLOW_SIGN_UP", "value": "false"}),
-    ];
-    if let Some(ingress) = &g.ingress {
-        let scheme = if ingress.tls_secret.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        env.push(
-            json!({"name": "GF_SERVER_ROOT_URL", "value": format!("{scheme}://{}/", ingress.host)}),
-        );
-    }
-    let image = stack.image(defaults::GRAFANA_IMAGE);
-    stack.template(
-        "grafana/deployment.yaml",
-        "grafana/deployment.yaml",
-        &json!({
-            "namespace": ns,
-            "labels": labels("grafana"),
-            "selector": selector("grafana"),
-            "image": image,
-            "env": env,
-            "resources": resources(&g.resources),
-            "config_hash": content_hash(hashed.iter().map(String::as_str)),
-        }),
-    )?;
     stack.template(
         "grafana/pvc.yaml",
         "common/pvc.yaml",
@@ -146,5 +76,90 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         false,
         json!([ingress_rule, allow_from_components(&[(3000, "TCP")], &["prometheus"])]),
         "Grafana is reached by users (ingress controller or port-forward) and scraped by Prometheus.",
+    )
+}
+
+/// The datasources, the dashboard providers and the dashboards, as ConfigMaps; returns the hash
+/// of all of them, which rolls Grafana when one changes.
+fn provisioning(stack: &mut Builder) -> Result<String, RenderError> {
+    let spec = stack.spec;
+    let ns = &spec.namespace;
+    let datasources = stack.config_template(
+        "grafana/datasources.yaml",
+        "grafana/datasources.yaml",
+        &json!({
+            "prometheus_url": format!("http://prometheus.{ns}.svc:9090"),
+            "alertmanager_url": format!("http://alertmanager.{ns}.svc:9093"),
+            "scrape_interval": spec.prometheus.scrape_interval,
+        }),
+    )?;
+    let providers = stack.config_template(
+        "grafana/dashboard-providers.yaml",
+        "grafana/dashboards.yaml",
+        &json!({
+            "folder": format!("stackgen ({})", spec.cluster.name),
+        }),
+    )?;
+    stack.config_map(
+        "grafana-datasources",
+        "grafana",
+        vec![("datasources.yaml".into(), "grafana/datasources.yaml".into())],
+    );
+    stack.config_map(
+        "grafana-dashboard-providers",
+        "grafana",
+        vec![(
+            "dashboards.yaml".into(),
+            "grafana/dashboard-providers.yaml".into(),
+        )],
+    );
+    let mut hashed = vec![datasources, providers];
+    let mut entries = Vec::new();
+    for (name, text) in DASHBOARDS {
+        let path = format!("grafana/dashboards/{name}");
+        stack.config_file(&path, text.to_string());
+        hashed.push(text.to_string());
+        entries.push((name.to_string(), path));
+    }
+    stack.config_map("grafana-dashboards", "grafana", entries);
+    Ok(content_hash(hashed.iter().map(String::as_str)))
+}
+
+/// The Deployment: admin credentials from the Secret, anonymous access and sign-up off.
+fn deployment(stack: &mut Builder, config_hash: &str) -> Result<(), RenderError> {
+    let spec = stack.spec;
+    let g = &spec.grafana;
+    let secret_env = |name: &str, key: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": g.admin_secret, "key": key}}});
+    let mut env = vec![
+        secret_env("GF_SECURITY_ADMIN_USER", "admin-user"),
+        secret_env("GF_SECURITY_ADMIN_PASSWORD", "admin-password"),
+        json!({"name": "GF_AUTH_ANONYMOUS_ENABLED", "value": "false"}),
+        json!({"name": "GF_ANALYTICS_REPORTING_ENABLED", "value": "false"}),
+        json!({"name": "GF_ANALYTICS_CHECK_FOR_UPDATES", "value": "false"}),
+        json!({"name": "GF_USERS_ALLOW_SIGN_UP", "value": "false"}),
+    ];
+    if let Some(ingress) = &g.ingress {
+        let scheme = if ingress.tls_secret.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        env.push(
+            json!({"name": "GF_SERVER_ROOT_URL", "value": format!("{scheme}://{}/", ingress.host)}),
+        );
+    }
+    let image = stack.image(defaults::GRAFANA_IMAGE);
+    stack.template(
+        "grafana/deployment.yaml",
+        "grafana/deployment.yaml",
+        &json!({
+            "namespace": spec.namespace,
+            "labels": labels("grafana"),
+            "selector": selector("grafana"),
+            "image": image,
+            "env": env,
+            "resources": resources(&g.resources),
+            "config_hash": config_hash,
+        }),
     )
 }

@@ -594,3 +594,193 @@ fn outbox_entry(
         last_error: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::router::ownership::classify;
+    use crate::router::ownership::fixtures::update;
+    use crate::router::store::IncidentStore;
+    use crate::router::store::OutboxStore;
+    use crate::router::store::failing::FailingStore;
+    use crate::router::store::sqlite::{SqliteOptions, SqliteStore};
+
+    const CONFIG: &str = "teams:\n  payments:\n    destinations:\n      - {kind: log, name: chat}\n      - {kind: log, name: pager}\nownership: {default_team: payments}\ndedup: {resolve_hold: 1m}\n";
+    const OPTIONS: SqliteOptions = SqliteOptions {
+        sync_full: false,
+        auto_checkpoint: true,
+    };
+
+    fn config() -> Arc<RouterConfig> {
+        let parsed = crate::router::config::parse("r.yaml", CONFIG, Path::new("."));
+        Arc::new(parsed.unwrap_or_else(|d| panic!("{d:?}")))
+    }
+
+    fn engine_on(store: Box<dyn Store>) -> Engine {
+        Engine::new(
+            store,
+            config(),
+            Arc::new(Metrics::new()),
+            Arc::new(Notify::new()),
+        )
+        .expect("the engine starts")
+    }
+
+    /// Alerts of checkout's pods, firing or resolved at `at`.
+    fn alerts(firing: bool, pods: &[&str], at: Millis) -> Vec<Classified> {
+        let config = config();
+        pods.iter()
+            .map(|pod| {
+                let mut alert = update(&[
+                    ("alertname", "HighErrorRate"),
+                    ("service", "checkout"),
+                    ("severity", "critical"),
+                    ("pod", pod),
+                ]);
+                alert.firing = firing;
+                alert.ends_at = (!firing).then_some(at);
+                classify(alert, &config.ownership)
+            })
+            .collect()
+    }
+
+    /// One webhook through the engine at `now`; the answer it gets.
+    fn ingest(
+        engine: &mut Engine,
+        alerts: Vec<Classified>,
+        now: Millis,
+    ) -> Result<usize, EngineError> {
+        let (reply, mut answer) = oneshot::channel();
+        engine.handle(vec![Command::Ingest { alerts, reply }], now);
+        answer.try_recv().expect("answered within the step")
+    }
+
+    /// The outbox as another process would read it from the file: (destination, kind).
+    fn committed_outbox(path: &Path) -> Vec<(String, String)> {
+        let mut store = SqliteStore::open(path, OPTIONS).expect("the store opens");
+        let keys: Vec<String> = store
+            .load_state()
+            .expect("state")
+            .incidents
+            .into_keys()
+            .collect();
+        let mut entries: Vec<(String, String)> = store
+            .entries_for(&keys)
+            .expect("entries")
+            .into_iter()
+            .map(|e| {
+                (
+                    e.destination.to_string(),
+                    e.notification.kind.as_str().to_string(),
+                )
+            })
+            .collect();
+        entries.sort();
+        entries
+    }
+
+    #[test]
+    fn a_storm_of_one_service_is_committed_as_one_incident_before_it_is_answered() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("router.db");
+        let mut engine = engine_on(Box::new(SqliteStore::open(&path, OPTIONS).expect("store")));
+        assert_eq!(
+            ingest(&mut engine, alerts(true, &["p1", "p2", "p3"], 0), 1_000),
+            Ok(3)
+        );
+        let stored = SqliteStore::open(&path, OPTIONS)
+            .expect("store")
+            .load_state()
+            .expect("state");
+        assert_eq!(stored.incidents.len(), 1);
+        let incident = stored.incidents.values().next().expect("one incident");
+        assert_eq!(incident.members.len(), 3);
+        let opened = vec![
+            ("payments/chat".to_string(), "opened".to_string()),
+            ("payments/pager".to_string(), "opened".to_string()),
+        ];
+        assert_eq!(committed_outbox(&path), opened);
+        // Alertmanager sends the same group again: nothing new is planned.
+        assert_eq!(
+            ingest(&mut engine, alerts(true, &["p1", "p2", "p3"], 0), 31_000),
+            Ok(3)
+        );
+        assert_eq!(committed_outbox(&path), opened);
+    }
+
+    #[test]
+    fn a_resolve_is_held_then_told_once_by_the_tick() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("router.db");
+        let mut engine = engine_on(Box::new(SqliteStore::open(&path, OPTIONS).expect("store")));
+        assert_eq!(ingest(&mut engine, alerts(true, &["p1"], 0), 1_000), Ok(1));
+        assert_eq!(
+            ingest(&mut engine, alerts(false, &["p1"], 10_000), 10_000),
+            Ok(1)
+        );
+        engine.tick(40_000);
+        assert_eq!(
+            committed_outbox(&path).len(),
+            2,
+            "still held at 30 s of 1 m"
+        );
+        engine.tick(71_000);
+        engine.tick(72_000);
+        let resolved: Vec<_> = committed_outbox(&path)
+            .into_iter()
+            .filter(|(_, kind)| kind == "resolved")
+            .collect();
+        assert_eq!(
+            resolved.len(),
+            2,
+            "one resolve per destination, once: {resolved:?}"
+        );
+    }
+
+    #[test]
+    fn one_group_commit_answers_each_webhook_with_its_own_count() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("router.db");
+        let mut engine = engine_on(Box::new(SqliteStore::open(&path, OPTIONS).expect("store")));
+        let (first, mut first_answer) = oneshot::channel();
+        let (second, mut second_answer) = oneshot::channel();
+        engine.handle(
+            vec![
+                Command::Ingest {
+                    alerts: alerts(true, &["p1", "p2"], 0),
+                    reply: first,
+                },
+                Command::Ingest {
+                    alerts: alerts(true, &["p3"], 0),
+                    reply: second,
+                },
+            ],
+            1_000,
+        );
+        assert_eq!(first_answer.try_recv().expect("answered"), Ok(2));
+        assert_eq!(second_answer.try_recv().expect("answered"), Ok(1));
+        assert_eq!(
+            committed_outbox(&path).len(),
+            2,
+            "one incident, one notification each"
+        );
+    }
+
+    #[test]
+    fn a_failed_commit_is_refused_so_alertmanager_sends_it_again() {
+        let mut engine = engine_on(Box::new(FailingStore));
+        let answer = ingest(&mut engine, alerts(true, &["p1"], 0), 1_000);
+        assert_eq!(
+            answer,
+            Err(EngineError::CommitFailed("store: disk full".into()))
+        );
+        let (reply, mut ready) = oneshot::channel();
+        engine.handle(vec![Command::Ready { reply }], 2_000);
+        assert_eq!(
+            ready.try_recv().expect("answered"),
+            Err(EngineError::Store("store: disk full".into()))
+        );
+    }
+}

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use marked_yaml::Node;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
-use marked_yaml::{LoaderOptions, Node};
 
+use crate::config_check::{Checker, load_yaml};
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 
 const GROUP_KEYS: &[&str] = &[
@@ -102,120 +103,132 @@ impl Expression {
 /// Parses a rule file; structure problems become diagnostics (all of them), with the rules that
 /// could still be read.
 pub fn parse(file: &str, source: &str) -> (RuleFile, Vec<Diagnostic>) {
-    let mut problems = Vec::new();
-    let mut error = |location: Location, field: String, message: String, hint: Option<String>| {
-        problems.push(Diagnostic {
-            file: file.to_string(),
-            location,
-            field,
-            message,
-            hint,
-            redact: false,
-            width: None,
-        });
-    };
-    let options = LoaderOptions::default().error_on_duplicate_keys(true);
-    let root = match marked_yaml::parse_yaml_with_options(0, source, options) {
-        Ok(root) => root,
+    let mut checker = Checker::new(file);
+    let groups = match load_yaml(source) {
+        Ok(root) => groups(&mut checker, &root, source),
         Err(err) => {
-            let location = load_error_location(&err);
-            error(
-                location,
-                String::new(),
+            checker.error_at(
+                load_error_location(&err),
+                "",
                 format!("invalid YAML: {err}"),
                 Some("a rule file is a mapping with a `groups:` list".into()),
             );
-            return (RuleFile { groups: Vec::new() }, problems);
+            Vec::new()
         }
     };
-    let mut groups = Vec::new();
+    (RuleFile { groups }, checker.diagnostics)
+}
+
+/// The file's `groups:`, each with the rules that could be read.
+fn groups(checker: &mut Checker, root: &Node, source: &str) -> Vec<Group> {
     let root_map = root.as_mapping();
-    let groups_node = root_map.and_then(|m| m.get_node("groups"));
     if let Some(map) = root_map {
         for key in map.keys().filter(|k| k.as_str() != "groups") {
-            error(
+            checker.error_at(
                 Location::of_span(key.span()),
-                key.as_str().to_string(),
+                key.as_str(),
                 format!("unknown key `{}` in a rule file", key.as_str()),
                 Some("a rule file has only `groups:`".into()),
             );
         }
     }
-    let Some(group_list) = groups_node.and_then(Node::as_sequence) else {
-        error(
+    let Some(group_list) = root_map
+        .and_then(|m| m.get_node("groups"))
+        .and_then(Node::as_sequence)
+    else {
+        checker.error_at(
             Location::of_span(root.span()),
-            "groups".into(),
+            "groups",
             "missing `groups:` list".into(),
             Some("a rule file is `groups: [{name: ..., rules: [...]}]`".into()),
         );
-        return (RuleFile { groups }, problems);
+        return Vec::new();
     };
     let rule_starts: Vec<usize> = group_list
         .iter()
         .filter_map(|g| g.as_mapping()?.get_sequence("rules"))
         .flat_map(|rules| rules.iter().map(|r| Location::of_span(r.span()).line))
         .collect();
+    let context = RuleContext {
+        source,
+        rule_starts: &rule_starts,
+    };
+    let mut groups = Vec::new();
     for (gi, group_node) in group_list.iter().enumerate() {
         let field = format!("groups[{gi}]");
         let Some(group) = group_node.as_mapping() else {
-            error(
+            checker.error_at(
                 Location::of_span(group_node.span()),
-                field,
+                &field,
                 "a group must be a mapping".into(),
                 Some("write `- name: my-group` then `rules:`".into()),
             );
             continue;
         };
-        check_keys(group, &field, GROUP_KEYS, &mut error);
-        let name = group.get_scalar("name").map(|s| s.as_str().to_string());
-        if name.is_none() {
-            error(
-                Location::of_span(group.span()),
-                format!("{field}.name"),
-                "group without a `name`".into(),
-                Some("add `name: my-group`".into()),
-            );
-        }
-        let mut rules = Vec::new();
-        match group.get_node("rules").map(|n| (n, n.as_sequence())) {
-            Some((_, Some(list))) => {
-                for (ri, rule_node) in list.iter().enumerate() {
-                    let rule_field = format!("{field}.rules[{ri}]");
-                    let Some(rule) = rule_node.as_mapping() else {
-                        error(
-                            Location::of_span(rule_node.span()),
-                            rule_field,
-                            "a rule must be a mapping".into(),
-                            Some("write `- alert: Name` with `expr:` below".into()),
-                        );
-                        continue;
-                    };
-                    if let Some(parsed) =
-                        parse_rule(rule, &rule_field, source, &rule_starts, &mut error)
-                    {
-                        rules.push(parsed);
-                    }
+        groups.push(parse_group(checker, group, &field, &context));
+    }
+    groups
+}
+
+/// What every rule of the file is read with.
+struct RuleContext<'a> {
+    source: &'a str,
+    /// The line each rule starts on, in file order (for the marker comment).
+    rule_starts: &'a [usize],
+}
+
+fn parse_group(
+    checker: &mut Checker,
+    group: &MarkedMappingNode,
+    field: &str,
+    context: &RuleContext,
+) -> Group {
+    check_keys(group, field, GROUP_KEYS, checker);
+    let name = group.get_scalar("name").map(|s| s.as_str().to_string());
+    if name.is_none() {
+        checker.error_at(
+            Location::of_span(group.span()),
+            &format!("{field}.name"),
+            "group without a `name`".into(),
+            Some("add `name: my-group`".into()),
+        );
+    }
+    let mut rules = Vec::new();
+    match group.get_node("rules").map(|n| (n, n.as_sequence())) {
+        Some((_, Some(list))) => {
+            for (ri, rule_node) in list.iter().enumerate() {
+                let rule_field = format!("{field}.rules[{ri}]");
+                let Some(rule) = rule_node.as_mapping() else {
+                    checker.error_at(
+                        Location::of_span(rule_node.span()),
+                        &rule_field,
+                        "a rule must be a mapping".into(),
+                        Some("write `- alert: Name` with `expr:` below".into()),
+                    );
+                    continue;
+                };
+                if let Some(parsed) = parse_rule(rule, &rule_field, context, checker) {
+                    rules.push(parsed);
                 }
             }
-            Some((node, None)) => error(
-                Location::of_span(node.span()),
-                format!("{field}.rules"),
-                "`rules` must be a list".into(),
-                None,
-            ),
-            None => error(
-                Location::of_span(group.span()),
-                format!("{field}.rules"),
-                "group without `rules`".into(),
-                Some("add `rules:` with at least one rule".into()),
-            ),
         }
-        groups.push(Group {
-            name: name.unwrap_or_default(),
-            rules,
-        });
+        Some((node, None)) => checker.error_at(
+            Location::of_span(node.span()),
+            &format!("{field}.rules"),
+            "`rules` must be a list".into(),
+            None,
+        ),
+        None => checker.error_at(
+            Location::of_span(group.span()),
+            &format!("{field}.rules"),
+            "group without `rules`".into(),
+            Some("add `rules:` with at least one rule".into()),
+        ),
     }
-    (RuleFile { groups }, problems)
+    Group {
+        name: name.unwrap_or_default(),
+        rules,
+    }
 }
 
 fn load_error_location(err: &marked_yaml::LoadError) -> Location {
@@ -235,18 +248,16 @@ fn load_error_location(err: &marked_yaml::LoadError) -> Location {
     })
 }
 
-type ErrorSink<'a> = dyn FnMut(Location, String, String, Option<String>) + 'a;
-
-fn check_keys(map: &MarkedMappingNode, field: &str, allowed: &[&str], error: &mut ErrorSink) {
+fn check_keys(map: &MarkedMappingNode, field: &str, allowed: &[&str], checker: &mut Checker) {
     for key in map.keys() {
         if !allowed.contains(&key.as_str()) {
             let hint = did_you_mean(key.as_str(), allowed.iter().copied()).map_or_else(
                 || format!("allowed keys: {}", allowed.join(", ")),
                 |c| format!("did you mean `{c}`?"),
             );
-            error(
+            checker.error_at(
                 Location::of_span(key.span()),
-                format!("{field}.{}", key.as_str()),
+                &format!("{field}.{}", key.as_str()),
                 format!("unknown key `{}`", key.as_str()),
                 Some(hint),
             );
@@ -261,13 +272,13 @@ fn spanned(node: &MarkedScalarNode) -> Spanned {
     }
 }
 
-fn string_map(map: Option<&Node>, field: &str, error: &mut ErrorSink) -> BTreeMap<String, Spanned> {
+fn string_map(map: Option<&Node>, field: &str, checker: &mut Checker) -> BTreeMap<String, Spanned> {
     let mut out = BTreeMap::new();
     let Some(node) = map else { return out };
     let Some(mapping) = node.as_mapping() else {
-        error(
+        checker.error_at(
             Location::of_span(node.span()),
-            field.to_string(),
+            field,
             format!("`{field}` must be a mapping"),
             None,
         );
@@ -278,9 +289,9 @@ fn string_map(map: Option<&Node>, field: &str, error: &mut ErrorSink) -> BTreeMa
             Some(v) => {
                 out.insert(key.as_str().to_string(), spanned(v));
             }
-            None => error(
+            None => checker.error_at(
                 Location::of_span(value.span()),
-                format!("{field}.{}", key.as_str()),
+                &format!("{field}.{}", key.as_str()),
                 "label and annotation values are strings".into(),
                 None,
             ),
@@ -292,28 +303,28 @@ fn string_map(map: Option<&Node>, field: &str, error: &mut ErrorSink) -> BTreeMa
 fn parse_rule(
     rule: &MarkedMappingNode,
     field: &str,
-    source: &str,
-    rule_starts: &[usize],
-    error: &mut ErrorSink,
+    context: &RuleContext,
+    checker: &mut Checker,
 ) -> Option<Rule> {
-    check_keys(rule, field, RULE_KEYS, error);
+    let (source, rule_starts) = (context.source, context.rule_starts);
+    check_keys(rule, field, RULE_KEYS, checker);
     let location = Location::of_span(rule.span());
     let (name, is_alert) = match (rule.get_scalar("alert"), rule.get_scalar("record")) {
         (Some(a), None) => (spanned(a), true),
         (None, Some(r)) => (spanned(r), false),
         (Some(a), Some(_)) => {
-            error(
+            checker.error_at(
                 Location::of_span(a.span()),
-                field.to_string(),
+                field,
                 "a rule has either `alert` or `record`, not both".into(),
                 None,
             );
             return None;
         }
         (None, None) => {
-            error(
+            checker.error_at(
                 location,
-                field.to_string(),
+                field,
                 "rule without `alert` or `record`".into(),
                 Some("start the rule with `- alert: Name`".into()),
             );
@@ -324,9 +335,9 @@ fn parse_rule(
         Some(node) => match node.as_scalar() {
             Some(scalar) => Some(expression(scalar, source)),
             None => {
-                error(
+                checker.error_at(
                     Location::of_span(node.span()),
-                    format!("{field}.expr"),
+                    &format!("{field}.expr"),
                     "`expr` must be a string".into(),
                     None,
                 );
@@ -334,9 +345,9 @@ fn parse_rule(
             }
         },
         None => {
-            error(
+            checker.error_at(
                 location,
-                format!("{field}.expr"),
+                &format!("{field}.expr"),
                 format!("rule `{}` has no `expr`", name.value),
                 Some("add `expr:` with a PromQL expression".into()),
             );
@@ -360,11 +371,11 @@ fn parse_rule(
         is_alert,
         expr,
         for_duration: rule.get_scalar("for").map(spanned),
-        labels: string_map(rule.get_node("labels"), &format!("{field}.labels"), error),
+        labels: string_map(rule.get_node("labels"), &format!("{field}.labels"), checker),
         annotations: string_map(
             rule.get_node("annotations"),
             &format!("{field}.annotations"),
-            error,
+            checker,
         ),
         location,
         per_instance_on_purpose,

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::token;
-use promql_parser::parser::{Expr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{
+    AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorMatchCardinality,
+};
 
 use crate::labels::PER_INSTANCE_LABELS;
 
@@ -227,98 +229,105 @@ pub fn output_labels(expr: &Expr) -> LabelSet {
         Expr::Unary(u) => output_labels(&u.expr),
         Expr::Subquery(s) => output_labels(&s.expr),
         Expr::Extension(_) => LabelSet::all(),
-        Expr::Aggregate(agg) => {
-            let input = output_labels(&agg.expr);
-            let keeps_input = matches!(
-                agg.op.id(),
-                token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK | token::T_LIMIT_RATIO
-            );
-            if keeps_input {
-                return input;
-            }
-            let mut result = match &agg.modifier {
-                Some(LabelModifier::Include(labels)) => {
-                    LabelSet::Only(labels.labels.iter().cloned().collect())
-                }
-                Some(LabelModifier::Exclude(labels)) => {
-                    input.without(labels.labels.iter().cloned())
-                }
-                None => LabelSet::none(),
-            };
-            if agg.op.id() == token::T_COUNT_VALUES
-                && let Some(Expr::StringLiteral(label)) = agg.param.as_deref()
-            {
-                result = result.with([label.val.clone()]);
-            }
-            result
+        Expr::Aggregate(agg) => aggregate_labels(agg),
+        Expr::Call(call) => call_labels(call),
+        Expr::Binary(bin) => binary_labels(bin),
+    }
+}
+
+/// `sum by (...)`, `topk`, `count_values`, ...
+fn aggregate_labels(agg: &AggregateExpr) -> LabelSet {
+    let input = output_labels(&agg.expr);
+    let keeps_input = matches!(
+        agg.op.id(),
+        token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK | token::T_LIMIT_RATIO
+    );
+    if keeps_input {
+        return input;
+    }
+    let mut result = match &agg.modifier {
+        Some(LabelModifier::Include(labels)) => {
+            LabelSet::Only(labels.labels.iter().cloned().collect())
         }
-        Expr::Call(call) => {
-            let args = &call.args.args;
-            match call.func.name {
-                "absent" | "absent_over_time" => {
-                    let selector = args.first().and_then(|a| match a.as_ref() {
-                        Expr::VectorSelector(vs) => Some(vs),
-                        Expr::MatrixSelector(ms) => Some(&ms.vs),
-                        _ => None,
-                    });
-                    let labels = selector
-                        .map(|vs| {
-                            vs.matchers
-                                .matchers
-                                .iter()
-                                .filter(|m| m.op == MatchOp::Equal && m.name != "__name__")
-                                .map(|m| m.name.clone())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    LabelSet::Only(labels)
-                }
-                "vector" | "time" | "scalar" | "pi" => LabelSet::none(),
-                "label_replace" | "label_join" => {
-                    let destination = args.get(1).and_then(|a| match a.as_ref() {
-                        Expr::StringLiteral(s) => Some(s.val.clone()),
-                        _ => None,
-                    });
-                    let input = args
-                        .first()
-                        .map_or_else(LabelSet::none, |a| output_labels(a));
-                    input.with(destination)
-                }
-                "histogram_quantile" => args.get(1).map_or_else(LabelSet::none, |a| {
-                    output_labels(a).without(["le".to_string()])
-                }),
-                _ => args
-                    .iter()
-                    .map(|a| output_labels(a))
-                    .find(|set| *set != LabelSet::none())
-                    .unwrap_or_else(LabelSet::none),
-            }
+        Some(LabelModifier::Exclude(labels)) => input.without(labels.labels.iter().cloned()),
+        None => LabelSet::none(),
+    };
+    if agg.op.id() == token::T_COUNT_VALUES
+        && let Some(Expr::StringLiteral(label)) = agg.param.as_deref()
+    {
+        result = result.with([label.val.clone()]);
+    }
+    result
+}
+
+/// A function's result: most keep their first vector argument's labels.
+fn call_labels(call: &Call) -> LabelSet {
+    let args = &call.args.args;
+    match call.func.name {
+        "absent" | "absent_over_time" => {
+            let selector = args.first().and_then(|a| match a.as_ref() {
+                Expr::VectorSelector(vs) => Some(vs),
+                Expr::MatrixSelector(ms) => Some(&ms.vs),
+                _ => None,
+            });
+            let labels = selector
+                .map(|vs| {
+                    vs.matchers
+                        .matchers
+                        .iter()
+                        .filter(|m| m.op == MatchOp::Equal && m.name != "__name__")
+                        .map(|m| m.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            LabelSet::Only(labels)
         }
-        Expr::Binary(bin) => {
-            let lhs = output_labels(&bin.lhs);
-            let rhs = output_labels(&bin.rhs);
-            let lhs_scalar = lhs == LabelSet::none() && is_scalar(&bin.lhs);
-            let rhs_scalar = rhs == LabelSet::none() && is_scalar(&bin.rhs);
-            if lhs_scalar {
-                return rhs;
-            }
-            if rhs_scalar {
-                return lhs;
-            }
-            match bin.op.id() {
-                token::T_LAND | token::T_LUNLESS => lhs,
-                token::T_LOR => lhs.union(rhs),
-                _ => match bin.modifier.as_ref().map(|m| &m.card) {
-                    Some(VectorMatchCardinality::ManyToOne(extra)) => {
-                        lhs.with(extra.labels.iter().cloned())
-                    }
-                    Some(VectorMatchCardinality::OneToMany(extra)) => {
-                        rhs.with(extra.labels.iter().cloned())
-                    }
-                    _ => lhs,
-                },
-            }
+        "vector" | "time" | "scalar" | "pi" => LabelSet::none(),
+        "label_replace" | "label_join" => {
+            let destination = args.get(1).and_then(|a| match a.as_ref() {
+                Expr::StringLiteral(s) => Some(s.val.clone()),
+                _ => None,
+            });
+            let input = args
+                .first()
+                .map_or_else(LabelSet::none, |a| output_labels(a));
+            input.with(destination)
         }
+        "histogram_quantile" => args.get(1).map_or_else(LabelSet::none, |a| {
+            output_labels(a).without(["le".to_string()])
+        }),
+        _ => args
+            .iter()
+            .map(|a| output_labels(a))
+            .find(|set| *set != LabelSet::none())
+            .unwrap_or_else(LabelSet::none),
+    }
+}
+
+/// `a / b`, `a and b`, `a * on (...) group_left (...) b`, ...
+fn binary_labels(bin: &BinaryExpr) -> LabelSet {
+    let lhs = output_labels(&bin.lhs);
+    let rhs = output_labels(&bin.rhs);
+    let lhs_scalar = lhs == LabelSet::none() && is_scalar(&bin.lhs);
+    let rhs_scalar = rhs == LabelSet::none() && is_scalar(&bin.rhs);
+    if lhs_scalar {
+        return rhs;
+    }
+    if rhs_scalar {
+        return lhs;
+    }
+    match bin.op.id() {
+        token::T_LAND | token::T_LUNLESS => lhs,
+        token::T_LOR => lhs.union(rhs),
+        _ => match bin.modifier.as_ref().map(|m| &m.card) {
+            Some(VectorMatchCardinality::ManyToOne(extra)) => {
+                lhs.with(extra.labels.iter().cloned())
+            }
+            Some(VectorMatchCardinality::OneToMany(extra)) => {
+                rhs.with(extra.labels.iter().cloned())
+            }
+            _ => lhs,
+        },
     }
 }
 

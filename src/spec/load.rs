@@ -589,85 +589,7 @@ impl Checker {
                 .and_then(|n| {
                     self.checked_string(n, &obj.path("name"), "team name", values::check_dns_label)
                 });
-            let mut destinations = Vec::new();
-            for kind in URL_DESTINATIONS {
-                let Some(dest) = self.sub_object(&obj, kind.name(), &["url"]) else {
-                    continue;
-                };
-                let url = self
-                    .required(&dest, "url", "add `url: {secret: NAME, key: KEY}`")
-                    .and_then(|n| self.secret_ref(n, &dest.path("url")));
-                let Some(url) = url else { continue };
-                destinations.push(match kind {
-                    DestinationKind::Slack => Destination::Slack { url },
-                    DestinationKind::Mattermost => Destination::Mattermost { url },
-                    DestinationKind::Discord => Destination::Discord { url },
-                    DestinationKind::Msteams => Destination::Msteams { url },
-                    DestinationKind::GoogleChat => Destination::GoogleChat { url },
-                    DestinationKind::Webhook => Destination::Webhook { url },
-                    DestinationKind::Email
-                    | DestinationKind::Pagerduty
-                    | DestinationKind::Opsgenie
-                    | DestinationKind::Log => continue,
-                });
-            }
-            if let Some(email) = self.sub_object(&obj, "email", &["to"]) {
-                let mut to = Vec::new();
-                for (i, n) in self.list(&email, "to").into_iter().enumerate() {
-                    if let Some(address) = self.checked_string(
-                        n,
-                        &format!("{}[{i}]", email.path("to")),
-                        "e-mail address",
-                        values::check_email,
-                    ) {
-                        to.push(address);
-                    }
-                }
-                if to.is_empty() {
-                    self.error(
-                        email.span(),
-                        &email.path("to"),
-                        "`email` needs at least one address in `to`".into(),
-                        Some("add `to: [oncall@example.com]`".into()),
-                    );
-                } else {
-                    destinations.push(Destination::Email { to });
-                }
-            }
-            if let Some(pd) = self.sub_object(&obj, "pagerduty", &["routing_key"]) {
-                let routing_key = self
-                    .required(
-                        &pd,
-                        "routing_key",
-                        "add `routing_key: {secret: NAME, key: KEY}` (an Events API v2 integration key)",
-                    )
-                    .and_then(|n| self.secret_ref(n, &pd.path("routing_key")));
-                if let Some(routing_key) = routing_key {
-                    destinations.push(Destination::Pagerduty { routing_key });
-                }
-            }
-            if let Some(og) = self.sub_object(&obj, "opsgenie", &["api_key", "region"]) {
-                let region = og.get("region").map_or(Some("us".to_string()), |n| {
-                    let (text, _) = self.string(n, &og.path("region"))?;
-                    if text == "us" || text == "eu" {
-                        Some(text)
-                    } else {
-                        self.error(
-                            n.span(),
-                            &og.path("region"),
-                            format!("unknown Opsgenie region `{text}`"),
-                            Some("use `us` or `eu`".into()),
-                        );
-                        None
-                    }
-                });
-                let api_key = self
-                    .required(&og, "api_key", "add `api_key: {secret: NAME, key: KEY}`")
-                    .and_then(|n| self.secret_ref(n, &og.path("api_key")));
-                if let (Some(api_key), Some(region)) = (api_key, region) {
-                    destinations.push(Destination::Opsgenie { api_key, region });
-                }
-            }
+            let destinations = self.team_destinations(&obj);
             let mut rule_files = Vec::new();
             for (i, n) in self.list(&obj, "rule_files").into_iter().enumerate() {
                 if let Some((path, location)) =
@@ -689,6 +611,90 @@ impl Checker {
             }
         }
         teams
+    }
+
+    /// A team's destinations, one key per kind.
+    fn team_destinations(&mut self, obj: &Obj) -> Vec<Destination> {
+        let mut destinations = Vec::new();
+        for kind in URL_DESTINATIONS {
+            let Some(dest) = self.sub_object(obj, kind.name(), &["url"]) else {
+                continue;
+            };
+            let url = self
+                .required(&dest, "url", "add `url: {secret: NAME, key: KEY}`")
+                .and_then(|n| self.secret_ref(n, &dest.path("url")));
+            let Some(url) = url else { continue };
+            destinations.push(match kind {
+                DestinationKind::Slack => Destination::Slack { url },
+                DestinationKind::Mattermost => Destination::Mattermost { url },
+                DestinationKind::Discord => Destination::Discord { url },
+                DestinationKind::Msteams => Destination::Msteams { url },
+                DestinationKind::GoogleChat => Destination::GoogleChat { url },
+                DestinationKind::Webhook => Destination::Webhook { url },
+                DestinationKind::Email
+                | DestinationKind::Pagerduty
+                | DestinationKind::Opsgenie
+                | DestinationKind::Log => continue,
+            });
+        }
+        if let Some(email) = self.sub_object(obj, "email", &["to"]) {
+            let mut to = Vec::new();
+            for (i, n) in self.list(&email, "to").into_iter().enumerate() {
+                if let Some(address) = self.checked_string(
+                    n,
+                    &format!("{}[{i}]", email.path("to")),
+                    "e-mail address",
+                    values::check_email,
+                ) {
+                    to.push(address);
+                }
+            }
+            if to.is_empty() {
+                self.error(
+                    email.span(),
+                    &email.path("to"),
+                    "`email` needs at least one address in `to`".into(),
+                    Some("add `to: [oncall@example.com]`".into()),
+                );
+            } else {
+                destinations.push(Destination::Email { to });
+            }
+        }
+        if let Some(pd) = self.sub_object(obj, "pagerduty", &["routing_key"]) {
+            let routing_key = self
+                .required(
+                    &pd,
+                    "routing_key",
+                    "add `routing_key: {secret: NAME, key: KEY}` (an Events API v2 integration key)",
+                )
+                .and_then(|n| self.secret_ref(n, &pd.path("routing_key")));
+            if let Some(routing_key) = routing_key {
+                destinations.push(Destination::Pagerduty { routing_key });
+            }
+        }
+        if let Some(og) = self.sub_object(obj, "opsgenie", &["api_key", "region"]) {
+            let region = og.get("region").map_or(Some("us".to_string()), |n| {
+                let (text, _) = self.string(n, &og.path("region"))?;
+                if text == "us" || text == "eu" {
+                    Some(text)
+                } else {
+                    self.error(
+                        n.span(),
+                        &og.path("region"),
+                        format!("unknown Opsgenie region `{text}`"),
+                        Some("use `us` or `eu`".into()),
+                    );
+                    None
+                }
+            });
+            let api_key = self
+                .required(&og, "api_key", "add `api_key: {secret: NAME, key: KEY}`")
+                .and_then(|n| self.secret_ref(n, &og.path("api_key")));
+            if let (Some(api_key), Some(region)) = (api_key, region) {
+                destinations.push(Destination::Opsgenie { api_key, region });
+            }
+        }
+        destinations
     }
 
     fn services(&mut self, top: &Obj, stack_namespace: &str) -> Vec<Service> {
@@ -831,6 +837,8 @@ impl Checker {
     }
 
     /// Checks that span several fields: unique names, owners that exist, SMTP for e-mail.
+    /// The checks across sections, run after the walk: names are unique, owners exist, e-mail
+    /// has an SMTP server.
     fn cross_checks(
         &mut self,
         top: &Obj,
@@ -840,11 +848,23 @@ impl Checker {
     ) {
         let team_nodes: Vec<&Node> = self.list(top, "teams");
         let service_nodes: Vec<&Node> = self.list(top, "services");
-        let name_node = |node: &&Node, key: &str| -> Option<Span> {
-            node.as_mapping()
-                .and_then(|m| m.get_node(key))
-                .map(|n| *n.span())
-        };
+        let team_names: BTreeSet<&str> = teams.iter().map(|t| t.name.as_str()).collect();
+        self.unique_team_names(&team_nodes);
+        self.services_have_declared_owners(&service_nodes, &team_names);
+        self.unique_services(&service_nodes, stack_namespace);
+        if let Some(platform) = &router.platform_team {
+            self.platform_team_declared(top, platform, &team_names);
+        }
+        if router.smtp.is_none() {
+            for (index, node) in team_nodes.iter().enumerate() {
+                if let Some(span) = key_span(node, "email") {
+                    self.error(&span, &format!("teams[{index}].email"), "e-mail destination without an SMTP server".into(), Some("add `router: {smtp: {host: smtp.example.com, from: alerts@example.com}}`".into()));
+                }
+            }
+        }
+    }
+
+    fn unique_team_names(&mut self, team_nodes: &[&Node]) {
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for (index, node) in team_nodes.iter().enumerate() {
             let Some(name) = node
@@ -855,7 +875,7 @@ impl Checker {
                 continue;
             };
             if let Some(first) = seen.get(&name) {
-                let span = name_node(node, "name").unwrap_or(*node.span());
+                let span = key_span(node, "name").unwrap_or(*node.span());
                 self.error(
                     &span,
                     &format!("teams[{index}].name"),
@@ -868,32 +888,46 @@ impl Checker {
                 seen.insert(name, index);
             }
         }
-        let team_names: BTreeSet<&str> = teams.iter().map(|t| t.name.as_str()).collect();
-        let mut seen_services: BTreeMap<(String, String), usize> = BTreeMap::new();
+    }
+
+    fn services_have_declared_owners(
+        &mut self,
+        service_nodes: &[&Node],
+        team_names: &BTreeSet<&str>,
+    ) {
+        for (index, node) in service_nodes.iter().enumerate() {
+            let Some(team) = node.as_mapping().and_then(|map| map.get_scalar("team")) else {
+                continue;
+            };
+            if team_names.contains(team.as_str()) {
+                continue;
+            }
+            let hint = match did_you_mean(team.as_str(), team_names.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None if team_names.is_empty() => {
+                    "declare the team under `teams:` first".to_string()
+                }
+                None => format!(
+                    "declared teams: {}",
+                    team_names.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            self.error(
+                team.span(),
+                &format!("services[{index}].team"),
+                format!("service owned by undeclared team `{}`", team.as_str()),
+                Some(hint),
+            );
+        }
+    }
+
+    /// A service is one name per namespace.
+    fn unique_services(&mut self, service_nodes: &[&Node], stack_namespace: &str) {
+        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
         for (index, node) in service_nodes.iter().enumerate() {
             let Some(map) = node.as_mapping() else {
                 continue;
             };
-            if let Some(team) = map.get_scalar("team")
-                && !team_names.contains(team.as_str())
-            {
-                let hint = match did_you_mean(team.as_str(), team_names.iter().copied()) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None if team_names.is_empty() => {
-                        "declare the team under `teams:` first".to_string()
-                    }
-                    None => format!(
-                        "declared teams: {}",
-                        team_names.iter().copied().collect::<Vec<_>>().join(", ")
-                    ),
-                };
-                self.error(
-                    team.span(),
-                    &format!("services[{index}].team"),
-                    format!("service owned by undeclared team `{}`", team.as_str()),
-                    Some(hint),
-                );
-            }
             let Some(name) = map.get_scalar("name") else {
                 continue;
             };
@@ -902,7 +936,7 @@ impl Checker {
                 .map_or(stack_namespace, |n| n.as_str())
                 .to_string();
             let key = (namespace.clone(), name.as_str().to_string());
-            if let Some(first) = seen_services.get(&key) {
+            if let Some(first) = seen.get(&key) {
                 self.error(
                     name.span(),
                     &format!("services[{index}].name"),
@@ -915,36 +949,38 @@ impl Checker {
                     )),
                 );
             } else {
-                seen_services.insert(key, index);
-            }
-        }
-        if let Some(platform) = &router.platform_team
-            && !team_names.contains(platform.as_str())
-        {
-            let span = top
-                .get("router")
-                .and_then(|r| r.as_mapping())
-                .and_then(|r| r.get_node("platform_team"))
-                .map_or(*top.span(), |n| *n.span());
-            let hint = match did_you_mean(platform, team_names.iter().copied()) {
-                Some(close) => format!("did you mean `{close}`?"),
-                None => "declare the team under `teams:`".to_string(),
-            };
-            self.error(
-                &span,
-                "router.platform_team",
-                format!("platform team `{platform}` is not declared"),
-                Some(hint),
-            );
-        }
-        if router.smtp.is_none() {
-            for (index, node) in team_nodes.iter().enumerate() {
-                if let Some(span) = name_node(node, "email") {
-                    self.error(&span, &format!("teams[{index}].email"), "e-mail destination without an SMTP server".into(), Some("add `router: {smtp: {host: smtp.example.com, from: alerts@example.com}}`".into()));
-                }
+                seen.insert(key, index);
             }
         }
     }
+
+    fn platform_team_declared(&mut self, top: &Obj, platform: &str, team_names: &BTreeSet<&str>) {
+        if team_names.contains(platform) {
+            return;
+        }
+        let span = top
+            .get("router")
+            .and_then(|r| r.as_mapping())
+            .and_then(|r| r.get_node("platform_team"))
+            .map_or(*top.span(), |n| *n.span());
+        let hint = match did_you_mean(platform, team_names.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => "declare the team under `teams:`".to_string(),
+        };
+        self.error(
+            &span,
+            "router.platform_team",
+            format!("platform team `{platform}` is not declared"),
+            Some(hint),
+        );
+    }
+}
+
+/// Where `key` of a mapping node is written.
+fn key_span(node: &Node, key: &str) -> Option<Span> {
+    node.as_mapping()
+        .and_then(|m| m.get_node(key))
+        .map(|n| *n.span())
 }
 
 #[cfg(test)]

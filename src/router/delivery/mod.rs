@@ -290,58 +290,62 @@ impl Deliverer {
 
     /// Encodes and sends one entry; decides what to record.
     async fn deliver(&self, entry: &OutboxEntry) -> (Outcome, Recorded) {
-        let destination_id = entry.destination.to_string();
-        let destination_labels = |outcome: &str| {
-            labels(&[
-                ("destination", &destination_id),
-                ("team", &entry.destination.team),
-                ("outcome", outcome),
-            ])
-        };
-        let outcome = match self.destinations.get(&entry.destination) {
-            None => Outcome::Rejected {
-                reason: format!("destination {} is no longer configured", entry.destination),
-            },
-            Some(destination) => match destination.encode(&entry.notification) {
-                Err(e) => Outcome::Rejected {
-                    reason: format!("encoding failed: {e}"),
-                },
-                Ok(Payload::Log { line }) if self.console.is_some() => {
-                    let printed = self.console.as_ref().is_some_and(|c| c.send(line).is_ok());
-                    if printed {
-                        Outcome::Delivered
-                    } else {
-                        Outcome::Retry {
-                            after: None,
-                            reason: "the console is closed".into(),
-                        }
-                    }
-                }
-                Ok(payload) => {
-                    let (outcome, cooldown) = send(
-                        &self.http,
-                        self.mailer.as_ref(),
-                        destination.as_ref(),
-                        payload,
-                    )
-                    .await;
-                    if let (Some(pause), Some(limit)) =
-                        (cooldown, destination.kind().info().rate_limit)
-                        && let Ok(mut buckets) = self.buckets.lock()
-                    {
-                        let now = now_ms();
-                        buckets
-                            .entry(entry.destination.clone())
-                            .or_insert_with(|| rate::Bucket::new(limit, now))
-                            .pause_until(now + pause);
-                    }
-                    outcome
-                }
-            },
-        };
+        let outcome = self.attempt_once(entry).await;
         let now = now_ms();
+        let recorded = self.decide(entry, &outcome, now);
+        self.report(entry, &outcome, &recorded, now);
+        (outcome, recorded)
+    }
+
+    /// One attempt: encode, then print it to the console or send it.
+    async fn attempt_once(&self, entry: &OutboxEntry) -> Outcome {
+        let Some(destination) = self.destinations.get(&entry.destination) else {
+            return Outcome::Rejected {
+                reason: format!("destination {} is no longer configured", entry.destination),
+            };
+        };
+        match destination.encode(&entry.notification) {
+            Err(e) => Outcome::Rejected {
+                reason: format!("encoding failed: {e}"),
+            },
+            Ok(Payload::Log { line }) if self.console.is_some() => {
+                let printed = self.console.as_ref().is_some_and(|c| c.send(line).is_ok());
+                if printed {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Retry {
+                        after: None,
+                        reason: "the console is closed".into(),
+                    }
+                }
+            }
+            Ok(payload) => {
+                let (outcome, cooldown) = send(
+                    &self.http,
+                    self.mailer.as_ref(),
+                    destination.as_ref(),
+                    payload,
+                )
+                .await;
+                if let (Some(pause), Some(limit)) = (cooldown, destination.kind().info().rate_limit)
+                    && let Ok(mut buckets) = self.buckets.lock()
+                {
+                    let now = now_ms();
+                    buckets
+                        .entry(entry.destination.clone())
+                        .or_insert_with(|| rate::Bucket::new(limit, now))
+                        .pause_until(now + pause);
+                }
+                outcome
+            }
+        }
+    }
+
+    /// What to record for an attempt's outcome: delivered, the next attempt (the retry policy's
+    /// decision), or dead.
+    fn decide(&self, entry: &OutboxEntry, outcome: &Outcome, now: Millis) -> Recorded {
         let attempts = entry.attempts + 1;
-        let recorded = match &outcome {
+        match outcome {
             Outcome::Delivered => {
                 self.metrics
                     .delivery_duration
@@ -365,8 +369,14 @@ impl Deliverer {
                     },
                 }
             }
-        };
-        let label = match &recorded {
+        }
+    }
+
+    /// Counts the attempt and logs it.
+    fn report(&self, entry: &OutboxEntry, outcome: &Outcome, recorded: &Recorded, now: Millis) {
+        let destination_id = entry.destination.to_string();
+        let attempts = entry.attempts + 1;
+        let label = match recorded {
             Recorded::Delivered { .. } => "delivered",
             Recorded::RetryAt { .. } => "retry",
             Recorded::Dead { .. } if matches!(outcome, Outcome::Rejected { .. }) => "rejected",
@@ -374,9 +384,13 @@ impl Deliverer {
         };
         self.metrics
             .delivery_attempts
-            .get_or_create(&destination_labels(label))
+            .get_or_create(&labels(&[
+                ("destination", &destination_id),
+                ("team", &entry.destination.team),
+                ("outcome", label),
+            ]))
             .inc();
-        match &recorded {
+        match recorded {
             Recorded::Delivered { .. } => {
                 info!(id = %entry.id, destination = %entry.destination, kind = entry.notification.kind.as_str(), incident = %entry.notification.incident_key, "notification delivered")
             }
@@ -391,7 +405,6 @@ impl Deliverer {
                 warn!(id = %entry.id, destination = %entry.destination, attempts, error = %error, "notification is dead: not delivered and not retried")
             }
         }
-        (outcome, recorded)
     }
 
     /// Stores an attempt's outcome for an entry.

@@ -8,6 +8,8 @@
 //! touches ([`Store::locked_step`]), outbox entries are claimed with a lease, and the fleet-wide
 //! chores run on the one replica holding [`Store::is_leader`].
 
+#[cfg(test)]
+pub(crate) mod failing;
 pub mod postgres;
 pub mod postgres_tls;
 pub mod sqlite;
