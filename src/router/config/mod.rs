@@ -255,6 +255,7 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::destination::DestinationSettings;
 
     #[test]
     fn the_example_config_is_valid() {
@@ -317,6 +318,36 @@ mod tests {
         );
         let problems = parse("r.yaml", &short, Path::new(".")).expect_err("invalid");
         assert_eq!(problems[0].field, "store.postgres.lease");
+    }
+
+    #[test]
+    fn a_destination_takes_only_its_own_kinds_settings() {
+        let text = "teams:\n  web:\n    destinations:\n      - {kind: opsgenie, api_key_env: K, region: eu}\n      - {kind: slack, url_env: U, region: eu}\n  a/b:\n    destinations: [{kind: log}]\nownership: {default_team: web}\n";
+        let problems = parse("r.yaml", text, Path::new(".")).expect_err("invalid");
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|d| (d.field.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "teams.web.destinations[1].region",
+                    "unknown key `region` in `teams.web.destinations[1]`"
+                ),
+                ("teams.a/b", "team name `a/b` cannot be empty or hold a `/`"),
+            ]
+        );
+        let good = text.replace(", region: eu}\n  a/b", "}\n  ab");
+        let config = parse("r.yaml", &good, Path::new(".")).unwrap_or_else(|d| panic!("{d:?}"));
+        let opsgenie = config.teams["web"][0].settings.clone();
+        assert_eq!(
+            opsgenie,
+            DestinationSettings::Opsgenie(crate::router::destination::opsgenie::Settings {
+                region: Some("eu".into()),
+                api_url: None,
+            })
+        );
     }
 
     #[test]
