@@ -7,7 +7,7 @@ use super::{Checker, Obj, values};
 pub(crate) const SERVER_KEYS: [&str; 5] = ["host", "port", "from", "tls", "username"];
 
 /// An outgoing mail server, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SmtpServer {
     pub host: String,
     pub port: u16,

@@ -108,8 +108,8 @@ fn config_context(spec: &Spec) -> Value {
         .collect();
     let smtp = spec.router.smtp.as_ref().map(|smtp| {
         let mut fields =
-            json!({"host": smtp.host, "port": smtp.port, "from": smtp.from, "tls": smtp.tls});
-        if let Some(user) = &smtp.username {
+            json!({"host": smtp.server.host, "port": smtp.server.port, "from": smtp.server.from, "tls": smtp.server.tls});
+        if let Some(user) = &smtp.server.username {
             fields["username"] = json!(user);
         }
         if let Some(password) = &smtp.password {

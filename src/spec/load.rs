@@ -521,13 +521,8 @@ impl Checker {
         let password = obj
             .get("password")
             .and_then(|n| self.secret_ref(n, &obj.path("password")));
-        let server = server?;
         Some(Smtp {
-            host: server.host,
-            port: server.port,
-            from: server.from,
-            tls: server.tls,
-            username: server.username,
+            server: server?,
             password,
         })
     }

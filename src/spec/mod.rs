@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::config_check::smtp::SmtpServer;
 use crate::diagnostic::{Diagnostic, Location};
 use crate::router::destination::DestinationKind;
 
@@ -182,12 +183,8 @@ pub struct RouterSpec {
 /// Outgoing mail server used by `email` destinations.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Smtp {
-    pub host: String,
-    pub port: u16,
-    pub from: String,
-    /// `starttls`, `tls` (implicit) or `none`.
-    pub tls: String,
-    pub username: Option<String>,
+    #[serde(flatten)]
+    pub server: SmtpServer,
     pub password: Option<SecretRef>,
 }
 

@@ -3,7 +3,8 @@
 
 use super::secret::SecretSource;
 use super::teams::Teams;
-use crate::config_check::{Checker, Obj, smtp};
+use crate::config_check::smtp::{self, SmtpServer};
+use crate::config_check::{Checker, Obj};
 use crate::router::alert::Millis;
 use crate::router::destination::DestinationKind;
 
@@ -40,12 +41,7 @@ pub struct DeliveryConfig {
 /// The outgoing mail server of `email` destinations.
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    pub from: String,
-    /// `starttls`, `tls` (implicit) or `none`.
-    pub tls: String,
-    pub username: Option<String>,
+    pub server: SmtpServer,
     pub password: Option<SecretSource>,
 }
 
@@ -67,13 +63,8 @@ impl Checker {
         let smtp = self.sub_object(top, "smtp", &SMTP_KEYS).and_then(|obj| {
             let server = self.smtp_server(&obj);
             let password = self.secret(&obj, "password", false);
-            let server = server?;
             Some(SmtpConfig {
-                host: server.host,
-                port: server.port,
-                from: server.from,
-                tls: server.tls,
-                username: server.username,
+                server: server?,
                 password,
             })
         });

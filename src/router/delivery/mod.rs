@@ -505,22 +505,28 @@ impl Mailer {
         timeout: Millis,
     ) -> Result<Self, String> {
         use lettre::AsyncSmtpTransport;
-        let builder = match smtp.tls.as_str() {
-            "tls" => AsyncSmtpTransport::<lettre::Tokio1Executor>::relay(&smtp.host)
+        let builder = match smtp.server.tls.as_str() {
+            "tls" => AsyncSmtpTransport::<lettre::Tokio1Executor>::relay(&smtp.server.host)
                 .map_err(|e| e.to_string())?,
-            "starttls" => AsyncSmtpTransport::<lettre::Tokio1Executor>::starttls_relay(&smtp.host)
-                .map_err(|e| e.to_string())?,
-            _ => AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&smtp.host),
+            "starttls" => {
+                AsyncSmtpTransport::<lettre::Tokio1Executor>::starttls_relay(&smtp.server.host)
+                    .map_err(|e| e.to_string())?
+            }
+            _ => AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&smtp.server.host),
         };
         let mut builder = builder
-            .port(smtp.port)
+            .port(smtp.server.port)
             .timeout(Some(Duration::from_millis(timeout.max(1) as u64)));
-        if let (Some(user), Some(password)) = (&smtp.username, password) {
+        if let (Some(user), Some(password)) = (&smtp.server.username, password) {
             builder = builder.credentials(
                 lettre::transport::smtp::authentication::Credentials::new(user.clone(), password),
             );
         }
-        let from = smtp.from.parse().map_err(|e| format!("smtp.from: {e}"))?;
+        let from = smtp
+            .server
+            .from
+            .parse()
+            .map_err(|e| format!("smtp.from: {e}"))?;
         Ok(Mailer {
             transport: builder.build(),
             from,
