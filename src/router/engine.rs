@@ -10,9 +10,9 @@
 //!   in memory; a step commits what it changed. If a commit fails, every request of the batch gets
 //!   an error (503) and the state is reloaded from the store.
 //! - **Shared** (PostgreSQL, several replicas): nothing is kept; each step locks and loads the
-//!   incidents it touches ([`Store::locked_step`]), decides on them as stored and commits in the
+//!   incidents it touches ([`super::store::IncidentStore::locked_step`]), decides on them as stored and commits in the
 //!   same transaction, so replicas given the same alerts never both notify. The timed transitions
-//!   and garbage collection run only on the replica that [`Store::is_leader`] names.
+//!   and garbage collection run only on the replica that [`super::store::StoreChores::is_leader`] names.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};

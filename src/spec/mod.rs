@@ -2,7 +2,7 @@
 //!
 //! [`parse`] turns source text into a [`Spec`] or the full list of problems in it; [`load`] adds the
 //! file reading (the spec and the team rule files it names). Defaults live in [`defaults`], the value
-//! checks in [`crate::config_check::values`], the starter file written by `stackgen init` in
+//! checks in `config_check::values`, the starter file written by `stackgen init` in
 //! [`starter`].
 
 pub mod defaults;

@@ -1,9 +1,9 @@
 //! `router.yaml`: the router's configuration, checked field by field with every problem reported
 //! at once (file:line:col, the source line and a hint), like the stack spec.
 //!
-//! One file per section: [`secret`] (secrets and `auth`), [`store`], [`teams`] (destinations and
-//! their templates), [`routes`] (`dedup`, `ownership`, `routes`, `heartbeat`) and [`delivery`]
-//! (`delivery`, `smtp`). The checked config holds what it read and compiled (templates, the
+//! One file per section: `secret.rs` (secrets and `auth`), `store.rs`, `teams.rs` (destinations
+//! and their templates), `routes.rs` (`dedup`, `ownership`, `routes`, `heartbeat`) and
+//! `delivery.rs` (`delivery`, `smtp`). The checked config holds what it read and compiled (templates, the
 //! database's CA bundle), so nothing is read twice; only secrets are read when the router starts.
 
 mod delivery;

@@ -5,8 +5,8 @@
 //! embedded default (no server; WAL mode, every commit synced before the webhook is answered; one
 //! router process). [`postgres::PostgresStore`] is shared by several router replicas: each engine
 //! step is decided on the rows as stored, inside one transaction that locks the incidents it
-//! touches ([`Store::locked_step`]), outbox entries are claimed with a lease, and the fleet-wide
-//! chores run on the one replica holding [`Store::is_leader`].
+//! touches ([`IncidentStore::locked_step`]), outbox entries are claimed with a lease, and the fleet-wide
+//! chores run on the one replica holding [`StoreChores::is_leader`].
 
 #[cfg(test)]
 pub(crate) mod failing;
@@ -99,7 +99,7 @@ impl Batch {
     }
 }
 
-/// What one [`Store::locked_step`] loads (and locks) before deciding.
+/// What one [`IncidentStore::locked_step`] loads (and locks) before deciding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     /// Incident keys the step touches (any order; the store sorts them before locking).

@@ -2,7 +2,7 @@
 //!
 //! - **Schema**: numbered migrations, applied at start under an advisory lock, so replicas
 //!   starting together neither race nor apply one twice.
-//! - **Ingest**: [`Store::locked_step`] runs in one transaction. It inserts a placeholder row for
+//! - **Ingest**: [`IncidentStore::locked_step`] runs in one transaction. It inserts a placeholder row for
 //!   every touched incident key that has none (`ON CONFLICT DO NOTHING`, so a row to lock always
 //!   exists), locks the rows with `SELECT ... FOR UPDATE` in key order (no deadlock between
 //!   replicas locking overlapping sets), loads those incidents and their members as committed,

@@ -5,7 +5,7 @@
 //! Schema changes are numbered migrations.
 //!
 //! One router process owns the file: the engine keeps the incident state in memory and commits
-//! what each step changed ([`Store::commit`]). [`Store::locked_step`] works too (an immediate
+//! what each step changed ([`IncidentStore::commit`]). [`IncidentStore::locked_step`] works too (an immediate
 //! transaction serializes writers), so the same store contract holds for every backend.
 
 use std::collections::BTreeSet;
