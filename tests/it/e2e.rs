@@ -1109,3 +1109,154 @@ fn a_default_service_rule_fires_for_failing_targets_and_stays_silent_while_healt
     let both = &["opened:ServiceTargetsDown", "resolved:ServiceTargetsDown"];
     pipeline.expect_delivered(both, NOTHING);
 }
+
+/// The rendered inhibition, in the real Alertmanager: a critical alert silences warnings only of
+/// its own (non-empty) namespace and service, or of its own node; an alert that carries none of
+/// those labels (a control-plane alert) silences nothing.
+#[test]
+fn a_critical_alert_inhibits_only_the_warnings_of_its_own_service_or_node() {
+    let (tmp, out) = render_to_temp(SPEC);
+    let alertmanager = start_alertmanagers(&out, tmp.path(), 1, free_port()).remove(0);
+    let starts = chrono::Utc::now();
+    let alert = |labels: &[(&str, &str)]| {
+        let mut all: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        all.insert("cluster".into(), json!("e2e"));
+        json!({
+            "labels": all,
+            "startsAt": starts.to_rfc3339(),
+            "endsAt": (starts + chrono::Duration::hours(1)).to_rfc3339(),
+        })
+    };
+    // (alert, whether a critical alert above it must inhibit it); sources first.
+    let cases: Vec<(&str, Value, bool)> = vec![
+        (
+            "control plane (critical)",
+            alert(&[("alertname", "KubeSchedulerDown"), ("severity", "critical")]),
+            false,
+        ),
+        (
+            "node n1 (critical)",
+            alert(&[
+                ("alertname", "NodeFilesystemAlmostFull"),
+                ("severity", "critical"),
+                ("node", "n1"),
+            ]),
+            false,
+        ),
+        (
+            "checkout (critical)",
+            alert(&[
+                ("alertname", "ServiceTargetsDown"),
+                ("severity", "critical"),
+                ("namespace", "shop"),
+                ("service", "checkout"),
+            ]),
+            false,
+        ),
+        (
+            "node n2",
+            alert(&[
+                ("alertname", "KubeNodePressure"),
+                ("severity", "warning"),
+                ("node", "n2"),
+            ]),
+            false,
+        ),
+        (
+            "node n2, filling",
+            alert(&[
+                ("alertname", "NodeFilesystemFillingUp"),
+                ("severity", "warning"),
+                ("node", "n2"),
+            ]),
+            false,
+        ),
+        (
+            "search-api",
+            alert(&[
+                ("alertname", "ServiceHighLatency"),
+                ("severity", "warning"),
+                ("namespace", "search"),
+                ("service", "search-api"),
+            ]),
+            false,
+        ),
+        (
+            "a workload of shop",
+            alert(&[
+                ("alertname", "KubeDeploymentReplicasUnavailable"),
+                ("severity", "warning"),
+                ("namespace", "shop"),
+                ("deployment", "cart"),
+            ]),
+            false,
+        ),
+        (
+            "node n1, filling",
+            alert(&[
+                ("alertname", "NodeFilesystemFillingUp"),
+                ("severity", "warning"),
+                ("node", "n1"),
+            ]),
+            true,
+        ),
+        (
+            "checkout",
+            alert(&[
+                ("alertname", "ServiceHighLatency"),
+                ("severity", "warning"),
+                ("namespace", "shop"),
+                ("service", "checkout"),
+            ]),
+            true,
+        ),
+    ];
+    let body = Value::Array(cases.iter().map(|(_, alert, _)| alert.clone()).collect());
+    let posted = ureq::post(&alertmanager.url("/api/v2/alerts"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes());
+    assert!(
+        posted.is_ok(),
+        "posting alerts: {posted:?}\n{}",
+        alertmanager.log()
+    );
+    let inhibited = |alerts: &Value, labels: &Value| {
+        alerts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["labels"] == labels["labels"])
+            .map(|a| {
+                a["status"]["inhibitedBy"]
+                    .as_array()
+                    .is_some_and(|by| !by.is_empty())
+            })
+    };
+    // Wait until every alert is in and the two that must be inhibited are: the sources, posted
+    // first in the same body, have been taken into account by then.
+    let mut alerts = Value::Null;
+    wait_explained(
+        "the alerts in Alertmanager, the expected two inhibited",
+        DEADLINE,
+        || {
+            alerts = alertmanager.get_json("/api/v2/alerts");
+            cases
+                .iter()
+                .all(|(_, alert, expected)| match inhibited(&alerts, alert) {
+                    Some(state) => !expected || state,
+                    None => false,
+                })
+        },
+        || alertmanager.log(),
+    );
+    for (what, alert, expected) in &cases {
+        assert_eq!(
+            inhibited(&alerts, alert),
+            Some(*expected),
+            "{what}: inhibited should be {expected}\n{alerts:#}"
+        );
+    }
+}
