@@ -160,14 +160,43 @@ pub enum FileError {
         file: String,
         source_text: String,
         diagnostics: Vec<Diagnostic>,
+        /// The text of the other files some diagnostics point into (a spec's team rule files),
+        /// by the name they show.
+        included: std::collections::BTreeMap<String, String>,
     },
+}
+
+impl FileError {
+    /// Every diagnostic with the source line it points at, and a one-line summary.
+    pub fn render(&self) -> String {
+        match self {
+            FileError::Read { .. } => self.to_string(),
+            FileError::Invalid {
+                file,
+                source_text,
+                diagnostics,
+                included,
+            } => render_in(diagnostics, |name| {
+                if name == file {
+                    source_text.as_str()
+                } else {
+                    included.get(name).map_or("", String::as_str)
+                }
+            }),
+        }
+    }
 }
 
 /// Renders all diagnostics for one source file, followed by a one-line summary.
 pub fn render_all(diagnostics: &[Diagnostic], source: &str) -> String {
+    render_in(diagnostics, |_| source)
+}
+
+/// Renders diagnostics of several files, each with the source `source_of` gives for its file.
+fn render_in<'s>(diagnostics: &[Diagnostic], source_of: impl Fn(&str) -> &'s str) -> String {
     let mut out = String::new();
     for d in diagnostics {
-        out.push_str(&d.render(source));
+        out.push_str(&d.render(source_of(&d.file)));
         out.push('\n');
     }
     let n = diagnostics.len();

@@ -365,12 +365,8 @@ fn load(path: &Path) -> anyhow::Result<Option<spec::Spec>> {
 fn reported<T>(loaded: Result<T, diagnostic::FileError>) -> anyhow::Result<Option<T>> {
     match loaded {
         Ok(value) => Ok(Some(value)),
-        Err(diagnostic::FileError::Invalid {
-            source_text,
-            diagnostics,
-            ..
-        }) => {
-            eprint!("{}", diagnostic::render_all(&diagnostics, &source_text));
+        Err(invalid @ diagnostic::FileError::Invalid { .. }) => {
+            eprint!("{}", invalid.render());
             Ok(None)
         }
         Err(err) => Err(err.into()),

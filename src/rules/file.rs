@@ -38,6 +38,8 @@ pub struct RuleFile {
 #[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
+    /// Where the name is written (the group's start when it has none).
+    pub location: Location,
     pub rules: Vec<Rule>,
 }
 
@@ -185,6 +187,11 @@ fn parse_group(
 ) -> Group {
     check_keys(group, field, GROUP_KEYS, checker);
     let name = group.get_scalar("name").map(|s| s.as_str().to_string());
+    let location = Location::of_span(
+        group
+            .get_scalar("name")
+            .map_or(group.span(), |name| name.span()),
+    );
     if name.is_none() {
         checker.error_at(
             Location::of_span(group.span()),
@@ -227,6 +234,7 @@ fn parse_group(
     }
     Group {
         name: name.unwrap_or_default(),
+        location,
         rules,
     }
 }

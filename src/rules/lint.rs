@@ -126,6 +126,7 @@ pub fn lint(files: &[(String, String)], options: &LintOptions) -> Vec<Finding> {
             file: name,
             findings: Vec::new(),
         };
+        unique_group_names(rule_file, &mut out);
         for (gi, group) in rule_file.groups.iter().enumerate() {
             for (ri, rule) in group.rules.iter().enumerate() {
                 let field = format!("groups[{gi}].rules[{ri}]");
@@ -169,6 +170,31 @@ pub fn lint(files: &[(String, String)], options: &LintOptions) -> Vec<Finding> {
     all
 }
 
+/// Prometheus refuses a file that names two groups alike.
+fn unique_group_names(rule_file: &file::RuleFile, out: &mut Collector) {
+    let mut seen: BTreeMap<&str, Location> = BTreeMap::new();
+    for (gi, group) in rule_file.groups.iter().enumerate() {
+        if group.name.is_empty() {
+            continue;
+        }
+        match seen.get(group.name.as_str()) {
+            Some(first) => out.push(
+                Level::Error,
+                group.location,
+                format!("groups[{gi}].name"),
+                format!("group `{}` is named twice in this file", group.name),
+                Some(format!(
+                    "the first is on line {}; give each group its own name",
+                    first.line
+                )),
+            ),
+            None => {
+                seen.insert(&group.name, group.location);
+            }
+        }
+    }
+}
+
 /// Lints one rule: the checks every rule gets, then those of alerts.
 fn lint_rule(
     rule: &Rule,
@@ -190,7 +216,11 @@ fn lint_rule(
     };
     let parsed = check.expression();
     check.label_names();
+    check.templates();
     check.for_duration();
+    if !rule.is_alert {
+        check.recording_rule();
+    }
     check.team_label(options.team.as_deref());
     if let (Some(ast), Some(known)) = (&parsed, &options.known_metrics) {
         check.metrics_exist(ast, known, recorded);
@@ -260,6 +290,49 @@ impl RuleCheck<'_, '_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// Label and annotation values are Go templates that Prometheus parses when it loads the
+    /// file: one that does not parse fails the whole file.
+    fn templates(&mut self) {
+        let (rule, field, kind, name) = (self.rule, self.field, self.kind, self.name);
+        let parts = [("labels", &rule.labels), ("annotations", &rule.annotations)];
+        for (part, values) in parts {
+            for (key, value) in values {
+                if let Err(e) = super::template::check(&value.value) {
+                    self.out.push(
+                        Level::Error,
+                        value.location,
+                        format!("{field}.{part}.{key}"),
+                        format!("{kind} `{name}`: the template in `{key}` does not parse: {}", e.message),
+                        Some("Prometheus refuses the whole rule file; close every `{{ ... }}` and use its template functions (humanize, printf, ...)".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A recording rule's name is the metric it records, and it has no `for`.
+    fn recording_rule(&mut self) {
+        let (rule, field, name) = (self.rule, self.field, self.name);
+        if !is_metric_name(name) {
+            self.out.push(
+                Level::Error,
+                rule.name.location,
+                format!("{field}.record"),
+                format!("invalid recording rule name `{name}`"),
+                Some("a recording rule records a metric: letters, digits, '_' and ':', e.g. `job:http_requests:rate5m`".into()),
+            );
+        }
+        if let Some(duration) = &rule.for_duration {
+            self.out.push(
+                Level::Error,
+                duration.location,
+                format!("{field}.for"),
+                format!("recording rule `{name}` has a `for`"),
+                Some("only alerts wait with `for`; remove it".into()),
+            );
         }
     }
 
@@ -432,6 +505,14 @@ impl RuleCheck<'_, '_> {
             Some(format!("alert on the service: aggregate with `max by ({}) (...)` or `sum by ({}) (...)`; if per-instance is intended, add a `# {PER_INSTANCE_MARKER}` comment above the rule", by.join(", "), by.join(", "))),
         );
     }
+}
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 fn is_label_name(name: &str) -> bool {

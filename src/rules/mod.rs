@@ -7,4 +7,5 @@ pub mod file;
 pub mod lint;
 pub mod promql;
 pub mod team;
+pub mod template;
 pub mod test;

@@ -302,25 +302,34 @@ impl Spec {
 /// Why a spec could not be loaded.
 pub type SpecError = crate::diagnostic::FileError;
 
-/// Reads and validates a spec file, then reads the team rule files it names (relative to the spec).
+/// Reads and validates a spec file, then reads the team rule files it names (relative to the spec)
+/// and lints them for their team: a rule file Prometheus would refuse to load (or one labelled
+/// with another team) is an error here, at its own file, line and column.
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
     let source = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let file = path.display().to_string();
-    let invalid = |diagnostics| SpecError::Invalid {
+    let invalid = |diagnostics, included| SpecError::Invalid {
         file: file.clone(),
         source_text: source.clone(),
         diagnostics,
+        included,
     };
-    let mut spec = parse(&file, &source).map_err(invalid)?;
+    let mut spec = parse(&file, &source).map_err(|d| invalid(d, BTreeMap::new()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut diagnostics = Vec::new();
+    let mut included = BTreeMap::new();
     for (team_index, team) in spec.teams.iter_mut().enumerate() {
+        let mut texts = Vec::new();
         for (file_index, rule_file) in team.rule_files.iter_mut().enumerate() {
-            match std::fs::read_to_string(base.join(&rule_file.path)) {
-                Ok(text) => rule_file.contents = Some(text),
+            let rule_path = base.join(&rule_file.path);
+            match std::fs::read_to_string(&rule_path) {
+                Ok(text) => {
+                    texts.push((rule_path.display().to_string(), text.clone()));
+                    rule_file.contents = Some(text);
+                }
                 Err(err) => diagnostics.push(Diagnostic {
                     file: file.clone(),
                     location: rule_file.location,
@@ -335,10 +344,26 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
                 }),
             }
         }
+        diagnostics.extend(team_rule_errors(&team.name, &texts));
+        included.extend(texts);
     }
     if diagnostics.is_empty() {
         Ok(spec)
     } else {
-        Err(invalid(diagnostics))
+        Err(invalid(diagnostics, included))
     }
+}
+
+/// The errors of a team's rule files, linted together as the team's (warnings are for
+/// `stackgen rules lint`).
+fn team_rule_errors(team: &str, files: &[(String, String)]) -> Vec<Diagnostic> {
+    let options = crate::rules::lint::LintOptions {
+        team: Some(team.to_string()),
+        known_metrics: None,
+    };
+    crate::rules::lint::lint(files, &options)
+        .into_iter()
+        .filter(|finding| finding.level == crate::diagnostic::Level::Error)
+        .map(|finding| finding.diagnostic)
+        .collect()
 }

@@ -294,3 +294,47 @@ fn lint_reads_metrics_from_a_url() {
     );
     assert!(said.contains("0 error(s), 2 warning(s)"), "{said}");
 }
+
+/// Every rule file in `tests/fixtures/promtool-parity/` is refused by the real `promtool check
+/// rules`, and `stackgen rules lint` refuses it too, at the place and with the words its first
+/// line expects (`# expect: LINE:COL words`): what Prometheus would not load, stackgen stops
+/// before it ships.
+#[test]
+fn lint_refuses_what_promtool_refuses() {
+    let promtool = tool("promtool", "apt-get install prometheus");
+    let dir = root().join("tests/fixtures/promtool-parity");
+    let files: Vec<String> = files_under(&dir);
+    assert!(files.len() >= 8, "parity cases missing: {files:?}");
+    for file in files {
+        let path = dir.join(&file);
+        let text = fs::read_to_string(&path).expect("case");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{file}: no `# expect:` line"));
+        let (place, words) = expect.split_once(' ').expect("LINE:COL words");
+        let checked = Command::new(&promtool)
+            .args(["check", "rules"])
+            .arg(&path)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            !checked.status.success(),
+            "{file}: promtool accepts it, so it is no parity case"
+        );
+        let relative = format!("tests/fixtures/promtool-parity/{file}");
+        let linted = stackgen(&["rules", "lint", "--team", "web", &relative]);
+        let report = format!("{}{}", stdout(&linted), stderr(&linted));
+        assert_eq!(
+            linted.status.code(),
+            Some(1),
+            "{file}: not refused\n{report}"
+        );
+        let at = format!("--> {relative}:{place}");
+        let found = report.split("\n\n").any(|finding| {
+            finding.starts_with("error:") && finding.contains(words) && finding.contains(&at)
+        });
+        assert!(found, "{file}: no error `{words}` at {place}\n{report}");
+    }
+}

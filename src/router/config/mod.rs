@@ -94,6 +94,7 @@ pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
         file,
         source_text: source,
         diagnostics,
+        included: BTreeMap::new(),
     })
 }
 
