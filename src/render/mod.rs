@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn team_rule_file_change_rolls_prometheus() {
-        let spec_text = "cluster: {name: a}\nteams:\n  - name: web\n    rule_files: [web.yaml]\n";
+        let spec_text = "cluster: {name: a}\nrouter: {platform_team: web}\nteams:\n  - name: web\n    webhook: {url: {secret: hooks, key: web}}\n    rule_files: [web.yaml]\n";
         let rules = "groups:\n  - name: web\n    rules:\n      - alert: WebDown\n        expr: max by (service) (up) == 0\n        for: 5m\n";
         let with_rules = |text: &str| {
             let mut spec = crate::spec::parse("s.yaml", spec_text).expect("valid");

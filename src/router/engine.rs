@@ -314,16 +314,16 @@ impl Engine {
         mut decide: impl FnMut(&mut State) -> Outcome,
     ) -> Result<(), EngineError> {
         let config = self.config.clone();
-        let mut committed = (Vec::new(), 0);
+        let mut committed = (Vec::new(), 0, 0);
         let result = self.store.locked_step(scope, &mut |state| {
             let outcome = decide(state);
-            let batch = plan(state, &outcome, &config, now);
-            committed = (outcome.intents, batch.outbox.len());
+            let (batch, unroutable) = plan(state, &outcome, &config, now);
+            committed = (outcome.intents, batch.outbox.len(), unroutable);
             batch
         });
         match result {
             Ok(()) => {
-                self.count_committed(&committed.0, committed.1);
+                self.count_committed(&committed.0, committed.1, committed.2);
                 Ok(())
             }
             Err(e) => {
@@ -333,7 +333,8 @@ impl Engine {
         }
     }
 
-    fn count_committed(&self, intents: &[dedup::Intent], planned: usize) {
+    fn count_committed(&self, intents: &[dedup::Intent], planned: usize, unroutable: usize) {
+        self.metrics.incidents_unroutable.inc_by(unroutable as u64);
         for intent in intents {
             self.metrics
                 .incident_transitions
@@ -351,13 +352,14 @@ impl Engine {
         let Some(state) = self.state.as_ref() else {
             return Err(EngineError::NoState);
         };
-        let batch = plan(state, &outcome, &self.config, now);
+        let (batch, unroutable) = plan(state, &outcome, &self.config, now);
         if batch.is_empty() {
+            self.metrics.incidents_unroutable.inc_by(unroutable as u64);
             return Ok(());
         }
         match self.store.commit(&batch) {
             Ok(()) => {
-                self.count_committed(&outcome.intents, batch.outbox.len());
+                self.count_committed(&outcome.intents, batch.outbox.len(), unroutable);
                 self.update_gauges();
                 Ok(())
             }
@@ -525,8 +527,9 @@ impl Engine {
 type Ingest = (Vec<Classified>, oneshot::Sender<Result<usize, EngineError>>);
 
 /// What an outcome writes: the changed incidents and members of `state`, the heartbeat, and an
-/// outbox entry per planned notification.
-fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) -> Batch {
+/// outbox entry per planned notification; and how many transitions found no destination.
+fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) -> (Batch, usize) {
+    let mut unroutable = 0;
     let team_destinations = &config.team_destinations;
     let mut batch = Batch::default();
     for intent in &outcome.intents {
@@ -535,6 +538,7 @@ fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) ->
         };
         let planned = routing::plan(intent, incident, &config.routes, team_destinations);
         if planned.is_empty() {
+            unroutable += 1;
             warn!(
                 incident = %incident.key,
                 team = %incident.team,
@@ -567,7 +571,7 @@ fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) ->
     if outcome.heartbeat_changed {
         batch.heartbeat = Some(state.heartbeat.clone());
     }
-    batch
+    (batch, unroutable)
 }
 
 fn merge(into: &mut Outcome, from: Outcome) {
@@ -766,6 +770,25 @@ mod tests {
             2,
             "one incident, one notification each"
         );
+    }
+
+    #[test]
+    fn a_transition_of_a_team_without_destinations_is_counted_unroutable() {
+        let config = config();
+        let mut state = State::default();
+        let mut alert = alerts(true, &["p1"], 0);
+        // An incident stored under a team the configuration no longer has.
+        for classified in &mut alert {
+            classified.team = "gone".into();
+            classified.key = "gone/checkout/HighErrorRate".into();
+        }
+        let outcome = dedup::step(&mut state, &alert, 1_000, &config.dedup);
+        let (batch, unroutable) = plan(&state, &outcome, &config, 1_000);
+        assert_eq!(unroutable, 1);
+        assert!(batch.outbox.is_empty());
+        let mut known = State::default();
+        let outcome = dedup::step(&mut known, &alerts(true, &["p1"], 0), 1_000, &config.dedup);
+        assert_eq!(plan(&known, &outcome, &config, 1_000).1, 0);
     }
 
     #[test]

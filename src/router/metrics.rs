@@ -16,6 +16,9 @@ pub struct Metrics {
     pub incidents_open: Gauge,
     pub incident_transitions: Family<Labels, Counter>,
     pub notifications_planned: Counter,
+    /// Incident transitions that found no destination (exported as 0 from the start, so a
+    /// rule's `increase()` sees the first one).
+    pub incidents_unroutable: Counter,
     pub delivery_attempts: Family<Labels, Counter>,
     pub delivery_duration: Histogram,
     pub outbox_pending: Gauge,
@@ -38,6 +41,7 @@ impl Metrics {
             incidents_open: Gauge::default(),
             incident_transitions: Family::default(),
             notifications_planned: Counter::default(),
+            incidents_unroutable: Counter::default(),
             delivery_attempts: Family::default(),
             delivery_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             outbox_pending: Gauge::default(),
@@ -69,6 +73,11 @@ impl Metrics {
             "notifications_planned",
             "Notifications planned (one per transition and destination)",
             metrics.notifications_planned.clone(),
+        );
+        registry.register(
+            "incidents_unroutable",
+            "Incident transitions that found no destination to notify",
+            metrics.incidents_unroutable.clone(),
         );
         registry.register(
             "delivery_attempts",

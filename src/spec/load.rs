@@ -585,6 +585,20 @@ impl Checker {
                     self.checked_string(n, &obj.path("name"), "team name", values::check_dns_label)
                 });
             let destinations = self.team_destinations(&obj);
+            let declares_one = TEAM_KEYS
+                .iter()
+                .any(|key| !matches!(*key, "name" | "rule_files") && obj.get(key).is_some());
+            if !declares_one {
+                self.error(
+                    obj.span(),
+                    &field,
+                    format!(
+                        "team `{}` has no destination: its alerts would reach nobody",
+                        obj.map.get_scalar("name").map_or("?", |n| n.as_str())
+                    ),
+                    Some("give it one: slack, mattermost, discord, msteams, google_chat, webhook, email, pagerduty or opsgenie".into()),
+                );
+            }
             let mut rule_files = Vec::new();
             for (i, n) in self.list(&obj, "rule_files").into_iter().enumerate() {
                 if let Some((path, location)) =
@@ -847,9 +861,12 @@ impl Checker {
         self.unique_team_names(&team_nodes);
         self.services_have_declared_owners(&service_nodes, &team_names);
         self.unique_services(&service_nodes, stack_namespace);
-        if let Some(platform) = &router.platform_team {
-            self.platform_team_declared(top, platform, &team_names);
+        match &router.platform_team {
+            Some(platform) => self.platform_team_declared(top, platform, &team_names),
+            None if !teams.is_empty() => self.platform_team_missing(top, &team_names),
+            None => {}
         }
+
         if router.smtp.is_none() {
             for (index, node) in team_nodes.iter().enumerate() {
                 if let Some(span) = key_span(node, "email") {
@@ -947,6 +964,30 @@ impl Checker {
                 seen.insert(key, index);
             }
         }
+    }
+
+    /// With teams declared, alerts of no service (nodes, the cluster, the stack itself) need an
+    /// owner too.
+    fn platform_team_missing(&mut self, top: &Obj, team_names: &BTreeSet<&str>) {
+        let teams_key = top
+            .map
+            .keys()
+            .find(|k| k.as_str() == "teams")
+            .map(|k| *k.span());
+        let span = top
+            .get("router")
+            .map(|r| *r.span())
+            .or(teams_key)
+            .unwrap_or(*top.span());
+        self.error(
+            &span,
+            "router.platform_team",
+            "teams are declared but no `router.platform_team`: alerts of no service (nodes, the cluster, the stack itself) would reach nobody".into(),
+            Some(format!(
+                "name the team that owns the cluster: `router: {{platform_team: NAME}}` (declared teams: {})",
+                team_names.iter().copied().collect::<Vec<_>>().join(", ")
+            )),
+        );
     }
 
     fn platform_team_declared(&mut self, top: &Obj, platform: &str, team_names: &BTreeSet<&str>) {
@@ -1049,7 +1090,7 @@ mod tests {
 
     #[test]
     fn literal_secret_is_refused() {
-        let src = "cluster: {name: a}\nteams:\n  - name: web\n    slack: {url: \"https://hooks.slack.com/services/T/B/X\"}\n";
+        let src = "cluster: {name: a}\nrouter: {platform_team: web}\nteams:\n  - name: web\n    slack: {url: \"https://hooks.slack.com/services/T/B/X\"}\n";
         let errors = parse("s.yaml", src).expect_err("invalid");
         assert_eq!(errors.len(), 1);
         assert!(
@@ -1057,7 +1098,7 @@ mod tests {
                 .message
                 .contains("secret given as a literal value")
         );
-        assert_eq!(errors[0].location, Location { line: 4, col: 18 });
+        assert_eq!(errors[0].location, Location { line: 5, col: 18 });
     }
 
     #[test]

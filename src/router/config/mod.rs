@@ -352,6 +352,33 @@ mod tests {
     }
 
     #[test]
+    fn a_config_where_an_alert_could_reach_nobody_is_refused() {
+        let text = "teams:\n  web: {destinations: [{kind: log}]}\n  quiet: {destinations: []}\nroutes:\n  - matchers: ['severity=\"info\"']\n    destinations: []\n";
+        let problems = parse("r.yaml", text, Path::new(".")).expect_err("invalid");
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|d| (d.field.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "ownership.default_team",
+                    "no `ownership.default_team`: an alert of no known team would reach no destination"
+                ),
+                (
+                    "teams.quiet.destinations",
+                    "team `quiet` has no destination: its alerts would reach nobody"
+                ),
+                (
+                    "routes[0].destinations",
+                    "routes[0] sends the alerts it matches to no destination"
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn inline_secrets_never_show_in_debug() {
         let s = SecretSource::Inline("hunter2".into());
         assert!(!format!("{s:?}").contains("hunter2"));

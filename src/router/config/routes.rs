@@ -44,6 +44,7 @@ impl Checker {
             ..Ownership::default()
         };
         let Some(obj) = self.sub_object(top, "ownership", OWNERSHIP_KEYS) else {
+            self.no_default_team(top.span());
             return ownership;
         };
         self.owned_services(&obj, teams, &mut ownership);
@@ -64,7 +65,22 @@ impl Checker {
             self.known_team(teams, &team, Some(node), "ownership.default_team");
             ownership.default_team = Some(team);
         }
+        if obj.get("default_team").is_none() {
+            self.no_default_team(obj.span());
+        }
         ownership
+    }
+
+    /// Without a default team, an alert of no known team (no service, no owner rule) would reach
+    /// no destination.
+    fn no_default_team(&mut self, span: &marked_yaml::Span) {
+        self.error(
+            span,
+            "ownership.default_team",
+            "no `ownership.default_team`: an alert of no known team would reach no destination"
+                .into(),
+            Some("set `ownership: {default_team: TEAM}`, the team that owns the cluster".into()),
+        );
     }
 
     /// `ownership.services`: `namespace/service` (or `service`) -> team.
@@ -121,8 +137,18 @@ impl Checker {
                 continue;
             };
             let matchers = self.matchers(&route);
-            let destinations = self
-                .list(&route, "destinations")
+            let nodes = self.list(&route, "destinations");
+            if nodes.is_empty() {
+                self.error(
+                    route.span(),
+                    &route.path("destinations"),
+                    format!("{field} sends the alerts it matches to no destination"),
+                    Some(
+                        "name at least one `team/destination`; an alert must reach somebody".into(),
+                    ),
+                );
+            }
+            let destinations = nodes
                 .into_iter()
                 .enumerate()
                 .filter_map(|(j, dnode)| {

@@ -109,7 +109,18 @@ impl Checker {
                 grafana_url,
             };
             let mut destinations: Vec<DestinationConfig> = Vec::new();
-            for (i, dnode) in self.list(&obj, "destinations").into_iter().enumerate() {
+            let nodes = self.list(&obj, "destinations");
+            if nodes.is_empty() {
+                self.error(
+                    obj.span(),
+                    &format!("{field}.destinations"),
+                    format!("team `{team}` has no destination: its alerts would reach nobody"),
+                    Some(
+                        "add one; `- kind: log` keeps its notifications in the router's log".into(),
+                    ),
+                );
+            }
+            for (i, dnode) in nodes.into_iter().enumerate() {
                 let dfield = format!("{field}.destinations[{i}]");
                 if let Some(destination) = self.destination(dnode, &dfield, &context, &destinations)
                 {
