@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::diagnostic;
 use crate::render;
+use crate::router::preview::Previewed;
 use crate::spec::{self, Platform};
 
 #[derive(Parser, Debug)]
@@ -108,6 +109,22 @@ enum RouterCommand {
         /// `team/name` of the destination.
         #[arg(long)]
         destination: String,
+    },
+    /// Which destinations an alert reaches, and what decided.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RoutesCommand {
+    /// Print the team, the incident and the destinations an alert with these labels reaches,
+    /// and which route (or the team's destinations) decided, like `amtool config routes test`.
+    Test {
+        #[arg(long)]
+        config: PathBuf,
+        /// The alert's labels, `LABEL=VALUE` (e.g. alertname=HighErrorRate severity=warning).
+        #[arg(required = true, value_name = "LABEL=VALUE")]
+        labels: Vec<String>,
     },
 }
 
@@ -283,7 +300,8 @@ fn router_command(command: RouterCommand) -> anyhow::Result<Outcome> {
         RouterCommand::CheckConfig { config }
         | RouterCommand::Preview { config, .. }
         | RouterCommand::SendTest { config, .. }
-        | RouterCommand::Serve { config, .. } => config.clone(),
+        | RouterCommand::Serve { config, .. }
+        | RouterCommand::Routes(RoutesCommand::Test { config, .. }) => config.clone(),
     };
     let Some(loaded) = load_router_config(&config)? else {
         return Ok(Outcome::Invalid);
@@ -299,6 +317,7 @@ fn router_command(command: RouterCommand) -> anyhow::Result<Outcome> {
             ..
         } => preview(&loaded, &destination, &fixture),
         RouterCommand::SendTest { destination, .. } => send_test(&loaded, &destination),
+        RouterCommand::Routes(RoutesCommand::Test { labels, .. }) => routes_test(&loaded, &labels),
         RouterCommand::Serve { log_format, .. } => {
             init_logging(log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -318,14 +337,37 @@ fn preview(
 ) -> anyhow::Result<Outcome> {
     let text = std::fs::read_to_string(fixture)
         .with_context(|| format!("reading {}", fixture.display()))?;
-    let payloads = crate::router::preview::preview(config, &destination_id(destination)?, &text)
+    let previews = crate::router::preview::preview(config, &destination_id(destination)?, &text)
         .map_err(anyhow::Error::msg)?;
-    if payloads.is_empty() {
+    if previews.is_empty() {
         println!("(nothing would be sent: these alerts open or resolve no incident)");
     }
-    for payload in payloads {
-        println!("{}", describe_payload(&payload));
+    for preview in previews {
+        match preview {
+            Previewed::Sent(payload) => println!("{}", describe_payload(&payload)),
+            Previewed::NotSent { kind, reason } => {
+                println!(
+                    "(the {} notification would not reach {destination}: {reason})",
+                    kind.as_str()
+                )
+            }
+        }
     }
+    Ok(Outcome::Ok)
+}
+
+fn routes_test(
+    config: &crate::router::config::RouterConfig,
+    pairs: &[String],
+) -> anyhow::Result<Outcome> {
+    let mut labels = crate::router::alert::Labels::new();
+    for pair in pairs {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("`{pair}` is not LABEL=VALUE"))?;
+        labels.insert(name.trim().to_string(), value.trim().to_string());
+    }
+    print!("{}", crate::router::preview::trace(config, labels));
     Ok(Outcome::Ok)
 }
 

@@ -405,6 +405,50 @@ impl Checker {
         }
     }
 
+    /// A list under `key` of names from `allowed` (each kept once); `None` when the key is absent.
+    /// An unknown name, or an empty list, is reported; `what` names one item in messages.
+    pub(crate) fn names_from(
+        &mut self,
+        obj: &Obj,
+        key: &str,
+        what: &str,
+        allowed: &[&'static str],
+    ) -> Option<Vec<&'static str>> {
+        obj.get(key)?;
+        let field = obj.path(key);
+        let mut names = Vec::new();
+        for node in self.list(obj, key) {
+            let Some((text, _)) = self.string(node, &field) else {
+                continue;
+            };
+            match allowed.iter().find(|name| **name == text) {
+                Some(name) if !names.contains(name) => names.push(*name),
+                Some(_) => {}
+                None => {
+                    let hint = did_you_mean(&text, allowed.iter().copied()).map_or_else(
+                        || format!("use {}", allowed.join(", ")),
+                        |c| format!("did you mean `{c}`?"),
+                    );
+                    self.error(
+                        node.span(),
+                        &field,
+                        format!("unknown {what} `{text}`"),
+                        Some(hint),
+                    );
+                }
+            }
+        }
+        if names.is_empty() {
+            self.error(
+                obj.span(),
+                &field,
+                format!("`{key}` lists no {what}"),
+                Some(format!("list {}, or remove `{key}`", allowed.join(", "))),
+            );
+        }
+        Some(names)
+    }
+
     pub(crate) fn list<'n>(&mut self, obj: &Obj<'n>, key: &str) -> Vec<&'n Node> {
         let Some(node) = obj.get(key) else {
             return Vec::new();

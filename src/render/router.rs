@@ -88,7 +88,17 @@ fn config_context(spec: &Spec) -> Value {
         .teams
         .iter()
         .map(|team| {
-            let destinations: Vec<Value> = team.destinations.iter().map(destination).collect();
+            let destinations: Vec<Value> = team
+                .destinations
+                .iter()
+                .map(|d| {
+                    let mut rendered = destination(d);
+                    if let Some(severities) = team.severities_of(d.kind()) {
+                        rendered["severities"] = json!(severities);
+                    }
+                    rendered
+                })
+                .collect();
             (team.name.as_str(), json!({ "destinations": destinations }))
         })
         .collect();

@@ -104,6 +104,19 @@ impl Severity {
         }
     }
 
+    /// The severities a config names (`none` is only what an alert without one has).
+    pub const NAMED: [&'static str; 3] = ["critical", "warning", "info"];
+
+    /// The severity a config names `name`.
+    pub fn named(name: &str) -> Option<Severity> {
+        match name {
+            "critical" => Some(Severity::Critical),
+            "warning" => Some(Severity::Warning),
+            "info" => Some(Severity::Info),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::None => "none",

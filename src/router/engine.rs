@@ -530,13 +530,12 @@ type Ingest = (Vec<Classified>, oneshot::Sender<Result<usize, EngineError>>);
 /// outbox entry per planned notification; and how many transitions found no destination.
 fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) -> (Batch, usize) {
     let mut unroutable = 0;
-    let team_destinations = &config.team_destinations;
     let mut batch = Batch::default();
     for intent in &outcome.intents {
         let Some(incident) = state.incidents.get(&intent.incident_key) else {
             continue;
         };
-        let planned = routing::plan(intent, incident, &config.routes, team_destinations);
+        let planned = routing::plan(intent, incident, &config.routing);
         if planned.is_empty() {
             unroutable += 1;
             warn!(

@@ -25,14 +25,22 @@ fn find<'d>(
     })
 }
 
+/// One notification of a preview: what the destination would be sent, or why it would get
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Previewed {
+    Sent(destination::Payload),
+    NotSent { kind: IntentKind, reason: String },
+}
+
 /// The notifications `fixture` (an Alertmanager webhook body) would send to `destination_id`
-/// (`team/name`), encoded, without sending anything. A body of resolved alerts is shown as the
-/// resolve of an incident those alerts had opened.
+/// (`team/name`), encoded, without sending anything, routed as the router routes them. A body of
+/// resolved alerts is shown as the resolve of an incident those alerts had opened.
 pub fn preview(
     config: &RouterConfig,
     destination_id: &DestinationId,
     fixture: &str,
-) -> Result<Vec<destination::Payload>, String> {
+) -> Result<Vec<Previewed>, String> {
     let destinations = delivery::build_destinations(config)?;
     let destination = find(&destinations, destination_id)?;
     let payload: alert::WebhookPayload = serde_json::from_str(fixture)
@@ -64,27 +72,106 @@ pub fn preview(
         dedup::step(&mut state, &classify(Some(false)), now, &config.dedup);
         intents = dedup::tick(&mut state, now + config.dedup.resolve_hold, &config.dedup).intents;
     }
-    let only_this = vec![routing::Route {
-        matchers: Vec::new(),
-        destinations: vec![destination_id.clone()],
-        continue_matching: false,
-    }];
-    let mut payloads = Vec::new();
+    let mut previews = Vec::new();
     for intent in &intents {
         let Some(incident) = state.incidents.get(&intent.incident_key) else {
             continue;
         };
-        for (_, notification) in
-            routing::plan(intent, incident, &only_this, &config.team_destinations)
-        {
-            payloads.push(
+        let planned = routing::plan(intent, incident, &config.routing);
+        match planned.into_iter().find(|(id, _)| id == destination_id) {
+            Some((_, notification)) => previews.push(Previewed::Sent(
                 destination
                     .encode(&notification)
                     .map_err(|e| e.to_string())?,
-            );
+            )),
+            None => previews.push(Previewed::NotSent {
+                kind: intent.kind,
+                reason: why_not(incident, destination_id, &config.routing),
+            }),
         }
     }
-    Ok(payloads)
+    Ok(previews)
+}
+
+/// Why an incident's notifications do not reach `destination`, in the routing's words.
+fn why_not(
+    incident: &dedup::Incident,
+    destination: &DestinationId,
+    table: &routing::RoutingTable,
+) -> String {
+    let decision = routing::decide(&incident.labels, &incident.team, incident.severity, table);
+    let severity = incident.severity;
+    if decision.not_for_this_severity.contains(destination) {
+        return format!("{destination} does not take {severity} alerts (its `severities`)");
+    }
+    let went = decision
+        .destinations
+        .iter()
+        .map(DestinationId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match decision.matched_routes.as_slice() {
+        [] => format!(
+            "the incident belongs to team {} and no route matches it; it goes to {went}",
+            incident.team
+        ),
+        routes => format!(
+            "routes[{}] decide; it goes to {went}",
+            routes
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("], routes[")
+        ),
+    }
+}
+
+/// What the router does with an alert of these labels (`router routes test`): its team and
+/// incident, which route decided (or the team's destinations), and where it goes, as text.
+pub fn trace(config: &RouterConfig, labels: alert::Labels) -> String {
+    let update = alert::AlertUpdate {
+        fingerprint: alert::label_fingerprint(&labels),
+        labels,
+        annotations: alert::Labels::new(),
+        firing: true,
+        starts_at: 0,
+        ends_at: None,
+        generator_url: String::new(),
+        alertmanager_url: String::new(),
+    };
+    let severity = Severity::of(&update.labels);
+    let classified = ownership::classify(update, &config.ownership);
+    let labels = classified.incident_labels();
+    let decision = routing::decide(&labels, &classified.team, severity, &config.routing);
+    let mut out = String::new();
+    let service = if classified.service.is_empty() {
+        "no service".to_string()
+    } else {
+        format!("service {}", classified.service)
+    };
+    out.push_str(&format!("team: {} ({service})\n", classified.team));
+    out.push_str(&format!("incident: {}\n", classified.key));
+    out.push_str(&format!("severity: {severity}\n"));
+    match decision.matched_routes.as_slice() {
+        [] => out.push_str("decided by: no route matches; the team's destinations\n"),
+        routes => {
+            let names: Vec<String> = routes.iter().map(|i| format!("routes[{i}]")).collect();
+            out.push_str(&format!("decided by: {}\n", names.join(", ")));
+        }
+    }
+    out.push_str("destinations:\n");
+    if decision.destinations.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for destination in &decision.destinations {
+        out.push_str(&format!("  {destination}\n"));
+    }
+    for destination in &decision.not_for_this_severity {
+        out.push_str(&format!(
+            "  not {destination}: it does not take {severity} alerts\n"
+        ));
+    }
+    out
 }
 
 /// Sends a clearly marked test notification to one destination and returns how it went.

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::dedup::{Incident, Intent};
+use super::alert::Labels;
+use super::dedup::{Incident, Intent, Severity};
 use super::matcher::{Matcher, all_match};
 use super::notification::{AlertStatus, LISTED_MEMBERS, Notification};
-use super::ownership::UNOWNED;
 
 /// A destination: the team it belongs to and its name there, written `team/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,18 +51,52 @@ pub struct Route {
     pub continue_matching: bool,
 }
 
-/// The destinations for an incident: the matching routes in order (stopping at the first without
-/// `continue`), or, when none matches, every destination of the owning team.
-pub fn destinations_for(
-    incident: &Incident,
-    routes: &[Route],
-    team_destinations: &BTreeMap<String, Vec<String>>,
-) -> Vec<DestinationId> {
+/// Who gets an incident's notifications: the routes, each team's destinations, and which
+/// severities the destinations that do not take every one take.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingTable {
+    pub routes: Vec<Route>,
+    /// Destination names per team, in order.
+    pub team_destinations: BTreeMap<String, Vec<String>>,
+    /// Destinations that take only these severities (a pager: critical); the others take all.
+    pub severities: BTreeMap<DestinationId, Vec<Severity>>,
+}
+
+impl RoutingTable {
+    /// Whether `destination` takes alerts of `severity`. An alert without a severity is taken
+    /// as `info`.
+    pub fn takes(&self, destination: &DestinationId, severity: Severity) -> bool {
+        let severity = match severity {
+            Severity::None => Severity::Info,
+            other => other,
+        };
+        self.severities
+            .get(destination)
+            .is_none_or(|taken| taken.contains(&severity))
+    }
+}
+
+/// How an incident is routed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The routes that matched, by index, in order; empty: none did, so the owning team's
+    /// destinations.
+    pub matched_routes: Vec<usize>,
+    /// Where the notifications go.
+    pub destinations: Vec<DestinationId>,
+    /// Chosen by a route or the team, but left out: they do not take this severity.
+    pub not_for_this_severity: Vec<DestinationId>,
+}
+
+/// Routes an incident of `team` with these labels and severity: the matching routes in order
+/// (stopping at the first without `continue`) or, when none matches, every destination of the
+/// team; then only the destinations that take the severity.
+pub fn decide(labels: &Labels, team: &str, severity: Severity, table: &RoutingTable) -> Decision {
     let mut chosen: Vec<DestinationId> = Vec::new();
-    let mut matched = false;
-    for route in routes {
-        if all_match(&route.matchers, &incident.labels) {
-            matched = true;
+    let mut matched_routes = Vec::new();
+    for (index, route) in table.routes.iter().enumerate() {
+        if all_match(&route.matchers, labels) {
+            matched_routes.push(index);
             for d in &route.destinations {
                 if !chosen.contains(d) {
                     chosen.push(d.clone());
@@ -73,26 +107,29 @@ pub fn destinations_for(
             }
         }
     }
-    if !matched {
-        let team = team_destinations
-            .get(&incident.team)
-            .or_else(|| team_destinations.get(UNOWNED));
-        for name in team.into_iter().flatten() {
-            chosen.push(DestinationId {
-                team: incident.team.clone(),
-                name: name.clone(),
-            });
-        }
+    if matched_routes.is_empty() {
+        let names = table.team_destinations.get(team).into_iter().flatten();
+        chosen.extend(names.map(|name| DestinationId::new(team, name)));
     }
-    chosen
+    let (destinations, not_for_this_severity) =
+        chosen.into_iter().partition(|d| table.takes(d, severity));
+    Decision {
+        matched_routes,
+        destinations,
+        not_for_this_severity,
+    }
+}
+
+/// The destinations an incident's notifications go to ([`decide`]).
+pub fn destinations_for(incident: &Incident, table: &RoutingTable) -> Vec<DestinationId> {
+    decide(&incident.labels, &incident.team, incident.severity, table).destinations
 }
 
 /// Plans one notification per destination for an intent.
 pub fn plan(
     intent: &Intent,
     incident: &Incident,
-    routes: &[Route],
-    team_destinations: &BTreeMap<String, Vec<String>>,
+    table: &RoutingTable,
 ) -> Vec<(DestinationId, Notification)> {
     let episode_key = short_hash(&[&incident.key, &incident.episode.to_string()]);
     let members: Vec<String> = incident
@@ -102,7 +139,7 @@ pub fn plan(
         .take(LISTED_MEMBERS)
         .map(|m| m.identity.clone())
         .collect();
-    destinations_for(incident, routes, team_destinations)
+    destinations_for(incident, table)
         .into_iter()
         .map(|destination| {
             let notification = Notification {
@@ -197,19 +234,58 @@ mod tests {
                 continue_matching: false,
             },
         ];
+        let routed = RoutingTable {
+            routes,
+            team_destinations: teams.clone(),
+            severities: BTreeMap::new(),
+        };
         assert_eq!(
-            destinations_for(incident, &routes, &teams),
+            destinations_for(incident, &routed),
             vec![pager.clone(), chat.clone()]
         );
-        assert_eq!(destinations_for(incident, &[], &teams), vec![chat, pager]);
-        let planned = plan(&out.intents[0], incident, &[], &teams);
+        let by_team = RoutingTable {
+            team_destinations: teams.clone(),
+            ..RoutingTable::default()
+        };
+        assert_eq!(
+            destinations_for(incident, &by_team),
+            vec![chat.clone(), pager.clone()]
+        );
+        let planned = plan(&out.intents[0], incident, &by_team);
         assert_eq!(planned.len(), 2);
         assert_ne!(planned[0].1.idempotency_key, planned[1].1.idempotency_key);
         assert_eq!(planned[0].1.episode_key, planned[1].1.episode_key);
         assert_eq!(
             planned,
-            plan(&out.intents[0], incident, &[], &teams),
+            plan(&out.intents[0], incident, &by_team),
             "planning is deterministic"
+        );
+    }
+
+    #[test]
+    fn a_destination_gets_only_the_severities_it_takes() {
+        let pager = DestinationId::new("payments", "pager");
+        let chat = DestinationId::new("payments", "chat");
+        let table = RoutingTable {
+            routes: Vec::new(),
+            team_destinations: BTreeMap::from([(
+                "payments".to_string(),
+                vec!["chat".to_string(), "pager".to_string()],
+            )]),
+            severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
+        };
+        let labels = Labels::new();
+        let warning = decide(&labels, "payments", Severity::Warning, &table);
+        assert_eq!(warning.destinations, vec![chat.clone()]);
+        assert_eq!(warning.not_for_this_severity, vec![pager.clone()]);
+        assert!(warning.matched_routes.is_empty());
+        let critical = decide(&labels, "payments", Severity::Critical, &table);
+        assert_eq!(critical.destinations, vec![chat.clone(), pager.clone()]);
+        let unlabelled = decide(&labels, "payments", Severity::None, &table);
+        assert_eq!(
+            unlabelled.destinations,
+            vec![chat],
+            "no severity is taken as info"
         );
     }
 }

@@ -16,6 +16,7 @@ use super::{
 use crate::config_check::values;
 use crate::config_check::{Checker, Obj, check_document, join, smtp};
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
+use crate::router::dedup::Severity;
 use crate::router::destination::DestinationKind;
 
 const TOP_KEYS: &[&str] = &[
@@ -585,6 +586,7 @@ impl Checker {
                     self.checked_string(n, &obj.path("name"), "team name", values::check_dns_label)
                 });
             let destinations = self.team_destinations(&obj);
+            let severities = self.destination_severities(&obj);
             let declares_one = TEAM_KEYS
                 .iter()
                 .any(|key| !matches!(*key, "name" | "rule_files") && obj.get(key).is_some());
@@ -612,21 +614,73 @@ impl Checker {
                 }
             }
             if let Some(name) = name {
-                teams.push(Team {
+                let team = Team {
                     name,
                     destinations,
+                    severities,
                     rule_files,
-                });
+                };
+                self.every_severity_has_a_destination(&team, &obj);
+                teams.push(team);
             }
         }
         teams
+    }
+
+    /// The `severities` each destination of a team takes, where the spec says.
+    fn destination_severities(&mut self, obj: &Obj) -> BTreeMap<DestinationKind, Vec<Severity>> {
+        let mut taken = BTreeMap::new();
+        for kind in DestinationKind::ALL {
+            let Some(map) = obj.get(kind.name()).and_then(Node::as_mapping) else {
+                continue;
+            };
+            let destination = Obj {
+                map,
+                field: obj.path(kind.name()),
+            };
+            if let Some(names) =
+                self.names_from(&destination, "severities", "severity", &Severity::NAMED)
+            {
+                taken.insert(
+                    kind,
+                    names.into_iter().filter_map(Severity::named).collect(),
+                );
+            }
+        }
+        taken
+    }
+
+    /// A team has a destination for every severity; otherwise its alerts of that severity
+    /// would reach nobody.
+    fn every_severity_has_a_destination(&mut self, team: &Team, obj: &Obj) {
+        if team.destinations.is_empty() {
+            return;
+        }
+        let missing: Vec<&str> = [Severity::Critical, Severity::Warning, Severity::Info]
+            .into_iter()
+            .filter(|s| !team.destinations.iter().any(|d| team.takes(d.kind(), *s)))
+            .map(Severity::as_str)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        self.error(
+            obj.span(),
+            &obj.field,
+            format!(
+                "no destination of team `{}` takes {} alerts: they would reach nobody",
+                team.name,
+                missing.join(" or ")
+            ),
+            Some("a destination takes every severity unless its `severities` (for a pager, its kind: critical only) says otherwise; add a chat or e-mail destination, or list the severity in a destination's `severities`".into()),
+        );
     }
 
     /// A team's destinations, one key per kind.
     fn team_destinations(&mut self, obj: &Obj) -> Vec<Destination> {
         let mut destinations = Vec::new();
         for kind in URL_DESTINATIONS {
-            let Some(dest) = self.sub_object(obj, kind.name(), &["url"]) else {
+            let Some(dest) = self.sub_object(obj, kind.name(), &["url", "severities"]) else {
                 continue;
             };
             let url = self
@@ -646,7 +700,7 @@ impl Checker {
                 | DestinationKind::Log => continue,
             });
         }
-        if let Some(email) = self.sub_object(obj, "email", &["to"]) {
+        if let Some(email) = self.sub_object(obj, "email", &["to", "severities"]) {
             let mut to = Vec::new();
             for (i, n) in self.list(&email, "to").into_iter().enumerate() {
                 if let Some(address) = self.checked_string(
@@ -669,7 +723,7 @@ impl Checker {
                 destinations.push(Destination::Email { to });
             }
         }
-        if let Some(pd) = self.sub_object(obj, "pagerduty", &["routing_key"]) {
+        if let Some(pd) = self.sub_object(obj, "pagerduty", &["routing_key", "severities"]) {
             let routing_key = self
                 .required(
                     &pd,
@@ -681,7 +735,7 @@ impl Checker {
                 destinations.push(Destination::Pagerduty { routing_key });
             }
         }
-        if let Some(og) = self.sub_object(obj, "opsgenie", &["api_key", "region"]) {
+        if let Some(og) = self.sub_object(obj, "opsgenie", &["api_key", "region", "severities"]) {
             let region = og.get("region").map_or(Some("us".to_string()), |n| {
                 let (text, _) = self.string(n, &og.path("region"))?;
                 if text == "us" || text == "eu" {

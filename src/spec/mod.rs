@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::config_check::smtp::SmtpServer;
 use crate::diagnostic::{Diagnostic, Location};
+use crate::router::dedup::Severity;
 use crate::router::destination::DestinationKind;
 
 pub use load::parse;
@@ -199,7 +200,26 @@ pub struct SecretRef {
 pub struct Team {
     pub name: String,
     pub destinations: Vec<Destination>,
+    /// The severities a destination takes, where the spec says (`severities`); the others take
+    /// their kind's default (pagers: critical; chat and e-mail: every severity).
+    pub severities: BTreeMap<DestinationKind, Vec<Severity>>,
     pub rule_files: Vec<RuleFileRef>,
+}
+
+impl Team {
+    /// The severities the team's destination of `kind` takes; `None`: every severity.
+    pub fn severities_of(&self, kind: DestinationKind) -> Option<Vec<Severity>> {
+        self.severities
+            .get(&kind)
+            .cloned()
+            .or_else(|| kind.info().default_severities.map(<[Severity]>::to_vec))
+    }
+
+    /// Whether the team's destination of `kind` takes `severity`.
+    pub fn takes(&self, kind: DestinationKind, severity: Severity) -> bool {
+        self.severities_of(kind)
+            .is_none_or(|taken| taken.contains(&severity))
+    }
 }
 
 /// Where a team is reached. Chat and webhook destinations post to a URL held in a Secret.

@@ -1054,3 +1054,115 @@ fn every_destination_speaks_its_service_contract_through_the_router() {
         }
     }
 }
+
+/// Severity decides the channel: a pager takes critical alerts only (its kind's default), chat
+/// every one. With the real router: a warning reaches the chat and not the pager, a critical
+/// alert both; `routes test` and `preview` say the same without sending anything.
+#[test]
+fn a_warning_reaches_the_chat_and_not_the_pager() {
+    let chat = Sink::start(200);
+    let pager = Sink::start(202);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = format!(
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\nteams:\n  payments:\n    destinations:\n      - {{name: chat, kind: webhook, url: {}}}\n      - {{name: pager, kind: pagerduty, routing_key: R0UTINGKEY, api_url: {}}}\nownership: {{default_team: payments}}\n",
+        chat.url(),
+        pager.url()
+    );
+    let router = Router::start(dir.path(), &config);
+    let body = |service: &str, severity: &str| {
+        std::fs::read_to_string(fixture("01-one-service-three-instances-firing.body.json"))
+            .expect("fixture")
+            .replace(
+                "\"severity\":\"critical\"",
+                &format!("\"severity\":\"{severity}\""),
+            )
+            .replace("checkout", service)
+    };
+    let auth = format!("Bearer {TOKEN}");
+    let deliveries = |service: &str| -> Vec<String> {
+        let (_, text) = router.get("/api/v1/incidents");
+        let incidents: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let mut found: Vec<String> = incidents["incidents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["service"] == service)
+            .flat_map(|i| i["deliveries"].as_array().cloned().unwrap_or_default())
+            .filter_map(|d| d["destination"].as_str().map(str::to_string))
+            .collect();
+        found.sort();
+        found
+    };
+    let (status, _) = router.post(
+        body("checkout", "warning").as_bytes(),
+        "application/json",
+        Some(&auth),
+    );
+    assert_eq!(status, 200);
+    // Planned in the transaction that answered 200: the outbox holds every notification.
+    assert_eq!(deliveries("checkout"), ["payments/chat"]);
+    let (status, _) = router.post(
+        body("search-api", "critical").as_bytes(),
+        "application/json",
+        Some(&auth),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        deliveries("search-api"),
+        ["payments/chat", "payments/pager"]
+    );
+    wait_for("the page for search-api", Duration::from_secs(10), || {
+        pager.received().len() == 1
+    });
+    assert_eq!(pager.received()[0].body["event_action"], "trigger");
+    wait_for("both chat messages", Duration::from_secs(10), || {
+        chat.received().len() == 2
+    });
+    assert_eq!(pager.received().len(), 1, "the warning paged nobody");
+
+    let config_path = dir.path().join("router.yaml");
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_stackgen"))
+            .args(args)
+            .env("TEST_ROUTER_TOKEN", TOKEN)
+            .output()
+            .expect("runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let config_arg = config_path.to_str().expect("utf-8");
+    let trace = cli(&[
+        "router",
+        "routes",
+        "test",
+        "--config",
+        config_arg,
+        "alertname=HighErrorRate",
+        "service=checkout",
+        "severity=warning",
+    ]);
+    assert_eq!(
+        trace,
+        "team: payments (service checkout)\nincident: payments/checkout/HighErrorRate\nseverity: warning\ndecided by: no route matches; the team's destinations\ndestinations:\n  payments/chat\n  not payments/pager: it does not take warning alerts\n"
+    );
+    let warning_body = dir.path().join("warning.json");
+    std::fs::write(&warning_body, body("checkout", "warning")).expect("body");
+    let preview = cli(&[
+        "router",
+        "preview",
+        "--config",
+        config_arg,
+        "--destination",
+        "payments/pager",
+        "--fixture",
+        warning_body.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        preview,
+        "(the opened notification would not reach payments/pager: payments/pager does not take warning alerts (its `severities`))\n"
+    );
+}

@@ -28,7 +28,7 @@ fn replica(dir: &Path, database: &str, hook: &Sink, pager: &Sink) -> Router {
 fn replica_config(dir: &Path, database: &str, hook: &Sink, pager: &Sink) -> String {
     std::fs::write(dir.join("db-url"), format!("{database}\n")).expect("url file");
     format!(
-        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nbody_limit: 1Mi\nstore: {{postgres: {{url_file: ./db-url, lease: {LEASE_MS}ms}}}}\ndedup: {{resolve_hold: 1s}}\ndelivery: {{initial_backoff: 100ms, max_backoff: 300ms, concurrency: 4, timeout: 1500ms}}\nteams:\n  oncall:\n    destinations:\n      - name: hook\n        kind: webhook\n        url: {}\n      - name: pager\n        kind: pagerduty\n        routing_key: R0UTINGKEY0000000000000000000000\n        api_url: http://127.0.0.1:{}/v2/enqueue\nownership: {{default_team: oncall}}\n",
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nbody_limit: 1Mi\nstore: {{postgres: {{url_file: ./db-url, lease: {LEASE_MS}ms}}}}\ndedup: {{resolve_hold: 1s}}\ndelivery: {{initial_backoff: 100ms, max_backoff: 300ms, concurrency: 4, timeout: 1500ms}}\nteams:\n  oncall:\n    destinations:\n      - name: hook\n        kind: webhook\n        url: {}\n      - name: pager\n        kind: pagerduty\n        routing_key: R0UTINGKEY0000000000000000000000\n        api_url: http://127.0.0.1:{}/v2/enqueue\n        severities: [critical, warning, info]\nownership: {{default_team: oncall}}\n",
         hook.url(),
         pager.port
     )

@@ -17,11 +17,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::alert::Millis;
-use super::dedup::DedupSettings;
+use super::dedup::{DedupSettings, Severity};
 use super::ownership::Ownership;
-use super::routing::{DestinationId, Route};
+use super::routing::{DestinationId, RoutingTable};
 use crate::config_check::{Checker, Obj, check_document, values};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Location};
 
 pub use delivery::{DeliveryConfig, SmtpConfig};
 pub use secret::{AuthConfig, SecretSource};
@@ -59,9 +59,8 @@ pub struct RouterConfig {
     pub dedup: DedupSettings,
     pub delivery: DeliveryConfig,
     pub teams: Teams,
-    /// Destination names per team, for routing (derived from `teams`).
-    pub team_destinations: BTreeMap<String, Vec<String>>,
-    pub routes: Vec<Route>,
+    /// Routes, the teams' destinations and the severities each takes, for routing.
+    pub routing: RoutingTable,
     pub smtp: Option<SmtpConfig>,
     /// Base of Grafana links (`dashboard` annotations are paths).
     pub grafana_url: Option<String>,
@@ -157,10 +156,19 @@ impl Checker {
         if let Some(node) = top.get("cluster") {
             self.string(node, "cluster");
         }
-        let team_destinations = teams
-            .iter()
-            .map(|(team, ds)| (team.clone(), ds.iter().map(|d| d.id.name.clone()).collect()))
-            .collect();
+        let routing = RoutingTable {
+            routes,
+            team_destinations: teams
+                .iter()
+                .map(|(team, ds)| (team.clone(), ds.iter().map(|d| d.id.name.clone()).collect()))
+                .collect(),
+            severities: teams
+                .values()
+                .flatten()
+                .filter_map(|d| Some((d.id.clone(), d.severities.clone()?)))
+                .collect(),
+        };
+        self.every_severity_reaches_each_team(&top, &teams, &routing);
         Some(RouterConfig {
             listen: listen?,
             auth,
@@ -173,8 +181,7 @@ impl Checker {
             ownership,
             delivery,
             teams,
-            team_destinations,
-            routes,
+            routing,
             smtp,
             grafana_url,
         })
@@ -232,11 +239,51 @@ impl Checker {
         }
     }
 
+    /// Every team has a destination for each severity (without routes, an alert of the team
+    /// goes to the team's destinations that take its severity).
+    fn every_severity_reaches_each_team(
+        &mut self,
+        top: &Obj,
+        teams: &Teams,
+        routing: &RoutingTable,
+    ) {
+        for (team, destinations) in teams {
+            if destinations.is_empty() {
+                continue;
+            }
+            let missing: Vec<&str> = [Severity::Critical, Severity::Warning, Severity::Info]
+                .into_iter()
+                .filter(|s| !destinations.iter().any(|d| routing.takes(&d.id, *s)))
+                .map(Severity::as_str)
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let location = top
+                .get("teams")
+                .and_then(|t| t.as_mapping())
+                .and_then(|t| t.get_node(team))
+                .map_or_else(
+                    || Location::of_span(top.span()),
+                    |n| Location::of_span(n.span()),
+                );
+            self.error_at(
+                location,
+                &format!("teams.{team}"),
+                format!(
+                    "no destination of team `{team}` takes {} alerts: they would reach nobody",
+                    missing.join(" or ")
+                ),
+                Some("list the severity in a destination's `severities` (a pager takes critical alerts only unless it says otherwise; chat and e-mail every severity)".into()),
+            );
+        }
+    }
+
     fn lease_outlasts_a_delivery(
         &mut self,
         lease: Millis,
         delivery: &DeliveryConfig,
-        location: crate::diagnostic::Location,
+        location: Location,
     ) {
         if lease > delivery.timeout {
             return;
@@ -270,7 +317,7 @@ mod tests {
         );
         assert_eq!(config.body_limit, 4 * 1024 * 1024);
         assert_eq!(config.dedup.resolve_hold, 120_000);
-        assert_eq!(config.routes.len(), 1);
+        assert_eq!(config.routing.routes.len(), 1);
         assert_eq!(config.teams["payments"][0].retry_statuses, vec![409]);
         assert_eq!(config.ownership.default_team.as_deref(), Some("platform"));
     }

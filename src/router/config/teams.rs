@@ -11,6 +11,7 @@ use marked_yaml::Node;
 use super::secret::SecretSource;
 use crate::config_check::{Checker, Obj};
 use crate::diagnostic::{Location, did_you_mean};
+use crate::router::dedup::Severity;
 use crate::router::destination::{DestinationKind, DestinationSettings};
 use crate::router::routing::DestinationId;
 use crate::router::template::{PARTS, Templates};
@@ -19,6 +20,7 @@ use crate::router::template::{PARTS, Templates};
 const COMMON_KEYS: &[&str] = &[
     "kind",
     "name",
+    "severities",
     "templates",
     "retry_statuses",
     "reject_statuses",
@@ -36,6 +38,8 @@ pub struct DestinationConfig {
     pub secret: Option<SecretSource>,
     /// The kind's default templates, with the parts the team or the destination replaces.
     pub templates: Arc<Templates>,
+    /// `severities`: the only ones it takes; `None`: every severity.
+    pub severities: Option<Vec<Severity>>,
     /// Reply statuses to retry, or to reject, whatever the kind's rule says.
     pub retry_statuses: Vec<u16>,
     pub reject_statuses: Vec<u16>,
@@ -157,6 +161,9 @@ impl Checker {
         let settings = kind.check_settings(self, &obj);
         let files = self.template_files(&obj, team.templates);
         let templates = self.compile_templates(&id, kind, &files, team)?;
+        let severities = self
+            .severities(&obj)
+            .or_else(|| info.default_severities.map(<[Severity]>::to_vec));
         let retry_statuses = self.statuses(&obj, "retry_statuses");
         let reject_statuses = self.statuses(&obj, "reject_statuses");
         Some(DestinationConfig {
@@ -164,6 +171,7 @@ impl Checker {
             settings,
             secret,
             templates,
+            severities,
             retry_statuses,
             reject_statuses,
         })
@@ -315,6 +323,12 @@ impl Checker {
             format!("destination `{id}`: {message}"),
             Some(TEMPLATE_VARIABLES.into()),
         );
+    }
+
+    /// `severities: [critical, warning, info]`, or `None` when absent (every severity).
+    fn severities(&mut self, obj: &Obj) -> Option<Vec<Severity>> {
+        let names = self.names_from(obj, "severities", "severity", &Severity::NAMED)?;
+        Some(names.into_iter().filter_map(Severity::named).collect())
     }
 
     /// `retry_statuses` or `reject_statuses`: HTTP status codes.

@@ -19,6 +19,7 @@ pub const KIND: KindInfo = KindInfo {
     setting_keys: &["to"],
     rate_limit: None,
     coalesce: true,
+    default_severities: None,
     text_flavour: TextFlavour::Plain,
 };
 

@@ -12,6 +12,7 @@ pub const KIND: KindInfo = KindInfo {
     setting_keys: &[],
     rate_limit: None,
     coalesce: false,
+    default_severities: None,
     text_flavour: TextFlavour::Plain,
 };
 

@@ -23,6 +23,7 @@ pub const KIND: KindInfo = KindInfo {
         burst: 3.0,
     }),
     coalesce: true,
+    default_severities: None,
     text_flavour: TextFlavour::Markdown,
 };
 

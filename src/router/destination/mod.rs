@@ -20,6 +20,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use super::alert::Millis;
+use super::dedup::Severity;
 use super::notification::Notification;
 use super::template::{Templates, TextFlavour};
 use crate::config_check::{Checker, Obj};
@@ -62,6 +63,9 @@ pub struct KindInfo {
     pub coalesce: bool,
     /// The default `text` template it renders.
     pub text_flavour: TextFlavour,
+    /// The severities it takes when its config does not say (`None`: every severity). Pagers
+    /// take critical alerts only, so a warning never pages anybody.
+    pub default_severities: Option<&'static [Severity]>,
 }
 
 impl DestinationKind {
@@ -129,6 +133,12 @@ impl DestinationKind {
                 DestinationSettings::Email(email::Settings::check(checker, obj))
             }
         }
+    }
+}
+
+impl serde::Serialize for DestinationKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 

@@ -27,6 +27,7 @@ pub const KIND: KindInfo = KindInfo {
         burst: 4.0,
     }),
     coalesce: true,
+    default_severities: None,
     text_flavour: TextFlavour::Markdown,
 };
 

@@ -28,6 +28,7 @@ pub const KIND: KindInfo = KindInfo {
         burst: 10.0,
     }),
     coalesce: false,
+    default_severities: Some(&[Severity::Critical]),
     text_flavour: TextFlavour::Plain,
 };
 
