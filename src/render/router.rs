@@ -127,9 +127,26 @@ fn config_context(spec: &Spec) -> Value {
         }
         fields
     });
+    let routes: Vec<Value> = spec
+        .teams
+        .iter()
+        .flat_map(|team| {
+            team.routes.iter().map(move |route| {
+                let mut matchers = vec![format!("team={:?}", team.name)];
+                matchers.extend(route.matchers.iter().cloned());
+                let destinations: Vec<String> = route
+                    .destinations
+                    .iter()
+                    .map(|kind| format!("{}/{}", team.name, kind.name()))
+                    .collect();
+                json!({"matchers": matchers, "destinations": destinations, "continue": route.continue_matching})
+            })
+        })
+        .collect();
     json!({
         "cluster": spec.cluster.name,
         "teams": teams,
+        "routes": routes,
         "services": services,
         "default_team": default_team,
         "heartbeat_team": default_team,

@@ -11,13 +11,14 @@ use marked_yaml::{Node, Span};
 use super::{
     AlertOverride, AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress,
     Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Smtp,
-    Spec, Team, defaults,
+    Spec, Team, TeamRoute, defaults,
 };
 use crate::config_check::values;
 use crate::config_check::{Checker, Obj, check_document, join, smtp};
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 use crate::router::dedup::Severity;
 use crate::router::destination::DestinationKind;
+use crate::router::matcher::Matcher;
 
 const TOP_KEYS: &[&str] = &[
     "cluster",
@@ -79,8 +80,10 @@ const TEAM_KEYS: &[&str] = &[
     "email",
     "pagerduty",
     "opsgenie",
+    "routes",
     "rule_files",
 ];
+const TEAM_ROUTE_KEYS: &[&str] = &["matchers", "destinations", "continue"];
 /// The destinations a team reaches at a URL held in a Secret.
 const URL_DESTINATIONS: [DestinationKind; 6] = [
     DestinationKind::Slack,
@@ -587,9 +590,10 @@ impl Checker {
                 });
             let destinations = self.team_destinations(&obj);
             let severities = self.destination_severities(&obj);
-            let declares_one = TEAM_KEYS
-                .iter()
-                .any(|key| !matches!(*key, "name" | "rule_files") && obj.get(key).is_some());
+            let routes = self.team_routes(&obj, &destinations);
+            let declares_one = TEAM_KEYS.iter().any(|key| {
+                !matches!(*key, "name" | "routes" | "rule_files") && obj.get(key).is_some()
+            });
             if !declares_one {
                 self.error(
                     obj.span(),
@@ -618,6 +622,7 @@ impl Checker {
                     name,
                     destinations,
                     severities,
+                    routes,
                     rule_files,
                 };
                 self.every_severity_has_a_destination(&team, &obj);
@@ -625,6 +630,77 @@ impl Checker {
             }
         }
         teams
+    }
+
+    /// `routes`: which of the team's destinations an alert of the team goes to, in order; the
+    /// first matching route without `continue` ends the search, and an alert no route matches
+    /// goes to every destination of the team.
+    fn team_routes(&mut self, obj: &Obj, destinations: &[Destination]) -> Vec<TeamRoute> {
+        let mut routes = Vec::new();
+        for (i, node) in self.list(obj, "routes").into_iter().enumerate() {
+            let field = format!("{}[{i}]", obj.path("routes"));
+            let Some(route) = self.object(node, &field, TEAM_ROUTE_KEYS) else {
+                continue;
+            };
+            let mut matchers = Vec::new();
+            for (j, m) in self.list(&route, "matchers").into_iter().enumerate() {
+                let mfield = format!("{}[{j}]", route.path("matchers"));
+                let Some((text, _)) = self.string(m, &mfield) else {
+                    continue;
+                };
+                match Matcher::parse(&text) {
+                    Ok(matcher) => matchers.push(matcher.to_string()),
+                    Err(hint) => self.error(
+                        m.span(),
+                        &mfield,
+                        format!("invalid matcher `{text}`"),
+                        Some(hint),
+                    ),
+                }
+            }
+            let declared: Vec<&str> = destinations.iter().map(|d| d.kind().name()).collect();
+            let mut to = Vec::new();
+            let nodes = self.list(&route, "destinations");
+            if nodes.is_empty() {
+                self.error(
+                    route.span(),
+                    &route.path("destinations"),
+                    format!("{field} sends the alerts it matches to no destination"),
+                    Some(format!(
+                        "name the team's destinations: {}",
+                        declared.join(", ")
+                    )),
+                );
+            }
+            for (j, d) in nodes.into_iter().enumerate() {
+                let dfield = format!("{}[{j}]", route.path("destinations"));
+                let Some((text, _)) = self.string(d, &dfield) else {
+                    continue;
+                };
+                match DestinationKind::parse(&text).filter(|k| declared.contains(&k.name())) {
+                    Some(kind) => to.push(kind),
+                    None => {
+                        let hint = did_you_mean(&text, declared.iter().copied()).map_or_else(
+                            || format!("the team's destinations: {}", declared.join(", ")),
+                            |c| format!("did you mean `{c}`?"),
+                        );
+                        self.error(
+                            d.span(),
+                            &dfield,
+                            format!("the team has no `{text}` destination"),
+                            Some(hint),
+                        );
+                    }
+                }
+            }
+            let continue_matching = self.bool(Some(&route), "continue", false);
+            routes.push(TeamRoute {
+                matchers,
+                destinations: to,
+                continue_matching,
+            });
+        }
+        routes
     }
 
     /// The `severities` each destination of a team takes, where the spec says.

@@ -203,7 +203,19 @@ pub struct Team {
     /// The severities a destination takes, where the spec says (`severities`); the others take
     /// their kind's default (pagers: critical; chat and e-mail: every severity).
     pub severities: BTreeMap<DestinationKind, Vec<Severity>>,
+    /// Which of the team's destinations its alerts go to, in order (none: all of them).
+    pub routes: Vec<TeamRoute>,
     pub rule_files: Vec<RuleFileRef>,
+}
+
+/// A route of a team: alerts of the team matching every matcher go to these destinations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeamRoute {
+    /// Matchers in Alertmanager's syntax (`severity="critical"`, `service=~"checkout|cart"`).
+    pub matchers: Vec<String>,
+    pub destinations: Vec<DestinationKind>,
+    /// Go on to the next route after this one matched.
+    pub continue_matching: bool,
 }
 
 impl Team {

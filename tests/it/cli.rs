@@ -477,3 +477,51 @@ fn secret_keys_read(node: &yaml_rust2::Yaml, found: &mut BTreeSet<(String, Strin
         _ => {}
     }
 }
+
+/// A team's routes in the spec become router.yaml routes limited to the team's own alerts;
+/// `router routes test` on the rendered config says which destinations an alert reaches.
+#[test]
+fn team_routes_decide_the_destinations_in_the_rendered_router() {
+    let (_tmp, out) = render_to_temp("tests/fixtures/specs/team-routes.yaml");
+    let config = out.join("router/router.yaml");
+    let trace = |labels: &[&str]| {
+        let mut args = vec![
+            "router",
+            "routes",
+            "test",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ];
+        args.extend(labels);
+        let output = stackgen(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    assert_eq!(
+        trace(&[
+            "alertname=ServiceHighLatency",
+            "namespace=shop",
+            "service=checkout",
+            "severity=warning"
+        ]),
+        "team: payments (service checkout)\nincident: payments/checkout/ServiceHighLatency\nseverity: warning\ndecided by: routes[0]\ndestinations:\n  payments/slack\n"
+    );
+    assert_eq!(
+        trace(&[
+            "alertname=KubeDeploymentReplicasUnavailable",
+            "namespace=shop",
+            "deployment=cart",
+            "severity=warning"
+        ]),
+        "team: payments (no service)\nincident: payments//KubeDeploymentReplicasUnavailable\nseverity: warning\ndecided by: routes[1]\ndestinations:\n  payments/pagerduty\n  payments/slack\n"
+    );
+    assert_eq!(
+        trace(&[
+            "alertname=ServiceTargetsDown",
+            "namespace=shop",
+            "service=checkout",
+            "severity=info"
+        ]),
+        "team: payments (service checkout)\nincident: payments/checkout/ServiceTargetsDown\nseverity: info\ndecided by: no route matches; the team's destinations\ndestinations:\n  payments/slack\n  not payments/pagerduty: it does not take info alerts\n"
+    );
+}
