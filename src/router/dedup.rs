@@ -152,6 +152,9 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub identity: String,
+    /// The alert it is a member for: the signal, of the incident's several, it belongs to.
+    #[serde(default)]
+    pub alertname: String,
     pub severity: Severity,
     pub firing: bool,
     pub starts_at: Millis,
@@ -189,6 +192,10 @@ pub struct Incident {
     pub sequence: u32,
     /// Incremented each time the incident (re)opens.
     pub episode: u32,
+    /// The signals (alert names) the notifications of this episode have named so far: a signal
+    /// not among them is news, told in one update.
+    #[serde(default)]
+    pub signals_told: BTreeSet<String>,
     #[serde(skip)]
     pub members: BTreeMap<u64, Member>,
 }
@@ -217,6 +224,40 @@ impl Incident {
         }
     }
 
+    /// The names of the alerts that fire now: the incident's signals.
+    pub fn firing_signals(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .filter(|m| m.firing)
+            .map(|m| self.signal_of(m).to_string())
+            .collect()
+    }
+
+    /// The firing signals not told yet in this episode.
+    fn untold_signals(&self) -> Vec<String> {
+        let firing: BTreeSet<&str> = self
+            .members
+            .values()
+            .filter(|m| m.firing)
+            .map(|m| self.signal_of(m))
+            .collect();
+        firing
+            .into_iter()
+            .filter(|s| !self.signals_told.contains(*s))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The signal a member belongs to (a member stored before signals were kept: the
+    /// incident's own alert).
+    pub fn signal_of<'a>(&'a self, member: &'a Member) -> &'a str {
+        if member.alertname.is_empty() {
+            &self.alertname
+        } else {
+            &member.alertname
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         matches!(self.status, Status::Open | Status::Resolving { .. })
     }
@@ -228,6 +269,8 @@ pub enum IntentKind {
     Opened,
     Reopened,
     Escalated,
+    /// A new signal joined the open incident (no new page: the same episode).
+    Updated,
     Reminder,
     Resolved,
 }
@@ -238,6 +281,7 @@ impl IntentKind {
             IntentKind::Opened => "opened",
             IntentKind::Reopened => "reopened",
             IntentKind::Escalated => "escalated",
+            IntentKind::Updated => "updated",
             IntentKind::Reminder => "reminder",
             IntentKind::Resolved => "resolved",
         }
@@ -373,6 +417,7 @@ fn new_incident(alert: &Classified, now: Millis) -> Incident {
         last_notified_at: now,
         sequence: 0,
         episode: 0,
+        signals_told: BTreeSet::new(),
         members: BTreeMap::new(),
     }
 }
@@ -429,6 +474,7 @@ fn apply_member(incident: &mut Incident, alert: &Classified, now: Millis) -> boo
                 update.fingerprint,
                 Member {
                     identity: alert.member_identity(),
+                    alertname: alert.alertname.clone(),
                     severity: Severity::of(&update.labels),
                     firing: update.firing,
                     starts_at: update.starts_at,
@@ -474,13 +520,23 @@ fn evaluate(incident: &mut Incident, now: Millis, out: &mut Outcome) {
             incident.opened_at = now;
             incident.episode += 1;
             incident.notified_severity = severity;
+            incident.signals_told = incident.firing_signals();
             notify(incident, kind, now, out);
         }
         Status::Open | Status::Resolving { .. } if any_firing => {
             incident.status = Status::Open;
+            // An incident stored before signals were told: what fires now is what was told.
+            if incident.signals_told.is_empty() {
+                incident.signals_told = incident.firing_signals();
+            }
+            let untold = incident.untold_signals();
+            let news = !untold.is_empty();
+            incident.signals_told.extend(untold);
             if severity > incident.notified_severity {
                 incident.notified_severity = severity;
                 notify(incident, IntentKind::Escalated, now, out);
+            } else if news {
+                notify(incident, IntentKind::Updated, now, out);
             }
         }
         Status::Open => incident.status = Status::Resolving { since: now },
@@ -594,6 +650,7 @@ fn tick_heartbeat(
                 last_notified_at: now,
                 sequence: 0,
                 episode: 0,
+                signals_told: BTreeSet::new(),
                 members: BTreeMap::new(),
             });
         let kind = if incident.episode == 0 {
@@ -713,6 +770,114 @@ mod tests {
             let out = tick(&mut self.state, now, &self.settings);
             self.intents.extend(kinds(&out));
         }
+    }
+
+    /// `alert` of another signal (alert name) of the same service, in the per-service incident.
+    fn signal(mut alert: Classified, alertname: &str) -> Classified {
+        alert.alertname = alertname.into();
+        alert.key = format!("payments/{}", alert.service);
+        alert
+            .update
+            .labels
+            .insert("alertname".into(), alertname.into());
+        alert.update.fingerprint = super::super::alert::label_fingerprint(&alert.update.labels);
+        alert
+    }
+
+    #[test]
+    fn a_service_failing_several_ways_is_one_incident_told_once_per_new_signal() {
+        let s = settings();
+        let mut run = Run::new(s.clone());
+        let errors = |pod, firing, at| {
+            signal(
+                alert(
+                    "checkout",
+                    pod,
+                    firing,
+                    at,
+                    (!firing).then_some(at),
+                    "warning",
+                ),
+                "ServiceHighErrorRate",
+            )
+        };
+        let down = |pod, firing, at| {
+            signal(
+                alert(
+                    "checkout",
+                    pod,
+                    firing,
+                    at,
+                    (!firing).then_some(at),
+                    "warning",
+                ),
+                "ServiceTargetsDown",
+            )
+        };
+        let critical = |pod, firing, at| {
+            signal(
+                alert(
+                    "checkout",
+                    pod,
+                    firing,
+                    at,
+                    (!firing).then_some(at),
+                    "critical",
+                ),
+                "KubeDeploymentReplicasUnavailable",
+            )
+        };
+        run.step(&[errors(0, true, 0), errors(1, true, 0)], 0);
+        assert_eq!(run.intents, [IntentKind::Opened]);
+        // A second signal: one update, not a new incident or page.
+        run.step(&[down(0, true, MIN)], MIN);
+        // The same signals again, and one more pod of a known signal: nothing new.
+        run.step(
+            &[
+                errors(0, true, 0),
+                down(0, true, MIN),
+                down(1, true, 2 * MIN),
+            ],
+            2 * MIN,
+        );
+        assert_eq!(run.intents, [IntentKind::Opened, IntentKind::Updated]);
+        // A third signal, more severe: one escalation (it names the signal too).
+        run.step(&[critical(0, true, 3 * MIN)], 3 * MIN);
+        assert_eq!(
+            run.intents,
+            [
+                IntentKind::Opened,
+                IntentKind::Updated,
+                IntentKind::Escalated
+            ]
+        );
+        assert_eq!(run.state.incidents.len(), 1);
+        let incident = &run.state.incidents["payments/checkout"];
+        assert_eq!(incident.firing_signals().len(), 3);
+        assert_eq!(incident.episode, 1);
+        // Resolved only when every signal has resolved (and after the hold).
+        run.step(
+            &[
+                errors(0, false, 4 * MIN),
+                errors(1, false, 4 * MIN),
+                down(0, false, 4 * MIN),
+                down(1, false, 4 * MIN),
+            ],
+            4 * MIN,
+        );
+        run.tick(4 * MIN + s.resolve_hold + 1);
+        assert_eq!(run.intents.len(), 3, "one signal still fires");
+        run.step(&[critical(0, false, 8 * MIN)], 8 * MIN);
+        run.tick(8 * MIN + s.resolve_hold);
+        assert_eq!(run.intents.last(), Some(&IntentKind::Resolved));
+        assert_eq!(run.intents.len(), 4);
+        // A new episode tells its signals afresh.
+        run.step(&[down(0, true, 20 * MIN)], 20 * MIN);
+        run.step(&[errors(0, true, 21 * MIN)], 21 * MIN);
+        assert_eq!(
+            run.intents[4..],
+            [IntentKind::Reopened, IntentKind::Updated]
+        );
     }
 
     /// `alert` with a `summary` annotation.

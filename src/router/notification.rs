@@ -6,6 +6,15 @@ use serde::{Deserialize, Serialize};
 use super::alert::{Labels, Millis};
 use super::dedup::{IntentKind, Severity};
 
+/// One signal of an incident: an alert of the service, with how many of its members fire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signal {
+    pub alertname: String,
+    pub severity: Severity,
+    pub firing_members: usize,
+    pub total_members: usize,
+}
+
 /// Whether the incident still fires when it is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +77,9 @@ pub struct Notification {
     pub generator_url: String,
     #[serde(default)]
     pub alertmanager_url: String,
+    /// The incident's signals (its alerts by name) when there are several, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<Signal>,
     /// Set only on a digest: one line per notification it stands for (sent together because the
     /// destination's rate limit was reached).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

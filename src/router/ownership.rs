@@ -7,11 +7,78 @@ use super::alert::AlertUpdate;
 use super::dedup::Classified;
 use super::matcher::{Matcher, all_match};
 
+/// How alerts are grouped into incidents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IncidentKey {
+    /// One incident per failing service (team, service, and its namespace and cluster): the
+    /// service's alerts are its signals. An alert of no service keeps its own identity: its
+    /// alert name and the labels that say what it is about ([`IDENTITY_LABELS`]).
+    #[default]
+    PerService,
+    /// The values of these labels (or `team`, `service`), in order: `[team, service,
+    /// alertname]` makes one incident per alert name of a service.
+    Labels(Vec<String>),
+}
+
+/// What an alert of no service is about: a node, a workload, a volume, ... Two teams'
+/// problems never share an incident, as these differ.
+pub const IDENTITY_LABELS: &[&str] = &[
+    "namespace",
+    "node",
+    "deployment",
+    "statefulset",
+    "daemonset",
+    "job_name",
+    "cronjob",
+    "owner_kind",
+    "owner_name",
+    "horizontalpodautoscaler",
+    "poddisruptionbudget",
+    "persistentvolumeclaim",
+];
+
+impl IncidentKey {
+    /// The key of an alert with these labels, team and service.
+    pub fn of(&self, labels: &super::alert::Labels, team: &str, service: &str) -> String {
+        let value = |name: &str| labels.get(name).filter(|v| !v.is_empty());
+        match self {
+            IncidentKey::Labels(parts) => parts
+                .iter()
+                .map(|part| match part.as_str() {
+                    "team" => team.to_string(),
+                    "service" => service.to_string(),
+                    other => labels.get(other).cloned().unwrap_or_default(),
+                })
+                .collect::<Vec<_>>()
+                .join("/"),
+            IncidentKey::PerService if !service.is_empty() => {
+                let mut key = format!("{team}/{service}");
+                for name in ["namespace", "cluster"] {
+                    if let Some(v) = value(name) {
+                        key.push_str(&format!("/{name}={v}"));
+                    }
+                }
+                key
+            }
+            IncidentKey::PerService => {
+                let alertname = value("alertname").map_or("", String::as_str);
+                let mut key = format!("{team}//{alertname}");
+                for name in IDENTITY_LABELS.iter().copied().chain(["cluster"]) {
+                    if let Some(v) = value(name) {
+                        key.push_str(&format!("/{name}={v}"));
+                    }
+                }
+                key
+            }
+        }
+    }
+}
+
 /// How alerts map to incidents and teams.
 #[derive(Debug, Clone, Default)]
 pub struct Ownership {
-    /// Labels (or `team`, `service`) whose values make an incident key, in order.
-    pub key: Vec<String>,
+    /// How alerts are grouped into incidents.
+    pub key: IncidentKey,
     /// Where the service comes from: the first of these labels an alert has. `a/b` joins the
     /// values of `a` and `b` (e.g. `namespace/deployment`).
     pub service_labels: Vec<String>,
@@ -76,16 +143,7 @@ pub fn classify(update: AlertUpdate, ownership: &Ownership) -> Classified {
         .or_else(|| ownership.default_team.clone())
         .unwrap_or_else(|| UNOWNED.to_string());
     let alertname = labels.get("alertname").cloned().unwrap_or_default();
-    let key = ownership
-        .key
-        .iter()
-        .map(|part| match part.as_str() {
-            "team" => team.clone(),
-            "service" => service.clone(),
-            other => labels.get(other).cloned().unwrap_or_default(),
-        })
-        .collect::<Vec<_>>()
-        .join("/");
+    let key = ownership.key.of(labels, &team, &service);
     Classified {
         key,
         team,
@@ -104,7 +162,7 @@ pub(crate) mod fixtures {
 
     pub(crate) fn ownership() -> Ownership {
         Ownership {
-            key: vec!["team".into(), "service".into(), "alertname".into()],
+            key: IncidentKey::Labels(vec!["team".into(), "service".into(), "alertname".into()]),
             service_labels: vec![
                 "service".into(),
                 "namespace/deployment".into(),
@@ -203,5 +261,49 @@ mod tests {
             &known,
         );
         assert_eq!(c.team, "platform");
+    }
+
+    #[test]
+    fn per_service_keys_group_a_service_and_keep_other_alerts_apart() {
+        let o = Ownership {
+            key: IncidentKey::PerService,
+            ..ownership()
+        };
+        let key = |pairs: &[(&str, &str)]| classify(update(pairs), &o).key;
+        let service = [
+            ("service", "checkout"),
+            ("namespace", "shop"),
+            ("cluster", "prod"),
+        ];
+        let errors = key(&[
+            &service[..],
+            &[("alertname", "ServiceHighErrorRate"), ("pod", "p1")],
+        ]
+        .concat());
+        let down = key(&[&service[..], &[("alertname", "ServiceTargetsDown")]].concat());
+        assert_eq!(errors, "payments/checkout/namespace=shop/cluster=prod");
+        assert_eq!(errors, down, "one incident per failing service");
+        // Alerts of no service: by alert name and what they are about.
+        assert_eq!(
+            key(&[
+                ("alertname", "KubeNodeNotReady"),
+                ("node", "n1"),
+                ("cluster", "prod")
+            ]),
+            "platform//KubeNodeNotReady/node=n1/cluster=prod"
+        );
+        assert_ne!(
+            key(&[
+                ("alertname", "KubeDeploymentReplicasUnavailable"),
+                ("namespace", "a"),
+                ("deployment", "web")
+            ]),
+            key(&[
+                ("alertname", "KubeDeploymentReplicasUnavailable"),
+                ("namespace", "b"),
+                ("deployment", "web")
+            ]),
+            "two namespaces' workloads never merge"
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! Routes. Pure: which destinations a transition of an incident goes to ([`destinations_for`]),
 //! and the notification each of them gets ([`plan`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::alert::Labels;
 use super::dedup::{Incident, Intent, Severity};
 use super::matcher::{Matcher, all_match};
-use super::notification::{AlertStatus, LISTED_MEMBERS, Notification};
+use super::notification::{AlertStatus, LISTED_MEMBERS, Notification, Signal};
 
 /// A destination: the team it belongs to and its name there, written `team/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -132,13 +132,7 @@ pub fn plan(
     table: &RoutingTable,
 ) -> Vec<(DestinationId, Notification)> {
     let episode_key = short_hash(&[&incident.key, &incident.episode.to_string()]);
-    let members: Vec<String> = incident
-        .members
-        .values()
-        .filter(|m| m.firing)
-        .take(LISTED_MEMBERS)
-        .map(|m| m.identity.clone())
-        .collect();
+    let members = Members::of(incident);
     destinations_for(incident, table)
         .into_iter()
         .map(|destination| {
@@ -159,19 +153,68 @@ pub fn plan(
                 status: AlertStatus::of(intent.kind),
                 opened_at: incident.opened_at,
                 at: intent.at,
-                firing_members: incident.firing_members(),
-                total_members: incident.members.len(),
-                members: members.clone(),
+                firing_members: members.firing,
+                total_members: members.total,
+                members: members.listed.clone(),
                 labels: incident.labels.clone(),
                 annotations: incident.annotations.clone(),
                 annotations_vary: incident.annotations_vary,
                 generator_url: incident.generator_url.clone(),
                 alertmanager_url: incident.alertmanager_url.clone(),
+                signals: members.signals.clone(),
                 digest: Vec::new(),
             };
             (destination, notification)
         })
         .collect()
+}
+
+/// What a notification says of an incident's members: how many distinct ones fire of how many
+/// (a pod that two signals name counts once), the first firing ones by name, and the signals
+/// when there are several.
+struct Members {
+    firing: usize,
+    total: usize,
+    listed: Vec<String>,
+    signals: Vec<Signal>,
+}
+
+impl Members {
+    fn of(incident: &Incident) -> Members {
+        let mut firing: BTreeSet<&str> = BTreeSet::new();
+        let mut total: BTreeSet<&str> = BTreeSet::new();
+        let mut listed = Vec::new();
+        let mut signals: BTreeMap<&str, Signal> = BTreeMap::new();
+        for member in incident.members.values() {
+            total.insert(&member.identity);
+            let name = incident.signal_of(member);
+            let signal = signals.entry(name).or_insert_with(|| Signal {
+                alertname: name.to_string(),
+                severity: Severity::None,
+                firing_members: 0,
+                total_members: 0,
+            });
+            signal.total_members += 1;
+            if member.firing {
+                signal.firing_members += 1;
+                signal.severity = signal.severity.max(member.severity);
+                if firing.insert(&member.identity) && listed.len() < LISTED_MEMBERS {
+                    listed.push(member.identity.clone());
+                }
+            }
+        }
+        let signals: Vec<Signal> = signals.into_values().collect();
+        Members {
+            firing: firing.len(),
+            total: total.len(),
+            listed,
+            signals: if signals.len() > 1 {
+                signals
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 fn short_hash(parts: &[&str]) -> String {

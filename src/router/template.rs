@@ -161,6 +161,21 @@ pub fn human_duration(millis: i64) -> String {
     }
 }
 
+/// `ServiceTargetsDown 12 of 40, ServiceHighErrorRate 3 of 40`: each signal with how many of
+/// its members fire.
+fn signals_summary(n: &Notification) -> String {
+    n.signals
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} of {}",
+                s.alertname, s.firing_members, s.total_members
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What templates see. Every key is always present (empty when unknown), so strict mode only
 /// fails on names that do not exist.
 pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
@@ -173,6 +188,10 @@ pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
     };
     let listed: Vec<&String> = n.members.iter().take(LISTED).collect();
     json!({
+        "signals": n.signals,
+        "several_signals": n.signals.len() > 1,
+        "signal_count": n.signals.len(),
+        "signals_summary": signals_summary(n),
         "kind": n.kind.as_str(),
         "kind_label": n.kind.as_str().to_uppercase(),
         "is_resolved": n.kind == IntentKind::Resolved,
@@ -258,6 +277,7 @@ pub fn sample(kind: IntentKind) -> Notification {
         annotations_vary: false,
         generator_url: "http://prometheus.example:9090/graph?g0.expr=...".into(),
         alertmanager_url: "http://alertmanager.example:9093".into(),
+        signals: Vec::new(),
         digest: Vec::new(),
     }
 }
@@ -381,5 +401,44 @@ mod tests {
         assert_eq!(human_duration(200_000), "3m 20s");
         assert_eq!(human_duration(3_900_000), "1h 5m");
         assert_eq!(human_duration(90_000_000), "1d 1h");
+    }
+
+    #[test]
+    fn an_incident_of_several_signals_names_them() {
+        let mut n = sample(IntentKind::Updated);
+        n.signals = vec![
+            crate::router::notification::Signal {
+                alertname: "ServiceTargetsDown".into(),
+                severity: Severity::Critical,
+                firing_members: 12,
+                total_members: 40,
+            },
+            crate::router::notification::Signal {
+                alertname: "ServiceHighErrorRate".into(),
+                severity: Severity::Warning,
+                firing_members: 31,
+                total_members: 40,
+            },
+        ];
+        let title = defaults().render("title", &n).expect("renders");
+        assert_eq!(
+            title,
+            "[CRITICAL] checkout (payments): 2 signals: ServiceTargetsDown 12 of 40, ServiceHighErrorRate 31 of 40, updated"
+        );
+        for flavour in [
+            TextFlavour::Plain,
+            TextFlavour::Markdown,
+            TextFlavour::SlackMrkdwn,
+        ] {
+            let text = Templates::new(flavour, &BTreeMap::new(), None)
+                .and_then(|t| t.render("text", &n))
+                .expect("renders");
+            assert!(
+                text.contains(
+                    "2 signals: ServiceTargetsDown 12 of 40, ServiceHighErrorRate 31 of 40."
+                ),
+                "{flavour:?}: {text}"
+            );
+        }
     }
 }

@@ -504,7 +504,7 @@ fn team_routes_decide_the_destinations_in_the_rendered_router() {
             "service=checkout",
             "severity=warning"
         ]),
-        "team: payments (service checkout)\nincident: payments/checkout/ServiceHighLatency\nseverity: warning\ndecided by: routes[0]\ndestinations:\n  payments/slack\n"
+        "team: payments (service checkout)\nincident: payments/checkout/namespace=shop\nseverity: warning\ndecided by: routes[0]\ndestinations:\n  payments/slack\n"
     );
     assert_eq!(
         trace(&[
@@ -513,7 +513,7 @@ fn team_routes_decide_the_destinations_in_the_rendered_router() {
             "deployment=cart",
             "severity=warning"
         ]),
-        "team: payments (no service)\nincident: payments//KubeDeploymentReplicasUnavailable\nseverity: warning\ndecided by: routes[1]\ndestinations:\n  payments/pagerduty\n  payments/slack\n"
+        "team: payments (no service)\nincident: payments//KubeDeploymentReplicasUnavailable/namespace=shop/deployment=cart\nseverity: warning\ndecided by: routes[1]\ndestinations:\n  payments/pagerduty\n  payments/slack\n"
     );
     assert_eq!(
         trace(&[
@@ -522,6 +522,6 @@ fn team_routes_decide_the_destinations_in_the_rendered_router() {
             "service=checkout",
             "severity=info"
         ]),
-        "team: payments (service checkout)\nincident: payments/checkout/ServiceTargetsDown\nseverity: info\ndecided by: no route matches; the team's destinations\ndestinations:\n  payments/slack\n  not payments/pagerduty: it does not take info alerts\n"
+        "team: payments (service checkout)\nincident: payments/checkout/namespace=shop\nseverity: info\ndecided by: no route matches; the team's destinations\ndestinations:\n  payments/slack\n  not payments/pagerduty: it does not take info alerts\n"
     );
 }

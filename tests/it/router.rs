@@ -2,7 +2,7 @@
 //! inputs refused with the right status and reason, webhook in -> notification out at a local
 //! sink, nothing lost across SIGKILL, and `/metrics` parsing as an exposition.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -1147,7 +1147,7 @@ fn a_warning_reaches_the_chat_and_not_the_pager() {
     ]);
     assert_eq!(
         trace,
-        "team: payments (service checkout)\nincident: payments/checkout/HighErrorRate\nseverity: warning\ndecided by: no route matches; the team's destinations\ndestinations:\n  payments/chat\n  not payments/pager: it does not take warning alerts\n"
+        "team: payments (service checkout)\nincident: payments/checkout\nseverity: warning\ndecided by: no route matches; the team's destinations\ndestinations:\n  payments/chat\n  not payments/pager: it does not take warning alerts\n"
     );
     let warning_body = dir.path().join("warning.json");
     std::fs::write(&warning_body, body("checkout", "warning")).expect("body");
@@ -1165,4 +1165,95 @@ fn a_warning_reaches_the_chat_and_not_the_pager() {
         preview,
         "(the opened notification would not reach payments/pager: payments/pager does not take warning alerts (its `severities`))\n"
     );
+}
+
+/// One failing service is one incident: with the real router, three alerts of checkout (three
+/// ways of failing) open one incident, page once and update twice, all under one PagerDuty
+/// dedup key; the chat gets the opening and two updates naming the signals.
+#[test]
+fn one_service_failing_three_ways_is_one_incident_one_page_and_updates() {
+    let chat = Sink::start(200);
+    let pager = Sink::start(202);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = format!(
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\nteams:\n  payments:\n    destinations:\n      - {{name: chat, kind: webhook, url: {}}}\n      - {{name: pager, kind: pagerduty, routing_key: R0UTINGKEY, api_url: {}}}\nownership: {{default_team: payments}}\n",
+        chat.url(),
+        pager.url()
+    );
+    let router = Router::start(dir.path(), &config);
+    let auth = format!("Bearer {TOKEN}");
+    for (at, alertname) in [
+        (1, "ServiceTargetsDown"),
+        (2, "ServiceHighErrorRate"),
+        (3, "KubeDeploymentReplicasUnavailable"),
+    ] {
+        let body =
+            std::fs::read_to_string(fixture("01-one-service-three-instances-firing.body.json"))
+                .expect("fixture")
+                .replace("HighErrorRate", alertname)
+                .replace(
+                    "2026-11-23T02:21:59.162Z",
+                    &format!("2026-11-23T02:2{at}:00Z"),
+                );
+        // Alertmanager's fingerprints differ with the alert name; the fixture's are one alert's.
+        let mut body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        for alert in body["alerts"].as_array_mut().into_iter().flatten() {
+            alert["fingerprint"] = serde_json::json!("");
+        }
+        let body = body.to_string();
+        let (status, _) = router.post(body.as_bytes(), "application/json", Some(&auth));
+        assert_eq!(status, 200);
+        wait_for(
+            &format!("the notification for {alertname}"),
+            Duration::from_secs(10),
+            || chat.received().len() == at,
+        );
+    }
+    let kinds: Vec<String> = chat
+        .received()
+        .iter()
+        .map(|r| r.body["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(kinds, ["opened", "updated", "updated"]);
+    let last = &chat.received()[2].body;
+    let signals: Vec<&str> = last["signals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["alertname"].as_str())
+        .collect();
+    assert_eq!(
+        signals,
+        [
+            "KubeDeploymentReplicasUnavailable",
+            "ServiceHighErrorRate",
+            "ServiceTargetsDown"
+        ]
+    );
+    assert_eq!(
+        last["firing_members"], 3,
+        "three pods, however many signals name them"
+    );
+    wait_for("the three pager events", Duration::from_secs(10), || {
+        pager.received().len() == 3
+    });
+    let keys: BTreeSet<String> = pager
+        .received()
+        .iter()
+        .map(|r| r.body["dedup_key"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one page: every event updates the same PagerDuty incident"
+    );
+    assert!(
+        pager
+            .received()
+            .iter()
+            .all(|r| r.body["event_action"] == "trigger")
+    );
+    let (_, incidents) = router.get("/api/v1/incidents");
+    let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
+    assert_eq!(incidents["incidents"].as_array().map(Vec::len), Some(1));
 }

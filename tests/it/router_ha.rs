@@ -165,7 +165,7 @@ fn assert_once_per_transition(hook: &Sink, pager: &Sink, services: usize, kinds:
         .flat_map(|s| {
             kinds
                 .iter()
-                .map(move |kind| (format!("oncall/svc-{s}/ServiceDown"), kind.to_string()))
+                .map(move |kind| (format!("oncall/svc-{s}"), kind.to_string()))
         })
         .collect();
     assert_eq!(

@@ -96,6 +96,7 @@ fn incident(key: &str, status: Status) -> Incident {
         last_notified_at: 5,
         sequence: 1,
         episode: 1,
+        signals_told: ["A".to_string()].into(),
         members: BTreeMap::new(),
     }
 }
@@ -103,6 +104,7 @@ fn incident(key: &str, status: Status) -> Incident {
 fn member(firing: bool) -> Member {
     Member {
         identity: "pod=p".into(),
+        alertname: "A".into(),
         severity: Severity::Critical,
         firing,
         starts_at: 1,

@@ -8,7 +8,7 @@ use crate::diagnostic::did_you_mean;
 use crate::labels::PER_INSTANCE_LABELS;
 use crate::router::dedup::HeartbeatSettings;
 use crate::router::matcher::Matcher;
-use crate::router::ownership::{Ownership, OwnershipRule};
+use crate::router::ownership::{IncidentKey, Ownership, OwnershipRule};
 use crate::router::routing::{DestinationId, Route};
 
 pub(super) const DEDUP_KEYS: &[&str] = &[
@@ -35,7 +35,7 @@ impl Checker {
     ) -> Ownership {
         let d = dedup;
         let mut ownership = Ownership {
-            key: self.string_list(d, "key", &["team", "service", "alertname"]),
+            key: self.incident_key(d),
             service_labels: self.string_list(d, "service_labels", &["service", "job"]),
             instance_labels: self
                 .string_list(d, "instance_labels", PER_INSTANCE_LABELS)
@@ -69,6 +69,27 @@ impl Checker {
             self.no_default_team(obj.span());
         }
         ownership
+    }
+
+    /// `dedup.key`: `service` (the default: one incident per failing service) or a list of
+    /// labels whose values make the key.
+    fn incident_key(&mut self, dedup: Option<&Obj>) -> IncidentKey {
+        let Some(node) = dedup.and_then(|d| d.get("key")) else {
+            return IncidentKey::PerService;
+        };
+        if let Some(scalar) = node.as_scalar() {
+            if scalar.as_str() == "service" {
+                return IncidentKey::PerService;
+            }
+            self.error(
+                node.span(),
+                "dedup.key",
+                format!("unknown incident key `{}`", scalar.as_str()),
+                Some("`service` (one incident per failing service) or a list of labels, e.g. [team, service, alertname]".into()),
+            );
+            return IncidentKey::PerService;
+        }
+        IncidentKey::Labels(self.string_list(dedup, "key", &[]))
     }
 
     /// Without a default team, an alert of no known team (no service, no owner rule) would reach
