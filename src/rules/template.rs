@@ -100,16 +100,19 @@ pub fn check(text: &str) -> Result<(), TemplateError> {
             continue;
         }
         let words = tokens(action, start)?;
+        let opens = words
+            .first()
+            .and_then(|first| BLOCKS.iter().copied().find(|block| block == first));
+        if let Some(block) = opens {
+            if words.len() < 2 {
+                return Err(error(start, format!("missing value for {block}")));
+            }
+            check_functions(&words[1..], start)?;
+            open_blocks.push((block, start));
+            continue;
+        }
         match words.first().map(String::as_str) {
             None => return Err(error(start, "missing value for command")),
-            Some(first) if BLOCKS.contains(&first) => {
-                let block = BLOCKS.iter().copied().find(|b| *b == first).unwrap_or("if");
-                if words.len() < 2 {
-                    return Err(error(start, format!("missing value for {block}")));
-                }
-                check_functions(&words[1..], start)?;
-                open_blocks.push((block, start));
-            }
             Some("else") => {
                 if open_blocks.is_empty() {
                     return Err(error(start, "unexpected {{else}}"));

@@ -591,9 +591,9 @@ impl Checker {
             let destinations = self.team_destinations(&obj);
             let severities = self.destination_severities(&obj);
             let routes = self.team_routes(&obj, &destinations);
-            let declares_one = TEAM_KEYS.iter().any(|key| {
-                !matches!(*key, "name" | "routes" | "rule_files") && obj.get(key).is_some()
-            });
+            let declares_one = DestinationKind::ALL
+                .iter()
+                .any(|kind| obj.get(kind.name()).is_some());
             if !declares_one {
                 self.error(
                     obj.span(),
