@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{free_port, wait_explained};
+use super::support::{free_port, poll_until, wait_explained};
 
 /// PostgreSQL's server binaries (`initdb`, `postgres`), or a panic naming the package.
 fn bindir() -> PathBuf {
@@ -388,15 +388,13 @@ impl PgServer {
         let _ = Command::new("kill")
             .args(["-INT", &child.id().to_string()])
             .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(15) {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let stopped = poll_until(Duration::from_secs(15), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Starts the stopped server again, on the same port and data.

@@ -59,18 +59,27 @@ pub fn wait_for(what: &str, deadline: Duration, check: impl FnMut() -> bool) {
 pub fn wait_explained(
     what: &str,
     deadline: Duration,
-    mut check: impl FnMut() -> bool,
+    check: impl FnMut() -> bool,
     diagnostics: impl Fn() -> String,
 ) {
+    assert!(
+        poll_until(deadline, check),
+        "timed out after {deadline:?} waiting for {what}\n{}",
+        diagnostics()
+    );
+}
+
+/// Polls `check` until it holds (true) or the deadline passes (false), for a caller that has a
+/// way out when it does not (e.g. killing a server that did not stop in time).
+pub fn poll_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while !check() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}\n{}",
-            diagnostics()
-        );
+        if start.elapsed() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// The specs with golden output: (case name, spec path relative to the root).
