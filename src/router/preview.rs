@@ -99,8 +99,8 @@ fn why_not(
     destination: &DestinationId,
     table: &routing::RoutingTable,
 ) -> String {
-    let decision = routing::decide(&incident.labels, &incident.team, incident.severity, table);
-    let severity = incident.severity;
+    let severity = incident.severity.max(incident.notified_severity);
+    let decision = routing::decide(&incident.labels, &incident.team, severity, table);
     if decision.not_for_this_severity.contains(destination) {
         return format!("{destination} does not take {severity} alerts (its `severities`)");
     }

@@ -120,9 +120,12 @@ pub fn decide(labels: &Labels, team: &str, severity: Severity, table: &RoutingTa
     }
 }
 
-/// The destinations an incident's notifications go to ([`decide`]).
+/// The destinations an incident's notifications go to ([`decide`]), by the highest severity
+/// told in its episode: a pager that was paged hears the updates and the resolve, even when
+/// only warnings fire by then.
 pub fn destinations_for(incident: &Incident, table: &RoutingTable) -> Vec<DestinationId> {
-    decide(&incident.labels, &incident.team, incident.severity, table).destinations
+    let severity = incident.severity.max(incident.notified_severity);
+    decide(&incident.labels, &incident.team, severity, table).destinations
 }
 
 /// Plans one notification per destination for an intent.
@@ -224,6 +227,7 @@ fn short_hash(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::dedup::{Classified, IntentKind};
     use crate::router::ownership::classify;
     use crate::router::ownership::fixtures::{ownership, update};
 
@@ -330,5 +334,54 @@ mod tests {
             vec![chat],
             "no severity is taken as info"
         );
+    }
+
+    #[test]
+    fn a_paged_pager_hears_the_resolve_though_only_warnings_fired_last() {
+        let o = ownership();
+        let alert = |pod: &str, severity: &str, firing: bool| {
+            let mut update = update(&[
+                ("alertname", "A"),
+                ("service", "checkout"),
+                ("namespace", "shop"),
+                ("severity", severity),
+                ("pod", pod),
+            ]);
+            update.firing = firing;
+            update.ends_at = (!firing).then_some(2);
+            classify(update, &o)
+        };
+        let settings = crate::router::dedup::DedupSettings {
+            resolve_hold: 0,
+            stale_after: 1_000_000,
+            reminder: 1_000_000,
+            heartbeat: None,
+        };
+        let pager = DestinationId::new("payments", "pager");
+        let table = RoutingTable {
+            routes: Vec::new(),
+            team_destinations: BTreeMap::from([(
+                "payments".to_string(),
+                vec!["pager".to_string()],
+            )]),
+            severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
+        };
+        let mut state = crate::router::dedup::State::default();
+        let step = |state: &mut crate::router::dedup::State, alerts: &[Classified], now| {
+            crate::router::dedup::step(state, alerts, now, &settings)
+        };
+        step(
+            &mut state,
+            &[alert("p1", "critical", true), alert("p2", "warning", true)],
+            0,
+        );
+        // The critical pod recovers first; the warning one last.
+        step(&mut state, &[alert("p1", "critical", false)], 1);
+        step(&mut state, &[alert("p2", "warning", false)], 2);
+        let out = crate::router::dedup::tick(&mut state, 3, &settings);
+        let resolved = &out.intents[0];
+        assert_eq!(resolved.kind, IntentKind::Resolved);
+        let incident = &state.incidents[&resolved.incident_key];
+        assert_eq!(destinations_for(incident, &table), vec![pager]);
     }
 }
