@@ -76,6 +76,27 @@ pub struct SqliteOptions {
     pub auto_checkpoint: bool,
 }
 
+/// How long a statement waits for another connection's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Switches the file to WAL. Switching takes an exclusive lock and does not wait on the busy
+/// handler, so a connection opening a new file while another one does retries it within the
+/// busy timeout (once the file is in WAL mode, the switch is a no-op).
+fn use_wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.map_err(StoreError::from),
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and applies pending migrations.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
@@ -84,8 +105,8 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Io(format!("creating {}: {e}", parent.display())))?;
         }
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        use_wal(&conn)?;
         conn.pragma_update(
             None,
             "synchronous",
