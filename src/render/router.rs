@@ -148,6 +148,11 @@ fn config_context(spec: &Spec) -> Value {
         "teams": teams,
         "routes": routes,
         "services": services,
+        "namespaces": spec
+            .teams
+            .iter()
+            .flat_map(|t| t.namespaces.iter().map(move |ns| (ns.clone(), t.name.clone())))
+            .collect::<BTreeMap<String, String>>(),
         "default_team": default_team,
         "heartbeat_team": default_team,
         "grafana_url": spec.grafana.ingress.as_ref().map(|i| {

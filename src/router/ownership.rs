@@ -86,6 +86,8 @@ pub struct Ownership {
     pub instance_labels: std::sync::Arc<[String]>,
     /// `namespace/service` or `service` -> team.
     pub services: BTreeMap<String, String>,
+    /// Namespace -> the team that owns what runs there (its workloads no service lists).
+    pub namespaces: BTreeMap<String, String>,
     /// For alerts whose service has no owner: the first rule that matches.
     pub rules: Vec<OwnershipRule>,
     pub default_team: Option<String>,
@@ -119,20 +121,25 @@ pub fn classify(update: AlertUpdate, ownership: &Ownership) -> Classified {
         })
         .unwrap_or_default();
     let namespace = labels.get("namespace").map(String::as_str).unwrap_or("");
+    let namespace_owner = ownership.namespaces.get(namespace);
     let team = ownership
         .services
         .get(&format!("{namespace}/{service}"))
         .or_else(|| ownership.services.get(&service))
         .cloned()
         .or_else(|| {
+            // A `team` label is trusted for a known team, and inside a namespace only for the
+            // team that owns it: nobody can claim (or page) another team's namespace.
             labels
                 .get("team")
                 .filter(|t| {
                     !t.is_empty()
                         && (ownership.known_teams.is_empty() || ownership.known_teams.contains(*t))
+                        && namespace_owner.is_none_or(|owner| owner == *t)
                 })
                 .cloned()
         })
+        .or_else(|| namespace_owner.cloned())
         .or_else(|| {
             ownership
                 .rules
@@ -170,6 +177,7 @@ pub(crate) mod fixtures {
             ],
             instance_labels: vec!["instance".to_string(), "pod".to_string()].into(),
             services: BTreeMap::from([("shop/checkout".to_string(), "payments".to_string())]),
+            namespaces: BTreeMap::new(),
             rules: vec![OwnershipRule {
                 matchers: vec![Matcher::parse(r#"namespace="search""#).expect("ok")],
                 team: "search".into(),
@@ -261,6 +269,52 @@ mod tests {
             &known,
         );
         assert_eq!(c.team, "platform");
+    }
+
+    #[test]
+    fn a_namespace_belongs_to_its_team_which_no_label_can_claim() {
+        let o = Ownership {
+            namespaces: BTreeMap::from([("payments".to_string(), "payments".to_string())]),
+            known_teams: [
+                "payments".to_string(),
+                "search".to_string(),
+                "platform".to_string(),
+            ]
+            .into(),
+            ..ownership()
+        };
+        let team = |pairs: &[(&str, &str)]| classify(update(pairs), &o).team;
+        let workload = [
+            ("alertname", "KubeDeploymentReplicasUnavailable"),
+            ("namespace", "payments"),
+            ("deployment", "ledger"),
+        ];
+        assert_eq!(team(&workload), "payments", "a workload no service lists");
+        assert_eq!(
+            team(&[&workload[..], &[("team", "search")]].concat()),
+            "payments",
+            "a team label cannot claim another team's namespace"
+        );
+        assert_eq!(
+            team(&[&workload[..], &[("team", "payments")]].concat()),
+            "payments"
+        );
+        assert_eq!(
+            team(&[
+                ("alertname", "KubeDeploymentReplicasUnavailable"),
+                ("namespace", "free"),
+                ("team", "search")
+            ]),
+            "search",
+            "in a namespace nobody owns, a known team's label is trusted"
+        );
+        assert_eq!(
+            team(&[
+                ("alertname", "KubeDeploymentReplicasUnavailable"),
+                ("namespace", "free")
+            ]),
+            "platform"
+        );
     }
 
     #[test]

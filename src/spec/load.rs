@@ -80,6 +80,7 @@ const TEAM_KEYS: &[&str] = &[
     "email",
     "pagerduty",
     "opsgenie",
+    "namespaces",
     "routes",
     "rule_files",
 ];
@@ -591,6 +592,7 @@ impl Checker {
             let destinations = self.team_destinations(&obj);
             let severities = self.destination_severities(&obj);
             let routes = self.team_routes(&obj, &destinations);
+            let namespaces = self.team_namespaces(&obj);
             let declares_one = DestinationKind::ALL
                 .iter()
                 .any(|kind| obj.get(kind.name()).is_some());
@@ -623,6 +625,7 @@ impl Checker {
                     destinations,
                     severities,
                     routes,
+                    namespaces,
                     rule_files,
                 };
                 self.every_severity_has_a_destination(&team, &obj);
@@ -630,6 +633,23 @@ impl Checker {
             }
         }
         teams
+    }
+
+    /// `namespaces`: where the team owns every workload, listed as a service or not.
+    fn team_namespaces(&mut self, obj: &Obj) -> Vec<String> {
+        let field = obj.path("namespaces");
+        self.list(obj, "namespaces")
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                self.checked_string(
+                    n,
+                    &format!("{field}[{i}]"),
+                    "namespace name",
+                    values::check_dns_label,
+                )
+            })
+            .collect()
     }
 
     /// `routes`: which of the team's destinations an alert of the team goes to, in order; the
@@ -989,6 +1009,7 @@ impl Checker {
         let service_nodes: Vec<&Node> = self.list(top, "services");
         let team_names: BTreeSet<&str> = teams.iter().map(|t| t.name.as_str()).collect();
         self.unique_team_names(&team_nodes);
+        self.namespaces_owned_once(&team_nodes, teams);
         self.services_have_declared_owners(&service_nodes, &team_names);
         self.unique_services(&service_nodes, stack_namespace);
         match &router.platform_team {
@@ -1028,6 +1049,44 @@ impl Checker {
                 );
             } else {
                 seen.insert(name, index);
+            }
+        }
+    }
+
+    /// A namespace belongs to one team.
+    fn namespaces_owned_once(&mut self, team_nodes: &[&Node], teams: &[Team]) {
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for team in teams {
+            for namespace in &team.namespaces {
+                match owners.get(namespace.as_str()) {
+                    Some(owner) if *owner != team.name => {
+                        let place = team_nodes
+                            .iter()
+                            .enumerate()
+                            .find(|(_, n)| {
+                                n.as_mapping()
+                                    .and_then(|m| m.get_scalar("name"))
+                                    .is_some_and(|s| s.as_str() == team.name)
+                            })
+                            .and_then(|(i, n)| {
+                                let list = n.as_mapping()?.get_sequence("namespaces")?;
+                                let item = list.iter().find(|x| {
+                                    x.as_scalar().is_some_and(|s| s.as_str() == namespace)
+                                })?;
+                                Some((i, *item.span()))
+                            });
+                        let (index, span) = place.unwrap_or((0, Span::new_blank()));
+                        self.error(
+                            &span,
+                            &format!("teams[{index}].namespaces"),
+                            format!("namespace `{namespace}` is already team `{owner}`'s"),
+                            Some("a namespace belongs to one team; move the other team's workloads or list them as its services".into()),
+                        );
+                    }
+                    _ => {
+                        owners.insert(namespace, &team.name);
+                    }
+                }
             }
         }
     }

@@ -205,6 +205,9 @@ pub struct Team {
     pub severities: BTreeMap<DestinationKind, Vec<Severity>>,
     /// Which of the team's destinations its alerts go to, in order (none: all of them).
     pub routes: Vec<TeamRoute>,
+    /// Namespaces where the team owns every workload, listed as a service or not; a `team`
+    /// label inside them names no other team.
+    pub namespaces: Vec<String>,
     pub rule_files: Vec<RuleFileRef>,
 }
 

@@ -517,6 +517,17 @@ fn team_routes_decide_the_destinations_in_the_rendered_router() {
     );
     assert_eq!(
         trace(&[
+            "alertname=KubeDeploymentReplicasUnavailable",
+            "namespace=search",
+            "deployment=indexer",
+            "team=payments",
+            "severity=warning"
+        ]),
+        "team: search (no service)\nincident: search//KubeDeploymentReplicasUnavailable/namespace=search/deployment=indexer\nseverity: warning\ndecided by: no route matches; the team's destinations\ndestinations:\n  search/slack\n",
+        "a workload no service lists belongs to its namespace's team, whatever its labels claim"
+    );
+    assert_eq!(
+        trace(&[
             "alertname=ServiceTargetsDown",
             "namespace=shop",
             "service=checkout",

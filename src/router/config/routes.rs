@@ -20,7 +20,7 @@ pub(super) const DEDUP_KEYS: &[&str] = &[
     "reminder",
 ];
 const HEARTBEAT_KEYS: &[&str] = &["alertname", "timeout", "team"];
-const OWNERSHIP_KEYS: &[&str] = &["services", "rules", "default_team"];
+const OWNERSHIP_KEYS: &[&str] = &["services", "namespaces", "rules", "default_team"];
 const RULE_KEYS: &[&str] = &["matchers", "team"];
 const ROUTE_KEYS: &[&str] = &["matchers", "destinations", "continue"];
 
@@ -48,6 +48,7 @@ impl Checker {
             return ownership;
         };
         self.owned_services(&obj, teams, &mut ownership);
+        self.owned_namespaces(&obj, teams, &mut ownership);
         for (i, node) in self.list(&obj, "rules").into_iter().enumerate() {
             let field = format!("ownership.rules[{i}]");
             let Some(rule) = self.object(node, &field, RULE_KEYS) else {
@@ -102,6 +103,31 @@ impl Checker {
                 .into(),
             Some("set `ownership: {default_team: TEAM}`, the team that owns the cluster".into()),
         );
+    }
+
+    /// `ownership.namespaces`: namespace -> the team owning what runs there.
+    fn owned_namespaces(&mut self, obj: &Obj, teams: &Teams, ownership: &mut Ownership) {
+        let Some(node) = obj.get("namespaces") else {
+            return;
+        };
+        let Some(map) = node.as_mapping() else {
+            self.error(
+                node.span(),
+                "ownership.namespaces",
+                "`namespaces` maps a namespace to the team that owns it".into(),
+                None,
+            );
+            return;
+        };
+        for (namespace, team) in map.iter() {
+            let field = format!("ownership.namespaces.{}", namespace.as_str());
+            if let Some((team, _)) = self.string(team, &field) {
+                self.known_team(teams, &team, map.get_node(namespace.as_str()), &field);
+                ownership
+                    .namespaces
+                    .insert(namespace.as_str().to_string(), team);
+            }
+        }
     }
 
     /// `ownership.services`: `namespace/service` (or `service`) -> team.
