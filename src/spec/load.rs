@@ -662,22 +662,11 @@ impl Checker {
             let Some(route) = self.object(node, &field, TEAM_ROUTE_KEYS) else {
                 continue;
             };
-            let mut matchers = Vec::new();
-            for (j, m) in self.list(&route, "matchers").into_iter().enumerate() {
-                let mfield = format!("{}[{j}]", route.path("matchers"));
-                let Some((text, _)) = self.string(m, &mfield) else {
-                    continue;
-                };
-                match Matcher::parse(&text) {
-                    Ok(matcher) => matchers.push(matcher.to_string()),
-                    Err(hint) => self.error(
-                        m.span(),
-                        &mfield,
-                        format!("invalid matcher `{text}`"),
-                        Some(hint),
-                    ),
-                }
-            }
+            let matchers: Vec<String> = self
+                .matchers(&route)
+                .iter()
+                .map(Matcher::to_string)
+                .collect();
             let declared: Vec<&str> = destinations.iter().map(|d| d.kind().name()).collect();
             let mut to = Vec::new();
             let nodes = self.list(&route, "destinations");

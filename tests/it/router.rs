@@ -1055,11 +1055,9 @@ fn every_destination_speaks_its_service_contract_through_the_router() {
     }
 }
 
-/// Severity decides the channel: a pager takes critical alerts only (its kind's default), chat
-/// every one. With the real router: a warning reaches the chat and not the pager, a critical
-/// alert both; `routes test` and `preview` say the same without sending anything.
-#[test]
-fn a_warning_reaches_the_chat_and_not_the_pager() {
+/// Team payments with a chat (a webhook stub answering 200) and a pager (a PagerDuty stub
+/// answering 202, taking its kind's default severities), and its router.
+fn chat_and_pager() -> (Sink, Sink, tempfile::TempDir, Router) {
     let chat = Sink::start(200);
     let pager = Sink::start(202);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1069,6 +1067,15 @@ fn a_warning_reaches_the_chat_and_not_the_pager() {
         pager.url()
     );
     let router = Router::start(dir.path(), &config);
+    (chat, pager, dir, router)
+}
+
+/// Severity decides the channel: a pager takes critical alerts only (its kind's default), chat
+/// every one. With the real router: a warning reaches the chat and not the pager, a critical
+/// alert both; `routes test` and `preview` say the same without sending anything.
+#[test]
+fn a_warning_reaches_the_chat_and_not_the_pager() {
+    let (chat, pager, dir, router) = chat_and_pager();
     let body = |service: &str, severity: &str| {
         std::fs::read_to_string(fixture("01-one-service-three-instances-firing.body.json"))
             .expect("fixture")
@@ -1172,15 +1179,7 @@ fn a_warning_reaches_the_chat_and_not_the_pager() {
 /// dedup key; the chat gets the opening and two updates naming the signals.
 #[test]
 fn one_service_failing_three_ways_is_one_incident_one_page_and_updates() {
-    let chat = Sink::start(200);
-    let pager = Sink::start(202);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = format!(
-        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\nteams:\n  payments:\n    destinations:\n      - {{name: chat, kind: webhook, url: {}}}\n      - {{name: pager, kind: pagerduty, routing_key: R0UTINGKEY, api_url: {}}}\nownership: {{default_team: payments}}\n",
-        chat.url(),
-        pager.url()
-    );
-    let router = Router::start(dir.path(), &config);
+    let (chat, pager, _dir, router) = chat_and_pager();
     let auth = format!("Bearer {TOKEN}");
     for (at, alertname) in [
         (1, "ServiceTargetsDown"),

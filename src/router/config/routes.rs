@@ -249,7 +249,8 @@ impl Checker {
         None
     }
 
-    fn matchers(&mut self, obj: &Obj) -> Vec<Matcher> {
+    /// `matchers: [...]` in Alertmanager's syntax; one that does not parse is reported.
+    pub(crate) fn matchers(&mut self, obj: &Obj) -> Vec<Matcher> {
         let mut matchers = Vec::new();
         for (i, node) in self.list(obj, "matchers").into_iter().enumerate() {
             let field = format!("{}[{i}]", obj.path("matchers"));
