@@ -233,21 +233,6 @@ impl Incident {
             .collect()
     }
 
-    /// The firing signals not told yet in this episode.
-    fn untold_signals(&self) -> Vec<String> {
-        let firing: BTreeSet<&str> = self
-            .members
-            .values()
-            .filter(|m| m.firing)
-            .map(|m| self.signal_of(m))
-            .collect();
-        firing
-            .into_iter()
-            .filter(|s| !self.signals_told.contains(*s))
-            .map(str::to_string)
-            .collect()
-    }
-
     /// The signal a member belongs to (a member stored before signals were kept: the
     /// incident's own alert).
     pub fn signal_of<'a>(&'a self, member: &'a Member) -> &'a str {
@@ -499,14 +484,18 @@ fn apply_member(incident: &mut Incident, alert: &Classified, now: Millis) -> boo
 
 /// Re-evaluates an incident after its members changed.
 fn evaluate(incident: &mut Incident, now: Millis, out: &mut Outcome) {
-    let any_firing = incident.members.values().any(|m| m.firing);
-    let severity = incident
-        .members
-        .values()
-        .filter(|m| m.firing)
-        .map(|m| m.severity)
-        .max()
-        .unwrap_or(incident.severity);
+    // One pass over the members: does any fire, the highest severity, and the signals not told.
+    let mut highest = None;
+    let mut untold: Vec<String> = Vec::new();
+    for member in incident.members.values().filter(|m| m.firing) {
+        highest = highest.max(Some(member.severity));
+        let signal = incident.signal_of(member);
+        if !incident.signals_told.contains(signal) && !untold.iter().any(|u| u == signal) {
+            untold.push(signal.to_string());
+        }
+    }
+    let any_firing = highest.is_some();
+    let severity = highest.unwrap_or(incident.severity);
     let before = incident.clone();
     incident.severity = severity;
     match incident.status {
@@ -526,11 +515,7 @@ fn evaluate(incident: &mut Incident, now: Millis, out: &mut Outcome) {
         Status::Open | Status::Resolving { .. } if any_firing => {
             incident.status = Status::Open;
             // An incident stored before signals were told: what fires now is what was told.
-            if incident.signals_told.is_empty() {
-                incident.signals_told = incident.firing_signals();
-            }
-            let untold = incident.untold_signals();
-            let news = !untold.is_empty();
+            let news = !incident.signals_told.is_empty() && !untold.is_empty();
             incident.signals_told.extend(untold);
             if severity > incident.notified_severity {
                 incident.notified_severity = severity;
