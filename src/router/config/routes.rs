@@ -2,6 +2,8 @@
 //! `routes` (which destinations it goes to) and `heartbeat` (the always-firing alert whose
 //! silence means the pipeline is broken).
 
+use std::collections::BTreeMap;
+
 use super::teams::Teams;
 use crate::config_check::{Checker, Obj};
 use crate::diagnostic::did_you_mean;
@@ -47,8 +49,13 @@ impl Checker {
             self.no_default_team(top.span());
             return ownership;
         };
-        self.owned_services(&obj, teams, &mut ownership);
-        self.owned_namespaces(&obj, teams, &mut ownership);
+        ownership.services = self.team_map(
+            &obj,
+            "services",
+            "`namespace/service` (or `service`)",
+            teams,
+        );
+        ownership.namespaces = self.team_map(&obj, "namespaces", "a namespace", teams);
         for (i, node) in self.list(&obj, "rules").into_iter().enumerate() {
             let field = format!("ownership.rules[{i}]");
             let Some(rule) = self.object(node, &field, RULE_KEYS) else {
@@ -105,54 +112,36 @@ impl Checker {
         );
     }
 
-    /// `ownership.namespaces`: namespace -> the team owning what runs there.
-    fn owned_namespaces(&mut self, obj: &Obj, teams: &Teams, ownership: &mut Ownership) {
-        let Some(node) = obj.get("namespaces") else {
-            return;
+    /// A mapping under `ownership.<key>` from names to declared teams; `what` says what it maps,
+    /// for the error when it is not a mapping.
+    fn team_map(
+        &mut self,
+        obj: &Obj,
+        key: &str,
+        what: &str,
+        teams: &Teams,
+    ) -> BTreeMap<String, String> {
+        let mut owners = BTreeMap::new();
+        let Some(node) = obj.get(key) else {
+            return owners;
         };
         let Some(map) = node.as_mapping() else {
             self.error(
                 node.span(),
-                "ownership.namespaces",
-                "`namespaces` maps a namespace to the team that owns it".into(),
+                &format!("ownership.{key}"),
+                format!("`{key}` maps {what} to a team"),
                 None,
             );
-            return;
+            return owners;
         };
-        for (namespace, team) in map.iter() {
-            let field = format!("ownership.namespaces.{}", namespace.as_str());
+        for (name, team) in map.iter() {
+            let field = format!("ownership.{key}.{}", name.as_str());
             if let Some((team, _)) = self.string(team, &field) {
-                self.known_team(teams, &team, map.get_node(namespace.as_str()), &field);
-                ownership
-                    .namespaces
-                    .insert(namespace.as_str().to_string(), team);
+                self.known_team(teams, &team, map.get_node(name.as_str()), &field);
+                owners.insert(name.as_str().to_string(), team);
             }
         }
-    }
-
-    /// `ownership.services`: `namespace/service` (or `service`) -> team.
-    fn owned_services(&mut self, obj: &Obj, teams: &Teams, ownership: &mut Ownership) {
-        let Some(node) = obj.get("services") else {
-            return;
-        };
-        let Some(map) = node.as_mapping() else {
-            self.error(
-                node.span(),
-                "ownership.services",
-                "`services` maps `namespace/service` (or `service`) to a team".into(),
-                None,
-            );
-            return;
-        };
-        for (service, team) in map.iter() {
-            let field = format!("ownership.services.{}", service.as_str());
-            if let Some((team, _)) = self.string(team, &field) {
-                self.known_team(teams, &team, map.get_node(service.as_str()), &field);
-                ownership
-                    .services
-                    .insert(service.as_str().to_string(), team);
-            }
-        }
+        owners
     }
 
     /// `heartbeat`, if set: its alert name, how long it may be silent, and the team told.
