@@ -107,6 +107,16 @@ impl Severity {
     /// The severities a config names (`none` is only what an alert without one has).
     pub const NAMED: [&'static str; 3] = ["critical", "warning", "info"];
 
+    /// The names of the severities (critical, warning, info) that `taken` says no destination
+    /// takes: alerts of those would reach nobody.
+    pub fn untaken(taken: impl Fn(Severity) -> bool) -> Vec<&'static str> {
+        [Severity::Critical, Severity::Warning, Severity::Info]
+            .into_iter()
+            .filter(|s| !taken(*s))
+            .map(Severity::as_str)
+            .collect()
+    }
+
     /// The severity a config names `name`.
     pub fn named(name: &str) -> Option<Severity> {
         match name {
@@ -773,45 +783,19 @@ mod tests {
     fn a_service_failing_several_ways_is_one_incident_told_once_per_new_signal() {
         let s = settings();
         let mut run = Run::new(s.clone());
-        let errors = |pod, firing, at| {
-            signal(
-                alert(
-                    "checkout",
-                    pod,
-                    firing,
-                    at,
-                    (!firing).then_some(at),
-                    "warning",
-                ),
-                "ServiceHighErrorRate",
-            )
+        // One pod's alert of a signal of checkout, firing or resolved at `at`.
+        let of = |alertname: &'static str, severity: &'static str| {
+            move |pod: usize, firing: bool, at: Millis| {
+                let ends = (!firing).then_some(at);
+                signal(
+                    alert("checkout", pod, firing, at, ends, severity),
+                    alertname,
+                )
+            }
         };
-        let down = |pod, firing, at| {
-            signal(
-                alert(
-                    "checkout",
-                    pod,
-                    firing,
-                    at,
-                    (!firing).then_some(at),
-                    "warning",
-                ),
-                "ServiceTargetsDown",
-            )
-        };
-        let critical = |pod, firing, at| {
-            signal(
-                alert(
-                    "checkout",
-                    pod,
-                    firing,
-                    at,
-                    (!firing).then_some(at),
-                    "critical",
-                ),
-                "KubeDeploymentReplicasUnavailable",
-            )
-        };
+        let errors = of("ServiceHighErrorRate", "warning");
+        let down = of("ServiceTargetsDown", "warning");
+        let critical = of("KubeDeploymentReplicasUnavailable", "critical");
         run.step(&[errors(0, true, 0), errors(1, true, 0)], 0);
         assert_eq!(run.intents, [IntentKind::Opened]);
         // A second signal: one update, not a new incident or page.

@@ -741,11 +741,8 @@ impl Checker {
         if team.destinations.is_empty() {
             return;
         }
-        let missing: Vec<&str> = [Severity::Critical, Severity::Warning, Severity::Info]
-            .into_iter()
-            .filter(|s| !team.destinations.iter().any(|d| team.takes(d.kind(), *s)))
-            .map(Severity::as_str)
-            .collect();
+        let missing =
+            Severity::untaken(|s| team.destinations.iter().any(|d| team.takes(d.kind(), s)));
         if missing.is_empty() {
             return;
         }

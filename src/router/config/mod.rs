@@ -251,11 +251,8 @@ impl Checker {
             if destinations.is_empty() {
                 continue;
             }
-            let missing: Vec<&str> = [Severity::Critical, Severity::Warning, Severity::Info]
-                .into_iter()
-                .filter(|s| !destinations.iter().any(|d| routing.takes(&d.id, *s)))
-                .map(Severity::as_str)
-                .collect();
+            let missing =
+                Severity::untaken(|s| destinations.iter().any(|d| routing.takes(&d.id, s)));
             if missing.is_empty() {
                 continue;
             }
