@@ -15,3 +15,50 @@ pub const PER_INSTANCE_LABELS: &[&str] = &[
     "uid",
     "endpoint",
 ];
+
+/// The pod label a team may set on its pods to own them (`ownership.team_label` in the spec).
+pub const DEFAULT_TEAM_POD_LABEL: &str = "stackgen.io/team";
+
+/// The Prometheus label name kube-state-metrics gives the Kubernetes label `key` on its
+/// `kube_*_labels` series: `label_` and the key with every character outside `[a-zA-Z0-9_]`
+/// made `_`, in snake case (`app.kubernetes.io/name` becomes `label_app_kubernetes_io_name`,
+/// `tier` becomes `label_tier`, `myApp` becomes `label_my_app`).
+pub fn kube_state_metrics_label(key: &str) -> String {
+    let mut name = String::from("label_");
+    let mut previous: Option<char> = None;
+    for c in key.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        };
+        if c.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+        {
+            name.push('_');
+        }
+        name.push(c.to_ascii_lowercase());
+        previous = Some(c);
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kube_state_metrics_label;
+
+    #[test]
+    fn kube_state_metrics_label_names_follow_its_sanitising() {
+        for (key, expected) in [
+            ("app", "label_app"),
+            ("app.kubernetes.io/name", "label_app_kubernetes_io_name"),
+            ("stackgen.io/team", "label_stackgen_io_team"),
+            ("myApp", "label_my_app"),
+            ("HTTPServer", "label_httpserver"),
+            ("tier2Name", "label_tier2_name"),
+            ("a-b_c", "label_a_b_c"),
+        ] {
+            assert_eq!(kube_state_metrics_label(key), expected, "{key}");
+        }
+    }
+}

@@ -42,6 +42,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             "labels": labels("kube-state-metrics"),
             "selector": selector("kube-state-metrics"),
             "image": image,
+            "allowlist_arg": format!("--metric-labels-allowlist={}", super::ownership::pod_label_allowlist(spec)),
             "resources": resources(&crate::spec::Resources::from_defaults(&defaults::KUBE_STATE_METRICS_RESOURCES)),
         }))?;
         stack.service(

@@ -10,6 +10,7 @@ mod grafana;
 pub mod k8s_sd;
 mod kustomize;
 pub mod output;
+pub mod ownership;
 mod prometheus;
 mod router;
 pub mod rules;

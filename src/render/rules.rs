@@ -1,6 +1,7 @@
 //! The rule files Prometheus loads: the default rules shipped with stackgen (kept or dropped by
-//! platform profile and enabled exporters) and the teams' own rule files, each rule of which gets
-//! the owning team's `team` label.
+//! platform profile and enabled exporters), the ownership rules generated from the spec's
+//! services and teams, and the teams' own rule files, each rule of which gets the owning team's
+//! `team` label.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,11 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
         {
             files.push((file.name.to_string(), text));
         }
+    }
+    if spec.exporters.kube_state_metrics
+        && let Some(text) = super::ownership::rule_file(spec)
+    {
+        files.push((super::ownership::RULE_FILE.to_string(), text));
     }
     for team in &spec.teams {
         for rule_file in &team.rule_files {

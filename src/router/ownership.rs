@@ -24,6 +24,8 @@ pub enum IncidentKey {
 /// problems never share an incident, as these differ.
 pub const IDENTITY_LABELS: &[&str] = &[
     "namespace",
+    "workload_kind",
+    "workload",
     "node",
     "deployment",
     "statefulset",

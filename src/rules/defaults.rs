@@ -37,6 +37,7 @@ pub const DEFAULT_RULE_FILES: &[DefaultRuleFile] = &[
     rule_file!("stack.yaml", Needs::Nothing),
     rule_file!("services.yaml", Needs::Nothing),
     rule_file!("cluster.yaml", Needs::Nothing),
+    rule_file!("workloads.yaml", Needs::KubeStateMetrics),
     rule_file!("kubernetes.yaml", Needs::KubeStateMetrics),
     rule_file!("node.yaml", Needs::NodeExporter),
     rule_file!("control-plane.yaml", Needs::ControlPlane),

@@ -78,6 +78,45 @@ fn error_span(expr: &str, message: &str) -> (usize, usize) {
     )
 }
 
+/// `text` as a PromQL double-quoted string literal that reads back as exactly `text`.
+pub fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// A regular expression (RE2, as PromQL's `=~` reads it) matching exactly one of `values`.
+pub fn alternatives(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|value| {
+            value
+                .chars()
+                .map(|c| {
+                    if "\\.+*?()|[]{}^$".contains(c) {
+                        format!("\\{c}")
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
 /// Byte offset of `word` in `text` as a whole identifier (not inside a longer name).
 pub fn find_word(text: &str, word: &str) -> Option<usize> {
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';

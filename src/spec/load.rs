@@ -10,8 +10,8 @@ use marked_yaml::{Node, Span};
 
 use super::{
     AlertOverride, AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress,
-    Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Smtp,
-    Spec, Team, TeamRoute, defaults,
+    Ownership, Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef,
+    Service, Smtp, Spec, Team, TeamRoute, defaults,
 };
 use crate::config_check::values;
 use crate::config_check::{Checker, Obj, check_document, join, smtp};
@@ -30,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "router",
     "teams",
     "services",
+    "ownership",
     "alerts",
 ];
 const ALERT_OVERRIDE_KEYS: &[&str] = &["enabled", "for", "severity", "threshold"];
@@ -207,7 +208,8 @@ impl Checker {
         let teams = self.teams(&top);
         let services = self.services(&top, &namespace);
         let alerts = self.alert_overrides(&top);
-        self.cross_checks(&top, &teams, &namespace, &router);
+        let team_label = self.ownership_team_label(&top);
+        self.cross_checks(&top, &teams, &namespace, &router, &team_label);
         Some(Spec {
             cluster: cluster?,
             namespace,
@@ -218,6 +220,7 @@ impl Checker {
             router,
             teams,
             services,
+            ownership: Ownership { team_label },
             alerts,
         })
     }
@@ -933,6 +936,15 @@ impl Checker {
                 continue;
             }
             match self.checked_string(value, &key_field, "label value", values::check_label_value) {
+                Some(v) if v.is_empty() => {
+                    self.error(
+                        value.span(),
+                        &key_field,
+                        format!("empty value for pod label `{}`", key.as_str()),
+                        Some("kube-state-metrics exports an empty label as a missing one, so the ownership rules could not tell the pods apart; select by a label with a value".into()),
+                    );
+                    ok = false;
+                }
                 Some(v) => {
                     selector.insert(key.as_str().to_string(), v);
                 }
@@ -990,6 +1002,7 @@ impl Checker {
         teams: &[Team],
         stack_namespace: &str,
         router: &RouterSpec,
+        team_label: &str,
     ) {
         let team_nodes: Vec<&Node> = self.list(top, "teams");
         let service_nodes: Vec<&Node> = self.list(top, "services");
@@ -998,6 +1011,7 @@ impl Checker {
         self.namespaces_owned_once(&team_nodes, teams);
         self.services_have_declared_owners(&service_nodes, &team_names);
         self.unique_services(&service_nodes, stack_namespace);
+        self.selectors_own_pods_once(&service_nodes, stack_namespace, team_label);
         match &router.platform_team {
             Some(platform) => self.platform_team_declared(top, platform, &team_names),
             None if !teams.is_empty() => self.platform_team_missing(top, &team_names),

@@ -7,6 +7,7 @@
 
 pub mod defaults;
 mod load;
+mod ownership;
 pub mod starter;
 
 use std::collections::BTreeMap;
@@ -34,8 +35,17 @@ pub struct Spec {
     pub router: RouterSpec,
     pub teams: Vec<Team>,
     pub services: Vec<Service>,
+    pub ownership: Ownership,
     /// Changes to default alerts, by alert name.
     pub alerts: BTreeMap<String, AlertOverride>,
+}
+
+/// How Kubernetes signals (workloads, pods, volumes) find their owner beyond the service list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ownership {
+    /// The pod label whose value names the team owning the pod (`ownership.team_label`), honoured
+    /// in namespaces of that team or of no team.
+    pub team_label: String,
 }
 
 /// A change to one default alert, made in the spec instead of copying its rule group.

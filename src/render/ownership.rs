@@ -1,0 +1,151 @@
+//! The spec's part of the workload model (`ownership.yaml`): which pods each service's selector
+//! matches, and which pods a team claims with the team pod label. The generic part, from pods to
+//! workloads and volumes and on to their owners, is the default rule file `workloads.yaml`.
+//!
+//! kube-state-metrics exports no pod labels unless told; [`pod_label_allowlist`] names exactly
+//! the ones these rules read. Pure: the spec in, text out.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::labels::kube_state_metrics_label;
+use crate::rules::promql;
+use crate::spec::Spec;
+use crate::yaml;
+
+/// The name of the generated rule file.
+pub const RULE_FILE: &str = "ownership.yaml";
+
+/// kube-state-metrics' `--metric-labels-allowlist` value: every selector key and the team label,
+/// on `kube_pod_labels`.
+pub fn pod_label_allowlist(spec: &Spec) -> String {
+    let keys: BTreeSet<&str> = spec
+        .services
+        .iter()
+        .flat_map(|service| service.selector.keys().map(String::as_str))
+        .chain([spec.ownership.team_label.as_str()])
+        .collect();
+    format!("pods=[{}]", keys.into_iter().collect::<Vec<_>>().join(","))
+}
+
+/// The rule file, or `None` when the spec has neither services nor teams.
+pub fn rule_file(spec: &Spec) -> Option<String> {
+    let mut rules: Vec<Value> = spec
+        .services
+        .iter()
+        .map(|service| {
+            let mut matchers = vec![format!("namespace={}", promql::quote(&service.namespace))];
+            matchers.extend(service.selector.iter().map(|(key, value)| {
+                format!("{}={}", kube_state_metrics_label(key), promql::quote(value))
+            }));
+            json!({
+                "record": "stackgen:pod_service:info",
+                "expr": format!("group by (cluster, namespace, pod) (kube_pod_labels{{{}}})", matchers.join(", ")),
+                "labels": {"service": service.name, "team": service.team, "namespace": service.namespace},
+            })
+        })
+        .collect();
+    let team_label = kube_state_metrics_label(&spec.ownership.team_label);
+    for team in &spec.teams {
+        let mut matchers = vec![format!("{team_label}={}", promql::quote(&team.name))];
+        // A team's label counts in its own namespaces and in those of no team, never in another
+        // team's.
+        let others: Vec<&str> = spec
+            .teams
+            .iter()
+            .filter(|other| other.name != team.name)
+            .flat_map(|other| other.namespaces.iter().map(String::as_str))
+            .collect();
+        if !others.is_empty() {
+            matchers.push(format!(
+                "namespace!~{}",
+                promql::quote(&promql::alternatives(&others))
+            ));
+        }
+        rules.push(json!({
+            "record": "stackgen:pod_team:info",
+            "expr": format!("group by (cluster, namespace, pod) (kube_pod_labels{{{}}})", matchers.join(", ")),
+            "labels": {"team": team.name},
+        }));
+    }
+    if rules.is_empty() {
+        return None;
+    }
+    let header = format!(
+        "# Generated from the spec: the pods each service selects (stackgen:pod_service:info) and the\n\
+         # pods a team claims with the pod label `{}` (stackgen:pod_team:info), honoured in the\n\
+         # team's namespaces and in those of no team. workloads.yaml maps them on to workloads and\n\
+         # volumes.\n",
+        spec.ownership.team_label
+    );
+    let groups = json!({"groups": [{"name": "stackgen.ownership", "rules": rules}]});
+    Some(header + &yaml::document(&groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Spec {
+        crate::spec::parse("s.yaml", text).expect("valid spec")
+    }
+
+    const TWO_TEAMS: &str = "cluster: {name: a}\nrouter: {platform_team: ops}\nteams:\n  - name: shop\n    webhook: {url: {secret: s, key: k}}\n    namespaces: [shop]\n  - name: ops\n    webhook: {url: {secret: s, key: k}}\n    namespaces: [ops, infra]\nservices:\n  - {name: cart, team: shop, namespace: shop, selector: {app.kubernetes.io/name: cart, tier: web}, port: 8080}\n";
+
+    #[test]
+    fn kube_state_metrics_exports_every_selector_key_and_the_team_label() {
+        assert_eq!(
+            pod_label_allowlist(&spec(TWO_TEAMS)),
+            "pods=[app.kubernetes.io/name,stackgen.io/team,tier]"
+        );
+    }
+
+    /// The rule file's (record, expr) pairs, as Prometheus reads them.
+    fn records(text: &str) -> Vec<(String, String)> {
+        let docs = yaml_rust2::YamlLoader::load_from_str(text).expect("YAML");
+        docs[0]["groups"][0]["rules"]
+            .as_vec()
+            .expect("rules")
+            .iter()
+            .map(|rule| {
+                let field = |name: &str| rule[name].as_str().expect("a string").to_string();
+                (field("record"), field("expr"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_service_selects_its_pods_and_a_team_label_counts_outside_other_teams_namespaces() {
+        let text = rule_file(&spec(TWO_TEAMS)).expect("rules");
+        let pairs = |record: &str, expr: &str| (record.to_string(), expr.to_string());
+        assert_eq!(
+            records(&text),
+            [
+                pairs(
+                    "stackgen:pod_service:info",
+                    r#"group by (cluster, namespace, pod) (kube_pod_labels{namespace="shop", label_app_kubernetes_io_name="cart", label_tier="web"})"#
+                ),
+                pairs(
+                    "stackgen:pod_team:info",
+                    r#"group by (cluster, namespace, pod) (kube_pod_labels{label_stackgen_io_team="shop", namespace!~"ops|infra"})"#
+                ),
+                pairs(
+                    "stackgen:pod_team:info",
+                    r#"group by (cluster, namespace, pod) (kube_pod_labels{label_stackgen_io_team="ops", namespace!~"shop"})"#
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn label_values_are_quoted_as_promql_strings() {
+        assert_eq!(promql::quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(promql::alternatives(&["a.b", "c"]), r"a\.b|c");
+    }
+
+    #[test]
+    fn a_spec_of_no_teams_and_no_services_has_no_ownership_rules() {
+        assert_eq!(rule_file(&spec("cluster: {name: a}\n")), None);
+    }
+}

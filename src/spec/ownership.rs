@@ -1,0 +1,178 @@
+//! The spec's checks for owning Kubernetes signals: every pod belongs to at most one service, and
+//! every pod label the ownership rules read reaches Prometheus under a name of its own.
+//!
+//! kube-state-metrics exports the selector keys and the team label on `kube_pod_labels`, and the
+//! rendered ownership rules map a pod to the service whose selector it matches. Two selectors in
+//! one namespace that could match the same pod, or two label keys kube-state-metrics would write
+//! as one Prometheus label, would make that map ambiguous; both are spec errors here.
+
+use std::collections::BTreeMap;
+
+use marked_yaml::{Node, Span};
+
+use crate::config_check::{Checker, Obj, join, values};
+use crate::labels::{DEFAULT_TEAM_POD_LABEL, kube_state_metrics_label};
+
+/// The keys of `ownership:` in the spec.
+const OWNERSHIP_KEYS: &[&str] = &["team_label"];
+
+/// A service's selector as written, with where each part was written.
+struct WrittenSelector {
+    index: usize,
+    name: String,
+    namespace: String,
+    span: Span,
+    labels: Vec<(String, String, Span)>,
+}
+
+impl Checker {
+    /// `ownership:` — the pod label by which a team owns pods (default `stackgen.io/team`).
+    pub(super) fn ownership_team_label(&mut self, top: &Obj) -> String {
+        let obj = self.sub_object(top, "ownership", OWNERSHIP_KEYS);
+        self.checked_or_default(
+            obj.as_ref(),
+            "team_label",
+            "pod label key",
+            values::check_label_key,
+            DEFAULT_TEAM_POD_LABEL,
+        )
+    }
+
+    /// Every pod belongs to one service: two selectors in one namespace must set some label to
+    /// different values. And no two label keys the ownership rules read may reach Prometheus as
+    /// the same `label_*` name.
+    pub(super) fn selectors_own_pods_once(
+        &mut self,
+        service_nodes: &[&Node],
+        stack_namespace: &str,
+        team_label: &str,
+    ) {
+        let written: Vec<WrittenSelector> = service_nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| written_selector(index, node, stack_namespace))
+            .collect();
+        for (later_position, later) in written.iter().enumerate() {
+            let Some(earlier) = written[..later_position].iter().find(|earlier| {
+                // The same name twice is already a duplicate service.
+                earlier.namespace == later.namespace
+                    && earlier.name != later.name
+                    && may_share_pods(earlier, later)
+            }) else {
+                continue;
+            };
+            self.error(
+                &later.span,
+                &format!("services[{}].selector", later.index),
+                format!(
+                    "services `{}` and `{}` in namespace `{}` can select the same pods ({} and {})",
+                    earlier.name,
+                    later.name,
+                    later.namespace,
+                    describe(earlier),
+                    describe(later)
+                ),
+                Some(format!(
+                    "a pod belongs to one service: give both selectors one label with different values (e.g. `{key}: {}` and `{key}: {}`)",
+                    earlier.name,
+                    later.name,
+                    key = earlier.labels.first().map_or("app", |(key, _, _)| key.as_str())
+                )),
+            );
+        }
+        self.label_names_distinct(&written, team_label);
+    }
+
+    fn label_names_distinct(&mut self, written: &[WrittenSelector], team_label: &str) {
+        let mut by_name: BTreeMap<String, String> =
+            BTreeMap::from([(kube_state_metrics_label(team_label), team_label.to_string())]);
+        for selector in written {
+            for (key, _, span) in &selector.labels {
+                let name = kube_state_metrics_label(key);
+                match by_name.get(&name) {
+                    Some(other) if other != key => {
+                        let what = if other == team_label {
+                            format!("the team label `{other}`")
+                        } else {
+                            format!("`{other}`")
+                        };
+                        self.error(
+                            span,
+                            &join(&format!("services[{}].selector", selector.index), key),
+                            format!(
+                                "label key `{key}` and {what} are one label to kube-state-metrics (`{name}`)"
+                            ),
+                            Some(
+                                "kube-state-metrics writes both keys as the same Prometheus label, so pods could not be told apart; select by one of them".into(),
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        by_name.insert(name, key.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn written_selector(index: usize, node: &Node, stack_namespace: &str) -> Option<WrittenSelector> {
+    let map = node.as_mapping()?;
+    let name = map.get_scalar("name")?.as_str().to_string();
+    let namespace = map
+        .get_scalar("namespace")
+        .map_or(stack_namespace, |n| n.as_str())
+        .to_string();
+    let (span, labels) = match map.get_node("selector") {
+        Some(selector) => {
+            let labels = selector
+                .as_mapping()?
+                .iter()
+                .filter_map(|(key, value)| {
+                    let value = value.as_scalar()?;
+                    Some((
+                        key.as_str().to_string(),
+                        value.as_str().to_string(),
+                        *key.span(),
+                    ))
+                })
+                .collect();
+            (*selector.span(), labels)
+        }
+        // The default selector: `app.kubernetes.io/name: <service name>`.
+        None => (
+            *map.get_scalar("name")?.span(),
+            vec![(
+                "app.kubernetes.io/name".to_string(),
+                name.clone(),
+                *map.get_scalar("name")?.span(),
+            )],
+        ),
+    };
+    Some(WrittenSelector {
+        index,
+        name,
+        namespace,
+        span,
+        labels,
+    })
+}
+
+/// Whether one pod could match both selectors: no label is set to different values by the two.
+fn may_share_pods(a: &WrittenSelector, b: &WrittenSelector) -> bool {
+    a.labels.iter().all(|(key, value, _)| {
+        b.labels
+            .iter()
+            .all(|(other_key, other_value, _)| other_key != key || other_value == value)
+    })
+}
+
+fn describe(selector: &WrittenSelector) -> String {
+    let parts: Vec<String> = selector
+        .labels
+        .iter()
+        .map(|(key, value, _)| format!("{key}: {value}"))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
