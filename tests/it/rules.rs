@@ -6,7 +6,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use super::http_stub::{HttpStub, Reply};
-use super::support::{assert_expected, files_under, root, run_ok, stackgen, stderr, stdout, tool};
+use super::support::{
+    assert_expected, files_under, render_to_temp, root, run_ok, stackgen, stderr, stdout, tool,
+};
 
 /// Each `tests/fixtures/lint/NAME.yaml` is linted with the arguments in `NAME.args`; exit code,
 /// stdout and stderr must equal `NAME.expected` (rewritten with `STACKGEN_BLESS=1`, not under CI).
@@ -104,6 +106,50 @@ fn every_default_alert_has_a_passing_promtool_unit_test() {
             alert.name
         );
     }
+}
+
+/// The ownership rules rendered from a spec, under promtool: services' selectors, team
+/// namespaces and the team pod label decide each workload's owner, and a page carries it. The
+/// test's kube-state-metrics series carry only pod labels the rendered allowlist exports.
+#[test]
+fn rendered_ownership_rules_give_every_workload_its_owner() {
+    let promtool = tool("promtool", "apt-get install prometheus");
+    let (_tmp, out) = render_to_temp("tests/fixtures/ownership/stack.yaml");
+    let deployment =
+        fs::read_to_string(out.join("kube-state-metrics/deployment.yaml")).expect("rendered");
+    let allowlist = deployment
+        .lines()
+        .find_map(|line| line.split("--metric-labels-allowlist=pods=[").nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .expect("kube-state-metrics gets a pod label allowlist");
+    let exported: BTreeSet<String> = allowlist
+        .split(',')
+        .map(stackgen::labels::kube_state_metrics_label)
+        .collect();
+    let test_file = root().join("tests/fixtures/ownership/ownership_test.yaml");
+    let test_text = fs::read_to_string(&test_file).expect("ownership test");
+    let used: BTreeSet<String> = test_text
+        .lines()
+        .filter(|line| line.contains("kube_pod_labels{"))
+        .flat_map(|line| {
+            line.split([',', '{', ' '])
+                .filter_map(|part| part.split_once('=').map(|(name, _)| name.to_string()))
+                .filter(|name| name.starts_with("label_"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!used.is_empty(), "the test reads no pod labels");
+    assert!(
+        used.is_subset(&exported),
+        "the test reads pod labels kube-state-metrics would not export: {used:?} vs {exported:?}"
+    );
+    let rules = out.join("prometheus/rules");
+    fs::copy(&test_file, rules.join("ownership_test.yaml")).expect("copy test");
+    run_ok(
+        Command::new(&promtool)
+            .args(["test", "rules", "ownership_test.yaml"])
+            .current_dir(&rules),
+    );
 }
 
 #[test]
