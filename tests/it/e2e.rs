@@ -14,7 +14,7 @@
 //! Every scenario waits on outcomes with deadlines and then asserts the exact list of
 //! notifications at every destination of every team.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 use super::destinations::{Killed, SmtpServer, start_smtp};
 use super::http_stub::{HttpStub, Reply};
+use super::kube_state::{ClusterState, Deployment, KubeStateMetrics};
 use super::router::{Router, Sink, TOKEN};
 use super::support::{free_port, render_to_temp, tool, wait_explained};
 
@@ -299,6 +300,8 @@ struct Pipeline {
     router_dir: PathBuf,
     stubs: Stubs,
     fleets: Vec<Fleet>,
+    /// kube-state-metrics' stand-in; serves no objects until a scenario sets some.
+    kube_state: KubeStateMetrics,
     maildir: PathBuf,
     _smtp: SmtpServer,
     /// Removed last, after every process above is killed.
@@ -320,7 +323,14 @@ impl Pipeline {
         write_secrets(&dir, &stubs);
         let (router, router_port, router_dir) = start_router(&out, &dir, &stubs, smtp.port);
         let alertmanagers = start_alertmanagers(&out, &dir, alertmanagers, router_port);
-        let prometheus = start_prometheus(&out, &dir, &fleets, &alertmanagers);
+        let kube_state = KubeStateMetrics::start(&out, ClusterState::default());
+        let prometheus = start_prometheus(
+            &out,
+            &dir,
+            &fleets,
+            &[("kube-state-metrics", kube_state.target_groups())],
+            &alertmanagers,
+        );
         let pipeline = Pipeline {
             prometheus,
             alertmanagers,
@@ -329,6 +339,7 @@ impl Pipeline {
             router_dir,
             stubs,
             fleets,
+            kube_state,
             maildir,
             _smtp: smtp,
             _tmp: tmp,
@@ -465,8 +476,8 @@ impl Pipeline {
         all
     }
 
-    /// The e-mails the SMTP server received, oldest first, as `opened:`/`resolved:` + alertname.
-    fn emails(&self) -> Vec<String> {
+    /// The e-mails the SMTP server received, oldest first, as they arrived.
+    fn mails(&self) -> Vec<String> {
         let mut files: Vec<PathBuf> = ["new", "cur"]
             .iter()
             .filter_map(|sub| std::fs::read_dir(self.maildir.join(sub)).ok())
@@ -477,8 +488,15 @@ impl Pipeline {
         files.sort();
         files
             .iter()
-            .map(|file| {
-                let message = std::fs::read_to_string(file).unwrap_or_default();
+            .map(|file| std::fs::read_to_string(file).unwrap_or_default())
+            .collect()
+    }
+
+    /// The e-mails the SMTP server received, oldest first, as `opened:`/`resolved:` + alertname.
+    fn emails(&self) -> Vec<String> {
+        self.mails()
+            .iter()
+            .map(|message| {
                 let subject = message
                     .lines()
                     .find_map(|line| line.strip_prefix("Subject: "))
@@ -728,8 +746,14 @@ fn start_alertmanagers(out: &Path, dir: &Path, count: usize, router_port: u16) -
 }
 
 /// Prometheus with the rendered configuration, rules and container args, discovering the test
-/// services and the Alertmanagers through files; ready.
-fn start_prometheus(out: &Path, dir: &Path, fleets: &[Fleet], alertmanagers: &[Server]) -> Server {
+/// services, the `exporters` (job name, target groups) and the Alertmanagers through files; ready.
+fn start_prometheus(
+    out: &Path,
+    dir: &Path,
+    fleets: &[Fleet],
+    exporters: &[(&str, Value)],
+    alertmanagers: &[Server],
+) -> Server {
     let prometheus_bin = tool("prometheus", PROMETHEUS_PKG);
     let sd = dir.join("sd");
     std::fs::create_dir_all(&sd).expect("sd dir");
@@ -778,7 +802,14 @@ fn start_prometheus(out: &Path, dir: &Path, fleets: &[Fleet], alertmanagers: &[S
         let groups = fleets
             .iter()
             .find(|fleet| fleet.job_name() == name)
-            .map_or(Value::Array(Vec::new()), Fleet::target_groups);
+            .map(Fleet::target_groups)
+            .or_else(|| {
+                exporters
+                    .iter()
+                    .find(|(job, _)| *job == name)
+                    .map(|(_, groups)| groups.clone())
+            })
+            .unwrap_or(Value::Array(Vec::new()));
         use_file_sd(job, &sd.join(format!("job-{index}.json")), &groups);
     }
     let prometheus_config = dir.join("prometheus.yml");
@@ -1258,5 +1289,212 @@ fn a_critical_alert_inhibits_only_the_warnings_of_its_own_service_or_node() {
             Some(*expected),
             "{what}: inhibited should be {expected}\n{alerts:#}"
         );
+    }
+}
+
+/// kube-state-metrics' view of the Kubernetes scenario's cluster, all healthy: checkout (in
+/// `shop`, selected by service checkout of payments with `app: checkout`) and ledger, which no
+/// service selects, in payments' namespace `ledger`; two Ready nodes.
+fn healthy_cluster() -> ClusterState {
+    let deployment = |namespace, name| Deployment {
+        namespace,
+        name,
+        pod_labels: BTreeMap::from([("app", name), ("pod-template-hash", "5d8f7c9b4")]),
+        replicas: 3,
+        available: 3,
+        restarts: 0,
+    };
+    ClusterState {
+        deployments: vec![
+            deployment("shop", "checkout"),
+            deployment("ledger", "ledger"),
+        ],
+        nodes: BTreeMap::from([("node-0", true), ("node-1", true)]),
+    }
+}
+
+/// A request a stub accepted, as text.
+fn accepted(sink: &Sink) -> Vec<String> {
+    sink.received()
+        .into_iter()
+        .filter(|r| r.answered < 300)
+        .map(|r| r.body.to_string())
+        .collect()
+}
+
+impl Pipeline {
+    /// The router's open incidents: (team, service, key, alert names of its members).
+    fn open_incidents(&self) -> Vec<(String, String, String, BTreeSet<String>)> {
+        let listed = get_json(&format!(
+            "http://127.0.0.1:{}/api/v1/incidents",
+            self.router_port
+        ));
+        let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+        listed["incidents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|incident| incident["status"]["state"] == "open")
+            .map(|incident| {
+                let signals = incident["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|member| text(&member["alertname"]))
+                    .collect();
+                (
+                    text(&incident["team"]),
+                    text(&incident["service"]),
+                    text(&incident["key"]),
+                    signals,
+                )
+            })
+            .collect()
+    }
+
+    /// How many series `query` returns in Prometheus now.
+    fn series(&self, query: &str) -> usize {
+        let encoded: String = query
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b':' => (b as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        self.prometheus
+            .get_json(&format!("/api/v1/query?query={encoded}"))["data"]["result"]
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+}
+
+#[test]
+fn kubernetes_signals_reach_the_team_that_owns_the_workload_as_one_incident_per_service() {
+    let pipeline = Pipeline::start(1);
+    pipeline
+        .kube_state
+        .update(|cluster| *cluster = healthy_cluster());
+    pipeline.wait_for("the ownership rules to give checkout its service and team", || {
+        pipeline.series(
+            r#"stackgen:workload_owner:info{namespace="shop", workload="checkout", service="checkout", team="payments"}"#,
+        ) == 1
+    });
+
+    // checkout fails three ways at once: its pods stop answering, no replica is available, and
+    // its containers restart.
+    pipeline.fleet("checkout").set(Health::Down);
+    pipeline.kube_state.update(|cluster| {
+        let checkout = &mut cluster.deployments[0];
+        checkout.available = 0;
+        checkout.restarts = 12;
+    });
+    pipeline.wait_for(
+        "one incident for checkout holding both critical signals",
+        || {
+            let open = pipeline.open_incidents();
+            open.len() == 1
+                && open[0].0 == "payments"
+                && open[0].1 == "checkout"
+                && ["ServiceTargetsDown", "KubeWorkloadUnavailable"]
+                    .iter()
+                    .all(|signal| open[0].3.contains(*signal))
+        },
+    );
+    pipeline.wait_for("the router to have nothing left to deliver", || {
+        pipeline.pending() == Some(0)
+    });
+    let pages: Vec<Value> = pipeline
+        .stubs
+        .pagerduty
+        .received()
+        .into_iter()
+        .filter(|r| r.answered < 300)
+        .map(|r| r.body)
+        .collect();
+    let page_keys: BTreeSet<&str> = pages
+        .iter()
+        .filter_map(|page| page["dedup_key"].as_str())
+        .collect();
+    assert!(
+        !pages.is_empty() && page_keys.len() == 1,
+        "one page (later signals update it under the same key): {pages:#?}"
+    );
+    assert!(
+        pages.iter().all(|page| page["event_action"] == "trigger"),
+        "{pages:#?}"
+    );
+    let chat = accepted(&pipeline.stubs.slack);
+    assert!(
+        !chat.is_empty() && chat.iter().all(|message| message.contains("checkout")),
+        "{chat:#?}"
+    );
+    for sink in [
+        &pipeline.stubs.msteams,
+        &pipeline.stubs.opsgenie,
+        &pipeline.stubs.webhook,
+    ] {
+        assert_eq!(
+            accepted(sink),
+            Vec::<String>::new(),
+            "only payments is told"
+        );
+    }
+
+    // ledger, which no service selects, runs short of a replica in payments' namespace: a
+    // warning, for payments' chat and e-mail, not its pager.
+    let pages_before = pages.len();
+    let chat_before = chat.len();
+    pipeline
+        .kube_state
+        .update(|cluster| cluster.deployments[1].available = 2);
+    pipeline.wait_for("ledger's warning in chat and e-mail", || {
+        accepted(&pipeline.stubs.slack)[chat_before..]
+            .iter()
+            .any(|message| message.contains("ledger"))
+            && pipeline
+                .mails()
+                .iter()
+                .any(|mail| mail.contains("KubeDeploymentReplicasUnavailable"))
+    });
+    pipeline.wait_for("the router to have nothing left to deliver", || {
+        pipeline.pending() == Some(0)
+    });
+    let ledger: Vec<_> = pipeline
+        .open_incidents()
+        .into_iter()
+        .filter(|(_, _, key, _)| key.contains("workload=ledger"))
+        .collect();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].0, "payments", "{ledger:?}");
+    assert_eq!(
+        accepted(&pipeline.stubs.pagerduty).len(),
+        pages_before,
+        "a warning never pages"
+    );
+    assert_eq!(accepted(&pipeline.stubs.webhook), Vec::<String>::new());
+
+    // A node stops being Ready: an alert of no service, for the platform team only.
+    let chat_before = accepted(&pipeline.stubs.slack).len();
+    let mails_before = pipeline.mails().len();
+    pipeline.kube_state.update(|cluster| {
+        cluster
+            .nodes
+            .insert("node-1", false)
+            .map(|_| ())
+            .unwrap_or(())
+    });
+    pipeline.wait_for("the platform team to hear of node-1", || {
+        accepted(&pipeline.stubs.webhook)
+            .iter()
+            .any(|message| message.contains("KubeNodeNotReady") && message.contains("node-1"))
+    });
+    pipeline.wait_for("the router to have nothing left to deliver", || {
+        pipeline.pending() == Some(0)
+    });
+    assert_eq!(accepted(&pipeline.stubs.slack).len(), chat_before);
+    assert_eq!(pipeline.mails().len(), mails_before);
+    assert_eq!(accepted(&pipeline.stubs.pagerduty).len(), pages_before);
+    for sink in [&pipeline.stubs.msteams, &pipeline.stubs.opsgenie] {
+        assert_eq!(accepted(sink), Vec::<String>::new());
     }
 }

@@ -8,6 +8,7 @@ mod destinations;
 mod e2e;
 mod golden;
 mod http_stub;
+mod kube_state;
 mod marketplace;
 mod pg;
 mod pg_tls;
