@@ -16,4 +16,5 @@ pub mod render;
 pub mod router;
 pub mod rules;
 pub mod spec;
+pub mod time_interval;
 pub mod yaml;

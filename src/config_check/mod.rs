@@ -5,10 +5,11 @@
 //! it to the format's own walk; a [`Checker`] collects [`Diagnostic`]s instead of stopping at the
 //! first problem: a bad field is reported and skipped, a missing required key is reported at its
 //! mapping, unknown keys get a "did you mean". Each format declares only its own fields and
-//! cross-checks, in its own `impl Checker` block. Sections two formats share (the SMTP server)
-//! live in [`smtp`].
+//! cross-checks, in its own `impl Checker` block. Sections two formats share (the SMTP server,
+//! quiet hours) live in [`smtp`] and `time_intervals`.
 
 pub mod smtp;
+mod time_intervals;
 pub mod values;
 
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};

@@ -11,6 +11,7 @@ use super::{
     Builder, RenderError, allow_from_components, content_hash, labels, resources, selector,
 };
 use crate::spec::{Destination, SecretRef, Spec};
+use crate::time_interval::TimeInterval;
 
 /// Where the router finds a Secret key: the projected volume mounts each as `<secret>/<key>`.
 pub fn secret_file(secret: &SecretRef) -> String {
@@ -99,7 +100,15 @@ fn config_context(spec: &Spec) -> Value {
                     rendered
                 })
                 .collect();
-            (team.name.as_str(), json!({ "destinations": destinations }))
+            let mut rendered = json!({ "destinations": destinations });
+            if !team.quiet_hours.is_empty() {
+                rendered["quiet_hours"] = team
+                    .quiet_hours
+                    .iter()
+                    .map(TimeInterval::to_value)
+                    .collect();
+            }
+            (team.name.as_str(), rendered)
         })
         .collect();
     // With no team declared, the platform team logs every notification, so the router still works.

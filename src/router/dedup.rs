@@ -206,6 +206,12 @@ pub struct Incident {
     /// not among them is news, told in one update.
     #[serde(default)]
     pub signals_told: BTreeSet<String>,
+    /// Notifications of this incident are held for its team's quiet hours (`quiet`).
+    #[serde(default)]
+    pub held: bool,
+    /// The team has heard nothing of this episode yet: every notification so far was held.
+    #[serde(default)]
+    pub unheard: bool,
     #[serde(skip)]
     pub members: BTreeMap<u64, Member>,
 }
@@ -413,6 +419,8 @@ fn new_incident(alert: &Classified, now: Millis) -> Incident {
         sequence: 0,
         episode: 0,
         signals_told: BTreeSet::new(),
+        held: false,
+        unheard: false,
         members: BTreeMap::new(),
     }
 }
@@ -646,6 +654,8 @@ fn tick_heartbeat(
                 sequence: 0,
                 episode: 0,
                 signals_told: BTreeSet::new(),
+                held: false,
+                unheard: false,
                 members: BTreeMap::new(),
             });
         let kind = if incident.episode == 0 {

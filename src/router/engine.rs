@@ -28,6 +28,7 @@ use super::config::RouterConfig;
 use super::dedup::{self, Classified, HEARTBEAT_INCIDENT, Incident, Outcome, State};
 use super::metrics::{Metrics, labels};
 use super::notification::Notification;
+use super::quiet;
 use super::routing;
 use super::store::{Batch, DeliveryState, OutboxEntry, Scope, Store, StoreError};
 
@@ -349,7 +350,7 @@ impl Engine {
 
     /// Plans the outcome's notifications and commits everything it changed (owned mode).
     fn commit(&mut self, outcome: Outcome, now: Millis) -> Result<(), EngineError> {
-        let Some(state) = self.state.as_ref() else {
+        let Some(state) = self.state.as_mut() else {
             return Err(EngineError::NoState);
         };
         let (batch, unroutable) = plan(state, &outcome, &self.config, now);
@@ -396,7 +397,11 @@ impl Engine {
         let Some(state) = self.state.as_mut() else {
             return;
         };
-        let outcome = dedup::tick(state, now, &self.config.dedup);
+        let mut outcome = dedup::tick(state, now, &self.config.dedup);
+        merge(
+            &mut outcome,
+            quiet::release(state, &self.config.routing, now),
+        );
         if let Err(e) = self.commit(outcome, now) {
             warn!(error = %e, "committing the timed transitions failed; they are retried on the next tick");
         }
@@ -420,9 +425,11 @@ impl Engine {
                     heartbeat,
                 };
                 let config = self.config.clone();
-                if let Err(e) =
-                    self.shared_step(&scope, now, |state| dedup::tick(state, now, &config.dedup))
-                {
+                if let Err(e) = self.shared_step(&scope, now, |state| {
+                    let mut outcome = dedup::tick(state, now, &config.dedup);
+                    merge(&mut outcome, quiet::release(state, &config.routing, now));
+                    outcome
+                }) {
                     warn!(error = %e, "the timed transitions failed; they are retried on the next tick");
                 }
             }
@@ -528,10 +535,16 @@ type Ingest = (Vec<Classified>, oneshot::Sender<Result<usize, EngineError>>);
 
 /// What an outcome writes: the changed incidents and members of `state`, the heartbeat, and an
 /// outbox entry per planned notification; and how many transitions found no destination.
-fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) -> (Batch, usize) {
+fn plan(
+    state: &mut State,
+    outcome: &Outcome,
+    config: &RouterConfig,
+    now: Millis,
+) -> (Batch, usize) {
     let mut unroutable = 0;
     let mut batch = Batch::default();
-    for intent in &outcome.intents {
+    let (deliver, held) = quiet::hold(state, &outcome.intents, &config.routing, now);
+    for intent in &deliver {
         let Some(incident) = state.incidents.get(&intent.incident_key) else {
             continue;
         };
@@ -551,7 +564,7 @@ fn plan(state: &State, outcome: &Outcome, config: &RouterConfig, now: Millis) ->
                 .push(outbox_entry(destination, notification, now));
         }
     }
-    for key in &outcome.changed_incidents {
+    for key in outcome.changed_incidents.union(&held) {
         if let Some(incident) = state.incidents.get(key) {
             batch.incidents.push(incident.clone());
         }
@@ -782,12 +795,12 @@ mod tests {
             classified.key = "gone/checkout/HighErrorRate".into();
         }
         let outcome = dedup::step(&mut state, &alert, 1_000, &config.dedup);
-        let (batch, unroutable) = plan(&state, &outcome, &config, 1_000);
+        let (batch, unroutable) = plan(&mut state, &outcome, &config, 1_000);
         assert_eq!(unroutable, 1);
         assert!(batch.outbox.is_empty());
         let mut known = State::default();
         let outcome = dedup::step(&mut known, &alerts(true, &["p1"], 0), 1_000, &config.dedup);
-        assert_eq!(plan(&known, &outcome, &config, 1_000).1, 0);
+        assert_eq!(plan(&mut known, &outcome, &config, 1_000).1, 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notification;
 pub mod ownership;
 pub mod preview;
+pub mod quiet;
 pub mod routing;
 pub mod store;
 pub mod template;

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::alert::Labels;
+use super::alert::{Labels, Millis};
 use super::dedup::{Incident, Intent, Severity};
 use super::matcher::{Matcher, all_match};
 use super::notification::{AlertStatus, LISTED_MEMBERS, Notification, Signal};
+use crate::time_interval::TimeInterval;
 
 /// A destination: the team it belongs to and its name there, written `team/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,9 +61,19 @@ pub struct RoutingTable {
     pub team_destinations: BTreeMap<String, Vec<String>>,
     /// Destinations that take only these severities (a pager: critical); the others take all.
     pub severities: BTreeMap<DestinationId, Vec<Severity>>,
+    /// Each team's quiet hours: while one covers the time, the team's non-critical
+    /// notifications are held (`quiet`).
+    pub quiet_hours: BTreeMap<String, Vec<TimeInterval>>,
 }
 
 impl RoutingTable {
+    /// Whether `team` is in its quiet hours at `at`.
+    pub fn quiet(&self, team: &str, at: Millis) -> bool {
+        self.quiet_hours
+            .get(team)
+            .is_some_and(|intervals| intervals.iter().any(|i| i.covers(at)))
+    }
+
     /// Whether `destination` takes alerts of `severity`. An alert without a severity is taken
     /// as `info`.
     pub fn takes(&self, destination: &DestinationId, severity: Severity) -> bool {
@@ -285,6 +296,7 @@ mod tests {
             routes,
             team_destinations: teams.clone(),
             severities: BTreeMap::new(),
+            quiet_hours: BTreeMap::new(),
         };
         assert_eq!(
             destinations_for(incident, &routed),
@@ -320,6 +332,7 @@ mod tests {
                 vec!["chat".to_string(), "pager".to_string()],
             )]),
             severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
+            quiet_hours: BTreeMap::new(),
         };
         let labels = Labels::new();
         let warning = decide(&labels, "payments", Severity::Warning, &table);
@@ -365,6 +378,7 @@ mod tests {
                 vec!["pager".to_string()],
             )]),
             severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
+            quiet_hours: BTreeMap::new(),
         };
         let mut state = crate::router::dedup::State::default();
         let step = |state: &mut crate::router::dedup::State, alerts: &[Classified], now| {

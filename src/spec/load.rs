@@ -83,6 +83,7 @@ const TEAM_KEYS: &[&str] = &[
     "opsgenie",
     "namespaces",
     "routes",
+    "quiet_hours",
     "rule_files",
 ];
 const TEAM_ROUTE_KEYS: &[&str] = &["matchers", "destinations", "continue"];
@@ -596,6 +597,7 @@ impl Checker {
             let severities = self.destination_severities(&obj);
             let routes = self.team_routes(&obj, &destinations);
             let namespaces = self.team_namespaces(&obj);
+            let quiet_hours = self.quiet_hours(&obj);
             let declares_one = DestinationKind::ALL
                 .iter()
                 .any(|kind| obj.get(kind.name()).is_some());
@@ -629,6 +631,7 @@ impl Checker {
                     severities,
                     routes,
                     namespaces,
+                    quiet_hours,
                     rule_files,
                 };
                 self.every_severity_has_a_destination(&team, &obj);

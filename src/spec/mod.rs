@@ -19,6 +19,7 @@ use crate::config_check::smtp::SmtpServer;
 use crate::diagnostic::{Diagnostic, Location};
 use crate::router::dedup::Severity;
 use crate::router::destination::DestinationKind;
+use crate::time_interval::TimeInterval;
 
 pub use load::parse;
 
@@ -218,6 +219,8 @@ pub struct Team {
     /// Namespaces where the team owns every workload, listed as a service or not; a `team`
     /// label inside them names no other team.
     pub namespaces: Vec<String>,
+    /// When the team's non-critical notifications wait (held until the quiet hours end).
+    pub quiet_hours: Vec<TimeInterval>,
     pub rule_files: Vec<RuleFileRef>,
 }
 

@@ -1293,8 +1293,8 @@ fn a_critical_alert_inhibits_only_the_warnings_of_its_own_service_or_node() {
 }
 
 /// kube-state-metrics' view of the Kubernetes scenario's cluster, all healthy: checkout (in
-/// `shop`, selected by service checkout of payments with `app: checkout`) and ledger, which no
-/// service selects, in payments' namespace `ledger`; two Ready nodes.
+/// payments' namespace `shop`, selected by service checkout of payments with `app: checkout`)
+/// and ledger, which no service selects, in payments' namespace `ledger`; two Ready nodes.
 fn healthy_cluster() -> ClusterState {
     let deployment = |namespace, name| Deployment {
         namespace,

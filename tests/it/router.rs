@@ -1256,3 +1256,73 @@ fn one_service_failing_three_ways_is_one_incident_one_page_and_updates() {
     let incidents: serde_json::Value = serde_json::from_str(&incidents).expect("JSON");
     assert_eq!(incidents["incidents"].as_array().map(Vec::len), Some(1));
 }
+
+/// Quiet hours hold a team's non-critical notifications, never a critical one. With the real
+/// router and quiet hours that cover every day: a warning is committed (200) and held, with no
+/// delivery planned; a critical alert reaches the chat and the pager, and the chat never gets
+/// the warning (a destination gets its notifications in order, so a planned warning would have
+/// arrived first).
+#[test]
+fn quiet_hours_hold_a_warning_and_let_a_critical_through() {
+    let chat = Sink::start(200);
+    let pager = Sink::start(202);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = format!(
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\nteams:\n  payments:\n    quiet_hours:\n      - weekdays: [\"sunday:saturday\"]\n        location: Europe/Berlin\n    destinations:\n      - {{name: chat, kind: webhook, url: {}}}\n      - {{name: pager, kind: pagerduty, routing_key: R0UTINGKEY, api_url: {}}}\nownership: {{default_team: payments}}\n",
+        chat.url(),
+        pager.url()
+    );
+    let router = Router::start(dir.path(), &config);
+    let body = |service: &str, severity: &str| {
+        std::fs::read_to_string(fixture("01-one-service-three-instances-firing.body.json"))
+            .expect("fixture")
+            .replace(
+                "\"severity\":\"critical\"",
+                &format!("\"severity\":\"{severity}\""),
+            )
+            .replace("checkout", service)
+    };
+    let auth = format!("Bearer {TOKEN}");
+    let incident = |service: &str| -> serde_json::Value {
+        let (_, text) = router.get("/api/v1/incidents");
+        let incidents: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        incidents["incidents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["service"] == service)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (status, _) = router.post(
+        body("checkout", "warning").as_bytes(),
+        "application/json",
+        Some(&auth),
+    );
+    assert_eq!(status, 200);
+    let held = incident("checkout");
+    assert_eq!(held["held"], true, "{held}");
+    assert_eq!(held["unheard"], true, "{held}");
+    assert_eq!(held["deliveries"], serde_json::json!([]), "{held}");
+
+    let (status, _) = router.post(
+        body("search-api", "critical").as_bytes(),
+        "application/json",
+        Some(&auth),
+    );
+    assert_eq!(status, 200);
+    wait_for("the page for search-api", Duration::from_secs(10), || {
+        pager.received().len() == 1
+    });
+    wait_for("search-api in chat", Duration::from_secs(10), || {
+        !chat.received().is_empty()
+    });
+    let messages = chat.received();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].body.to_string().contains("search-api"),
+        "{:?}",
+        messages[0].body
+    );
+    assert_eq!(incident("checkout")["deliveries"], serde_json::json!([]));
+}

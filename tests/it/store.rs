@@ -97,6 +97,8 @@ fn incident(key: &str, status: Status) -> Incident {
         sequence: 1,
         episode: 1,
         signals_told: ["A".to_string()].into(),
+        held: true,
+        unheard: true,
         members: BTreeMap::new(),
     }
 }

@@ -143,7 +143,8 @@ impl Checker {
             .get("grafana_url")
             .and_then(|n| self.string(n, "grafana_url"))
             .map(|(u, _)| u);
-        let teams = self.teams_section(&top, base, grafana_url.as_deref());
+        let mut quiet_hours = BTreeMap::new();
+        let teams = self.teams_section(&top, base, grafana_url.as_deref(), &mut quiet_hours);
         let dedup = self.sub_object(&top, "dedup", routes::DEDUP_KEYS);
         let ownership = self.ownership_section(&top, dedup.as_ref(), &teams);
         let heartbeat = self.heartbeat_section(&top, &teams);
@@ -167,6 +168,7 @@ impl Checker {
                 .flatten()
                 .filter_map(|d| Some((d.id.clone(), d.severities.clone()?)))
                 .collect(),
+            quiet_hours,
         };
         self.every_severity_reaches_each_team(&top, &teams, &routing);
         Some(RouterConfig {

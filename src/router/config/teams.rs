@@ -15,6 +15,7 @@ use crate::router::dedup::Severity;
 use crate::router::destination::{DestinationKind, DestinationSettings};
 use crate::router::routing::DestinationId;
 use crate::router::template::{PARTS, Templates};
+use crate::time_interval::TimeInterval;
 
 /// Keys every destination may have, whatever its kind.
 const COMMON_KEYS: &[&str] = &[
@@ -67,6 +68,7 @@ impl Checker {
         top: &Obj,
         base: &Path,
         grafana_url: Option<&str>,
+        quiet: &mut BTreeMap<String, Vec<TimeInterval>>,
     ) -> Teams {
         let mut teams = BTreeMap::new();
         let Some(node) = top.get("teams") else {
@@ -102,9 +104,15 @@ impl Checker {
                 continue;
             }
             let field = format!("teams.{team}");
-            let Some(obj) = self.object(value, &field, &["destinations", "templates"]) else {
+            let Some(obj) =
+                self.object(value, &field, &["destinations", "templates", "quiet_hours"])
+            else {
                 continue;
             };
+            let quiet_hours = self.quiet_hours(&obj);
+            if !quiet_hours.is_empty() {
+                quiet.insert(team.to_string(), quiet_hours);
+            }
             let team_templates = self.template_files(&obj, &BTreeMap::new());
             let context = TeamContext {
                 team,

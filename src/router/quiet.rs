@@ -1,0 +1,225 @@
+//! Quiet hours: while a team's quiet hours cover the time, its non-critical notifications are
+//! held, not sent. When they end, each held incident that is still open sends one notification
+//! of where it stands: `opened` if the team has heard nothing of it, `updated` otherwise. The
+//! resolve of an incident the team never heard of is dropped (there is nothing to close); the
+//! resolve of one it heard of is sent at once. A critical notification is never held, and it
+//! tells the team everything held before it.
+//!
+//! Pure: the state, the transitions and the time are arguments.
+
+use std::collections::BTreeSet;
+
+use super::alert::Millis;
+use super::dedup::{Intent, IntentKind, Outcome, Severity, State, Status};
+use super::routing::RoutingTable;
+
+/// The intents to deliver now, of `intents`; records on the incidents what is held, and returns
+/// the keys of the incidents that changed.
+pub fn hold(
+    state: &mut State,
+    intents: &[Intent],
+    table: &RoutingTable,
+    now: Millis,
+) -> (Vec<Intent>, BTreeSet<String>) {
+    let mut deliver = Vec::with_capacity(intents.len());
+    let mut changed = BTreeSet::new();
+    for intent in intents {
+        let Some(incident) = state.incidents.get_mut(&intent.incident_key) else {
+            deliver.push(intent.clone());
+            continue;
+        };
+        let before = (incident.held, incident.unheard);
+        if matches!(intent.kind, IntentKind::Opened | IntentKind::Reopened) {
+            incident.unheard = true;
+        }
+        let critical = incident.severity.max(incident.notified_severity) >= Severity::Critical;
+        let send = match intent.kind {
+            IntentKind::Resolved => !incident.unheard,
+            _ => critical || !table.quiet(&incident.team, now),
+        };
+        if send {
+            incident.held = false;
+            incident.unheard = false;
+            deliver.push(intent.clone());
+        } else {
+            // A resolve dropped ends the episode: nothing is held any more.
+            incident.held = intent.kind != IntentKind::Resolved;
+        }
+        if (incident.held, incident.unheard) != before {
+            changed.insert(incident.key.clone());
+        }
+    }
+    (deliver, changed)
+}
+
+/// For every open incident held while its team's quiet hours have ended, the one notification
+/// that tells the team where it stands.
+pub fn release(state: &mut State, table: &RoutingTable, now: Millis) -> Outcome {
+    let mut out = Outcome::default();
+    for incident in state.incidents.values_mut() {
+        if !incident.held || incident.status != Status::Open || table.quiet(&incident.team, now) {
+            continue;
+        }
+        incident.sequence += 1;
+        incident.last_notified_at = now;
+        out.intents.push(Intent {
+            kind: if incident.unheard {
+                IntentKind::Opened
+            } else {
+                IntentKind::Updated
+            },
+            incident_key: incident.key.clone(),
+            sequence: incident.sequence,
+            at: now,
+        });
+        out.changed_incidents.insert(incident.key.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::dedup::{self, DedupSettings};
+    use crate::router::ownership::fixtures::{ownership, update};
+    use crate::router::ownership::{IncidentKey, Ownership, classify};
+    use crate::time_interval::TimeInterval;
+
+    const HOUR: Millis = 3_600_000;
+    /// 2026-12-01T00:00:00Z, a Tuesday.
+    const MIDNIGHT: Millis = 1_796_083_200_000;
+
+    /// Team payments is quiet from 00:00 to 07:00 UTC.
+    fn quiet_nights() -> RoutingTable {
+        let mut nights = TimeInterval::new("UTC").expect("zone");
+        nights.times = vec![(0, 7 * 60)];
+        RoutingTable {
+            quiet_hours: [("payments".to_string(), vec![nights])].into(),
+            ..RoutingTable::default()
+        }
+    }
+
+    /// Runs one alert of checkout (team payments) through dedup and the quiet-hours hold; the
+    /// kinds it delivers.
+    fn alert(
+        state: &mut State,
+        name: &str,
+        severity: &str,
+        firing: bool,
+        at: Millis,
+    ) -> Vec<IntentKind> {
+        let settings = DedupSettings {
+            resolve_hold: 0,
+            stale_after: 24 * HOUR,
+            reminder: 24 * HOUR,
+            heartbeat: None,
+        };
+        let mut alert = update(&[
+            ("alertname", name),
+            ("service", "checkout"),
+            ("team", "payments"),
+            ("severity", severity),
+            ("pod", "checkout-1"),
+        ]);
+        alert.firing = firing;
+        alert.starts_at = at;
+        let per_service = Ownership {
+            key: IncidentKey::PerService,
+            ..ownership()
+        };
+        let mut outcome = dedup::step(state, &[classify(alert, &per_service)], at, &settings);
+        let timed = dedup::tick(state, at, &settings);
+        outcome.intents.extend(timed.intents);
+        kinds(hold(state, &outcome.intents, &quiet_nights(), at).0)
+    }
+
+    fn kinds(intents: Vec<Intent>) -> Vec<IntentKind> {
+        intents.into_iter().map(|i| i.kind).collect()
+    }
+
+    #[test]
+    fn a_warning_at_night_waits_for_the_morning_and_then_opens_once() {
+        let mut state = State::default();
+        assert_eq!(
+            alert(&mut state, "Slow", "warning", true, MIDNIGHT + HOUR),
+            []
+        );
+        assert_eq!(
+            alert(&mut state, "Errors", "warning", true, MIDNIGHT + 2 * HOUR),
+            []
+        );
+        let table = quiet_nights();
+        assert!(kinds(release(&mut state, &table, MIDNIGHT + 6 * HOUR).intents).is_empty());
+        let morning = release(&mut state, &table, MIDNIGHT + 7 * HOUR);
+        assert_eq!(kinds(morning.intents.clone()), [IntentKind::Opened]);
+        assert_eq!(
+            kinds(hold(&mut state, &morning.intents, &table, MIDNIGHT + 7 * HOUR).0),
+            [IntentKind::Opened]
+        );
+        // Told: nothing more to release, and its resolve is sent.
+        assert!(
+            release(&mut state, &table, MIDNIGHT + 8 * HOUR)
+                .intents
+                .is_empty()
+        );
+        alert(&mut state, "Errors", "warning", false, MIDNIGHT + 9 * HOUR);
+        assert_eq!(
+            alert(&mut state, "Slow", "warning", false, MIDNIGHT + 9 * HOUR),
+            [IntentKind::Resolved]
+        );
+    }
+
+    #[test]
+    fn a_warning_over_before_morning_sends_nothing_at_all() {
+        let mut state = State::default();
+        assert_eq!(
+            alert(&mut state, "Slow", "warning", true, MIDNIGHT + HOUR),
+            []
+        );
+        assert_eq!(
+            alert(&mut state, "Slow", "warning", false, MIDNIGHT + 2 * HOUR),
+            []
+        );
+        assert!(
+            release(&mut state, &quiet_nights(), MIDNIGHT + 7 * HOUR)
+                .intents
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_critical_is_never_held_and_a_known_incident_still_resolves_at_night() {
+        let mut state = State::default();
+        assert_eq!(
+            alert(&mut state, "Down", "critical", true, MIDNIGHT + HOUR),
+            [IntentKind::Opened]
+        );
+        let mut day = State::default();
+        assert_eq!(
+            alert(&mut day, "Slow", "warning", true, MIDNIGHT - HOUR),
+            [IntentKind::Opened]
+        );
+        assert_eq!(
+            alert(&mut day, "Slow", "warning", false, MIDNIGHT + HOUR),
+            [IntentKind::Resolved]
+        );
+    }
+
+    #[test]
+    fn a_held_warning_that_turns_critical_pages_at_once() {
+        let mut state = State::default();
+        assert_eq!(
+            alert(&mut state, "Slow", "warning", true, MIDNIGHT + HOUR),
+            []
+        );
+        assert_eq!(
+            alert(&mut state, "Down", "critical", true, MIDNIGHT + 2 * HOUR),
+            [IntentKind::Escalated]
+        );
+        assert!(
+            release(&mut state, &quiet_nights(), MIDNIGHT + 7 * HOUR)
+                .intents
+                .is_empty()
+        );
+    }
+}
