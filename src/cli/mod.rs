@@ -367,7 +367,10 @@ fn routes_test(
             .ok_or_else(|| anyhow::anyhow!("`{pair}` is not LABEL=VALUE"))?;
         labels.insert(name.trim().to_string(), value.trim().to_string());
     }
-    print!("{}", crate::router::preview::trace(config, labels));
+    print!(
+        "{}",
+        crate::router::preview::trace(config, labels, crate::router::clock::now_ms())
+    );
     Ok(Outcome::Ok)
 }
 

@@ -128,7 +128,7 @@ fn why_not(
 
 /// What the router does with an alert of these labels (`router routes test`): its team and
 /// incident, which route decided (or the team's destinations), and where it goes, as text.
-pub fn trace(config: &RouterConfig, labels: alert::Labels) -> String {
+pub fn trace(config: &RouterConfig, labels: alert::Labels, now: alert::Millis) -> String {
     let update = alert::AlertUpdate {
         fingerprint: alert::label_fingerprint(&labels),
         labels,
@@ -170,6 +170,17 @@ pub fn trace(config: &RouterConfig, labels: alert::Labels) -> String {
         out.push_str(&format!(
             "  not {destination}: it does not take {severity} alerts\n"
         ));
+    }
+    if config.routing.quiet_hours.contains_key(&classified.team) {
+        let line = match (
+            config.routing.quiet(&classified.team, now),
+            severity >= Severity::Critical,
+        ) {
+            (false, _) => "not now".to_string(),
+            (true, true) => "now, but a critical alert is never held".to_string(),
+            (true, false) => "now: held until they end".to_string(),
+        };
+        out.push_str(&format!("quiet hours of {}: {line}\n", classified.team));
     }
     out
 }

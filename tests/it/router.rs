@@ -1325,4 +1325,30 @@ fn quiet_hours_hold_a_warning_and_let_a_critical_through() {
         messages[0].body
     );
     assert_eq!(incident("checkout")["deliveries"], serde_json::json!([]));
+
+    // `routes test` says the same without sending anything.
+    let config_path = dir.path().join("router.yaml");
+    let trace = |severity: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_stackgen"))
+            .args(["router", "routes", "test", "--config"])
+            .arg(&config_path)
+            .args(["alertname=HighErrorRate", "service=checkout"])
+            .arg(format!("severity={severity}"))
+            .env("TEST_ROUTER_TOKEN", TOKEN)
+            .output()
+            .expect("runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(
+        trace("warning").ends_with("quiet hours of payments: now: held until they end\n"),
+        "{}",
+        trace("warning")
+    );
+    assert!(
+        trace("critical")
+            .ends_with("quiet hours of payments: now, but a critical alert is never held\n"),
+        "{}",
+        trace("critical")
+    );
 }
