@@ -31,17 +31,19 @@ pub fn pod_label_allowlist(spec: &Spec) -> String {
 
 /// The rule file, or `None` when the spec has neither services nor teams.
 pub fn rule_file(spec: &Spec) -> Option<String> {
+    let count = spec.services.len();
     let mut rules: Vec<Value> = spec
         .services
         .iter()
-        .map(|service| {
+        .enumerate()
+        .map(|(index, service)| {
             let mut matchers = vec![format!("namespace={}", promql::quote(&service.namespace))];
             matchers.extend(service.selector.iter().map(|(key, value)| {
                 format!("{}={}", kube_state_metrics_label(key), promql::quote(value))
             }));
             json!({
                 "record": "stackgen:pod_service:info",
-                "expr": format!("group by (cluster, namespace, pod) (kube_pod_labels{{{}}})", matchers.join(", ")),
+                "expr": format!("{} * group by (cluster, namespace, pod) (kube_pod_labels{{{}}})", count - index, matchers.join(", ")),
                 "labels": {"service": service.name, "team": service.team, "namespace": service.namespace},
             })
         })
@@ -76,7 +78,8 @@ pub fn rule_file(spec: &Spec) -> Option<String> {
         "# Generated from the spec: the pods each service selects (stackgen:pod_service:info) and the\n\
          # pods a team claims with the pod label `{}` (stackgen:pod_team:info), honoured in the\n\
          # team's namespaces and in those of no team. workloads.yaml maps them on to workloads and\n\
-         # volumes.\n",
+         # volumes. A pod_service value ranks its service: should two selectors match one pod, the\n\
+         # service declared first (the higher value) owns it.\n",
         spec.ownership.team_label
     );
     let groups = json!({"groups": [{"name": "stackgen.ownership", "rules": rules}]});
@@ -124,7 +127,7 @@ mod tests {
             [
                 pairs(
                     "stackgen:pod_service:info",
-                    r#"group by (cluster, namespace, pod) (kube_pod_labels{namespace="shop", label_app_kubernetes_io_name="cart", label_tier="web"})"#
+                    r#"1 * group by (cluster, namespace, pod) (kube_pod_labels{namespace="shop", label_app_kubernetes_io_name="cart", label_tier="web"})"#
                 ),
                 pairs(
                     "stackgen:pod_team:info",

@@ -3,8 +3,9 @@
 //!
 //! kube-state-metrics exports the selector keys and the team label on `kube_pod_labels`, and the
 //! rendered ownership rules map a pod to the service whose selector it matches. Two selectors in
-//! one namespace that could match the same pod, or two label keys kube-state-metrics would write
-//! as one Prometheus label, would make that map ambiguous; both are spec errors here.
+//! one namespace that agree on every label they share (so the pods of one are pods of the other),
+//! or two label keys kube-state-metrics would write as one Prometheus label, would make that map
+//! ambiguous; both are spec errors here.
 
 use std::collections::BTreeMap;
 
@@ -38,8 +39,8 @@ impl Checker {
         )
     }
 
-    /// Every pod belongs to one service: two selectors in one namespace must set some label to
-    /// different values. And no two label keys the ownership rules read may reach Prometheus as
+    /// Every pod belongs to one service: two selectors in one namespace that select by a common
+    /// label must set one of them to different values. And no two label keys the ownership rules read may reach Prometheus as
     /// the same `label_*` name.
     pub(super) fn selectors_own_pods_once(
         &mut self,
@@ -159,13 +160,25 @@ fn written_selector(index: usize, node: &Node, stack_namespace: &str) -> Option<
     })
 }
 
-/// Whether one pod could match both selectors: no label is set to different values by the two.
+/// Whether the two selectors select by some label in common and agree on every one of them:
+/// then every pod matching the narrower one matches both (`{app: checkout}` and `{app: checkout,
+/// tier: web}`). Selectors by different labels altogether (`{app: a}`, `{component: b}`) are
+/// taken as disjoint; should a pod match both, the service declared first owns it.
 fn may_share_pods(a: &WrittenSelector, b: &WrittenSelector) -> bool {
-    a.labels.iter().all(|(key, value, _)| {
-        b.labels
+    let shared: Vec<(&String, &String)> = a
+        .labels
+        .iter()
+        .filter_map(|(key, value, _)| {
+            b.labels
+                .iter()
+                .find(|(other_key, _, _)| other_key == key)
+                .map(|(_, other_value, _)| (value, other_value))
+        })
+        .collect();
+    !shared.is_empty()
+        && shared
             .iter()
-            .all(|(other_key, other_value, _)| other_key != key || other_value == value)
-    })
+            .all(|(value, other_value)| value == other_value)
 }
 
 fn describe(selector: &WrittenSelector) -> String {
