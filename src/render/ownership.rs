@@ -1,6 +1,7 @@
-//! The spec's part of the workload model (`ownership.yaml`): which pods each service's selector
-//! matches, and which pods a team claims with the team pod label. The generic part, from pods to
-//! workloads and volumes and on to their owners, is the default rule file `workloads.yaml`.
+//! The spec's part of the workload model: which pods each service's selector matches, and which
+//! pods a team claims with the team pod label. The generic part, from pods to workloads and
+//! volumes and on to their owners, is the default rule file `workloads.yaml`; the spec's rules
+//! go first in its group ([`workloads_rule_file`]).
 //!
 //! kube-state-metrics exports no pod labels unless told; [`pod_label_allowlist`] names exactly
 //! the ones these rules read. Pure: the spec in, text out.
@@ -14,9 +15,6 @@ use crate::rules::promql;
 use crate::spec::Spec;
 use crate::yaml;
 
-/// The name of the generated rule file.
-pub const RULE_FILE: &str = "ownership.yaml";
-
 /// kube-state-metrics' `--metric-labels-allowlist` value: every selector key and the team label,
 /// on `kube_pod_labels`.
 pub fn pod_label_allowlist(spec: &Spec) -> String {
@@ -29,8 +27,35 @@ pub fn pod_label_allowlist(spec: &Spec) -> String {
     format!("pods=[{}]", keys.into_iter().collect::<Vec<_>>().join(","))
 }
 
-/// The rule file, or `None` when the spec has neither services nor teams.
-pub fn rule_file(spec: &Spec) -> Option<String> {
+/// The default `workloads.yaml` with the spec's rules first in its group, so every evaluation
+/// reads the pods' services and teams of the same moment (a group runs its rules in order).
+pub fn workloads_rule_file(static_text: &str, spec: &Spec) -> Result<String, String> {
+    const GROUP_START: &str = "    rules:\n";
+    let at = static_text
+        .find(GROUP_START)
+        .ok_or("workloads.yaml has no rules list")?
+        + GROUP_START.len();
+    let rules = spec_rules(spec);
+    if rules.is_empty() {
+        return Ok(static_text.to_string());
+    }
+    let generated = yaml::block(&Value::Array(rules), 6);
+    let comment = format!(
+        "      # From the spec: the pods each service selects (stackgen:pod_service:info) and the\n\
+         \x20     # pods a team claims with the pod label `{}` (stackgen:pod_team:info), honoured in\n\
+         \x20     # the team's namespaces and in those of no team. A pod_service value ranks its\n\
+         \x20     # service: should two selectors match one pod, the service declared first owns it.",
+        spec.ownership.team_label
+    );
+    Ok(format!(
+        "{}{comment}{generated}\n{}",
+        &static_text[..at],
+        &static_text[at..]
+    ))
+}
+
+/// The spec's recording rules: one per service (its selector) and one per team (its label).
+fn spec_rules(spec: &Spec) -> Vec<Value> {
     let count = spec.services.len();
     let mut rules: Vec<Value> = spec
         .services
@@ -71,19 +96,7 @@ pub fn rule_file(spec: &Spec) -> Option<String> {
             "labels": {"team": team.name},
         }));
     }
-    if rules.is_empty() {
-        return None;
-    }
-    let header = format!(
-        "# Generated from the spec: the pods each service selects (stackgen:pod_service:info) and the\n\
-         # pods a team claims with the pod label `{}` (stackgen:pod_team:info), honoured in the\n\
-         # team's namespaces and in those of no team. workloads.yaml maps them on to workloads and\n\
-         # volumes. A pod_service value ranks its service: should two selectors match one pod, the\n\
-         # service declared first (the higher value) owns it.\n",
-        spec.ownership.team_label
-    );
-    let groups = json!({"groups": [{"name": "stackgen.ownership", "rules": rules}]});
-    Some(header + &yaml::document(&groups))
+    rules
 }
 
 #[cfg(test)]
@@ -104,7 +117,9 @@ mod tests {
         );
     }
 
-    /// The rule file's (record, expr) pairs, as Prometheus reads them.
+    const WORKLOADS: &str = include_str!("../../stack/prometheus/rules/workloads.yaml");
+
+    /// The rendered workloads.yaml's (record, expr) pairs of the spec, as Prometheus reads them.
     fn records(text: &str) -> Vec<(String, String)> {
         let docs = yaml_rust2::YamlLoader::load_from_str(text).expect("YAML");
         docs[0]["groups"][0]["rules"]
@@ -115,12 +130,23 @@ mod tests {
                 let field = |name: &str| rule[name].as_str().expect("a string").to_string();
                 (field("record"), field("expr"))
             })
+            .filter(|(record, _)| {
+                record.starts_with("stackgen:pod_service")
+                    || record.starts_with("stackgen:pod_team")
+            })
             .collect()
     }
 
     #[test]
     fn a_service_selects_its_pods_and_a_team_label_counts_outside_other_teams_namespaces() {
-        let text = rule_file(&spec(TWO_TEAMS)).expect("rules");
+        let text = workloads_rule_file(WORKLOADS, &spec(TWO_TEAMS)).expect("rules");
+        let first = records(&text).first().cloned();
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("YAML");
+        assert_eq!(
+            docs[0]["groups"][0]["rules"][0]["record"].as_str(),
+            first.as_ref().map(|(record, _)| record.as_str()),
+            "the spec's rules come first in the group"
+        );
         let pairs = |record: &str, expr: &str| (record.to_string(), expr.to_string());
         assert_eq!(
             records(&text),
@@ -148,7 +174,10 @@ mod tests {
     }
 
     #[test]
-    fn a_spec_of_no_teams_and_no_services_has_no_ownership_rules() {
-        assert_eq!(rule_file(&spec("cluster: {name: a}\n")), None);
+    fn a_spec_of_no_teams_and_no_services_keeps_workloads_yaml_as_shipped() {
+        assert_eq!(
+            workloads_rule_file(WORKLOADS, &spec("cluster: {name: a}\n")),
+            Ok(WORKLOADS.to_string())
+        );
     }
 }

@@ -155,11 +155,44 @@ fn config_context(spec: &Spec) -> Value {
         "control_plane": spec.cluster.platform.exposes_control_plane(),
         "control_plane_jobs": control_plane_jobs,
         "stack_jobs": stack_jobs,
-        "services": spec.services.iter().map(service_job).collect::<Vec<_>>(),
+        "services": spec
+            .services
+            .iter()
+            .enumerate()
+            .map(|(index, service)| service_job(service, &spec.services[..index]))
+            .collect::<Vec<_>>(),
     })
 }
 
-fn service_job(service: &Service) -> Value {
+/// The scrape job of `service`. A pod that a service declared before it in the same namespace
+/// also selects (by other labels) is that service's, as in the ownership rules: dropped here.
+fn service_job(service: &Service, earlier: &[Service]) -> Value {
+    let claimed_earlier: Vec<Value> = earlier
+        .iter()
+        .filter(|other| {
+            other.namespace == service.namespace
+                && !other.selector.keys().any(|key| {
+                    service
+                        .selector
+                        .get(key)
+                        .is_some_and(|value| other.selector.get(key) != Some(value))
+                })
+        })
+        .map(|other| {
+            let labels: Vec<String> = other
+                .selector
+                .keys()
+                .map(|key| format!("__meta_kubernetes_pod_label_{}", sd_label_name(key)))
+                .collect();
+            let values: Vec<&str> = other.selector.values().map(String::as_str).collect();
+            let regex = values
+                .iter()
+                .map(|value| crate::rules::promql::alternatives(&[value]))
+                .collect::<Vec<_>>()
+                .join(";");
+            json!({"service": other.name, "labels": labels, "regex": regex})
+        })
+        .collect();
     let (port_meta_label, port) = match &service.port {
         Port::Number(n) => ("__meta_kubernetes_pod_container_port_number", n.to_string()),
         Port::Name(name) => ("__meta_kubernetes_pod_container_port_name", name.clone()),
@@ -179,12 +212,55 @@ fn service_job(service: &Service) -> Value {
         "label_selector": label_selector,
         "port_meta_label": port_meta_label,
         "port": port,
+        "claimed_earlier": claimed_earlier,
     })
+}
+
+/// A Kubernetes label key as Prometheus' Kubernetes discovery names it in `__meta_*` labels.
+fn sd_label_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pod_an_earlier_service_also_selects_is_not_scraped_again() {
+        let spec = crate::spec::parse(
+            "s.yaml",
+            "cluster: {name: a}\nrouter: {platform_team: t}\nteams:\n  - {name: t, webhook: {url: {secret: s, key: k}}}\nservices:\n  - {name: web, team: t, namespace: shop, selector: {app.kubernetes.io/name: web}, port: 80}\n  - {name: cart, team: t, namespace: shop, selector: {app.kubernetes.io/name: cart}, port: 80}\n  - {name: audit, team: t, namespace: shop, selector: {component: audit}, port: 80}\n  - {name: other, team: t, namespace: ops, selector: {component: audit}, port: 80}\n",
+        )
+        .expect("valid");
+        let jobs: Vec<Value> = spec
+            .services
+            .iter()
+            .enumerate()
+            .map(|(index, service)| service_job(service, &spec.services[..index]))
+            .collect();
+        let claimed = |job: &Value| -> Vec<String> {
+            job["claimed_earlier"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{} {} {}", c["service"], c["labels"], c["regex"]))
+                .collect()
+        };
+        assert!(claimed(&jobs[0]).is_empty());
+        // cart selects app.kubernetes.io/name=cart: never a pod of web.
+        assert!(claimed(&jobs[1]).is_empty());
+        assert_eq!(
+            claimed(&jobs[2]),
+            [
+                r#""web" ["__meta_kubernetes_pod_label_app_kubernetes_io_name"] "web""#,
+                r#""cart" ["__meta_kubernetes_pod_label_app_kubernetes_io_name"] "cart""#
+            ]
+        );
+        // Another namespace: nothing to share.
+        assert!(claimed(&jobs[3]).is_empty());
+    }
 
     #[test]
     fn retention_size_is_85_percent_of_the_volume() {

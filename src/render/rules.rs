@@ -1,6 +1,6 @@
 //! The rule files Prometheus loads: the default rules shipped with stackgen (kept or dropped by
-//! platform profile and enabled exporters), the ownership rules generated from the spec's
-//! services and teams, and the teams' own rule files, each rule of which gets the owning team's
+//! platform profile and enabled exporters; workloads.yaml with the ownership rules generated from
+//! the spec's services and teams), and the teams' own rule files, each rule of which gets the owning team's
 //! `team` label.
 
 use std::collections::BTreeMap;
@@ -14,25 +14,29 @@ use crate::rules::team::label_team_rules;
 use crate::spec::{AlertOverride, Spec, Team};
 use crate::yaml::{self, from_yaml};
 
+/// The default rule file that the spec's ownership rules join.
+const WORKLOADS_FILE: &str = "workloads.yaml";
+
 /// The rule files for `spec`, as (file name, contents), sorted by name.
 pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
     let mut files = Vec::new();
     for file in DEFAULT_RULE_FILES.iter().filter(|f| match f.needs {
         Needs::Nothing => true,
         Needs::KubeStateMetrics => spec.exporters.kube_state_metrics,
+        Needs::NoKubeStateMetrics => !spec.exporters.kube_state_metrics,
         Needs::NodeExporter => spec.exporters.node_exporter,
         Needs::ControlPlane => spec.cluster.platform.exposes_control_plane(),
     }) {
         if let Some(text) =
             apply_overrides(file.text, &spec.alerts).map_err(|e| format!("{}: {e}", file.name))?
         {
+            let text = if file.name == WORKLOADS_FILE {
+                super::ownership::workloads_rule_file(&text, spec)?
+            } else {
+                text
+            };
             files.push((file.name.to_string(), text));
         }
-    }
-    if spec.exporters.kube_state_metrics
-        && let Some(text) = super::ownership::rule_file(spec)
-    {
-        files.push((super::ownership::RULE_FILE.to_string(), text));
     }
     for team in &spec.teams {
         for rule_file in &team.rule_files {

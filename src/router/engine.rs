@@ -398,10 +398,8 @@ impl Engine {
             return;
         };
         let mut outcome = dedup::tick(state, now, &self.config.dedup);
-        merge(
-            &mut outcome,
-            quiet::release(state, &self.config.routing, now),
-        );
+        let released = quiet::release(state, &outcome.intents, &self.config.routing, now);
+        merge(&mut outcome, released);
         if let Err(e) = self.commit(outcome, now) {
             warn!(error = %e, "committing the timed transitions failed; they are retried on the next tick");
         }
@@ -427,7 +425,8 @@ impl Engine {
                 let config = self.config.clone();
                 if let Err(e) = self.shared_step(&scope, now, |state| {
                     let mut outcome = dedup::tick(state, now, &config.dedup);
-                    merge(&mut outcome, quiet::release(state, &config.routing, now));
+                    let released = quiet::release(state, &outcome.intents, &config.routing, now);
+                    merge(&mut outcome, released);
                     outcome
                 }) {
                     warn!(error = %e, "the timed transitions failed; they are retried on the next tick");

@@ -2,8 +2,8 @@
 //! held, not sent. When they end, each held incident that is still open sends one notification
 //! of where it stands: `opened` if the team has heard nothing of it, `updated` otherwise. The
 //! resolve of an incident the team never heard of is dropped (there is nothing to close); the
-//! resolve of one it heard of is sent at once. A critical notification is never held, and it
-//! tells the team everything held before it.
+//! resolve of one it heard of is sent at once. A critical notification is never held; like any
+//! first notification of an episode the team has not heard of, it goes out as `opened`.
 //!
 //! Pure: the state, the transitions and the time are arguments.
 
@@ -38,9 +38,14 @@ pub fn hold(
             _ => critical || !table.quiet(&incident.team, now),
         };
         if send {
+            let mut sent = intent.clone();
+            // The first the team hears of this episode opens it, whatever held it back.
+            if incident.unheard && intent.kind != IntentKind::Resolved {
+                sent.kind = IntentKind::Opened;
+            }
             incident.held = false;
             incident.unheard = false;
-            deliver.push(intent.clone());
+            deliver.push(sent);
         } else {
             // A resolve dropped ends the episode: nothing is held any more.
             incident.held = intent.kind != IntentKind::Resolved;
@@ -53,11 +58,18 @@ pub fn hold(
 }
 
 /// For every open incident held while its team's quiet hours have ended, the one notification
-/// that tells the team where it stands.
-pub fn release(state: &mut State, table: &RoutingTable, now: Millis) -> Outcome {
+/// that tells the team where it stands; none for an incident that `timed` (the same tick's
+/// transitions) already tells.
+pub fn release(state: &mut State, timed: &[Intent], table: &RoutingTable, now: Millis) -> Outcome {
     let mut out = Outcome::default();
     for incident in state.incidents.values_mut() {
-        if !incident.held || incident.status != Status::Open || table.quiet(&incident.team, now) {
+        if !incident.held
+            || incident.status != Status::Open
+            || table.quiet(&incident.team, now)
+            || timed
+                .iter()
+                .any(|intent| intent.incident_key == incident.key)
+        {
             continue;
         }
         incident.sequence += 1;
@@ -149,8 +161,8 @@ mod tests {
             []
         );
         let table = quiet_nights();
-        assert!(kinds(release(&mut state, &table, MIDNIGHT + 6 * HOUR).intents).is_empty());
-        let morning = release(&mut state, &table, MIDNIGHT + 7 * HOUR);
+        assert!(kinds(release(&mut state, &[], &table, MIDNIGHT + 6 * HOUR).intents).is_empty());
+        let morning = release(&mut state, &[], &table, MIDNIGHT + 7 * HOUR);
         assert_eq!(kinds(morning.intents.clone()), [IntentKind::Opened]);
         assert_eq!(
             kinds(hold(&mut state, &morning.intents, &table, MIDNIGHT + 7 * HOUR).0),
@@ -158,7 +170,7 @@ mod tests {
         );
         // Told: nothing more to release, and its resolve is sent.
         assert!(
-            release(&mut state, &table, MIDNIGHT + 8 * HOUR)
+            release(&mut state, &[], &table, MIDNIGHT + 8 * HOUR)
                 .intents
                 .is_empty()
         );
@@ -181,7 +193,7 @@ mod tests {
             []
         );
         assert!(
-            release(&mut state, &quiet_nights(), MIDNIGHT + 7 * HOUR)
+            release(&mut state, &[], &quiet_nights(), MIDNIGHT + 7 * HOUR)
                 .intents
                 .is_empty()
         );
@@ -206,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn a_held_warning_that_turns_critical_pages_at_once() {
+    fn a_held_warning_that_turns_critical_pages_at_once_as_its_opening() {
         let mut state = State::default();
         assert_eq!(
             alert(&mut state, "Slow", "warning", true, MIDNIGHT + HOUR),
@@ -214,12 +226,68 @@ mod tests {
         );
         assert_eq!(
             alert(&mut state, "Down", "critical", true, MIDNIGHT + 2 * HOUR),
-            [IntentKind::Escalated]
+            [IntentKind::Opened]
         );
         assert!(
-            release(&mut state, &quiet_nights(), MIDNIGHT + 7 * HOUR)
+            release(&mut state, &[], &quiet_nights(), MIDNIGHT + 7 * HOUR)
                 .intents
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_transition_as_quiet_hours_end_is_the_one_opening() {
+        let mut state = State::default();
+        assert_eq!(
+            alert(&mut state, "Slow", "warning", true, MIDNIGHT + HOUR),
+            []
+        );
+        // A second signal arrives just after 07:00, before the tick releases the incident: it
+        // goes out as the opening, and the tick has nothing left to release.
+        assert_eq!(
+            alert(
+                &mut state,
+                "Errors",
+                "warning",
+                true,
+                MIDNIGHT + 7 * HOUR + 1
+            ),
+            [IntentKind::Opened]
+        );
+        assert!(
+            release(&mut state, &[], &quiet_nights(), MIDNIGHT + 7 * HOUR + 2)
+                .intents
+                .is_empty()
+        );
+        // A reminder of a held incident on the tick that ends the quiet hours: released once.
+        let mut reminded = State::default();
+        alert(&mut reminded, "Slow", "warning", true, MIDNIGHT + HOUR);
+        let key = reminded
+            .incidents
+            .keys()
+            .next()
+            .cloned()
+            .expect("an incident");
+        let reminder = Intent {
+            kind: IntentKind::Reminder,
+            incident_key: key,
+            sequence: 9,
+            at: MIDNIGHT + 7 * HOUR,
+        };
+        let table = quiet_nights();
+        assert!(
+            release(
+                &mut reminded,
+                std::slice::from_ref(&reminder),
+                &table,
+                MIDNIGHT + 7 * HOUR
+            )
+            .intents
+            .is_empty()
+        );
+        assert_eq!(
+            kinds(hold(&mut reminded, &[reminder], &table, MIDNIGHT + 7 * HOUR).0),
+            [IntentKind::Opened]
         );
     }
 }

@@ -19,6 +19,8 @@ pub struct DefaultRuleFile {
 pub enum Needs {
     Nothing,
     KubeStateMetrics,
+    /// Replaced by a file of [`Needs::KubeStateMetrics`] when kube-state-metrics runs.
+    NoKubeStateMetrics,
     NodeExporter,
     ControlPlane,
 }
@@ -37,6 +39,7 @@ pub const DEFAULT_RULE_FILES: &[DefaultRuleFile] = &[
     rule_file!("stack.yaml", Needs::Nothing),
     rule_file!("services.yaml", Needs::Nothing),
     rule_file!("cluster.yaml", Needs::Nothing),
+    rule_file!("volumes.yaml", Needs::NoKubeStateMetrics),
     rule_file!("workloads.yaml", Needs::KubeStateMetrics),
     rule_file!("kubernetes.yaml", Needs::KubeStateMetrics),
     rule_file!("node.yaml", Needs::NodeExporter),
@@ -57,7 +60,11 @@ pub fn alerts() -> &'static [DefaultAlert] {
     static ALERTS: OnceLock<Vec<DefaultAlert>> = OnceLock::new();
     ALERTS.get_or_init(|| {
         let mut alerts = Vec::new();
-        for file in DEFAULT_RULE_FILES {
+        // A file that stands in for another when kube-state-metrics is off repeats its alerts.
+        for file in DEFAULT_RULE_FILES
+            .iter()
+            .filter(|f| f.needs != Needs::NoKubeStateMetrics)
+        {
             let Ok(docs) = YamlLoader::load_from_str(file.text) else {
                 continue;
             };
