@@ -254,7 +254,9 @@ fn a_replica_killed_mid_delivery_leaves_its_claims_to_the_other_after_the_lease(
     let services = SERVICES / 2;
     send_to_all(&[&a, &b], &storm(0..services, true));
 
-    // Wait until the first replica holds a pager notification, then kill it with SIGKILL.
+    // Wait until the first replica holds a pager notification, then kill it with SIGKILL. It may
+    // hold two: an entry another replica committed with an earlier timestamp comes first, and is
+    // claimed beside the one already held; any one of them shows the lease at work.
     let mut db = postgres::Client::connect(&database, postgres::NoTls).expect("connect");
     let pid = a.child.id();
     let mut held: Option<(String, i64)> = None;
@@ -267,7 +269,8 @@ fn a_replica_killed_mid_delivery_leaves_its_claims_to_the_other_after_the_lease(
                     "SELECT id, lease_until - (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
                      FROM outbox WHERE state = 'pending' AND destination = 'oncall/pager' \
                      AND claimed_by LIKE '%-' || $1 || '-%' \
-                     AND lease_until > (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                     AND lease_until > (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
+                     ORDER BY id LIMIT 1",
                     &[&pid.to_string()],
                 )
                 .expect("query")
