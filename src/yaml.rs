@@ -1,8 +1,10 @@
 //! A small, deterministic YAML writer for values built in code (labels, resources, kustomization,
 //! generated ConfigMaps) and the quoting used for every value a template inserts.
 //!
-//! Strings are always written double-quoted with JSON escapes (a valid YAML double-quoted scalar),
-//! except multi-line text that can be written as a literal block safely. Map keys come out sorted
+//! Strings are written plain when that is unambiguous, as literal blocks when multi-line text can
+//! be written so losslessly, and double-quoted otherwise, with every character that is not
+//! printable or that a YAML 1.1 reader would take for a line break escaped: whatever a string
+//! holds, it reads back as exactly itself and can never add a key, an item or a document. Map keys come out sorted
 //! because `serde_json::Map` is ordered, so the same value always gives the same bytes.
 
 use serde_json::Value;
@@ -13,15 +15,39 @@ pub fn quote(text: &str) -> String {
     if is_plain_safe(text) {
         return text.to_string();
     }
-    // serde_json's string escaping is a subset of YAML's double-quoted escapes.
-    serde_json::to_string(text).unwrap_or_else(|_| String::from("\"\""))
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            '\r' => quoted.push_str("\\r"),
+            c if needs_escape(c) => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// Characters that may not appear as they are in any YAML scalar stackgen writes: what YAML does
+/// not count as printable, and what a YAML 1.1 reader (libyaml, PyYAML) takes for a line break
+/// (NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR), and the byte order mark. Written as `\uXXXX`,
+/// they read back as themselves in YAML 1.1 and 1.2 alike.
+fn needs_escape(c: char) -> bool {
+    let printable = matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7E}' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}');
+    !printable || matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}')
 }
 
 /// Plain (unquoted) is safe for a string that starts with a letter or `/`, holds only letters,
 /// digits and `_ . / - :` (a `:` never last), and is no YAML 1.1 boolean or null word. Such a
 /// string can never read back as a number, boolean, null or anything but itself.
+/// Words a YAML 1.1 reader takes for a boolean or null, in any case.
+const YAML_1_1_WORDS: &[&str] = &["true", "false", "yes", "no", "on", "off", "y", "n", "null"];
+
 fn is_plain_safe(text: &str) -> bool {
-    const SPECIAL: &[&str] = &["true", "false", "yes", "no", "on", "off", "y", "n", "null"];
     let first_ok = text
         .chars()
         .next()
@@ -32,7 +58,7 @@ fn is_plain_safe(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-' | ':'))
         && !text.ends_with(':')
         && !text.contains("::")
-        && !SPECIAL.contains(&text.to_ascii_lowercase().as_str())
+        && !YAML_1_1_WORDS.contains(&text.to_ascii_lowercase().as_str())
 }
 
 /// Writes `value` as block YAML, every line indented by `indent` spaces and starting with a newline,
@@ -101,10 +127,7 @@ fn key_text(key: &str) -> String {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && !matches!(
-            key,
-            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "True" | "False"
-        );
+        && !YAML_1_1_WORDS.contains(&key.to_ascii_lowercase().as_str());
     if plain { key.to_string() } else { quote(key) }
 }
 
@@ -130,12 +153,13 @@ fn literal_block(text: &str, indent: usize) -> Option<String> {
         Some(_) => return None,
         None => ("|-", text),
     };
-    let safe = body.lines().all(|line| {
+    let safe = body.split('\n').all(|line| {
         !line.ends_with([' ', '\t'])
-            && line.chars().all(|c| c == '\t' || !c.is_control())
-            && !line.contains('\u{feff}')
-    }) && !body.starts_with([' ', '\t', '\n'])
-        && !body.contains('\r');
+            && line
+                .chars()
+                .all(|c| c == '\t' || !(needs_escape(c) || c.is_control()))
+    }) && !body.is_empty()
+        && !body.starts_with([' ', '\t', '\n']);
     if !safe {
         return None;
     }
@@ -241,5 +265,99 @@ mod tests {
         for (i, text) in [(7, "no"), (8, "1e3"), (9, "a:b"), (10, "/metrics")] {
             assert_eq!(seq[i].as_str(), Some(text), "{text}");
         }
+    }
+
+    /// Pieces hostile strings are made of: YAML syntax, line breaks of YAML 1.1 and 1.2,
+    /// controls, the byte order mark, non-characters, words YAML 1.1 reads as other types.
+    pub(crate) const HOSTILE_PIECES: &[&str] = &[
+        "\u{2028}",
+        "\u{2029}",
+        "\u{85}",
+        "\u{feff}",
+        "\r",
+        "\n",
+        "\r\n",
+        "\t",
+        "\0",
+        "\u{7f}",
+        "\u{9b}",
+        "\u{1b}[2J",
+        "\u{fffe}",
+        "\u{ffff}",
+        "\"",
+        "'",
+        "\\",
+        ": ",
+        "#",
+        "- ",
+        "---",
+        "...",
+        "|",
+        ">",
+        "&a",
+        "*a",
+        "!!str",
+        "%YAML",
+        "@",
+        "`",
+        "{",
+        "}",
+        "[",
+        "]",
+        ", ",
+        "? ",
+        " ",
+        "é",
+        "😀",
+        "yes",
+        "no",
+        "null",
+        "~",
+        "0x1F",
+        "1e3",
+        ".inf",
+        "<<",
+        "x",
+        "team: other",
+        "expr: vector(1)",
+    ];
+
+    /// A hostile string, from a seeded generator (the same strings on every run).
+    pub(crate) fn hostile(rng: &mut fastrand::Rng) -> String {
+        (0..rng.usize(0..8))
+            .map(|_| HOSTILE_PIECES[rng.usize(..HOSTILE_PIECES.len())])
+            .collect()
+    }
+
+    #[test]
+    fn every_string_reads_back_as_itself_as_value_key_item_and_multi_line_text() {
+        let mut rng = fastrand::Rng::with_seed(2028);
+        for _ in 0..5_000 {
+            let text = hostile(&mut rng);
+            let value = json!({
+                "value": text,
+                "lines": format!("{text}\nsecond line {text}\n"),
+                "list": [text, {"nested": text}],
+                text.clone(): "as a key",
+            });
+            let written = document(&value);
+            let docs = yaml_rust2::YamlLoader::load_from_str(&written)
+                .unwrap_or_else(|e| panic!("{e} in {written:?}"));
+            assert_eq!(docs.len(), 1, "{written:?}");
+            assert_eq!(from_yaml(&docs[0]), value, "{written:?}");
+            let scalar = quote(&text);
+            assert!(
+                !scalar.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']),
+                "{scalar:?} breaks the line"
+            );
+        }
+    }
+
+    #[test]
+    fn line_separators_never_end_a_literal_block() {
+        let text = "summary: fine\u{2028}- alert: Injected\n  expr: vector(1)\n";
+        let written = document(&json!({ "annotation": text }));
+        assert!(written.starts_with("annotation: \""), "{written}");
+        assert!(written.contains("\\u2028"), "{written}");
     }
 }

@@ -20,7 +20,11 @@ pub struct SmtpServer {
 impl Checker {
     /// The server fields of an SMTP section; every problem is reported.
     pub(crate) fn smtp_server(&mut self, obj: &Obj) -> Option<SmtpServer> {
-        let host = self.required_string(obj, "host").map(|(h, _)| h);
+        let host = self
+            .required(obj, "host", "add `host: smtp.example.com`")
+            .and_then(|node| {
+                self.checked_string(node, &obj.path("host"), "SMTP host", values::check_host)
+            });
         let from = self
             .required(obj, "from", "add `from: alerts@example.com`")
             .and_then(|node| {

@@ -129,6 +129,29 @@ pub fn check_dns_subdomain(text: &str) -> Result<(), String> {
     }
 }
 
+/// A server host name (`smtp.example.com`, any case) or an IP address (`10.0.0.5`, `::1`).
+pub fn check_host(text: &str) -> Result<(), String> {
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if text.len() <= 253 && text.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err("a host is a DNS name (letters, digits, '-' and '.') or an IP address".into())
+    }
+}
+
 /// A key inside a Secret or ConfigMap.
 pub fn check_secret_key(text: &str) -> Result<(), String> {
     let ok = !text.is_empty()

@@ -18,3 +18,4 @@ mod rules;
 mod store;
 mod support;
 mod validators;
+mod yaml_readers;
