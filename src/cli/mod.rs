@@ -660,7 +660,32 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .with_writer(|| OneLinePerEvent(std::io::stderr()))
+            .init(),
+    }
+}
+
+/// Writes each text log event as one line: a line break or control character inside it (from an
+/// alert's label or annotation, say) is written as an escape, so no text can forge a log line.
+struct OneLinePerEvent<W: std::io::Write>(W);
+
+impl<W: std::io::Write> std::io::Write for OneLinePerEvent<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (text.as_ref(), ""),
+        };
+        let line = crate::router::notification::one_line(body);
+        self.0.write_all(line.as_bytes())?;
+        self.0.write_all(end.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 

@@ -88,3 +88,43 @@ pub struct Notification {
 
 /// How many members a notification lists by name.
 pub const LISTED_MEMBERS: usize = 10;
+
+/// `text` on one line: line breaks (including NEL and the Unicode line and paragraph separators)
+/// and other control characters are written as escapes (`\n`, `\u{2028}`), so text from an
+/// alert can never start a new line of a log or a console.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let breaks = |c: char| c.is_control() && c != '\t' || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(breaks) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if breaks(c) => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[test]
+    fn nothing_from_an_alert_starts_a_new_line() {
+        assert_eq!(one_line("plain\ttext"), "plain\ttext");
+        let forged = "ok\n2026-12-01T00:00:00Z  INFO forged\r\u{85}\u{2028}\u{1b}[2J";
+        let line = one_line(forged);
+        assert!(
+            !line.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{1b}']),
+            "{line}"
+        );
+        assert_eq!(
+            line,
+            "ok\\n2026-12-01T00:00:00Z  INFO forged\\r\\u{85}\\u{2028}\\u{1b}[2J"
+        );
+    }
+}

@@ -73,12 +73,17 @@ impl Templates {
     /// The default templates of a flavour, with `overrides` (part name -> template text).
     pub fn new(
         flavour: TextFlavour,
+        mentions: Mentions,
         overrides: &BTreeMap<String, String>,
         grafana_url: Option<String>,
     ) -> Result<Self, String> {
         let mut text_engine = Handlebars::new();
         text_engine.set_strict_mode(true);
-        text_engine.register_escape_fn(handlebars::no_escape);
+        if mentions == Mentions::None {
+            text_engine.register_escape_fn(handlebars::no_escape);
+        } else {
+            text_engine.register_escape_fn(move |value| mentions.defuse(value));
+        }
         let mut html_engine = Handlebars::new();
         html_engine.set_strict_mode(true);
         for part in PARTS.iter().copied() {
@@ -131,7 +136,7 @@ pub fn defaults() -> Arc<Templates> {
     DEFAULTS
         .get_or_init(|| {
             Arc::new(
-                Templates::new(TextFlavour::Plain, &BTreeMap::new(), None)
+                Templates::new(TextFlavour::Plain, Mentions::None, &BTreeMap::new(), None)
                     .unwrap_or_else(|e| panic!("built-in templates are broken: {e}")),
             )
         })
@@ -176,6 +181,66 @@ fn signals_summary(n: &Notification) -> String {
         .join(", ")
 }
 
+/// `url` as a link every destination may show: only `http://` and `https://` URLs (anything else,
+/// `javascript:` say, gives no link at all), with every character that could end the link in a
+/// chat's or Markdown's link syntax (`|`, `>`, `)`, spaces, quotes, ...) percent-encoded.
+pub fn link(url: &str) -> String {
+    let lower = url.trim_start().to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return String::new();
+    }
+    let mut out = String::with_capacity(url.len());
+    for byte in url.trim().bytes() {
+        let keep = byte.is_ascii_alphanumeric() || b"-._~:/?#@!$&'*+,;=%".contains(&byte);
+        if keep {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// How a chat service could read text from an alert as a mention of people, and what defuses
+/// it: every value a template inserts goes through this (the template's own text does not, so
+/// a mention a team wants stays in its template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mentions {
+    /// The service notifies nobody from text (or is told not to, like Discord).
+    None,
+    /// Slack: `<!channel>`, `<@U123>`, `<!subteam^S1>` and links are `<...>`: `&`, `<` and `>`
+    /// escaped as Slack documents; a zero-width space keeps `@channel` plain text.
+    Slack,
+    /// Mattermost: `@channel`, `@here`, `@all`, `@user`: a zero-width space after every `@`.
+    AtSign,
+    /// Google Chat: `<users/all>`, `<users/123>`: a zero-width space after every `<`, and after
+    /// every `@`.
+    AngleBrackets,
+}
+
+const ZERO_WIDTH_SPACE: char = '\u{200B}';
+
+impl Mentions {
+    /// `text` as it may appear in a message without notifying anybody.
+    pub fn defuse(self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match (self, c) {
+                (Mentions::Slack, '&') => out.push_str("&amp;"),
+                (Mentions::Slack, '<') => out.push_str("&lt;"),
+                (Mentions::Slack, '>') => out.push_str("&gt;"),
+                (Mentions::Slack | Mentions::AtSign | Mentions::AngleBrackets, '@')
+                | (Mentions::AngleBrackets, '<') => {
+                    out.push(c);
+                    out.push(ZERO_WIDTH_SPACE);
+                }
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+}
+
 /// What templates see. Every key is always present (empty when unknown), so strict mode only
 /// fails on names that do not exist.
 pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
@@ -210,10 +275,10 @@ pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
         "summary": annotation("summary"),
         "summary_is_an_example": n.annotations_vary && n.total_members > 1,
         "description": annotation("description"),
-        "runbook_url": annotation("runbook_url"),
-        "dashboard_url": dashboard_url,
-        "generator_url": n.generator_url,
-        "alertmanager_url": n.alertmanager_url,
+        "runbook_url": link(&annotation("runbook_url")),
+        "dashboard_url": link(&dashboard_url),
+        "generator_url": link(&n.generator_url),
+        "alertmanager_url": link(&n.alertmanager_url),
         "opened_at": rfc3339(n.opened_at),
         "at": rfc3339(n.at),
         "duration": human_duration(n.at - n.opened_at),
@@ -331,7 +396,8 @@ mod tests {
             "{html}"
         );
         let bad = BTreeMap::from([("title".to_string(), "{{servcie}} is down".to_string())]);
-        let err = Templates::new(TextFlavour::SlackMrkdwn, &bad, None).expect_err("strict");
+        let err = Templates::new(TextFlavour::SlackMrkdwn, Mentions::None, &bad, None)
+            .expect_err("strict");
         assert!(
             err.contains("template `title`") && err.contains("servcie"),
             "{err}"
@@ -342,7 +408,7 @@ mod tests {
     fn each_chat_kind_gets_links_in_its_own_markup() {
         let n = sample(IntentKind::Opened);
         let text = |flavour: TextFlavour| {
-            Templates::new(flavour, &BTreeMap::new(), None)
+            Templates::new(flavour, Mentions::None, &BTreeMap::new(), None)
                 .and_then(|t| t.render("text", &n))
                 .expect("renders")
         };
@@ -363,7 +429,7 @@ mod tests {
     fn one_member_s_summary_among_many_reads_as_an_example() {
         let mut n = sample(IntentKind::Opened);
         let render = |n: &Notification, flavour: TextFlavour, part: &str| {
-            Templates::new(flavour, &BTreeMap::new(), None)
+            Templates::new(flavour, Mentions::None, &BTreeMap::new(), None)
                 .and_then(|t| t.render(part, n))
                 .expect("renders")
         };
@@ -430,7 +496,7 @@ mod tests {
             TextFlavour::Markdown,
             TextFlavour::SlackMrkdwn,
         ] {
-            let text = Templates::new(flavour, &BTreeMap::new(), None)
+            let text = Templates::new(flavour, Mentions::None, &BTreeMap::new(), None)
                 .and_then(|t| t.render("text", &n))
                 .expect("renders");
             assert!(
@@ -440,5 +506,118 @@ mod tests {
                 "{flavour:?}: {text}"
             );
         }
+    }
+
+    /// Mention syntaxes of Slack, Mattermost and Google Chat, and links that try to carry one.
+    const MENTIONS: &[&str] = &[
+        "<!channel>",
+        "<!here>",
+        "<!everyone>",
+        "<@U024BE7LH>",
+        "<!subteam^SAZ94GDB8>",
+        "@channel",
+        "@here",
+        "@all",
+        "@everyone",
+        "@oncall",
+        "<users/all>",
+        "<users/1234>",
+        "https://x|Runbook> <!channel",
+        "<https://evil.example|click>",
+    ];
+
+    fn hostile_notification(rng: &mut fastrand::Rng) -> Notification {
+        let mut text = || -> String {
+            (0..rng.usize(1..5))
+                .map(|_| {
+                    let piece = MENTIONS[rng.usize(..MENTIONS.len())];
+                    if rng.bool() {
+                        format!("{piece} ")
+                    } else {
+                        piece.to_string()
+                    }
+                })
+                .collect()
+        };
+        let mut n = sample(IntentKind::Opened);
+        n.annotations.insert("summary".into(), text());
+        n.annotations.insert("description".into(), text());
+        n.annotations.insert(
+            "runbook_url".into(),
+            format!("https://runbooks.example/{}", text()),
+        );
+        n.alertname = text();
+        n.members = vec![text(), text()];
+        n
+    }
+
+    /// What would notify people in each service's text: its mention syntax, unescaped.
+    fn notifies(kind: crate::router::destination::DestinationKind, text: &str) -> Option<String> {
+        use crate::router::destination::DestinationKind as K;
+        let found = |patterns: &[&str]| {
+            patterns
+                .iter()
+                .find(|p| text.contains(**p))
+                .map(|p| p.to_string())
+        };
+        match kind {
+            K::Slack => found(&["<!", "<@", "@channel", "@here", "@everyone"]),
+            K::Mattermost => found(&["@channel", "@here", "@all", "@everyone", "@oncall"]),
+            K::GoogleChat => found(&["<users/", "@all"]),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn text_from_alerts_never_mentions_anybody_in_any_chat() {
+        use crate::router::destination::DestinationKind;
+        let mut rng = fastrand::Rng::with_seed(14);
+        for kind in [
+            DestinationKind::Slack,
+            DestinationKind::Mattermost,
+            DestinationKind::GoogleChat,
+        ] {
+            let info = kind.info();
+            let templates =
+                Templates::new(info.text_flavour, info.mentions, &BTreeMap::new(), None)
+                    .expect("default templates");
+            for _ in 0..300 {
+                let n = hostile_notification(&mut rng);
+                for part in ["title", "text"] {
+                    let text = templates.render(part, &n).expect("renders");
+                    assert_eq!(notifies(kind, &text), None, "{kind:?} {part}: {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_of_the_team_may_still_mention_on_purpose() {
+        let overrides = BTreeMap::from([("text".to_string(), "<!here> {{summary}}".to_string())]);
+        let templates = Templates::new(TextFlavour::SlackMrkdwn, Mentions::Slack, &overrides, None)
+            .expect("ok");
+        let mut n = sample(IntentKind::Opened);
+        n.annotations
+            .insert("summary".into(), "<!channel> & co".into());
+        assert_eq!(
+            templates.render("text", &n).expect("renders"),
+            "<!here> &lt;!channel&gt; &amp; co"
+        );
+    }
+
+    #[test]
+    fn only_http_links_are_links_and_nothing_breaks_out_of_one() {
+        assert_eq!(link("javascript:alert(1)"), "");
+        assert_eq!(link(" JavaScript:alert(1)"), "");
+        assert_eq!(link("data:text/html,<b>x</b>"), "");
+        assert_eq!(link("/d/uid"), "");
+        assert_eq!(
+            link("https://x.example/a|Runbook> <!channel>"),
+            "https://x.example/a%7CRunbook%3E%20%3C!channel%3E"
+        );
+        assert_eq!(
+            link("HTTPS://x.example/r?a=1&b=(2)"),
+            "HTTPS://x.example/r?a=1&b=%282%29"
+        );
     }
 }

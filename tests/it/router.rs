@@ -1356,3 +1356,46 @@ fn quiet_hours_hold_a_warning_and_let_a_critical_through() {
         trace("critical")
     );
 }
+
+/// With text logs, a line break in an alert cannot forge a log line: the `log` destination's
+/// notification, and every other line the router writes, stays one line per event.
+#[test]
+fn a_line_break_in_an_alert_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(
+        dir.path(),
+        "listen: 127.0.0.1:PORT\nauth: {bearer_token_env: TEST_ROUTER_TOKEN}\nstore: {path: ./router.db}\nteams:\n  oncall:\n    destinations:\n      - kind: log\nownership: {default_team: oncall}\n",
+    );
+    let mut body: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("01-one-service-three-instances-firing.body.json"))
+            .expect("fixture"),
+    )
+    .expect("JSON");
+    let forged = "FORGED 2026-12-01T00:00:00Z  INFO stackgen: all good";
+    for alert in body["alerts"].as_array_mut().into_iter().flatten() {
+        alert["annotations"]["summary"] =
+            serde_json::Value::from(format!("checkout is down\n{forged}\r\u{2028}{forged}"));
+        alert["labels"]["service"] = serde_json::Value::from(format!("checkout\n{forged}"));
+    }
+    let (status, _) = router.post(
+        body.to_string().as_bytes(),
+        "application/json",
+        Some(&format!("Bearer {TOKEN}")),
+    );
+    assert_eq!(status, 200);
+    wait_for(
+        "the notification in the log",
+        Duration::from_secs(10),
+        || router.log().contains("checkout is down"),
+    );
+    let log = router.log();
+    for line in log.lines() {
+        assert!(!line.starts_with("FORGED"), "a forged line:\n{log}");
+    }
+    let notification = log
+        .lines()
+        .find(|line| line.contains("checkout is down"))
+        .expect("the notification line");
+    assert!(notification.contains("\\n"), "{notification}");
+    assert!(!log.contains('\u{2028}'), "{log}");
+}

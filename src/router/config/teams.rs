@@ -310,8 +310,13 @@ impl Checker {
         if !readable {
             return None;
         }
-        let flavour = kind.info().text_flavour;
-        match Templates::new(flavour, &overrides, team.grafana_url.map(str::to_string)) {
+        let info = kind.info();
+        match Templates::new(
+            info.text_flavour,
+            info.mentions,
+            &overrides,
+            team.grafana_url.map(str::to_string),
+        ) {
             Ok(templates) => Some(Arc::new(templates)),
             Err(message) => {
                 let location = files

@@ -15,7 +15,7 @@ use super::{DestinationKind, KindInfo, Limit};
 use crate::router::dedup::Severity;
 use crate::router::notification::{AlertStatus, Notification};
 use crate::router::template::Templates;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 
 /// The discord kind; its documented limit: 30 messages per minute per webhook.
 pub const KIND: KindInfo = KindInfo {
@@ -29,6 +29,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: true,
     default_severities: None,
     text_flavour: TextFlavour::Markdown,
+    mentions: Mentions::None,
 };
 
 pub struct Discord {

@@ -10,7 +10,7 @@ use crate::config_check::{Checker, Obj};
 use crate::router::dedup::IntentKind;
 use crate::router::notification::Notification;
 use crate::router::template::Templates;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 
 /// The email kind.
 pub const KIND: KindInfo = KindInfo {
@@ -21,6 +21,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: true,
     default_severities: None,
     text_flavour: TextFlavour::Plain,
+    mentions: Mentions::None,
 };
 
 /// `to`: the addresses every message goes to (at least one).

@@ -11,7 +11,7 @@ use super::{
 use super::{DestinationKind, KindInfo, Limit};
 use crate::router::notification::Notification;
 use crate::router::template::Templates;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 
 /// The google_chat kind; its documented limit: 60 messages per minute per space.
 pub const KIND: KindInfo = KindInfo {
@@ -25,6 +25,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: true,
     default_severities: None,
     text_flavour: TextFlavour::SlackMrkdwn,
+    mentions: Mentions::AngleBrackets,
 };
 
 pub struct GoogleChat {

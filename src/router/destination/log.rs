@@ -3,7 +3,7 @@
 use super::{Destination, EncodeError, Outcome, Payload, Reply};
 use super::{DestinationKind, KindInfo};
 use crate::router::notification::Notification;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 
 /// The log kind.
 pub const KIND: KindInfo = KindInfo {
@@ -14,6 +14,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: false,
     default_severities: None,
     text_flavour: TextFlavour::Plain,
+    mentions: Mentions::None,
 };
 
 pub struct Log;
@@ -25,7 +26,7 @@ impl Destination for Log {
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {
         Ok(Payload::Log {
-            line: format!(
+            line: crate::router::notification::one_line(&format!(
                 "[{}] {} {} for {} (team {}): {} of {} members firing{}",
                 n.severity,
                 n.kind.as_str(),
@@ -44,7 +45,8 @@ impl Destination for Log {
                     Some(summary) => format!(": {summary}"),
                     None => String::new(),
                 }
-            ),
+            ))
+            .into_owned(),
         })
     }
 

@@ -11,7 +11,7 @@ use super::{DestinationKind, KindInfo, Limit, Parts};
 use crate::config_check::{Checker, Obj};
 use crate::router::notification::Notification;
 use crate::router::template::Templates;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 
 /// The mattermost kind; its documented limit: as Slack by default.
 pub const KIND: KindInfo = KindInfo {
@@ -25,6 +25,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: true,
     default_severities: None,
     text_flavour: TextFlavour::Markdown,
+    mentions: Mentions::AtSign,
 };
 
 /// `channel`: post to this channel instead of the webhook's own.

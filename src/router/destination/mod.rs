@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::alert::Millis;
 use super::dedup::Severity;
 use super::notification::Notification;
-use super::template::{Templates, TextFlavour};
+use super::template::{Mentions, Templates, TextFlavour};
 use crate::config_check::{Checker, Obj};
 
 /// Every kind of destination the router delivers to.
@@ -63,6 +63,8 @@ pub struct KindInfo {
     pub coalesce: bool,
     /// The default `text` template it renders.
     pub text_flavour: TextFlavour,
+    /// How its service could read alert text as mentions, and so how inserted values are defused.
+    pub mentions: Mentions,
     /// The severities it takes when its config does not say (`None`: every severity). Pagers
     /// take critical alerts only, so a warning never pages anybody.
     pub default_severities: Option<&'static [Severity]>,

@@ -14,7 +14,7 @@ use super::{
 use super::{DestinationKind, KindInfo, Limit};
 use crate::router::dedup::Severity;
 use crate::router::notification::{AlertStatus, Notification};
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 use crate::router::template::{Templates, context};
 
 /// The msteams kind; its documented limit: 4 requests per second per connector.
@@ -29,6 +29,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: true,
     default_severities: None,
     text_flavour: TextFlavour::Markdown,
+    mentions: Mentions::None,
 };
 
 pub struct MsTeams {

@@ -13,7 +13,7 @@ use crate::config_check::{Checker, Obj};
 use crate::router::dedup::{IntentKind, Severity};
 use crate::router::notification::Notification;
 use crate::router::template::Templates;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 
 pub const US_URL: &str = "https://api.opsgenie.com";
 pub const EU_URL: &str = "https://api.eu.opsgenie.com";
@@ -30,6 +30,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: false,
     default_severities: Some(&[Severity::Critical]),
     text_flavour: TextFlavour::Plain,
+    mentions: Mentions::None,
 };
 
 /// `region: eu` for the EU API (anything else: the US one); `api_url` replaces either.

@@ -13,7 +13,7 @@ use super::{DestinationKind, KindInfo, Limit, Parts};
 use crate::config_check::{Checker, Obj};
 use crate::router::dedup::{IntentKind, Severity};
 use crate::router::notification::Notification;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 use crate::router::template::{Templates, context};
 
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -30,6 +30,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: false,
     default_severities: Some(&[Severity::Critical]),
     text_flavour: TextFlavour::Plain,
+    mentions: Mentions::None,
 };
 
 /// `api_url`: the Events API endpoint, for a proxy or a test stand-in.

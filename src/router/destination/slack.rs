@@ -11,7 +11,7 @@ use super::{
 use super::{DestinationKind, KindInfo, Limit};
 use crate::router::notification::Notification;
 use crate::router::template::Templates;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 
 /// The slack kind; its documented limit: about 1 message per second per webhook, short bursts allowed.
 pub const KIND: KindInfo = KindInfo {
@@ -25,6 +25,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: true,
     default_severities: None,
     text_flavour: TextFlavour::SlackMrkdwn,
+    mentions: Mentions::Slack,
 };
 
 pub struct Slack {

@@ -3,7 +3,7 @@
 use super::{Destination, EncodeError, Outcome, Payload, Reply, classify_http};
 use super::{DestinationKind, KindInfo};
 use crate::router::notification::Notification;
-use crate::router::template::TextFlavour;
+use crate::router::template::{Mentions, TextFlavour};
 
 /// The webhook kind.
 pub const KIND: KindInfo = KindInfo {
@@ -14,6 +14,7 @@ pub const KIND: KindInfo = KindInfo {
     coalesce: false,
     default_severities: None,
     text_flavour: TextFlavour::Plain,
+    mentions: Mentions::None,
 };
 
 pub struct Webhook {
