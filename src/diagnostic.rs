@@ -150,7 +150,7 @@ fn token_width(text: &str, col: usize) -> usize {
 /// Why a checked file (the stack spec, router.yaml) could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot read {path}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         path: std::path::PathBuf,
         source: std::io::Error,

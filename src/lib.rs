@@ -10,6 +10,7 @@
 pub mod cli;
 mod config_check;
 pub mod diagnostic;
+pub mod files;
 mod hash;
 pub mod labels;
 pub mod render;

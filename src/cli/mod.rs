@@ -494,7 +494,7 @@ fn rules_lint(
     let mut inputs = Vec::new();
     for path in files {
         let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            crate::files::read_text(path).with_context(|| format!("reading {}", path.display()))?;
         inputs.push((path.display().to_string(), text));
     }
     let known_metrics = if metrics.is_empty() {

@@ -354,9 +354,9 @@ pub type SpecError = crate::diagnostic::FileError;
 /// and lints them for their team: a rule file Prometheus would refuse to load (or one labelled
 /// with another team) is an error here, at its own file, line and column.
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
-    let source = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+    let source = crate::files::read_text(path).map_err(|error| SpecError::Read {
         path: path.to_path_buf(),
-        source,
+        source: error.into(),
     })?;
     let file = path.display().to_string();
     let invalid = |diagnostics, included| SpecError::Invalid {
@@ -372,9 +372,8 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
     for (team_index, team) in spec.teams.iter_mut().enumerate() {
         let mut texts = Vec::new();
         for (file_index, rule_file) in team.rule_files.iter_mut().enumerate() {
-            let rule_path = base.join(&rule_file.path);
-            match std::fs::read_to_string(&rule_path) {
-                Ok(text) => {
+            match crate::files::read_confined(base, &rule_file.path) {
+                Ok((rule_path, text)) => {
                     texts.push((rule_path.display().to_string(), text.clone()));
                     rule_file.contents = Some(text);
                 }
@@ -384,7 +383,7 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
                     field: format!("teams[{team_index}].rule_files[{file_index}]"),
                     message: format!("cannot read rule file `{}`: {err}", rule_file.path),
                     hint: Some(format!(
-                        "rule file paths are relative to the spec's directory ({})",
+                        "a rule file is a regular file inside the spec's directory ({}), named by a path relative to it",
                         base.display()
                     )),
                     redact: false,

@@ -293,7 +293,7 @@ impl Checker {
         let mut readable = true;
         for (part, file) in files {
             let path = team.base.join(&file.path);
-            match std::fs::read_to_string(&path) {
+            match crate::files::read_text(&path) {
                 Ok(text) => {
                     overrides.insert(part.clone(), text);
                 }
