@@ -402,3 +402,80 @@ fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
         "{resolved}"
     );
 }
+
+/// An alert name of 5,000 characters with a line break makes a subject no SMTP server refuses:
+/// one line, cut to 200 characters and marked, and the mail arrives (aiosmtpd, like most
+/// servers, answers "Line too long" to an unfolded 5,000-character header).
+#[test]
+fn a_huge_alert_name_still_arrives_by_email_with_a_short_subject() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let maildir = dir.path().join("mail");
+    let smtp = start_smtp(&maildir);
+    let router_port = free_port();
+    let config = format!(
+        "listen: 127.0.0.1:{router_port}\nauth: {{bearer_token: t0k}}\nstore: {{path: ./router.db}}\nsmtp: {{host: 127.0.0.1, port: {}, from: alerts@example.com, tls: none}}\nteams:\n  payments:\n    destinations:\n      - kind: email\n        to: [oncall@example.com]\nownership: {{default_team: payments}}\n",
+        smtp.port
+    );
+    std::fs::write(dir.path().join("router.yaml"), config).expect("config");
+    let _router = Killed(
+        Command::new(env!("CARGO_BIN_EXE_stackgen"))
+            .args(["router", "serve", "--config", "router.yaml"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("router starts"),
+    );
+    let huge = format!("Huge{}\nBcc: everyone@example.com", "x".repeat(5_000));
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root().join(
+            "tests/fixtures/alertmanager-webhook/01-one-service-three-instances-firing.body.json",
+        ))
+        .expect("fixture"),
+    )
+    .expect("JSON");
+    for alert in body["alerts"].as_array_mut().into_iter().flatten() {
+        alert["labels"]["alertname"] = serde_json::Value::from(huge.clone());
+    }
+    let status = wait_until("the router's answer", Duration::from_secs(15), || {
+        ureq::post(&format!(
+            "http://127.0.0.1:{router_port}/api/v1/alertmanager"
+        ))
+        .header("Content-Type", "application/json")
+        .header("Authorization", "Bearer t0k")
+        .send(body.to_string().as_bytes())
+        .ok()
+        .map(|response| response.status().as_u16())
+    });
+    assert_eq!(status, 200);
+    let new = maildir.join("new");
+    let mail = wait_until("the mail in the mailbox", Duration::from_secs(20), || {
+        std::fs::read_dir(&new)
+            .ok()?
+            .flatten()
+            .find_map(|e| std::fs::read_to_string(e.path()).ok())
+    });
+    let header_end = mail.find("\n\n").unwrap_or(mail.len());
+    let headers = &mail[..header_end];
+    assert!(headers.contains("Subject: [CRITICAL] "), "{headers}");
+    assert!(
+        !headers.lines().any(|line| line.starts_with("Bcc:")),
+        "a header was injected:\n{headers}"
+    );
+    // Cut to 200 characters: the encoded subject is a few short folded lines, not 5,000.
+    let subject_bytes: usize = headers
+        .split("Subject: ")
+        .nth(1)
+        .map(|rest| {
+            rest.lines()
+                .take_while(|line| !line.contains(": ") || line.starts_with(' '))
+                .map(str::len)
+                .sum()
+        })
+        .unwrap_or(0);
+    assert!(
+        subject_bytes < 600,
+        "{subject_bytes} bytes of subject:\n{headers}"
+    );
+    assert!(headers.lines().all(|line| line.len() <= 998), "{headers}");
+}

@@ -54,6 +54,26 @@ impl Settings {
     }
 }
 
+/// The longest subject sent, in characters: RFC 5322 caps a header line at 998 octets, and mail
+/// readers show far fewer.
+pub const SUBJECT_MAX: usize = 200;
+
+/// A rendered subject as one header line: line breaks and control characters become spaces,
+/// and a subject longer than [`SUBJECT_MAX`] is cut, marked `…`.
+pub fn subject_line(subject: &str) -> String {
+    let one_line: String = subject
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    super::truncate(one_line.trim(), SUBJECT_MAX)
+}
+
 pub struct Email {
     pub to: Vec<String>,
     pub templates: Arc<Templates>,
@@ -72,7 +92,7 @@ impl Destination for Email {
         let opens_thread = matches!(n.kind, IntentKind::Opened | IntentKind::Reopened);
         Ok(Payload::Email(EmailMessage {
             to: self.to.clone(),
-            subject: render(&self.templates, "subject", n)?,
+            subject: subject_line(&render(&self.templates, "subject", n)?),
             text: render(&self.templates, "text", n)?,
             html: render(&self.templates, "html", n)?,
             message_id: if opens_thread {
