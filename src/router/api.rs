@@ -70,6 +70,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_string()) })
         .with_state(state)
 }
 
@@ -85,6 +87,12 @@ pub enum ApiError {
     NotJson(String),
     #[error("body larger than the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    #[error("method not allowed here")]
+    MethodNotAllowed,
     #[error("malformed JSON: {0}")]
     MalformedJson(serde_json::Error),
     #[error("not an Alertmanager webhook: {0}")]
@@ -105,7 +113,9 @@ impl ApiError {
             ApiError::MissingCredentials | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
             ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson(_) | ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAWebhook(_) | ApiError::InvalidWebhook(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -127,6 +137,22 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// A body that could not be read: over the limit (413), or not a valid HTTP body at all, such as
+/// broken chunked encoding (400).
+fn body_error(error: axum::Error, limit: usize) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(current) = source {
+        if current
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            return ApiError::TooLarge(limit);
+        }
+        source = current.source();
+    }
+    ApiError::MalformedBody(error.to_string())
 }
 
 fn authorize(credentials: &Credentials, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -203,7 +229,7 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usi
     }
     let bytes: Bytes = axum::body::to_bytes(body, state.body_limit)
         .await
-        .map_err(|_| ApiError::TooLarge(state.body_limit))?;
+        .map_err(|error| body_error(error, state.body_limit))?;
     let payload: WebhookPayload =
         serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => ApiError::NotAWebhook(e),

@@ -247,6 +247,19 @@ impl Drop for Router {
     }
 }
 
+/// Sends `request` as it is over a fresh connection and returns everything the router answers.
+fn raw_request(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 fn fixture(name: &str) -> PathBuf {
     root()
         .join("tests/fixtures/alertmanager-webhook")
@@ -410,6 +423,33 @@ fn bad_inputs_get_the_right_status_and_reason() {
             "{what}: reason {error:?} lacks {reason:?}"
         );
     }
+    // Every other error is JSON too: an unknown path, a wrong method.
+    for (path, method, status) in [
+        ("/nope", "GET", 404),
+        ("/api/v1/alertmanager", "GET", 405),
+        ("/api/v1/incidents", "DELETE", 405),
+    ] {
+        let answer = raw_request(
+            router.port,
+            &format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{method} {path}: {answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert!(json["error"].is_string(), "{method} {path}: {answer}");
+    }
+    // A broken chunked body is malformed (400), not too large.
+    let answer = raw_request(
+        router.port,
+        &format!(
+            "POST /api/v1/alertmanager HTTP/1.1\r\nHost: x\r\nAuthorization: {bearer}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("malformed body"), "{answer}");
     // Good input still works after all that, and the router never crashed.
     assert_eq!(
         router
