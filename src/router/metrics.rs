@@ -24,6 +24,10 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub notifications_dead: Family<Labels, Counter>,
     pub members_active: Gauge,
+    /// Failed reads of the outbox by the delivery loop (a full disk, a lost database).
+    pub outbox_read_failures: Counter,
+    /// 1 while the delivery loop cannot read the outbox.
+    pub outbox_unreadable: Gauge,
 }
 
 impl Default for Metrics {
@@ -47,6 +51,8 @@ impl Metrics {
             outbox_pending: Gauge::default(),
             notifications_dead: Family::default(),
             members_active: Gauge::default(),
+            outbox_read_failures: Counter::default(),
+            outbox_unreadable: Gauge::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -103,6 +109,16 @@ impl Metrics {
             "members_active",
             "Member alerts of open incidents",
             metrics.members_active.clone(),
+        );
+        registry.register(
+            "outbox_read_failures",
+            "Failed reads of the outbox by the delivery loop (it backs off and retries)",
+            metrics.outbox_read_failures.clone(),
+        );
+        registry.register(
+            "outbox_unreadable",
+            "1 while the delivery loop cannot read the outbox",
+            metrics.outbox_unreadable.clone(),
         );
         metrics
     }

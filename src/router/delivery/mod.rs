@@ -126,6 +126,47 @@ fn with_store<T>(
     f(guard.as_mut())
 }
 
+/// Whether the delivery loop can read the outbox. While it cannot (a full disk, a lost
+/// database), the loop backs off (100 ms doubling to 5 s) instead of spinning, and the
+/// condition is logged once when it starts and once when it ends, not on every try.
+#[derive(Debug, Default)]
+struct OutboxHealth {
+    failures: u32,
+}
+
+impl OutboxHealth {
+    const FIRST_BACKOFF: Millis = 100;
+    const MAX_BACKOFF: Millis = 5_000;
+
+    fn failed(&mut self, error: &str, metrics: &Metrics) {
+        if self.failures == 0 {
+            warn!(error = %error, "delivery: the outbox cannot be read; retrying with backoff until it can (nothing is lost)");
+            metrics.outbox_unreadable.set(1);
+        }
+        self.failures = self.failures.saturating_add(1);
+        metrics.outbox_read_failures.inc();
+    }
+
+    fn readable(&mut self, metrics: &Metrics) {
+        if self.failures > 0 {
+            info!(
+                failures = self.failures,
+                "delivery: the outbox can be read again"
+            );
+            metrics.outbox_unreadable.set(0);
+        }
+        self.failures = 0;
+    }
+
+    /// How long to wait before the next read while reads fail.
+    fn backoff(&self) -> Option<Millis> {
+        (self.failures > 0).then(|| {
+            let doublings = (self.failures - 1).min(6);
+            (Self::FIRST_BACKOFF << doublings).min(Self::MAX_BACKOFF)
+        })
+    }
+}
+
 impl Deliverer {
     /// Runs until `stop` is notified, then waits for sends in flight.
     pub async fn run(self: Arc<Self>, stop: Arc<Notify>) {
@@ -134,6 +175,7 @@ impl Deliverer {
         let in_flight: Arc<Mutex<BTreeMap<DestinationId, String>>> =
             Arc::new(Mutex::new(BTreeMap::new()));
         let mut last_maintenance = 0;
+        let mut outbox = OutboxHealth::default();
         loop {
             let now = now_ms();
             if now - last_maintenance >= 1_000 {
@@ -156,13 +198,16 @@ impl Deliverer {
             })
             .await;
             let due = match due {
-                Ok(Ok(due)) => due,
+                Ok(Ok(due)) => {
+                    outbox.readable(&self.metrics);
+                    due
+                }
                 Ok(Err(e)) => {
-                    warn!(error = %e, "delivery: reading the outbox failed");
+                    outbox.failed(&e.to_string(), &self.metrics);
                     Vec::new()
                 }
                 Err(e) => {
-                    warn!(error = %e, "delivery: outbox task failed");
+                    outbox.failed(&e.to_string(), &self.metrics);
                     Vec::new()
                 }
             };
@@ -216,9 +261,12 @@ impl Deliverer {
                 .ok()
                 .and_then(Result::ok)
                 .flatten();
-            let wait = next
-                .map_or(1_000, |t| (t - now_ms()).clamp(10, 1_000))
-                .min(limited_wait.unwrap_or(1_000).max(10));
+            let wait = match outbox.backoff() {
+                Some(backoff) => backoff,
+                None => next
+                    .map_or(1_000, |t| (t - now_ms()).clamp(10, 1_000))
+                    .min(limited_wait.unwrap_or(1_000).max(10)),
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
@@ -611,6 +659,31 @@ pub fn parse_retry_after(value: &str, now: Millis) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_outbox_is_retried_with_backoff_and_counted_not_spun_on() {
+        let metrics = Metrics::new();
+        let mut outbox = OutboxHealth::default();
+        assert_eq!(outbox.backoff(), None);
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            outbox.failed("database or disk is full", &metrics);
+            waits.push(outbox.backoff().expect("backs off"));
+        }
+        assert_eq!(
+            waits,
+            [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000]
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("stackgen_outbox_read_failures_total 9"),
+            "{text}"
+        );
+        assert!(text.contains("stackgen_outbox_unreadable 1"), "{text}");
+        outbox.readable(&metrics);
+        assert_eq!(outbox.backoff(), None);
+        assert!(metrics.render().contains("stackgen_outbox_unreadable 0"));
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {
