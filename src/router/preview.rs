@@ -41,8 +41,26 @@ pub fn preview(
     destination_id: &DestinationId,
     fixture: &str,
 ) -> Result<Vec<Previewed>, String> {
-    let destinations = delivery::build_destinations(config)?;
-    let destination = find(&destinations, destination_id)?;
+    let Some(configured) = config.destinations().find(|d| d.id == *destination_id) else {
+        let destinations = config
+            .destinations()
+            .map(|d| d.id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(format!(
+            "no destination `{destination_id}`; destinations: {destinations}"
+        ));
+    };
+    // The real secret when it can be read (so the request is the real one), a stand-in when it
+    // cannot (a rendered router.yaml away from its mounted Secrets); either way it is redacted
+    // from what is shown.
+    let secret = configured.secret.as_ref().map(|source| {
+        source
+            .read()
+            .unwrap_or_else(|_| stand_in_secret(configured.kind()))
+    });
+    let destination = delivery::build_destination(configured, secret.clone())?;
+    let destination = destination.as_ref();
     let payload: alert::WebhookPayload = serde_json::from_str(fixture)
         .map_err(|e| format!("the fixture is not a webhook body: {e}"))?;
     let updates = payload.into_updates().map_err(|e| e.to_string())?;
@@ -79,11 +97,12 @@ pub fn preview(
         };
         let planned = routing::plan(intent, incident, &config.routing);
         match planned.into_iter().find(|(id, _)| id == destination_id) {
-            Some((_, notification)) => previews.push(Previewed::Sent(
+            Some((_, notification)) => previews.push(Previewed::Sent(redact(
                 destination
                     .encode(&notification)
                     .map_err(|e| e.to_string())?,
-            )),
+                secret.as_deref(),
+            ))),
             None => previews.push(Previewed::NotSent {
                 kind: intent.kind,
                 reason: why_not(incident, destination_id, &config.routing),
@@ -91,6 +110,57 @@ pub fn preview(
         }
     }
     Ok(previews)
+}
+
+/// A secret of the right shape for a destination whose real secret is not here.
+fn stand_in_secret(kind: destination::DestinationKind) -> String {
+    match kind.info().secret_field {
+        Some("url") => format!("https://{}.invalid/secret", kind.name().replace('_', "-")),
+        _ => "SECRET0000000000000000000000000000".to_string(),
+    }
+}
+
+/// What a secret is shown as: a URL by its scheme and host (where the request goes), anything
+/// else not at all.
+fn redacted(secret: &str) -> String {
+    match secret.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = host.rsplit('@').next().unwrap_or(host);
+            format!("{scheme}://{host}/<redacted>")
+        }
+        None => "<redacted>".to_string(),
+    }
+}
+
+/// `payload` with every occurrence of `secret` (in the URL, a header, the body) redacted.
+fn redact(payload: destination::Payload, secret: Option<&str>) -> destination::Payload {
+    use destination::Payload;
+    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+        return payload;
+    };
+    let shown = redacted(secret);
+    let hide = |text: &str| text.replace(secret, &shown);
+    match payload {
+        Payload::Http {
+            method,
+            url,
+            headers,
+            body,
+        } => Payload::Http {
+            method,
+            url: hide(&url),
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (name, hide(&value)))
+                .collect(),
+            body: match String::from_utf8(body) {
+                Ok(text) => hide(&text).into_bytes(),
+                Err(raw) => raw.into_bytes(),
+            },
+        },
+        other => other,
+    }
 }
 
 /// Why an incident's notifications do not reach `destination`, in the routing's words.

@@ -829,7 +829,12 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
         "{}",
         String::from_utf8_lossy(&preview.stderr)
     );
-    assert!(text.starts_with(&format!("POST {}", sink.url())), "{text}");
+    // Where it would go, never the secret URL itself (a webhook URL is a credential).
+    assert!(
+        text.starts_with(&format!("POST http://127.0.0.1:{}/<redacted>", sink.port)),
+        "{text}"
+    );
+    assert!(!text.contains(&sink.url()), "{text}");
     assert!(
         text.contains("\"kind\": \"opened\"") && text.contains("Idempotency-Key: "),
         "{text}"
@@ -1438,4 +1443,96 @@ fn a_line_break_in_an_alert_cannot_forge_a_log_line() {
         .expect("the notification line");
     assert!(notification.contains("\\n"), "{notification}");
     assert!(!log.contains('\u{2028}'), "{log}");
+}
+
+/// `router preview` shows where a request would go, never the secret: for every destination
+/// kind, with its secret in the environment (none of its value is printed) and without it (a
+/// stand-in is used, as for a rendered router.yaml away from its mounted Secrets).
+#[test]
+fn preview_never_prints_a_secret_of_any_destination() {
+    let secrets = [
+        (
+            "EXAMPLE_WEBHOOK_URL",
+            "https://hooks.example.test/w/SECRETWEBHOOK1",
+        ),
+        (
+            "EXAMPLE_SLACK_URL",
+            "https://hooks.slack.example/services/T0/B0/SECRETSLACK2",
+        ),
+        (
+            "EXAMPLE_MATTERMOST_URL",
+            "https://chat.example.test/hooks/SECRETMATTERMOST3",
+        ),
+        (
+            "EXAMPLE_DISCORD_URL",
+            "https://discord.example.test/api/webhooks/1/SECRETDISCORD4",
+        ),
+        (
+            "EXAMPLE_TEAMS_URL",
+            "https://teams.example.test/workflows/SECRETTEAMS5",
+        ),
+        (
+            "EXAMPLE_CHAT_URL",
+            "https://chat.googleapis.example/v1/spaces/S/messages?key=SECRETKEY6&token=SECRETTOKEN7",
+        ),
+        ("EXAMPLE_PAGERDUTY_KEY", "SECRETPAGERDUTYROUTINGKEY8000000"),
+        (
+            "EXAMPLE_OPSGENIE_KEY",
+            "00000000-0000-4000-8000-5ECRE7000009",
+        ),
+        ("EXAMPLE_SMTP_PASSWORD", "SECRETSMTP10"),
+    ];
+    let fixture = fixture("01-one-service-three-instances-firing.body.json");
+    let names = [
+        "webhook",
+        "slack",
+        "mattermost",
+        "discord",
+        "msteams",
+        "google_chat",
+        "pagerduty",
+        "opsgenie",
+        "email",
+        "inline",
+    ];
+    for with_secrets in [true, false] {
+        for name in names {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_stackgen"));
+            command
+                .args(["router", "preview", "--config"])
+                .arg(root().join("examples/destinations.yaml"))
+                .args(["--destination", &format!("payments/{name}"), "--fixture"])
+                .arg(&fixture);
+            for (variable, value) in secrets {
+                if with_secrets {
+                    command.env(variable, value);
+                } else {
+                    command.env_remove(variable);
+                }
+            }
+            let output = command.output().expect("preview runs");
+            let shown = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(output.status.success(), "payments/{name}: {shown}");
+            for (_, value) in secrets {
+                for part in value
+                    .split(['/', '?', '&', '='])
+                    .filter(|p| p.contains("SECRET") || p.contains("5ECRE7"))
+                {
+                    assert!(
+                        !shown.contains(part),
+                        "payments/{name} shows {part}:\n{shown}"
+                    );
+                }
+            }
+            // The inline URL's host shows where it goes; its path is the secret.
+            assert!(
+                !shown.contains("example.test/hook"),
+                "payments/{name}:\n{shown}"
+            );
+        }
+    }
 }

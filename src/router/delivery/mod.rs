@@ -54,15 +54,26 @@ pub fn build_destinations(config: &RouterConfig) -> Result<Destinations, String>
             .map(|source| source.read())
             .transpose()
             .map_err(|e| format!("{}: {e}", d.id))?;
-        let parts = Parts {
-            secret,
-            templates: d.templates.clone(),
-        };
-        let destination = d
-            .settings
-            .build(parts)
-            .map_err(|e| format!("{}: {e}", d.id))?;
-        let destination = if d.retry_statuses.is_empty() && d.reject_statuses.is_empty() {
+        built.insert(d.id.clone(), build_destination(d, secret)?);
+    }
+    Ok(built)
+}
+
+/// One destination, with `secret` as its secret (the one read from its source, or a stand-in).
+pub fn build_destination(
+    d: &crate::router::config::DestinationConfig,
+    secret: Option<String>,
+) -> Result<Box<dyn Destination>, String> {
+    let parts = Parts {
+        secret,
+        templates: d.templates.clone(),
+    };
+    let destination = d
+        .settings
+        .build(parts)
+        .map_err(|e| format!("{}: {e}", d.id))?;
+    Ok(
+        if d.retry_statuses.is_empty() && d.reject_statuses.is_empty() {
             destination
         } else {
             Box::new(Reclassified {
@@ -70,10 +81,8 @@ pub fn build_destinations(config: &RouterConfig) -> Result<Destinations, String>
                 retry: d.retry_statuses.iter().copied().collect(),
                 reject: d.reject_statuses.iter().copied().collect(),
             })
-        };
-        built.insert(d.id.clone(), destination);
-    }
-    Ok(built)
+        },
+    )
 }
 
 /// The SMTP transport of e-mail destinations (reading the password), if an SMTP server is set.
