@@ -87,7 +87,7 @@ impl Diagnostic {
             let _ = writeln!(out, "{pad} |");
             let width = self.width.unwrap_or_else(|| token_width(text, col)).max(1);
             let culprit = col..col + width;
-            let shown: String = text
+            let shown: String = mask_secrets(text)
                 .chars()
                 .enumerate()
                 .map(|(i, c)| {
@@ -114,6 +114,58 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// A source line as a diagnostic may echo it: whatever looks like a secret, or sits where one
+/// could (the value of a key like `password`, `pasword`, `token`, `url`, `routing_key`; a URL past
+/// its host; a long token of letters and digits), is masked with `*`, keeping every column.
+pub fn mask_secrets(line: &str) -> String {
+    use std::sync::OnceLock;
+    static PATTERNS: OnceLock<[regex::Regex; 3]> = OnceLock::new();
+    let [valued, url, token] = PATTERNS.get_or_init(|| {
+        let build = |pattern: &str| regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{e}"));
+        [
+            // A key whose value could be a secret, then its value (quoted, or up to , } ] #).
+            build(r#"(?i)\b[a-z_]*(pass|pasw|passw|token|api_?key|routing|url|ulr|webhook|credential|cred)[a-z_]*\s*:\s*("(?:[^"\\]|\\.)*"?|'[^']*'?|[^,}\]#\s{][^,}\]#]*)"#),
+            // A URL: what follows its scheme and host.
+            build(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s\x22',}\]]+(/[^\s\x22',}\]]*)"),
+            // A long token of letters and digits.
+            build(r"[A-Za-z0-9_+/=-]{24,}"),
+        ]
+    });
+    let mut hidden = vec![false; line.len()];
+    for captures in valued.captures_iter(line) {
+        if let Some(value) = captures.get(2) {
+            hidden[value.start()..value.end()]
+                .iter_mut()
+                .for_each(|h| *h = true);
+        }
+    }
+    for captures in url.captures_iter(line) {
+        if let Some(path) = captures.get(1) {
+            hidden[path.start()..path.end()]
+                .iter_mut()
+                .for_each(|h| *h = true);
+        }
+    }
+    for found in token.find_iter(line) {
+        let text = found.as_str();
+        if text.chars().any(|c| c.is_ascii_digit()) && text.chars().any(|c| c.is_ascii_alphabetic())
+        {
+            hidden[found.start()..found.end()]
+                .iter_mut()
+                .for_each(|h| *h = true);
+        }
+    }
+    line.char_indices()
+        .map(|(at, c)| {
+            if hidden[at] && !c.is_whitespace() {
+                '*'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Width of the token starting at 1-based `col`: 1 for the start of a flow mapping or list, a
@@ -253,7 +305,40 @@ mod tests {
         let got2 = d2.render("  url: x\n    url: \"hunter2\"\n");
         assert!(!got2.contains("hunter2"), "{got2}");
         assert!(got2.contains("    url: *********"), "{got2}");
-        assert!(got.contains("url: x"));
+        // Where a secret could sit, a value is masked even when it is not the culprit.
+        assert!(got.contains("url: *"), "{got}");
+    }
+
+    #[test]
+    fn what_looks_like_a_secret_is_never_echoed() {
+        for (line, secret) in [
+            (
+                "  smtp: {host: smtp.example.com, pasword: hunter2hunter2}",
+                "hunter2",
+            ),
+            (
+                "    slack: {ulr: \"https://hooks.slack.com/services/T0/B0/XYZ\"}",
+                "services",
+            ),
+            ("auth: {bearer_token: \"s3cr3t-value\", extra: 1}", "s3cr3t"),
+            (
+                "      - {kind: pagerduty, routing_key: [\"R0UTINGKEY\"]}",
+                "R0UTINGKEY",
+            ),
+            ("  note: abcdef0123456789ABCDEF0123456789", "abcdef0123"),
+            ("  link: https://example.com/path/to/TOKEN", "TOKEN"),
+        ] {
+            let masked = mask_secrets(line);
+            assert!(!masked.contains(secret), "{masked}");
+            assert_eq!(masked.chars().count(), line.chars().count(), "{masked}");
+        }
+        // Secret references and ordinary values stay readable.
+        let kept = "    slack: {url: {secret: hooks, key: slack}, severities: [critical]}";
+        assert_eq!(mask_secrets(kept), kept);
+        assert_eq!(
+            mask_secrets("  host: smtp.example.com"),
+            "  host: smtp.example.com"
+        );
     }
 
     #[test]
