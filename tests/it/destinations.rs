@@ -310,25 +310,36 @@ pub(super) fn start_smtp(maildir: &Path) -> SmtpServer {
     server
 }
 
-#[test]
-fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let maildir = dir.path().join("mail");
-    let smtp = start_smtp(&maildir);
+/// A real SMTP server delivering into `maildir` and a router in `dir` whose team payments has
+/// one e-mail destination to `to` (a YAML list); the router's port.
+fn email_router(dir: &Path, maildir: &Path, to: &str) -> (SmtpServer, Killed, u16) {
+    let smtp = start_smtp(maildir);
     let router_port = free_port();
     let config = format!(
-        "listen: 127.0.0.1:{router_port}\nauth: {{bearer_token: t0k}}\nstore: {{path: ./router.db}}\ndedup: {{resolve_hold: 1s}}\nsmtp: {{host: 127.0.0.1, port: {}, from: alerts@example.com, tls: none}}\nteams:\n  payments:\n    destinations:\n      - kind: email\n        to: [oncall@example.com, second@example.com]\nownership: {{default_team: payments}}\n",
+        "listen: 127.0.0.1:{router_port}\nauth: {{bearer_token: t0k}}\nstore: {{path: ./router.db}}\ndedup: {{resolve_hold: 1s}}\nsmtp: {{host: 127.0.0.1, port: {}, from: alerts@example.com, tls: none}}\nteams:\n  payments:\n    destinations:\n      - kind: email\n        to: {to}\nownership: {{default_team: payments}}\n",
         smtp.port
     );
-    std::fs::write(dir.path().join("router.yaml"), config).expect("config");
-    let _router = Killed(
+    std::fs::write(dir.join("router.yaml"), config).expect("config");
+    let router = Killed(
         Command::new(env!("CARGO_BIN_EXE_stackgen"))
             .args(["router", "serve", "--config", "router.yaml"])
-            .current_dir(dir.path())
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("router starts"),
+    );
+    (smtp, router, router_port)
+}
+
+#[test]
+fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let maildir = dir.path().join("mail");
+    let (_smtp, _router, router_port) = email_router(
+        dir.path(),
+        &maildir,
+        "[oncall@example.com, second@example.com]",
     );
     let post = |name: &str| {
         let body = std::fs::read(
@@ -410,22 +421,7 @@ fn email_reaches_a_real_smtp_server_threaded_with_both_parts() {
 fn a_huge_alert_name_still_arrives_by_email_with_a_short_subject() {
     let dir = tempfile::tempdir().expect("temp dir");
     let maildir = dir.path().join("mail");
-    let smtp = start_smtp(&maildir);
-    let router_port = free_port();
-    let config = format!(
-        "listen: 127.0.0.1:{router_port}\nauth: {{bearer_token: t0k}}\nstore: {{path: ./router.db}}\nsmtp: {{host: 127.0.0.1, port: {}, from: alerts@example.com, tls: none}}\nteams:\n  payments:\n    destinations:\n      - kind: email\n        to: [oncall@example.com]\nownership: {{default_team: payments}}\n",
-        smtp.port
-    );
-    std::fs::write(dir.path().join("router.yaml"), config).expect("config");
-    let _router = Killed(
-        Command::new(env!("CARGO_BIN_EXE_stackgen"))
-            .args(["router", "serve", "--config", "router.yaml"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("router starts"),
-    );
+    let (_smtp, _router, router_port) = email_router(dir.path(), &maildir, "[oncall@example.com]");
     let huge = format!("Huge{}\nBcc: everyone@example.com", "x".repeat(5_000));
     let mut body: serde_json::Value = serde_json::from_slice(
         &std::fs::read(root().join(

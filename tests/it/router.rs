@@ -1107,16 +1107,32 @@ fn every_destination_speaks_its_service_contract_through_the_router() {
 /// Team payments with a chat (a webhook stub answering 200) and a pager (a PagerDuty stub
 /// answering 202, taking its kind's default severities), and its router.
 fn chat_and_pager() -> (Sink, Sink, tempfile::TempDir, Router) {
+    chat_and_pager_with("")
+}
+
+/// [`chat_and_pager`] with `team_extra` (indented YAML) added to team payments.
+fn chat_and_pager_with(team_extra: &str) -> (Sink, Sink, tempfile::TempDir, Router) {
     let chat = Sink::start(200);
     let pager = Sink::start(202);
     let dir = tempfile::tempdir().expect("temp dir");
     let config = format!(
-        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\nteams:\n  payments:\n    destinations:\n      - {{name: chat, kind: webhook, url: {}}}\n      - {{name: pager, kind: pagerduty, routing_key: R0UTINGKEY, api_url: {}}}\nownership: {{default_team: payments}}\n",
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\nteams:\n  payments:\n{team_extra}    destinations:\n      - {{name: chat, kind: webhook, url: {}}}\n      - {{name: pager, kind: pagerduty, routing_key: R0UTINGKEY, api_url: {}}}\nownership: {{default_team: payments}}\n",
         chat.url(),
         pager.url()
     );
     let router = Router::start(dir.path(), &config);
     (chat, pager, dir, router)
+}
+
+/// The fixture of three firing instances, as alerts of `service` with `severity`.
+fn three_firing_of(service: &str, severity: &str) -> String {
+    std::fs::read_to_string(fixture("01-one-service-three-instances-firing.body.json"))
+        .expect("fixture")
+        .replace(
+            "\"severity\":\"critical\"",
+            &format!("\"severity\":\"{severity}\""),
+        )
+        .replace("checkout", service)
 }
 
 /// Severity decides the channel: a pager takes critical alerts only (its kind's default), chat
@@ -1125,15 +1141,7 @@ fn chat_and_pager() -> (Sink, Sink, tempfile::TempDir, Router) {
 #[test]
 fn a_warning_reaches_the_chat_and_not_the_pager() {
     let (chat, pager, dir, router) = chat_and_pager();
-    let body = |service: &str, severity: &str| {
-        std::fs::read_to_string(fixture("01-one-service-three-instances-firing.body.json"))
-            .expect("fixture")
-            .replace(
-                "\"severity\":\"critical\"",
-                &format!("\"severity\":\"{severity}\""),
-            )
-            .replace("checkout", service)
-    };
+    let body = three_firing_of;
     let auth = format!("Bearer {TOKEN}");
     let deliveries = |service: &str| -> Vec<String> {
         let (_, text) = router.get("/api/v1/incidents");
@@ -1313,24 +1321,10 @@ fn one_service_failing_three_ways_is_one_incident_one_page_and_updates() {
 /// arrived first).
 #[test]
 fn quiet_hours_hold_a_warning_and_let_a_critical_through() {
-    let chat = Sink::start(200);
-    let pager = Sink::start(202);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = format!(
-        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\nteams:\n  payments:\n    quiet_hours:\n      - weekdays: [\"sunday:saturday\"]\n        location: Europe/Berlin\n    destinations:\n      - {{name: chat, kind: webhook, url: {}}}\n      - {{name: pager, kind: pagerduty, routing_key: R0UTINGKEY, api_url: {}}}\nownership: {{default_team: payments}}\n",
-        chat.url(),
-        pager.url()
+    let (chat, pager, dir, router) = chat_and_pager_with(
+        "    quiet_hours:\n      - weekdays: [\"sunday:saturday\"]\n        location: Europe/Berlin\n",
     );
-    let router = Router::start(dir.path(), &config);
-    let body = |service: &str, severity: &str| {
-        std::fs::read_to_string(fixture("01-one-service-three-instances-firing.body.json"))
-            .expect("fixture")
-            .replace(
-                "\"severity\":\"critical\"",
-                &format!("\"severity\":\"{severity}\""),
-            )
-            .replace("checkout", service)
-    };
+    let body = three_firing_of;
     let auth = format!("Bearer {TOKEN}");
     let incident = |service: &str| -> serde_json::Value {
         let (_, text) = router.get("/api/v1/incidents");
