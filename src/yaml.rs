@@ -175,6 +175,45 @@ fn literal_block(text: &str, indent: usize) -> Option<String> {
     Some(out)
 }
 
+/// Reads YAML that someone else wrote (a team's rule or test file) with yaml-rust2, refusing
+/// anchors and aliases first: an alias is expanded as a copy, so a few lines of nested aliases
+/// (an alias bomb) would take gigabytes. Rule and test files never need them.
+pub fn load_untrusted(text: &str) -> Result<Vec<yaml_rust2::Yaml>, String> {
+    use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+    use yaml_rust2::scanner::Marker;
+
+    #[derive(Default)]
+    struct AnchorFinder {
+        found: Option<Marker>,
+    }
+    impl MarkedEventReceiver for AnchorFinder {
+        fn on_event(&mut self, event: Event, mark: Marker) {
+            let anchored = match event {
+                Event::Alias(_) => true,
+                Event::Scalar(_, _, anchor, _)
+                | Event::SequenceStart(anchor, _)
+                | Event::MappingStart(anchor, _) => anchor > 0,
+                _ => false,
+            };
+            if anchored && self.found.is_none() {
+                self.found = Some(mark);
+            }
+        }
+    }
+    let mut finder = AnchorFinder::default();
+    Parser::new_from_str(text)
+        .load(&mut finder, true)
+        .map_err(|e| e.to_string())?;
+    if let Some(mark) = finder.found {
+        return Err(format!(
+            "{}:{}: anchors and aliases (`&name`, `*name`) are not supported; write the value out",
+            mark.line(),
+            mark.col() + 1
+        ));
+    }
+    yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| e.to_string())
+}
+
 /// A YAML document (as yaml-rust2 reads it) as a JSON value, for editing and writing back.
 pub fn from_yaml(node: &yaml_rust2::Yaml) -> Value {
     match node {
@@ -359,5 +398,17 @@ mod tests {
         let written = document(&json!({ "annotation": text }));
         assert!(written.starts_with("annotation: \""), "{written}");
         assert!(written.contains("\\u2028"), "{written}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_it_is_expanded() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..12 {
+            let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+            bomb.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        let refused = load_untrusted(&bomb).expect_err("refused");
+        assert!(refused.starts_with("1:9: anchors and aliases"), "{refused}");
+        assert!(load_untrusted("groups: []\n").is_ok());
     }
 }

@@ -2,13 +2,12 @@
 //! is refused. Used where team files ship (`render`) and where they are tested (`rules test`).
 
 use serde_json::Value;
-use yaml_rust2::YamlLoader;
 
 use crate::yaml::{self, from_yaml};
 
 /// Adds `team: <team>` to the labels of every rule; a rule that names another team is refused.
 pub fn label_team_rules(text: &str, team: &str) -> Result<String, String> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let docs = yaml::load_untrusted(text).map_err(|e| format!("not valid YAML: {e}"))?;
     let doc = docs
         .first()
         .ok_or("the file is empty; a rule file has `groups:`")?;
@@ -69,7 +68,7 @@ mod tests {
     fn team_label_is_added_to_every_rule() {
         let text = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        for: 5m\n      - record: r:x\n        expr: sum(up)\n        labels: {team: payments}\n";
         let out = label_team_rules(text, "payments").expect("labelled");
-        let docs = YamlLoader::load_from_str(&out).expect("yaml");
+        let docs = yaml_rust2::YamlLoader::load_from_str(&out).expect("yaml");
         for rule in docs[0]["groups"][0]["rules"].as_vec().expect("rules") {
             assert_eq!(rule["labels"]["team"].as_str(), Some("payments"));
         }

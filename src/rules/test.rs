@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+use yaml_rust2::{Yaml, YamlEmitter};
 
 use super::team::label_team_rules;
 
@@ -85,7 +85,7 @@ fn prepare(test_file: &Path, team: Option<&str>, dir: &Path) -> Result<PathBuf, 
     };
     let text = read(test_file)?;
     let mut docs =
-        YamlLoader::load_from_str(&text).map_err(|e| invalid(format!("not valid YAML: {e}")))?;
+        crate::yaml::load_untrusted(&text).map_err(|e| invalid(format!("not valid YAML: {e}")))?;
     let doc = docs
         .first_mut()
         .ok_or_else(|| invalid("empty test file".into()))?;
