@@ -76,13 +76,20 @@ impl Diagnostic {
 
     /// Like [`Diagnostic::render`], headed `error:` or `warning:` by `level`.
     pub fn render_as(&self, level: Level, source: &str) -> String {
+        let line = source.lines().nth(self.location.line.saturating_sub(1));
+        self.render_with_line(level, line)
+    }
+
+    /// Like [`Diagnostic::render_as`], given the source line it points at (callers rendering
+    /// many diagnostics of one file split its lines once: [`SourceLines`]).
+    pub fn render_with_line(&self, level: Level, source_line: Option<&str>) -> String {
         let mut out = String::new();
         let Location { line, col } = self.location;
         let _ = writeln!(out, "{}: {}", level.as_str(), self.message);
         let gutter = line.to_string().len();
         let pad = " ".repeat(gutter);
         let _ = writeln!(out, "{pad}--> {}:{line}:{col}", self.file);
-        if let Some(text) = source.lines().nth(line.saturating_sub(1)) {
+        if let Some(text) = source_line {
             let text = text.trim_end_matches('\r');
             let _ = writeln!(out, "{pad} |");
             let width = self.width.unwrap_or_else(|| token_width(text, col)).max(1);
@@ -247,13 +254,33 @@ pub fn render_all(diagnostics: &[Diagnostic], source: &str) -> String {
 /// Renders diagnostics of several files, each with the source `source_of` gives for its file.
 fn render_in<'s>(diagnostics: &[Diagnostic], source_of: impl Fn(&str) -> &'s str) -> String {
     let mut out = String::new();
+    let mut lines = SourceLines::default();
     for d in diagnostics {
-        out.push_str(&d.render(source_of(&d.file)));
+        let line = lines.line(&d.file, source_of(&d.file), d.location.line);
+        out.push_str(&d.render_with_line(Level::Error, line));
         out.push('\n');
     }
     let n = diagnostics.len();
     let _ = writeln!(out, "{n} problem{} found", if n == 1 { "" } else { "s" });
     out
+}
+
+/// The lines of the files diagnostics point into, each file split once however many
+/// diagnostics it has (so rendering n findings of one file is linear, not quadratic).
+#[derive(Default)]
+pub struct SourceLines<'s> {
+    files: std::collections::HashMap<String, Vec<&'s str>>,
+}
+
+impl<'s> SourceLines<'s> {
+    /// Line `number` (1-based) of `file`, whose text is `source`.
+    pub fn line(&mut self, file: &str, source: &'s str, number: usize) -> Option<&'s str> {
+        let lines = self
+            .files
+            .entry(file.to_string())
+            .or_insert_with(|| source.lines().collect());
+        lines.get(number.saturating_sub(1)).copied()
+    }
 }
 
 /// Suggests the candidate closest to `got`, if one is close enough to be a likely typo.

@@ -525,12 +525,19 @@ fn rules_lint(
             );
         }
         Format::Human => {
+            let sources: std::collections::BTreeMap<&str, &str> = inputs
+                .iter()
+                .map(|(name, text)| (name.as_str(), text.as_str()))
+                .collect();
+            let mut lines = diagnostic::SourceLines::default();
             for finding in &findings {
-                let source = inputs
-                    .iter()
-                    .find(|(n, _)| *n == finding.diagnostic.file)
-                    .map_or("", |(_, t)| t.as_str());
-                eprintln!("{}", finding.diagnostic.render_as(finding.level, source));
+                let file = finding.diagnostic.file.as_str();
+                let source = sources.get(file).copied().unwrap_or("");
+                let line = lines.line(file, source, finding.diagnostic.location.line);
+                eprintln!(
+                    "{}",
+                    finding.diagnostic.render_with_line(finding.level, line)
+                );
             }
             let errors = findings
                 .iter()

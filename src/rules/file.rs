@@ -151,9 +151,12 @@ fn groups(checker: &mut Checker, root: &Node, source: &str) -> Vec<Group> {
         .filter_map(|g| g.as_mapping()?.get_sequence("rules"))
         .flat_map(|rules| rules.iter().map(|r| Location::of_span(r.span()).line))
         .collect();
+    let mut sorted_starts = rule_starts;
+    sorted_starts.sort_unstable();
+    let lines: Vec<&str> = source.lines().collect();
     let context = RuleContext {
-        source,
-        rule_starts: &rule_starts,
+        lines: &lines,
+        rule_starts: &sorted_starts,
     };
     let mut groups = Vec::new();
     for (gi, group_node) in group_list.iter().enumerate() {
@@ -174,8 +177,9 @@ fn groups(checker: &mut Checker, root: &Node, source: &str) -> Vec<Group> {
 
 /// What every rule of the file is read with.
 struct RuleContext<'a> {
-    source: &'a str,
-    /// The line each rule starts on, in file order (for the marker comment).
+    /// The file's lines, read once (every rule looks at a few of them).
+    lines: &'a [&'a str],
+    /// The line each rule starts on, sorted (for the marker comment).
     rule_starts: &'a [usize],
 }
 
@@ -314,7 +318,7 @@ fn parse_rule(
     context: &RuleContext,
     checker: &mut Checker,
 ) -> Option<Rule> {
-    let (source, rule_starts) = (context.source, context.rule_starts);
+    let (lines, rule_starts) = (context.lines, context.rule_starts);
     check_keys(rule, field, RULE_KEYS, checker);
     let location = Location::of_span(rule.span());
     let (name, is_alert) = match (rule.get_scalar("alert"), rule.get_scalar("record")) {
@@ -341,7 +345,7 @@ fn parse_rule(
     };
     let expr = match rule.get_node("expr") {
         Some(node) => match node.as_scalar() {
-            Some(scalar) => Some(expression(scalar, source)),
+            Some(scalar) => Some(expression(scalar, lines)),
             None => {
                 checker.error_at(
                     Location::of_span(node.span()),
@@ -365,12 +369,11 @@ fn parse_rule(
     // The marker belongs to the rule it precedes (or sits in): from the line before this rule up
     // to, not including, the line before the next rule.
     let next_start = rule_starts
-        .iter()
+        .get(rule_starts.partition_point(|&l| l <= location.line))
         .copied()
-        .find(|&l| l > location.line)
         .unwrap_or(usize::MAX);
-    let per_instance_on_purpose = source
-        .lines()
+    let per_instance_on_purpose = lines
+        .iter()
         .enumerate()
         .skip(location.line.saturating_sub(2))
         .take_while(|(i, _)| i + 2 < next_start)
@@ -391,14 +394,14 @@ fn parse_rule(
     })
 }
 
-fn expression(scalar: &MarkedScalarNode, source: &str) -> Expression {
+fn expression(scalar: &MarkedScalarNode, lines: &[&str]) -> Expression {
     // For block scalars (`|`), the span starts at the first content line; their text keeps its
     // line breaks, which is how they are told apart from one-line values.
     let location = Location::of_span(scalar.span());
     let text = scalar.as_str().to_string();
-    let line_text = source
-        .lines()
-        .nth(location.line.saturating_sub(1))
+    let line_text = lines
+        .get(location.line.saturating_sub(1))
+        .copied()
         .unwrap_or_default();
     let first = line_text.chars().nth(location.col.saturating_sub(1));
     let layout = match first {
