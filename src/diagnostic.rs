@@ -85,7 +85,12 @@ impl Diagnostic {
     pub fn render_with_line(&self, level: Level, source_line: Option<&str>) -> String {
         let mut out = String::new();
         let Location { line, col } = self.location;
-        let _ = writeln!(out, "{}: {}", level.as_str(), self.message);
+        let _ = writeln!(
+            out,
+            "{}: {}",
+            level.as_str(),
+            capped(&self.message, MAX_ECHO)
+        );
         let gutter = line.to_string().len();
         let pad = " ".repeat(gutter);
         let _ = writeln!(out, "{pad}--> {}:{line}:{col}", self.file);
@@ -94,33 +99,67 @@ impl Diagnostic {
             let _ = writeln!(out, "{pad} |");
             let width = self.width.unwrap_or_else(|| token_width(text, col)).max(1);
             let culprit = col..col + width;
-            let shown: String = mask_secrets(text)
+            // A long line is shown as a window around the culprit, so a huge value cannot
+            // make a huge diagnostic.
+            let total = text.chars().count();
+            let first = if total <= MAX_ECHO {
+                0
+            } else {
+                col.saturating_sub(1)
+                    .saturating_sub(MAX_ECHO / 4)
+                    .min(total - MAX_ECHO)
+            };
+            let last = (first + MAX_ECHO).min(total);
+            let before = if first > 0 { "…" } else { "" };
+            let after = if last < total { "…" } else { "" };
+            let window: String = text
+                .chars()
+                .skip(first)
+                .take(last.saturating_sub(first))
+                .collect();
+            let shown: String = mask_secrets(&window)
                 .chars()
                 .enumerate()
                 .map(|(i, c)| {
-                    if self.redact && culprit.contains(&(i + 1)) {
+                    if self.redact && culprit.contains(&(first + i + 1)) {
                         '*'
                     } else {
                         c
                     }
                 })
                 .collect();
-            let _ = writeln!(out, "{line} | {shown}");
+            let _ = writeln!(out, "{line} | {before}{shown}{after}");
             let lead: String = text
                 .chars()
-                .take(col.saturating_sub(1))
+                .skip(first)
+                .take(col.saturating_sub(1).saturating_sub(first))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            let _ = writeln!(out, "{pad} | {lead}{}", "^".repeat(width));
+            let marker = if before.is_empty() { "" } else { " " };
+            let width = width.min(last.saturating_sub(col.saturating_sub(1)).max(1));
+            let _ = writeln!(out, "{pad} | {marker}{lead}{}", "^".repeat(width));
         }
         if !self.field.is_empty() {
             let _ = writeln!(out, "{pad} = field: {}", self.field);
         }
         if let Some(hint) = &self.hint {
-            let _ = writeln!(out, "{pad} = hint: {hint}");
+            let _ = writeln!(out, "{pad} = hint: {}", capped(hint, MAX_ECHO));
         }
         out
     }
+}
+
+/// The most characters of a message, a hint or a source line a diagnostic shows.
+const MAX_ECHO: usize = 240;
+
+/// `text` cut to `max` characters, marked `…`.
+fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    std::borrow::Cow::Owned(cut)
 }
 
 /// A source line as a diagnostic may echo it: whatever looks like a secret, or sits where one
@@ -380,5 +419,31 @@ mod tests {
         let keys = ["retention", "replicas", "resources"];
         assert_eq!(did_you_mean("retension", keys), Some("retention"));
         assert_eq!(did_you_mean("zzz", keys), None);
+    }
+
+    #[test]
+    fn a_huge_value_makes_a_small_diagnostic() {
+        let mut value = "x".repeat(2_000_000);
+        value.replace_range(10_000..10_001, "Q");
+        let source = format!("cluster: {{name: {value}}}\n");
+        let d = Diagnostic {
+            message: format!("invalid cluster name `{value}`"),
+            ..diag(1, 17)
+        };
+        let got = d.render(&source);
+        assert!(got.len() < 2_000, "{} bytes", got.len());
+        assert!(got.contains("1 | cluster: {name: xxx"), "{got}");
+        // Far into the line, the caret still sits under the culprit.
+        let far = diag(1, 17 + 10_000);
+        let got = far.render(&source);
+        assert!(got.len() < 2_000, "{} bytes", got.len());
+        let lines: Vec<&str> = got.lines().collect();
+        let shown = lines
+            .iter()
+            .find(|l| l.starts_with("1 | "))
+            .expect("the line");
+        let caret = lines.iter().find(|l| l.contains('^')).expect("the caret");
+        let at = caret.chars().position(|c| c == '^').expect("caret");
+        assert_eq!(shown.chars().nth(at), Some('Q'), "{shown}\n{caret}");
     }
 }
