@@ -168,12 +168,6 @@ mod tests {
     }
 
     #[test]
-    fn label_values_are_quoted_as_promql_strings() {
-        assert_eq!(promql::quote(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(promql::alternatives(&["a.b", "c"]), r"a\.b|c");
-    }
-
-    #[test]
     fn a_spec_of_no_teams_and_no_services_keeps_workloads_yaml_as_shipped() {
         assert_eq!(
             workloads_rule_file(WORKLOADS, &spec("cluster: {name: a}\n")),

@@ -445,6 +445,12 @@ pub fn threshold_span(text: &str) -> Option<std::ops::Range<usize>> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn label_values_are_quoted_as_promql_strings() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(alternatives(&["a.b", "c"]), r"a\.b|c");
+    }
+
     fn labels(q: &str) -> LabelSet {
         output_labels(&parse(q).expect("parses"))
     }

@@ -17,7 +17,7 @@ use stackgen::router::template::sample;
 use super::support::{assert_expected, free_port, root, wait_for, wait_until};
 
 /// Every kind, as `examples/destinations.yaml` declares it (secrets from the environment).
-const KINDS: &[&str] = &[
+pub(super) const KINDS: &[&str] = &[
     "webhook",
     "slack",
     "mattermost",

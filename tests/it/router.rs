@@ -1477,20 +1477,14 @@ fn preview_never_prints_a_secret_of_any_destination() {
         ("EXAMPLE_SMTP_PASSWORD", "SECRETSMTP10"),
     ];
     let fixture = fixture("01-one-service-three-instances-firing.body.json");
-    let names = [
-        "webhook",
-        "slack",
-        "mattermost",
-        "discord",
-        "msteams",
-        "google_chat",
-        "pagerduty",
-        "opsgenie",
-        "email",
-        "inline",
-    ];
+    // Every kind with a secret or a server (the log destination has neither), and the inline one.
+    let names = super::destinations::KINDS
+        .iter()
+        .copied()
+        .filter(|kind| *kind != "log")
+        .chain(["inline"]);
     for with_secrets in [true, false] {
-        for name in names {
+        for name in names.clone() {
             let mut command = Command::new(env!("CARGO_BIN_EXE_stackgen"));
             command
                 .args(["router", "preview", "--config"])
