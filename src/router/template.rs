@@ -183,7 +183,11 @@ fn signals_summary(n: &Notification) -> String {
 
 /// `url` as a link every destination may show: only `http://` and `https://` URLs (anything else,
 /// `javascript:` say, gives no link at all), with every character that could end the link in a
-/// chat's or Markdown's link syntax (`|`, `>`, `)`, spaces, quotes, ...) percent-encoded.
+/// chat's or Markdown's link syntax (`|`, `>`, `)`, spaces, quotes, ...) percent-encoded. So is
+/// `@`: it would read as a mention where mentions are defused (a zero-width space would break the
+/// link), and in the authority it only serves to disguise the host (`https://bank.example@evil`).
+/// A link longer than [`LINK_MAX_BYTES`] once encoded gives no link either: it would be cut, and a cut link
+/// leads nowhere.
 pub fn link(url: &str) -> String {
     let lower = url.trim_start().to_ascii_lowercase();
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
@@ -191,15 +195,22 @@ pub fn link(url: &str) -> String {
     }
     let mut out = String::with_capacity(url.len());
     for byte in url.trim().bytes() {
-        let keep = byte.is_ascii_alphanumeric() || b"-._~:/?#@!$&'*+,;=%".contains(&byte);
+        let keep = byte.is_ascii_alphanumeric() || b"-._~:/?#!$&'*+,;=%".contains(&byte);
         if keep {
             out.push(char::from(byte));
         } else {
             out.push_str(&format!("%{byte:02X}"));
         }
+        if out.len() > LINK_MAX_BYTES {
+            return String::new();
+        }
     }
     out
 }
+
+/// The longest link, encoded (a Prometheus graph link of a long expression takes a few
+/// kilobytes).
+pub const LINK_MAX_BYTES: usize = 4096;
 
 /// How a chat service could read text from an alert as a mention of people, and what defuses
 /// it: every value a template inserts goes through this (the template's own text does not, so
@@ -619,5 +630,30 @@ mod tests {
             link("HTTPS://x.example/r?a=1&b=(2)"),
             "HTTPS://x.example/r?a=1&b=%282%29"
         );
+        let long = format!("https://x.example/{}", "a".repeat(LINK_MAX_BYTES));
+        assert_eq!(link(&long), "");
+        assert_eq!(
+            link("https://bank.example@evil.example/@me"),
+            "https://bank.example%40evil.example/%40me"
+        );
+    }
+
+    #[test]
+    fn links_reach_every_chat_intact_where_mentions_are_defused() {
+        use crate::router::destination::DestinationKind;
+        let mut n = sample(IntentKind::Opened);
+        n.annotations.insert(
+            "runbook_url".into(),
+            "https://wiki.example/@oncall/runbook?owner=team@example.com".into(),
+        );
+        let expected = "https://wiki.example/%40oncall/runbook?owner=team%40example.com";
+        for kind in DestinationKind::ALL {
+            let info = kind.info();
+            let templates =
+                Templates::new(info.text_flavour, info.mentions, &BTreeMap::new(), None)
+                    .expect("default templates");
+            let text = templates.render("text", &n).expect("renders");
+            assert!(text.contains(expected), "{kind:?}: {text}");
+        }
     }
 }

@@ -166,6 +166,171 @@ fn every_destination_kind_conforms() {
     }
 }
 
+/// How a service counts a limit.
+#[derive(Clone, Copy)]
+enum Unit {
+    Chars,
+    Bytes,
+}
+
+/// The limits each service documents (`../shared/reference/destinations.md` and the services'
+/// API references), written out here so a wrong constant in an encoder fails: a JSON pointer
+/// into the request body (`""`: the whole body, as sent), the unit and the limit.
+fn documented_limits(kind: &str, intent: IntentKind) -> Vec<(&'static str, Unit, usize)> {
+    use Unit::{Bytes, Chars};
+    match (kind, intent) {
+        ("slack", _) => vec![
+            ("/text", Chars, 40_000),
+            ("/blocks/0/text/text", Chars, 150),
+            ("/blocks/1/text/text", Chars, 3_000),
+        ],
+        ("mattermost", _) => vec![("/text", Chars, 16_383)],
+        ("discord", _) => vec![
+            ("/embeds/0/title", Chars, 256),
+            ("/embeds/0/description", Chars, 4_096),
+        ],
+        ("msteams", _) => vec![
+            ("", Bytes, 28_000),
+            ("/attachments/0/content/body/1/text", Bytes, 28_000),
+        ],
+        ("google_chat", _) => vec![("", Bytes, 32_000), ("/text", Bytes, 32_000)],
+        ("pagerduty", IntentKind::Resolved) => {
+            vec![("", Bytes, 512_000), ("/dedup_key", Chars, 255)]
+        }
+        ("pagerduty", _) => vec![
+            ("", Bytes, 512_000),
+            ("/dedup_key", Chars, 255),
+            ("/payload/summary", Chars, 1_024),
+        ],
+        ("opsgenie", IntentKind::Resolved) => vec![("/note", Chars, 25_000)],
+        ("opsgenie", _) => vec![
+            ("/message", Chars, 130),
+            ("/alias", Chars, 512),
+            ("/description", Chars, 15_000),
+            ("/entity", Chars, 512),
+            ("/tags/0", Chars, 50),
+            ("/tags/1", Chars, 50),
+            ("/tags/2", Chars, 50),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// A notification far over every service's limits, as an alert could make one within the
+/// router's 1 MiB webhook: long multi-byte labels and annotations, with characters that grow
+/// when JSON escapes them.
+fn oversized(intent: IntentKind) -> stackgen::router::notification::Notification {
+    let filler = |n: usize| "é\"€\u{1}𝄞<@U1> ".repeat(n);
+    let mut n = sample(intent);
+    n.alertname = format!("Huge{}", filler(300));
+    n.service = format!("svc{}", filler(300));
+    n.team = format!("team{}", filler(300));
+    for i in 0..30 {
+        n.labels
+            .insert(format!("label_{i:02}_{}", "k".repeat(200)), filler(500));
+    }
+    n.annotations.insert("summary".into(), filler(3_000));
+    n.annotations.insert("description".into(), filler(10_000));
+    n.annotations.insert(
+        "runbook_url".into(),
+        format!("https://runbooks.example/{}", "r".repeat(4_000)),
+    );
+    n.members = (0..10)
+        .map(|i| format!("pod=p{i}{}", filler(1_000)))
+        .collect();
+    n.firing_members = 400;
+    n.total_members = 400;
+    n
+}
+
+#[test]
+fn every_destination_keeps_every_field_within_its_documented_limit() {
+    let destinations = example_destinations();
+    let mut report = serde_json::Map::new();
+    for (id, destination) in &destinations {
+        let kind = destination.kind().name();
+        for intent in [IntentKind::Opened, IntentKind::Resolved] {
+            let payload = destination
+                .encode(&oversized(intent))
+                .unwrap_or_else(|e| panic!("{id}: an oversized alert is cut, not refused: {e}"));
+            let body: serde_json::Value = match &payload {
+                Payload::Http { body, .. } => {
+                    serde_json::from_slice(body).expect("the request body is JSON")
+                }
+                Payload::Email(m) => serde_json::json!({"subject": m.subject}),
+                Payload::Log { .. } => continue,
+            };
+            let sent = match &payload {
+                Payload::Http { body, .. } => body.len(),
+                _ => 0,
+            };
+            let mut limits = documented_limits(kind, intent);
+            if kind == "email" {
+                limits.push(("/subject", Unit::Chars, 200));
+            }
+            let mut fields = serde_json::Map::new();
+            for (pointer, unit, limit) in limits {
+                let (size, cut) = if pointer.is_empty() {
+                    (sent, None)
+                } else {
+                    let text = body
+                        .pointer(pointer)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_else(|| panic!("{id}: no {pointer} in {body}"));
+                    let size = match unit {
+                        Unit::Chars => text.chars().count(),
+                        Unit::Bytes => text.len(),
+                    };
+                    (size, Some(text.ends_with('…')))
+                };
+                assert!(
+                    size <= limit,
+                    "{id} {intent:?}: {pointer:?} takes {size}, over the limit of {limit}"
+                );
+                fields.insert(
+                    if pointer.is_empty() {
+                        "request".into()
+                    } else {
+                        pointer.into()
+                    },
+                    serde_json::json!({"limit": limit, "size": size, "cut": cut}),
+                );
+            }
+            if kind == "opsgenie" && intent == IntentKind::Opened {
+                let details = body["details"].as_object().expect("details");
+                let chars: usize = details
+                    .iter()
+                    .map(|(k, v)| k.chars().count() + v.as_str().map_or(0, |v| v.chars().count()))
+                    .sum();
+                assert!(chars <= 8_000, "{id}: details take {chars} characters");
+                let tags = body["tags"].as_array().expect("tags");
+                assert!(tags.len() <= 20);
+                fields.insert(
+                    "/details".into(),
+                    serde_json::json!({"limit": 8_000, "size": chars, "cut": Some(details.values().any(|v| v.as_str().is_some_and(|v| v.ends_with('…'))))}),
+                );
+            }
+            if kind == "discord" {
+                let embed = &body["embeds"][0];
+                let chars: usize = ["title", "description"]
+                    .iter()
+                    .map(|k| embed[k].as_str().map_or(0, |v| v.chars().count()))
+                    .sum();
+                assert!(chars <= 6_000, "{id}: an embed takes {chars} characters");
+            }
+            if !fields.is_empty() {
+                report.insert(format!("{id} {}", intent.as_str()), fields.into());
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&report).expect("JSON") + "\n";
+    assert_expected(
+        &root().join("tests/golden/destinations/limits.json"),
+        &text,
+        "limits",
+    );
+}
+
 #[test]
 fn discord_retry_after_body_and_teams_legacy_errors() {
     let destinations = example_destinations();

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::limits::truncate;
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, snippet,
-    truncate,
 };
 use super::{DestinationKind, KindInfo, Limit};
 use crate::router::dedup::Severity;

@@ -71,7 +71,7 @@ pub fn subject_line(subject: &str) -> String {
             }
         })
         .collect();
-    super::truncate(one_line.trim(), SUBJECT_MAX)
+    super::limits::truncate(one_line.trim(), SUBJECT_MAX)
 }
 
 pub struct Email {

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{
-    Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
-};
+use super::limits::fit_json;
+use super::{Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render};
 use super::{DestinationKind, KindInfo, Limit};
 use crate::router::notification::Notification;
 use crate::router::template::Templates;
@@ -28,6 +27,9 @@ pub const KIND: KindInfo = KindInfo {
     mentions: Mentions::AngleBrackets,
 };
 
+/// A message may take 32,000 bytes.
+pub const MESSAGE_MAX_BYTES: usize = 32_000;
+
 pub struct GoogleChat {
     pub url: String,
     pub templates: Arc<Templates>,
@@ -46,10 +48,11 @@ impl Destination for GoogleChat {
             "{}{separator}messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD&requestId={}",
             self.url, n.idempotency_key
         );
-        let body = json!({
-            "text": truncate(&format!("*{title}*\n{text}"), 30_000),
+        let mut body = json!({
+            "text": format!("*{title}*\n{text}"),
             "thread": {"threadKey": n.episode_key},
         });
+        fit_json(&mut body, MESSAGE_MAX_BYTES, &["/text"])?;
         post_json(url, &body, Vec::new())
     }
 

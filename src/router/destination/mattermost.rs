@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{
-    Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
-};
+use super::limits::truncate;
+use super::{Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render};
 use super::{DestinationKind, KindInfo, Limit, Parts};
 use crate::config_check::{Checker, Obj};
 use crate::router::notification::Notification;

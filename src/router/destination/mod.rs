@@ -9,6 +9,7 @@
 pub mod discord;
 pub mod email;
 pub mod google_chat;
+pub mod limits;
 pub mod log;
 pub mod mattermost;
 pub mod msteams;
@@ -278,16 +279,6 @@ pub fn post_json(
         headers,
         body: serde_json::to_vec(body).map_err(|e| EncodeError(e.to_string()))?,
     })
-}
-
-/// Cuts `text` to at most `max` characters, marking the cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 /// Renders a template part, as an encoding error when it fails.

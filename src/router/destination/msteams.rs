@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::limits::{fit_json, truncate};
 use super::{
     Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, snippet,
-    truncate,
 };
 use super::{DestinationKind, KindInfo, Limit};
 use crate::router::dedup::Severity;
@@ -31,6 +31,9 @@ pub const KIND: KindInfo = KindInfo {
     text_flavour: TextFlavour::Markdown,
     mentions: Mentions::None,
 };
+
+/// A Workflows message may take 28 KB; counted as 28,000 bytes of the request body.
+pub const MESSAGE_MAX_BYTES: usize = 28_000;
 
 pub struct MsTeams {
     pub url: String,
@@ -66,7 +69,7 @@ impl Destination for MsTeams {
                 .map(|url| json!({"type": "Action.OpenUrl", "title": label, "url": url}))
         })
         .collect();
-        let body = json!({
+        let mut body = json!({
             "type": "message",
             "attachments": [{
                 "contentType": "application/vnd.microsoft.card.adaptive",
@@ -78,12 +81,21 @@ impl Destination for MsTeams {
                     "body": [
                         {"type": "TextBlock", "text": truncate(&title, 500), "weight": "Bolder", "size": "Medium", "wrap": true,
                          "color": if n.status == AlertStatus::Resolved { "Good" } else if n.severity == Severity::Critical { "Attention" } else { "Warning" }},
-                        {"type": "TextBlock", "text": truncate(&text, 20_000), "wrap": true},
+                        {"type": "TextBlock", "text": text, "wrap": true},
                     ],
                     "actions": actions,
                 },
             }],
         });
+        // Links are bounded (`template::link`) and never cut: a cut URL leads nowhere.
+        fit_json(
+            &mut body,
+            MESSAGE_MAX_BYTES,
+            &[
+                "/attachments/0/content/body/0/text",
+                "/attachments/0/content/body/1/text",
+            ],
+        )?;
         post_json(self.url.clone(), &body, Vec::new())
     }
 

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{
-    Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
-};
+use super::limits::{truncate, water_level};
+use super::{Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render};
 use super::{DestinationKind, KindInfo, Limit, Parts};
 use crate::config_check::{Checker, Obj};
 use crate::router::dedup::{IntentKind, Severity};
@@ -74,6 +73,53 @@ pub struct Opsgenie {
     pub templates: Arc<Templates>,
 }
 
+/// The documented limits of an alert's fields, in characters.
+pub mod max_chars {
+    pub const MESSAGE: usize = 130;
+    pub const DESCRIPTION: usize = 15_000;
+    pub const ENTITY: usize = 512;
+    pub const TAG: usize = 50;
+    /// `details`, keys and values together.
+    pub const DETAILS: usize = 8_000;
+    pub const NOTE: usize = 25_000;
+}
+
+/// The key that counts the labels left out of `details`.
+const OMITTED_KEY: &str = "omitted_labels";
+/// The longest key kept in `details`, and the fewest characters a value keeps.
+const DETAIL_KEY_MAX: usize = 128;
+const DETAIL_VALUE_MIN: usize = 16;
+
+/// The alert's labels as `details`, within [`max_chars::DETAILS`]: keys cut to
+/// [`DETAIL_KEY_MAX`], labels beyond what fits counted under [`OMITTED_KEY`], and long values cut
+/// to one common length.
+fn details(labels: &crate::router::alert::Labels) -> serde_json::Map<String, serde_json::Value> {
+    let reserve = OMITTED_KEY.len() + 8;
+    let mut kept: Vec<(String, &str)> = Vec::new();
+    let mut key_chars = 0;
+    for (key, value) in labels {
+        let key = truncate(key, DETAIL_KEY_MAX);
+        let chars = key.chars().count();
+        if key_chars + chars + DETAIL_VALUE_MIN * (kept.len() + 1) + reserve > max_chars::DETAILS {
+            break;
+        }
+        key_chars += chars;
+        kept.push((key, value.as_str()));
+    }
+    let omitted = labels.len() - kept.len();
+    let budget = max_chars::DETAILS - key_chars - if omitted > 0 { reserve } else { 0 };
+    let lengths: Vec<usize> = kept.iter().map(|(_, v)| v.chars().count()).collect();
+    let level = water_level(&lengths, budget);
+    let mut map: serde_json::Map<String, serde_json::Value> = kept
+        .into_iter()
+        .map(|(key, value)| (key, json!(truncate(value, level))))
+        .collect();
+    if omitted > 0 {
+        map.insert(OMITTED_KEY.to_string(), json!(omitted.to_string()));
+    }
+    map
+}
+
 fn priority(n: &Notification) -> &'static str {
     match n.severity {
         Severity::Critical => "P1",
@@ -96,8 +142,7 @@ impl Destination for Opsgenie {
         )];
         if n.kind == IntentKind::Resolved {
             let text = render(&self.templates, "title", n)?;
-            let body =
-                json!({"source": "stackgen", "user": "stackgen", "note": truncate(&text, 25_000)});
+            let body = json!({"source": "stackgen", "user": "stackgen", "note": truncate(&text, max_chars::NOTE)});
             return post_json(
                 format!("{base}/v2/alerts/{alias}/close?identifierType=alias"),
                 &body,
@@ -106,15 +151,21 @@ impl Destination for Opsgenie {
         }
         let title = render(&self.templates, "title", n)?;
         let text = render(&self.templates, "text", n)?;
+        let tags = [
+            format!("team:{}", n.team),
+            format!("service:{}", n.service),
+            format!("severity:{}", n.severity),
+        ]
+        .map(|tag| truncate(&tag, max_chars::TAG));
         let body = json!({
-            "message": truncate(&title, 130),
+            "message": truncate(&title, max_chars::MESSAGE),
             "alias": alias,
-            "description": truncate(&text, 15_000),
+            "description": truncate(&text, max_chars::DESCRIPTION),
             "priority": priority(n),
             "source": "stackgen",
-            "entity": n.service,
-            "tags": [format!("team:{}", n.team), format!("service:{}", n.service), format!("severity:{}", n.severity)],
-            "details": n.labels,
+            "entity": truncate(&n.service, max_chars::ENTITY),
+            "tags": tags,
+            "details": details(&n.labels),
         });
         post_json(format!("{base}/v2/alerts"), &body, auth)
     }

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{
-    Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
-};
+use super::limits::{fit_json, truncate};
+use super::{Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render};
 use super::{DestinationKind, KindInfo, Limit, Parts};
 use crate::config_check::{Checker, Obj};
 use crate::router::dedup::{IntentKind, Severity};
@@ -60,6 +59,11 @@ impl PagerDuty {
     }
 }
 
+/// An event may take 512 KB; counted as 512,000 bytes.
+pub const EVENT_MAX_BYTES: usize = 512_000;
+/// `payload.summary`, and the cap on the other `payload` fields that come from labels.
+pub const SUMMARY_MAX_CHARS: usize = 1024;
+
 pub struct PagerDuty {
     pub url: String,
     pub routing_key: String,
@@ -81,7 +85,8 @@ impl Destination for PagerDuty {
 
     fn encode(&self, n: &Notification) -> Result<Payload, EncodeError> {
         let dedup_key = format!("stackgen-{}", n.episode_key);
-        let body = if n.kind == IntentKind::Resolved {
+        let field = |text: &str| truncate(text, SUMMARY_MAX_CHARS);
+        let mut body = if n.kind == IntentKind::Resolved {
             json!({"routing_key": self.routing_key, "event_action": "resolve", "dedup_key": dedup_key})
         } else {
             let title = render(&self.templates, "title", n)?;
@@ -107,13 +112,13 @@ impl Destination for PagerDuty {
                 "client": "stackgen",
                 "links": links,
                 "payload": {
-                    "summary": truncate(&title, 1024),
-                    "source": if c["cluster"].as_str().unwrap_or("").is_empty() { n.service.clone() } else { format!("{}/{}", c["cluster"].as_str().unwrap_or(""), n.service) },
+                    "summary": field(&title),
+                    "source": field(&if c["cluster"].as_str().unwrap_or("").is_empty() { n.service.clone() } else { format!("{}/{}", c["cluster"].as_str().unwrap_or(""), n.service) }),
                     "severity": severity(n),
                     "timestamp": c["at"],
-                    "component": n.service,
-                    "group": n.team,
-                    "class": n.alertname,
+                    "component": field(&n.service),
+                    "group": field(&n.team),
+                    "class": field(&n.alertname),
                     "custom_details": {
                         "firing": format!("{} of {}", n.firing_members, n.total_members),
                         "members": n.members,
@@ -125,6 +130,8 @@ impl Destination for PagerDuty {
                 },
             })
         };
+        // Links are bounded (`template::link`); the details take what is left.
+        fit_json(&mut body, EVENT_MAX_BYTES, &["/payload/custom_details"])?;
         post_json(
             self.url.clone(),
             &body,

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{
-    Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render, truncate,
-};
+use super::limits::truncate;
+use super::{Destination, EncodeError, Outcome, Payload, Reply, classify_http, post_json, render};
 use super::{DestinationKind, KindInfo, Limit};
 use crate::router::notification::Notification;
 use crate::router::template::Templates;
