@@ -59,6 +59,8 @@ pub struct AppState {
     pub ownership: Arc<super::ownership::Ownership>,
     pub credentials: Arc<Credentials>,
     pub body_limit: usize,
+    /// How long a request's body may take to arrive, once its headers have.
+    pub body_timeout: std::time::Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -89,6 +91,8 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("malformed body: {0}")]
     MalformedBody(String),
+    #[error("the body did not arrive within {0} s")]
+    BodyTimeout(u64),
     #[error("no such endpoint: {0}")]
     NotFound(String),
     #[error("method not allowed here")]
@@ -113,6 +117,7 @@ impl ApiError {
             ApiError::MissingCredentials | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
             ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MalformedJson(_) | ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -227,9 +232,16 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usi
     if declared.is_some_and(|n| n > state.body_limit) {
         return Err(ApiError::TooLarge(state.body_limit));
     }
-    let bytes: Bytes = axum::body::to_bytes(body, state.body_limit)
-        .await
-        .map_err(|error| body_error(error, state.body_limit))?;
+    let bytes: Bytes = tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.body_limit),
+    )
+    .await
+    .map_err(|_| {
+        state.metrics.body_timeouts.inc();
+        ApiError::BodyTimeout(state.body_timeout.as_secs())
+    })?
+    .map_err(|error| body_error(error, state.body_limit))?;
     let payload: WebhookPayload =
         serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => ApiError::NotAWebhook(e),
@@ -308,6 +320,7 @@ mod tests {
             ownership: Arc::new(Default::default()),
             credentials: Arc::new(Credentials::new(Some("t"), None)),
             body_limit: 1 << 20,
+            body_timeout: std::time::Duration::from_secs(15),
             metrics,
         });
         let body = include_str!(

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub outbox_read_failures: Counter,
     /// 1 while the delivery loop cannot read the outbox.
     pub outbox_unreadable: Gauge,
+    /// Connections refused because their client held its cap of open connections.
+    pub connections_refused: Counter,
+    /// Requests whose body did not arrive within its deadline.
+    pub body_timeouts: Counter,
 }
 
 impl Default for Metrics {
@@ -53,6 +57,8 @@ impl Metrics {
             members_active: Gauge::default(),
             outbox_read_failures: Counter::default(),
             outbox_unreadable: Gauge::default(),
+            connections_refused: Counter::default(),
+            body_timeouts: Counter::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -119,6 +125,16 @@ impl Metrics {
             "outbox_unreadable",
             "1 while the delivery loop cannot read the outbox",
             metrics.outbox_unreadable.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections refused because their client already held its cap of open connections",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "http_body_timeouts",
+            "Requests answered 408 because their body did not arrive within its deadline",
+            metrics.body_timeouts.clone(),
         );
         metrics
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dedup;
 pub mod delivery;
 pub mod destination;
+pub mod edge;
 pub mod engine;
 pub mod matcher;
 pub mod metrics;
@@ -143,7 +144,8 @@ pub async fn start(
         ownership: Arc::new(config.ownership.clone()),
         credentials: Arc::new(credentials),
         body_limit: config.body_limit,
-        metrics,
+        body_timeout: config.edge.body_timeout,
+        metrics: metrics.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
@@ -151,9 +153,14 @@ pub async fn start(
     let stop = Arc::new(Notify::new());
     let stop_server = stop.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, api::app(state))
-            .with_graceful_shutdown(async move { stop_server.notified().await })
-            .await?;
+        edge::serve(
+            listener,
+            api::app(state),
+            config.edge,
+            metrics,
+            async move { stop_server.notified().await },
+        )
+        .await;
         info!("shutting down: finishing deliveries in flight");
         stop_delivery.notify_one();
         let _ = delivery_task.await;

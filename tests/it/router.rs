@@ -1524,3 +1524,86 @@ fn preview_never_prints_a_secret_of_any_destination() {
         }
     }
 }
+
+#[test]
+fn slow_and_half_sent_requests_cannot_hold_the_router() {
+    use std::io::{Read, Write};
+    let sink = Sink::start(200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = Router::start(
+        dir.path(),
+        &config(
+            &sink.url(),
+            "http: {header_timeout: 1s, body_timeout: 1s, connections_per_client: 3}\n",
+        ),
+    );
+    let connect = || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", router.port)).expect("connect");
+        // Only a guard against a hang: each read below waits for the router's answer or close.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        stream
+    };
+    let read_all = |stream: &mut std::net::TcpStream| {
+        let mut answer = Vec::new();
+        let ended = stream.read_to_end(&mut answer).is_ok();
+        (ended, String::from_utf8_lossy(&answer).into_owned())
+    };
+    // Three clients' worth of half-sent headers hold the cap of this address.
+    let mut half_sent: Vec<_> = (0..3)
+        .map(|_| {
+            let mut stream = connect();
+            stream
+                .write_all(b"POST /api/v1/alertmanager HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .expect("send");
+            stream
+        })
+        .collect();
+    // The router has taken all three once a fourth is refused; it is told why, in JSON.
+    let refused = wait_until(
+        "a connection refused over the cap",
+        Duration::from_secs(10),
+        || {
+            let (_, answer) = read_all(&mut connect());
+            answer.starts_with("HTTP/1.1 503").then_some(answer)
+        },
+    );
+    let body = refused.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let reason: serde_json::Value = serde_json::from_str(body).expect("a JSON reason");
+    assert!(reason["error"].is_string(), "{refused}");
+    // Each half-sent request is closed by the router once its header deadline passes.
+    for stream in &mut half_sent {
+        let (ended, _) = read_all(stream);
+        assert!(
+            ended,
+            "the router closed a connection whose headers never ended"
+        );
+    }
+    drop(half_sent);
+    // Headers complete, body half-sent: answered 408 with a reason once the body deadline passes.
+    let mut slow_body = connect();
+    slow_body
+        .write_all(
+            format!("POST /api/v1/alertmanager HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"version\"").as_bytes(),
+        )
+        .expect("send");
+    let (_, answer) = read_all(&mut slow_body);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\""), "{answer}");
+    // The slots came back: real webhooks are taken again.
+    let accepted = wait_until("a webhook accepted again", Duration::from_secs(10), || {
+        let status = router.post_fixture("01-one-service-three-instances-firing.body.json");
+        (status == 200).then_some(status)
+    });
+    assert_eq!(accepted, 200);
+    let metrics = router.get("/metrics").1;
+    assert!(
+        metrics.contains("stackgen_http_connections_refused_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stackgen_http_body_timeouts_total 1"),
+        "{metrics}"
+    );
+}

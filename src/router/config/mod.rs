@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "listen",
     "auth",
     "body_limit",
+    "http",
     "store",
     "dedup",
     "heartbeat",
@@ -44,11 +45,15 @@ const TOP_KEYS: &[&str] = &[
     "smtp",
 ];
 
+const HTTP_KEYS: &[&str] = &["header_timeout", "body_timeout", "connections_per_client"];
+
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     pub listen: SocketAddr,
     pub auth: AuthConfig,
     pub body_limit: usize,
+    /// `http`: the deadlines and the per-client connection cap of the HTTP edge.
+    pub edge: super::edge::EdgeLimits,
     pub store_path: PathBuf,
     /// `store.sync: full`: sync every commit to disk (survives power loss), not only to the OS.
     pub store_sync_full: bool,
@@ -138,6 +143,7 @@ impl Checker {
         let listen = self.listen(&top);
         let auth = self.auth(&top);
         let body_limit = self.body_limit(&top);
+        let edge = self.edge_limits(&top);
         let store = self.store_section(&top, base);
         let grafana_url = top
             .get("grafana_url")
@@ -175,6 +181,7 @@ impl Checker {
             listen: listen?,
             auth,
             body_limit,
+            edge,
             store_path: store.path,
             store_sync_full: store.sync_full,
             postgres: store.postgres,
@@ -224,6 +231,41 @@ impl Checker {
                 0
             }
             None => 0,
+        }
+    }
+
+    /// `http`: how long a client may take over a request's headers and its body, and how many
+    /// connections one client address may hold.
+    fn edge_limits(&mut self, top: &Obj) -> super::edge::EdgeLimits {
+        let defaults = super::edge::EdgeLimits::default();
+        let Some(http) = self.sub_object(top, "http", HTTP_KEYS) else {
+            return defaults;
+        };
+        let deadline = |checker: &mut Self, key: &str, default: std::time::Duration| {
+            let default_text = format!("{}s", default.as_secs());
+            let millis = checker.duration(Some(&http), key, &default_text);
+            if millis < 1_000 {
+                let span = http.get(key).map_or(*http.span(), |n| *n.span());
+                checker.error(
+                    &span,
+                    &http.path(key),
+                    format!("`{key}` must be at least 1s"),
+                    Some("a busy Alertmanager needs a few seconds; the default is fine".into()),
+                );
+                return default;
+            }
+            std::time::Duration::from_millis(millis as u64)
+        };
+        super::edge::EdgeLimits {
+            header_timeout: deadline(self, "header_timeout", defaults.header_timeout),
+            body_timeout: deadline(self, "body_timeout", defaults.body_timeout),
+            connections_per_client: self.uint(
+                Some(&http),
+                "connections_per_client",
+                1,
+                65_536,
+                defaults.connections_per_client as u64,
+            ) as usize,
         }
     }
 
@@ -365,6 +407,33 @@ mod tests {
         );
         let problems = parse("r.yaml", &short, Path::new(".")).expect_err("invalid");
         assert_eq!(problems[0].field, "store.postgres.lease");
+    }
+
+    #[test]
+    fn the_http_edge_takes_deadlines_of_a_second_or_more_and_a_positive_cap() {
+        let base = "teams: {a: {destinations: [{kind: log}]}}\nownership: {default_team: a}\n";
+        let good = format!("http: {{header_timeout: 3s, connections_per_client: 8}}\n{base}");
+        let config = parse("r.yaml", &good, Path::new(".")).unwrap_or_else(|d| panic!("{d:?}"));
+        assert_eq!(
+            config.edge.header_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(config.edge.body_timeout, std::time::Duration::from_secs(15));
+        assert_eq!(config.edge.connections_per_client, 8);
+        let bad = format!(
+            "http: {{header_timeout: 100ms, body_timeout: 0s, connections_per_client: 0}}\n{base}"
+        );
+        let problems = parse("r.yaml", &bad, Path::new(".")).expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "http.header_timeout",
+                "http.body_timeout",
+                "http.connections_per_client"
+            ],
+            "{problems:?}"
+        );
     }
 
     #[test]
