@@ -248,10 +248,11 @@ fn token_width(text: &str, col: usize) -> usize {
 /// Why a checked file (the stack spec, router.yaml) could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot read {path}: {source}")]
+    /// The reason is part of the message (not a `source`, which would show it twice).
+    #[error("cannot read {path}: {reason}")]
     Read {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{file} has {} problem(s)", .diagnostics.len())]
     Invalid {

@@ -5,9 +5,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The largest spec, router configuration or rule file read (a rule file of 100,000 rules is
-/// far below it).
+/// The largest rule file read (a rule file of 100,000 rules is far below it).
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The largest stack spec or router configuration read: tens of thousands of services (a spec
+/// of 2,000 services takes about 200 KiB), while what is rendered from it stays within a few
+/// hundred MiB of memory.
+pub const MAX_SPEC_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Why a file was not read.
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +20,8 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("it is not a regular file")]
     NotAFile,
-    #[error("it is larger than {} MiB", MAX_FILE_BYTES / 1024 / 1024)]
-    TooLarge,
+    #[error("it is larger than {} MiB", .0 / 1024 / 1024)]
+    TooLarge(u64),
     #[error("`{0}` is absolute: files a spec names are relative to its directory")]
     Absolute(String),
     #[error("`{0}` leads out of the spec's directory")]
@@ -36,19 +40,30 @@ impl From<ReadError> for std::io::Error {
 /// Reads `path` as UTF-8 text: a regular file (after following symlinks) of at most
 /// [`MAX_FILE_BYTES`].
 pub fn read_text(path: &Path) -> Result<String, ReadError> {
+    read_text_within(path, MAX_FILE_BYTES)
+}
+
+/// Reads a stack spec or router configuration: as [`read_text`], of at most [`MAX_SPEC_BYTES`].
+pub fn read_spec(path: &Path) -> Result<String, ReadError> {
+    read_text_within(path, MAX_SPEC_BYTES)
+}
+
+/// Reads `path` as UTF-8 text: a regular file (after following symlinks) of at most `max`
+/// bytes.
+fn read_text_within(path: &Path, max: u64) -> Result<String, ReadError> {
     // Looked at before it is opened: opening a FIFO would wait for a writer.
     let metadata = std::fs::metadata(path)?;
     if !metadata.is_file() {
         return Err(ReadError::NotAFile);
     }
-    if metadata.len() > MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge);
+    if metadata.len() > max {
+        return Err(ReadError::TooLarge(max));
     }
     let file = std::fs::File::open(path)?;
     let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge);
+    file.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(ReadError::TooLarge(max));
     }
     Ok(text)
 }
@@ -117,6 +132,14 @@ mod tests {
         let big = spec_dir.join("big.yaml");
         let file = std::fs::File::create(&big).expect("create");
         file.set_len(MAX_FILE_BYTES + 1).expect("sparse file");
-        assert!(matches!(read_text(&big), Err(ReadError::TooLarge)));
+        assert!(matches!(read_text(&big), Err(ReadError::TooLarge(_))));
+        let spec = spec_dir.join("stack.yaml");
+        let file = std::fs::File::create(&spec).expect("create");
+        file.set_len(MAX_SPEC_BYTES + 1).expect("sparse file");
+        assert!(matches!(read_spec(&spec), Err(ReadError::TooLarge(_))));
+        assert!(
+            read_text(&spec).is_ok(),
+            "a rule file may be larger than a spec"
+        );
     }
 }

@@ -366,10 +366,25 @@ fn check_parses(
                 message: e.to_string(),
             })?;
         } else {
-            parse_yaml(path, text)?;
+            check_yaml(path, text)?;
         }
     }
     Ok(())
+}
+
+/// Checks that `text` parses as YAML without building its tree (a rendered file can take tens
+/// of megabytes; its tree, ten times that).
+fn check_yaml(path: &str, text: &str) -> Result<(), RenderError> {
+    struct Discard;
+    impl yaml_rust2::parser::EventReceiver for Discard {
+        fn on_event(&mut self, _event: yaml_rust2::Event) {}
+    }
+    yaml_rust2::parser::Parser::new_from_str(text)
+        .load(&mut Discard, true)
+        .map_err(|e| RenderError::InvalidYaml {
+            path: path.to_string(),
+            message: e.to_string(),
+        })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::{
     Builder, RenderError, allow_from_components, content_hash, k8s_sd, labels, resources, rules,
     selector,
 };
+use crate::spec::selectors::KeySetGroups;
 use crate::spec::{Port, Service, Spec, defaults};
 
 pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
@@ -155,29 +156,39 @@ fn config_context(spec: &Spec) -> Value {
         "control_plane": spec.cluster.platform.exposes_control_plane(),
         "control_plane_jobs": control_plane_jobs,
         "stack_jobs": stack_jobs,
-        "services": spec
-            .services
-            .iter()
-            .enumerate()
-            .map(|(index, service)| service_job(service, &spec.services[..index]))
-            .collect::<Vec<_>>(),
+        "services": service_jobs(&spec.services),
     })
+}
+
+fn selector_keys(service: &Service) -> BTreeSet<&str> {
+    service.selector.keys().map(String::as_str).collect()
+}
+
+/// The scrape jobs of the services, in declaration order.
+fn service_jobs(services: &[Service]) -> Vec<Value> {
+    let mut groups = KeySetGroups::default();
+    for (position, service) in services.iter().enumerate() {
+        groups.add(&service.namespace, selector_keys(service), position);
+    }
+    services
+        .iter()
+        .enumerate()
+        .map(|(position, service)| {
+            let earlier: Vec<&Service> = groups
+                .disjoint_before(&service.namespace, &selector_keys(service), position)
+                .into_iter()
+                .map(|earlier| &services[earlier])
+                .collect();
+            service_job(service, &earlier)
+        })
+        .collect()
 }
 
 /// The scrape job of `service`. A pod that a service declared before it in the same namespace
 /// also selects (by other labels) is that service's, as in the ownership rules: dropped here.
-fn service_job(service: &Service, earlier: &[Service]) -> Value {
-    let claimed_earlier: Vec<Value> = earlier
+fn service_job(service: &Service, claimed_earlier: &[&Service]) -> Value {
+    let claimed_earlier: Vec<Value> = claimed_earlier
         .iter()
-        .filter(|other| {
-            other.namespace == service.namespace
-                && !other.selector.keys().any(|key| {
-                    service
-                        .selector
-                        .get(key)
-                        .is_some_and(|value| other.selector.get(key) != Some(value))
-                })
-        })
         .map(|other| {
             let labels: Vec<String> = other
                 .selector
@@ -234,12 +245,7 @@ mod tests {
             "cluster: {name: a}\nrouter: {platform_team: t}\nteams:\n  - {name: t, webhook: {url: {secret: s, key: k}}}\nservices:\n  - {name: web, team: t, namespace: shop, selector: {app.kubernetes.io/name: web}, port: 80}\n  - {name: cart, team: t, namespace: shop, selector: {app.kubernetes.io/name: cart}, port: 80}\n  - {name: audit, team: t, namespace: shop, selector: {component: audit}, port: 80}\n  - {name: other, team: t, namespace: ops, selector: {component: audit}, port: 80}\n",
         )
         .expect("valid");
-        let jobs: Vec<Value> = spec
-            .services
-            .iter()
-            .enumerate()
-            .map(|(index, service)| service_job(service, &spec.services[..index]))
-            .collect();
+        let jobs = service_jobs(&spec.services);
         let claimed = |job: &Value| -> Vec<String> {
             job["claimed_earlier"]
                 .as_array()

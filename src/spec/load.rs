@@ -1215,6 +1215,41 @@ fn key_span(node: &Node, key: &str) -> Option<Span> {
 mod tests {
     use super::*;
 
+    /// A spec of `services` (each a flow mapping's inside) in namespace `shop`.
+    fn spec_of_services(services: impl Iterator<Item = String>) -> String {
+        let mut text = "cluster: {name: a}\nrouter: {platform_team: t}\nteams:\n  - {name: t, webhook: {url: {secret: s, key: k}}}\nservices:\n".to_string();
+        for service in services {
+            text.push_str(&format!(
+                "  - {{{service}, team: t, namespace: shop, port: 80}}\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn services_selected_by_many_sets_of_keys_cannot_square_the_scrape_config() {
+        let by_own_key = spec_of_services(
+            (0..=crate::spec::selectors::MAX_KEY_SETS)
+                .map(|i| format!("name: s{i}, selector: {{key{i}: x}}")),
+        );
+        let problems = parse("s.yaml", &by_own_key).expect_err("too many key sets");
+        assert!(
+            problems[0].message.contains("different sets of label keys"),
+            "{problems:?}"
+        );
+        let two_keys = spec_of_services((0..101).flat_map(|i| {
+            [
+                format!("name: a{i}, selector: {{app: a{i}}}"),
+                format!("name: c{i}, selector: {{component: c{i}}}"),
+            ]
+        }));
+        let problems = parse("s.yaml", &two_keys).expect_err("too many exclusions");
+        assert!(problems[0].message.contains("step aside"), "{problems:?}");
+        let fine =
+            spec_of_services((0..2_000).map(|i| format!("name: s{i}, selector: {{app: s{i}}}")));
+        parse("s.yaml", &fine).unwrap_or_else(|d| panic!("{d:?}"));
+    }
+
     #[test]
     fn three_line_spec_gets_every_default() {
         let spec = parse(

@@ -8,6 +8,7 @@
 pub mod defaults;
 mod load;
 mod ownership;
+pub mod selectors;
 pub mod starter;
 
 use std::collections::BTreeMap;
@@ -354,9 +355,9 @@ pub type SpecError = crate::diagnostic::FileError;
 /// and lints them for their team: a rule file Prometheus would refuse to load (or one labelled
 /// with another team) is an error here, at its own file, line and column.
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
-    let source = crate::files::read_text(path).map_err(|error| SpecError::Read {
+    let source = crate::files::read_spec(path).map_err(|error| SpecError::Read {
         path: path.to_path_buf(),
-        source: error.into(),
+        reason: error.into(),
     })?;
     let file = path.display().to_string();
     let invalid = |diagnostics, included| SpecError::Invalid {

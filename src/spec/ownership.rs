@@ -7,7 +7,9 @@
 //! or two label keys kube-state-metrics would write as one Prometheus label, would make that map
 //! ambiguous; both are spec errors here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::selectors::{KeySetGroups, MAX_EXCLUSIONS, MAX_KEY_SETS};
 
 use marked_yaml::{Node, Span};
 
@@ -53,12 +55,31 @@ impl Checker {
             .enumerate()
             .filter_map(|(index, node)| written_selector(index, node, stack_namespace))
             .collect();
+        // Two selectors can only share pods if they share a label with one value: the earlier
+        // selectors are indexed by namespace, key and value, so each one is compared only with
+        // those it has such a label in common with (a spec of many services stays linear).
+        let mut by_label: HashMap<(&str, &str, &str), Vec<usize>> = HashMap::new();
         for (later_position, later) in written.iter().enumerate() {
-            let Some(earlier) = written[..later_position].iter().find(|earlier| {
+            let mut candidates: Vec<usize> = later
+                .labels
+                .iter()
+                .filter_map(|(key, value, _)| {
+                    by_label.get(&(later.namespace.as_str(), key.as_str(), value.as_str()))
+                })
+                .flatten()
+                .copied()
+                .collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            for (key, value, _) in &later.labels {
+                by_label
+                    .entry((later.namespace.as_str(), key.as_str(), value.as_str()))
+                    .or_default()
+                    .push(later_position);
+            }
+            let Some(earlier) = candidates.into_iter().map(|i| &written[i]).find(|earlier| {
                 // The same name twice is already a duplicate service.
-                earlier.namespace == later.namespace
-                    && earlier.name != later.name
-                    && may_share_pods(earlier, later)
+                earlier.name != later.name && may_share_pods(earlier, later)
             }) else {
                 continue;
             };
@@ -82,6 +103,45 @@ impl Checker {
             );
         }
         self.label_names_distinct(&written, team_label);
+        self.exclusions_stay_few(&written);
+    }
+
+    /// Scrape jobs leave the pods of earlier services selected by other keys to them
+    /// (`selectors`): bound how many sets of keys a namespace uses and how many exclusions all
+    /// jobs make, so a spec's size cannot square in the rendered configuration.
+    fn exclusions_stay_few(&mut self, written: &[WrittenSelector]) {
+        let mut groups = KeySetGroups::default();
+        let mut exclusions = 0;
+        for (position, selector) in written.iter().enumerate() {
+            let keys: BTreeSet<&str> = selector.labels.iter().map(|(k, _, _)| k.as_str()).collect();
+            let field = format!("services[{}].selector", selector.index);
+            let hint = "select a namespace's services by one label key (e.g. `app.kubernetes.io/name`): each scrape job must leave the pods of earlier services selected by other keys to them";
+            exclusions += groups.count_disjoint_before(&selector.namespace, &keys, position);
+            if exclusions > MAX_EXCLUSIONS {
+                self.error(
+                    &selector.span,
+                    &field,
+                    format!(
+                        "more than {MAX_EXCLUSIONS} times a service's scrape job must step aside for an earlier service that selects by other label keys"
+                    ),
+                    Some(hint.into()),
+                );
+                return;
+            }
+            let key_sets = groups.add(&selector.namespace, keys, position);
+            if key_sets > MAX_KEY_SETS {
+                self.error(
+                    &selector.span,
+                    &field,
+                    format!(
+                        "the services of namespace `{}` select by more than {MAX_KEY_SETS} different sets of label keys",
+                        selector.namespace
+                    ),
+                    Some(hint.into()),
+                );
+                return;
+            }
+        }
     }
 
     fn label_names_distinct(&mut self, written: &[WrittenSelector], team_label: &str) {

@@ -88,9 +88,9 @@ pub type ConfigError = crate::diagnostic::FileError;
 /// Reads and checks a router.yaml, with the files it names (templates, the CA bundle) relative
 /// to its directory.
 pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
-    let source = crate::files::read_text(path).map_err(|error| ConfigError::Read {
+    let source = crate::files::read_spec(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source: error.into(),
+        reason: error.into(),
     })?;
     let file = path.display().to_string();
     let base = path.parent().unwrap_or(Path::new("."));
