@@ -15,11 +15,18 @@ pub const MAX_KEY_SETS: usize = 32;
 /// Earlier services all scrape jobs together may have to step aside for.
 pub const MAX_EXCLUSIONS: usize = 10_000;
 
-/// The selectors seen so far, by namespace and set of keys, each group with its positions in
-/// declaration order.
+/// The selectors of one namespace with one set of keys.
+#[derive(Debug)]
+struct KeySetGroup<'a> {
+    keys: BTreeSet<&'a str>,
+    /// In declaration order.
+    positions: Vec<usize>,
+}
+
+/// The selectors seen so far, by namespace and set of keys.
 #[derive(Debug, Default)]
 pub struct KeySetGroups<'a> {
-    by_namespace: HashMap<&'a str, Vec<(BTreeSet<&'a str>, Vec<usize>)>>,
+    by_namespace: HashMap<&'a str, Vec<KeySetGroup<'a>>>,
 }
 
 impl<'a> KeySetGroups<'a> {
@@ -27,9 +34,12 @@ impl<'a> KeySetGroups<'a> {
     /// namespace uses now.
     pub fn add(&mut self, namespace: &'a str, keys: BTreeSet<&'a str>, position: usize) -> usize {
         let groups = self.by_namespace.entry(namespace).or_default();
-        match groups.iter_mut().find(|(set, _)| *set == keys) {
-            Some((_, positions)) => positions.push(position),
-            None => groups.push((keys, vec![position])),
+        match groups.iter_mut().find(|group| group.keys == keys) {
+            Some(group) => group.positions.push(position),
+            None => groups.push(KeySetGroup {
+                keys,
+                positions: vec![position],
+            }),
         }
         groups.len()
     }
@@ -47,9 +57,10 @@ impl<'a> KeySetGroups<'a> {
             .get(namespace)
             .into_iter()
             .flatten()
-            .filter(|(set, _)| set.is_disjoint(keys))
-            .flat_map(|(_, positions)| {
-                positions[..positions.partition_point(|&p| p < before)].iter()
+            .filter(|group| group.keys.is_disjoint(keys))
+            .flat_map(|group| {
+                let earlier = group.positions.partition_point(|&p| p < before);
+                group.positions[..earlier].iter()
             })
             .copied()
             .collect();
@@ -68,8 +79,8 @@ impl<'a> KeySetGroups<'a> {
             .get(namespace)
             .into_iter()
             .flatten()
-            .filter(|(set, _)| set.is_disjoint(keys))
-            .map(|(_, positions)| positions.partition_point(|&p| p < before))
+            .filter(|group| group.keys.is_disjoint(keys))
+            .map(|group| group.positions.partition_point(|&p| p < before))
             .sum()
     }
 }
