@@ -93,7 +93,7 @@ impl Metrics {
         );
         registry.register(
             "delivery_attempts",
-            "Delivery attempts by destination, team and outcome (delivered, retry, rejected, dead)",
+            "Delivery attempts by destination, team and outcome (delivered, throttled: answered 429, retry, rejected, dead)",
             metrics.delivery_attempts.clone(),
         );
         registry.register(

@@ -706,6 +706,11 @@ fn a_429_with_retry_after_is_honoured_and_the_message_arrives_once() {
         waited >= Duration::from_millis(900),
         "Retry-After: 1 was not honoured (retried after {waited:?})"
     );
+    let (_, metrics) = router.get("/metrics");
+    assert!(
+        metrics.contains("outcome=\"throttled\"} 1") && !metrics.contains("outcome=\"retry\""),
+        "a 429 is counted as throttled, not as a failed attempt: {metrics}"
+    );
 }
 
 #[test]
@@ -769,7 +774,9 @@ fn a_permanent_400_is_rejected_and_counted() {
     assert_eq!(sink.received().len(), 1, "a 400 is not retried");
     let (_, metrics) = router.get("/metrics");
     assert!(
-        metrics.contains("stackgen_notifications_dead_total{destination=\"oncall/hook\"} 1"),
+        metrics.contains(
+            "stackgen_notifications_dead_total{destination=\"oncall/hook\",team=\"oncall\"} 1"
+        ),
         "{metrics}"
     );
     assert!(metrics.contains("outcome=\"rejected\"} 1"), "{metrics}");

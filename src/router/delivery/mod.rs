@@ -435,6 +435,8 @@ impl Deliverer {
         let attempts = entry.attempts + 1;
         let label = match recorded {
             Recorded::Delivered { .. } => "delivered",
+            // The destination asked to slow down: not a failure, the message is on its way.
+            Recorded::RetryAt { .. } if outcome.is_rate_limited() => "throttled",
             Recorded::RetryAt { .. } => "retry",
             Recorded::Dead { .. } if matches!(outcome, Outcome::Rejected { .. }) => "rejected",
             Recorded::Dead { .. } => "dead",
@@ -457,7 +459,10 @@ impl Deliverer {
             Recorded::Dead { error } => {
                 self.metrics
                     .notifications_dead
-                    .get_or_create(&labels(&[("destination", &destination_id)]))
+                    .get_or_create(&labels(&[
+                        ("destination", &destination_id),
+                        ("team", &entry.destination.team),
+                    ]))
                     .inc();
                 warn!(id = %entry.id, destination = %entry.destination, attempts, error = %error, "notification is dead: not delivered and not retried")
             }

@@ -312,6 +312,13 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A retry because the service answered 429 (too many requests): it asked to slow down.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, Outcome::Retry { reason, .. } if reason.starts_with("HTTP 429"))
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
 pub struct EncodeError(pub String);
@@ -436,6 +443,14 @@ mod tests {
             !DestinationKind::Pagerduty.info().coalesce,
             "every incident keeps its own page"
         );
+    }
+
+    #[test]
+    fn a_429_is_a_request_to_slow_down_not_a_failure() {
+        assert!(classify_http(&reply(429)).is_rate_limited());
+        for status in [500, 503, 400] {
+            assert!(!classify_http(&reply(status)).is_rate_limited(), "{status}");
+        }
     }
 
     #[test]
