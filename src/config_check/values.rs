@@ -8,6 +8,22 @@ pub fn check_duration(text: &str) -> Result<(), String> {
     parse_duration_ms(text).map(|_| ())
 }
 
+/// The longest scrape interval the default rules work with: their rates take 5-minute windows,
+/// which need four samples.
+pub const MAX_SCRAPE_INTERVAL_MS: u64 = 75_000;
+
+/// A scrape interval: a duration from 1s to [`MAX_SCRAPE_INTERVAL_MS`].
+pub fn check_scrape_interval(text: &str) -> Result<(), String> {
+    let ms = parse_duration_ms(text)?;
+    if !(1_000..=MAX_SCRAPE_INTERVAL_MS).contains(&ms) {
+        return Err(format!(
+            "scrape between every 1s and every {}s: the default rules take rates over 5-minute windows, which need four samples (the default is 30s)",
+            MAX_SCRAPE_INTERVAL_MS / 1000
+        ));
+    }
+    Ok(())
+}
+
 /// Like [`check_duration`], returning the duration in milliseconds.
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
     const UNITS: [&str; 7] = ["y", "w", "d", "h", "m", "s", "ms"];

@@ -395,8 +395,8 @@ impl Checker {
             scrape_interval: self.checked_or_default(
                 o,
                 "scrape_interval",
-                "duration",
-                values::check_duration,
+                "scrape interval",
+                values::check_scrape_interval,
                 defaults::SCRAPE_INTERVAL,
             ),
             evaluation_interval: self.checked_or_default(
@@ -1248,6 +1248,29 @@ mod tests {
         let fine =
             spec_of_services((0..2_000).map(|i| format!("name: s{i}, selector: {{app: s{i}}}")));
         parse("s.yaml", &fine).unwrap_or_else(|d| panic!("{d:?}"));
+    }
+
+    #[test]
+    fn a_scrape_interval_the_rate_windows_cannot_take_is_refused() {
+        let spec = |interval: &str| {
+            format!("cluster: {{name: a}}\nprometheus: {{scrape_interval: {interval}}}\n")
+        };
+        parse("s.yaml", &spec("75s")).unwrap_or_else(|d| panic!("{d:?}"));
+        for bad in ["2m", "500ms"] {
+            let problems = parse("s.yaml", &spec(bad)).expect_err(bad);
+            assert_eq!(
+                problems[0].field, "prometheus.scrape_interval",
+                "{problems:?}"
+            );
+            assert!(
+                problems[0]
+                    .hint
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("5-minute windows"),
+                "{problems:?}"
+            );
+        }
     }
 
     #[test]
