@@ -117,7 +117,7 @@ pub fn retention_size(volume_bytes: u64) -> String {
 pub fn scraped_namespaces(spec: &Spec) -> Vec<String> {
     let mut names: BTreeSet<String> =
         BTreeSet::from([spec.namespace.clone(), "default".to_string()]);
-    if spec.cluster.platform.exposes_control_plane() {
+    if spec.cluster.scrapes_control_plane() {
         names.insert("kube-system".into());
     }
     names.extend(spec.services.iter().map(|s| s.namespace.clone()));
@@ -153,7 +153,7 @@ fn config_context(spec: &Spec) -> Value {
         "scrape_interval": spec.prometheus.scrape_interval,
         "evaluation_interval": spec.prometheus.evaluation_interval,
         "kubelet_jobs": kubelet_jobs,
-        "control_plane": spec.cluster.platform.exposes_control_plane(),
+        "control_plane": spec.cluster.scrapes_control_plane(),
         "control_plane_jobs": control_plane_jobs,
         "stack_jobs": stack_jobs,
         "services": service_jobs(&spec.services),

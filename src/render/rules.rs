@@ -25,7 +25,7 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
         Needs::KubeStateMetrics => spec.exporters.kube_state_metrics,
         Needs::NoKubeStateMetrics => !spec.exporters.kube_state_metrics,
         Needs::NodeExporter => spec.exporters.node_exporter,
-        Needs::ControlPlane => spec.cluster.platform.exposes_control_plane(),
+        Needs::ControlPlane => spec.cluster.scrapes_control_plane(),
     }) {
         if let Some(text) =
             apply_overrides(file.text, &spec.alerts).map_err(|e| format!("{}: {e}", file.name))?

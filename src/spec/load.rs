@@ -34,7 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "alerts",
 ];
 const ALERT_OVERRIDE_KEYS: &[&str] = &["enabled", "for", "severity", "threshold"];
-const CLUSTER_KEYS: &[&str] = &["name", "platform"];
+const CLUSTER_KEYS: &[&str] = &["name", "platform", "control_plane_metrics"];
 const PROMETHEUS_KEYS: &[&str] = &[
     "replicas",
     "retention",
@@ -358,9 +358,24 @@ impl Checker {
                 found
             }
         };
+        let control_plane_metrics = self.bool(Some(&obj), "control_plane_metrics", false);
+        if let (true, Some(platform)) = (control_plane_metrics, platform)
+            && !platform.exposes_control_plane()
+        {
+            let span = obj
+                .get("control_plane_metrics")
+                .map_or(*obj.span(), |n| *n.span());
+            self.error(
+                &span,
+                "cluster.control_plane_metrics",
+                format!("a {} cluster's control plane cannot be scraped", platform.name()),
+                Some("its provider runs the scheduler, controller-manager and etcd out of reach; only kubeadm and kind clusters expose them".into()),
+            );
+        }
         Some(Cluster {
             name: name?,
             platform: platform?,
+            control_plane_metrics,
         })
     }
 
@@ -1248,6 +1263,27 @@ mod tests {
         let fine =
             spec_of_services((0..2_000).map(|i| format!("name: s{i}, selector: {{app: s{i}}}")));
         parse("s.yaml", &fine).unwrap_or_else(|d| panic!("{d:?}"));
+    }
+
+    #[test]
+    fn the_control_plane_is_scraped_only_when_asked_and_only_where_it_can_be() {
+        let spec = |platform: &str, extra: &str| {
+            format!("cluster: {{name: a, platform: {platform}{extra}}}\n")
+        };
+        let kubeadm = parse("s.yaml", &spec("kubeadm", "")).unwrap_or_else(|d| panic!("{d:?}"));
+        assert!(
+            !kubeadm.cluster.scrapes_control_plane(),
+            "kubeadm binds the control plane's metrics to 127.0.0.1 unless told otherwise"
+        );
+        let asked = parse("s.yaml", &spec("kind", ", control_plane_metrics: true"))
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        assert!(asked.cluster.scrapes_control_plane());
+        let problems = parse("s.yaml", &spec("eks", ", control_plane_metrics: true"))
+            .expect_err("a managed control plane");
+        assert_eq!(
+            problems[0].field, "cluster.control_plane_metrics",
+            "{problems:?}"
+        );
     }
 
     #[test]

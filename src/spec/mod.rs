@@ -65,6 +65,16 @@ pub struct AlertOverride {
 pub struct Cluster {
     pub name: String,
     pub platform: Platform,
+    /// `control_plane_metrics: true`: the scheduler, controller-manager and etcd listen where
+    /// Prometheus can reach them (kubeadm and kind bind them to 127.0.0.1 by default).
+    pub control_plane_metrics: bool,
+}
+
+impl Cluster {
+    /// Whether the control plane gets scrape jobs and alerts.
+    pub fn scrapes_control_plane(&self) -> bool {
+        self.control_plane_metrics && self.platform.exposes_control_plane()
+    }
 }
 
 /// The platform profile decides what the cluster exposes (control plane metrics) and storage defaults.
