@@ -269,8 +269,8 @@ mod tests {
     }
 
     #[test]
-    fn retention_size_is_85_percent_of_the_volume() {
-        assert_eq!(retention_size(50 * 1024 * 1024 * 1024), "43520MB");
-        assert_eq!(retention_size(10 * 1024 * 1024 * 1024), "8704MB");
+    fn retention_size_is_80_percent_of_the_volume() {
+        assert_eq!(retention_size(50 * 1024 * 1024 * 1024), "40960MB");
+        assert_eq!(retention_size(10 * 1024 * 1024 * 1024), "8192MB");
     }
 }

@@ -12,9 +12,9 @@ pub const PROMETHEUS_RETENTION: &str = "15d";
 pub const PROMETHEUS_VOLUME: &str = "50Gi";
 pub const SCRAPE_INTERVAL: &str = "30s";
 pub const EVALUATION_INTERVAL: &str = "30s";
-/// Share of the Prometheus volume given to `--storage.tsdb.retention.size` (the WAL and compaction
-/// need the rest).
-pub const RETENTION_SIZE_SHARE: f64 = 0.85;
+/// Share of the Prometheus volume given to `--storage.tsdb.retention.size`: the WAL and compaction
+/// need the rest, and the volume stays below KubePersistentVolumeFillingUp's 90%.
+pub const RETENTION_SIZE_SHARE: f64 = 0.8;
 
 pub const ALERTMANAGER_REPLICAS: u32 = 2;
 pub const ALERTMANAGER_VOLUME: &str = "1Gi";
