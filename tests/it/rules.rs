@@ -391,3 +391,23 @@ fn lint_refuses_what_promtool_refuses() {
         assert!(found, "{file}: no error `{words}` at {place}\n{report}");
     }
 }
+
+#[test]
+fn every_default_alert_is_in_the_coverage_table() {
+    let coverage = fs::read_to_string(root().join("docs/alerts.md")).expect("docs/alerts.md");
+    let table_rows: Vec<&str> = coverage.lines().filter(|l| l.starts_with("| ")).collect();
+    let missing: Vec<&str> = stackgen::rules::defaults::alerts()
+        .iter()
+        .map(|alert| alert.name.as_str())
+        .filter(|name| {
+            !table_rows.iter().any(|row| {
+                row.split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|word| word == *name)
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/alerts.md has no row naming {missing:?}"
+    );
+}
