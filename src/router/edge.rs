@@ -77,13 +77,15 @@ impl ClientSlots {
     }
 
     /// How many connections `client` holds.
-    pub fn open(&self, client: IpAddr) -> usize {
+    #[cfg(test)]
+    fn open(&self, client: IpAddr) -> usize {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.get(&client).copied().unwrap_or(0)
     }
 
     /// How many clients hold a connection.
-    pub fn clients(&self) -> usize {
+    #[cfg(test)]
+    fn clients(&self) -> usize {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }

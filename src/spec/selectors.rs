@@ -44,6 +44,24 @@ impl<'a> KeySetGroups<'a> {
         groups.len()
     }
 
+    /// For each group of `namespace` that uses none of `keys`, its positions before `before`.
+    fn disjoint_groups_before<'s>(
+        &'s self,
+        namespace: &str,
+        keys: &'s BTreeSet<&str>,
+        before: usize,
+    ) -> impl Iterator<Item = &'s [usize]> {
+        self.by_namespace
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(move |group| group.keys.is_disjoint(keys))
+            .map(move |group| {
+                let earlier = group.positions.partition_point(|&p| p < before);
+                &group.positions[..earlier]
+            })
+    }
+
     /// The positions before `before` in `namespace` whose selectors use none of `keys`, in
     /// declaration order.
     pub fn disjoint_before(
@@ -53,15 +71,8 @@ impl<'a> KeySetGroups<'a> {
         before: usize,
     ) -> Vec<usize> {
         let mut found: Vec<usize> = self
-            .by_namespace
-            .get(namespace)
-            .into_iter()
+            .disjoint_groups_before(namespace, keys, before)
             .flatten()
-            .filter(|group| group.keys.is_disjoint(keys))
-            .flat_map(|group| {
-                let earlier = group.positions.partition_point(|&p| p < before);
-                group.positions[..earlier].iter()
-            })
             .copied()
             .collect();
         found.sort_unstable();
@@ -75,12 +86,8 @@ impl<'a> KeySetGroups<'a> {
         keys: &BTreeSet<&str>,
         before: usize,
     ) -> usize {
-        self.by_namespace
-            .get(namespace)
-            .into_iter()
-            .flatten()
-            .filter(|group| group.keys.is_disjoint(keys))
-            .map(|group| group.positions.partition_point(|&p| p < before))
+        self.disjoint_groups_before(namespace, keys, before)
+            .map(<[usize]>::len)
             .sum()
     }
 }
