@@ -152,7 +152,7 @@ fn scrape(health: &AtomicU8) -> Reply {
 }
 
 /// A real Prometheus or Alertmanager process on a loopback port, killed by its PID when dropped.
-struct Server {
+pub(super) struct Server {
     name: String,
     port: u16,
     log: PathBuf,
@@ -160,7 +160,7 @@ struct Server {
 }
 
 impl Server {
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -168,7 +168,7 @@ impl Server {
         get_json(&self.url(path))
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
@@ -852,7 +852,7 @@ fn start_prometheus(
     prometheus
 }
 
-fn spawn(
+pub(super) fn spawn(
     name: &str,
     binary: &Path,
     args: &[String],
@@ -877,11 +877,11 @@ fn spawn(
     }
 }
 
-fn key(name: &str) -> Yaml {
+pub(super) fn key(name: &str) -> Yaml {
     Yaml::String(name.to_string())
 }
 
-fn load_yaml(path: &Path) -> Yaml {
+pub(super) fn load_yaml(path: &Path) -> Yaml {
     let text = std::fs::read_to_string(path).expect("rendered file");
     YamlLoader::load_from_str(&text)
         .expect("rendered YAML parses")
@@ -890,7 +890,7 @@ fn load_yaml(path: &Path) -> Yaml {
         .expect("one document")
 }
 
-fn save_yaml(path: &Path, document: &Yaml) {
+pub(super) fn save_yaml(path: &Path, document: &Yaml) {
     let mut text = String::new();
     YamlEmitter::new(&mut text)
         .dump(document)
@@ -899,7 +899,7 @@ fn save_yaml(path: &Path, document: &Yaml) {
 }
 
 /// The mapping at `path` (the root for an empty path).
-fn map_at<'a>(document: &'a mut Yaml, path: &[&str]) -> &'a mut Hash {
+pub(super) fn map_at<'a>(document: &'a mut Yaml, path: &[&str]) -> &'a mut Hash {
     let mut node = document;
     for step in path {
         let Yaml::Hash(map) = node else {
@@ -961,7 +961,7 @@ fn relocate_paths(document: &mut Yaml, dir: &Path) {
 }
 
 /// Replaces a job's `kubernetes_sd_configs` with one `file_sd_configs` file holding `groups`.
-fn use_file_sd(job: &mut Yaml, file: &Path, groups: &Value) {
+pub(super) fn use_file_sd(job: &mut Yaml, file: &Path, groups: &Value) {
     let Yaml::Hash(map) = job else {
         panic!("a job is not a mapping")
     };
@@ -979,7 +979,7 @@ fn use_file_sd(job: &mut Yaml, file: &Path, groups: &Value) {
 }
 
 /// The `args` of the first container of a rendered workload.
-fn container_args(workload: &Path) -> Vec<String> {
+pub(super) fn container_args(workload: &Path) -> Vec<String> {
     let document = load_yaml(workload);
     document["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_vec()

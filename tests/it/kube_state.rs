@@ -85,7 +85,7 @@ impl KubeStateMetrics {
 }
 
 /// The pod label keys of `--metric-labels-allowlist=pods=[...]` in the rendered Deployment.
-fn rendered_pod_label_allowlist(out: &Path) -> Vec<String> {
+pub(super) fn rendered_pod_label_allowlist(out: &Path) -> Vec<String> {
     let deployment = std::fs::read_to_string(out.join("kube-state-metrics/deployment.yaml"))
         .expect("rendered kube-state-metrics");
     deployment

@@ -15,6 +15,7 @@ mod pg_tls;
 mod router;
 mod router_ha;
 mod rules;
+mod simulated;
 mod store;
 mod support;
 mod validators;
