@@ -179,11 +179,7 @@ impl Relabelling {
 
     /// Runs the real Prometheus with the rendered configuration under `out`, offering every
     /// target of `universe` as Kubernetes discovery would, and reads back what was stored.
-    pub(super) fn capture(
-        out: &Path,
-        dir: &Path,
-        universe: Universe,
-    ) -> (Relabelling, Vec<String>) {
+    pub(super) fn capture(out: &Path, dir: &Path, universe: Universe) -> Relabelling {
         let universe = Arc::new(universe);
         let served = universe.clone();
         let server = HttpStub::start(move |request| {
@@ -342,19 +338,11 @@ impl Relabelling {
                 .or_default()
                 .push(labels_text(name, &series["metric"]));
         }
-        let jobs: BTreeSet<String> = jobs_of_target
-            .values()
-            .flatten()
-            .map(|(job, _, _)| job.clone())
-            .collect();
         drop(prometheus);
-        (
-            Relabelling {
-                jobs_of_target,
-                kept,
-            },
-            jobs.into_iter().collect(),
-        )
+        Relabelling {
+            jobs_of_target,
+            kept,
+        }
     }
 }
 
@@ -426,7 +414,7 @@ fn discovered(job: &Yaml, universe: &Universe, port: u16) -> Vec<Value> {
 }
 
 /// Whether a Kubernetes label selector (`a=b,c!=d,e in (f,g),h notin (i),j,!k`) matches.
-pub(super) fn label_selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
+fn label_selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
     let mut terms = Vec::new();
     let mut depth = 0;
     let mut start = 0;

@@ -931,14 +931,13 @@ fn scenarios() -> Vec<Scenario> {
             "job_pod_unschedulable",
             17.0,
             vec![in_namespace("KubeWorkloadPodsNotReady", "shop", "payments")],
-            |cluster, elapsed| {
+            |cluster, _| {
                 report_run(cluster, "nightly-report-29010090", 0.0, 0.0, false);
                 // No node has room for it.
                 if let Some(pod) = cluster.workload("nightly-report").pods.last_mut() {
                     pod.phase = "Pending";
                     pod.ready = false;
                 }
-                let _ = elapsed;
             },
         ),
         fault(
@@ -1005,7 +1004,7 @@ fn simulation() -> &'static Simulation {
         }
         let capture = dir.path().join("capture");
         std::fs::create_dir_all(&capture).expect("capture dir");
-        let (relabelling, _jobs) = Relabelling::capture(&out, &capture, universe);
+        let relabelling = Relabelling::capture(&out, &capture, universe);
         Simulation {
             _dir: dir,
             out,
