@@ -280,6 +280,14 @@ fn render_command(spec: &Path, out: &Path) -> anyhow::Result<Outcome> {
     for line in required_secrets(&loaded) {
         eprintln!("  {line}");
     }
+    if let Some(platform) = &loaded.router.platform_team
+        && render::direct_path::direct_destinations(&loaded).is_empty()
+    {
+        eprintln!(
+            "note: team {platform} has no destination Alertmanager delivers to itself ({}): the router's own alerts (StackgenRouterDown, ...) reach it only through the router",
+            render::direct_path::DIRECT_KINDS
+        );
+    }
     Ok(Outcome::Ok)
 }
 

@@ -252,6 +252,23 @@ pub fn check_email(text: &str) -> Result<(), String> {
     }
 }
 
+/// An absolute `http`/`https` URL a service is pinged at (a dead man's switch), with a host and
+/// no user or password in it.
+pub fn check_ping_url(text: &str) -> Result<(), String> {
+    let hint = "write an absolute URL like https://hc-ping.com/<uuid>";
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("a URL has no spaces or control characters; {hint}"));
+    }
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e}); {hint}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(hint.into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a ping URL carries no user or password; use the service's token URL".into());
+    }
+    Ok(())
+}
+
 /// An HTTP path for metrics: starts with `/`, no spaces, query or fragment.
 pub fn check_http_path(text: &str) -> Result<(), String> {
     let ok = text.starts_with('/')
@@ -291,6 +308,27 @@ mod tests {
         }
         for bad in ["", "15", "d", "15days", "30m1h", "1.5h", "-1h", "1h 30m"] {
             assert!(check_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ping_urls() {
+        for ok in [
+            "https://hc-ping.com/5f1c0a3e-7a1b-4c2d-9e8f-0a1b2c3d4e5f",
+            "http://10.0.0.5:8080/ping?check=prod",
+        ] {
+            assert_eq!(check_ping_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "hc-ping.com/abc",
+            "ftp://example.com/x",
+            "https://user:secret@example.com/x",
+            "https://example.com/a\nb",
+            "https://example.com/a b",
+            "https://example.com/a\u{7f}",
+        ] {
+            assert!(check_ping_url(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -1,10 +1,13 @@
 //! Alertmanager: clustered replicas over a headless Service, routing every alert to the stackgen
-//! router (bearer token from a Secret), Watchdog as a heartbeat, critical inhibiting warning.
+//! router (bearer token from a Secret), Watchdog as a heartbeat, critical inhibiting warning; the
+//! router's own health around it ([`direct_path`]).
 
 use serde_json::json;
 
+use super::direct_path::{SECRETS_DIR, TEMPLATE_FILE, direct_path};
 use super::{
-    Builder, RenderError, allow_from_components, content_hash, labels, resources, selector,
+    Builder, RenderError, allow_from_components, content_hash, labels, projected_secrets,
+    resources, selector,
 };
 use crate::spec::defaults;
 
@@ -15,21 +18,31 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     let spec = stack.spec;
     let ns = &spec.namespace;
     let router_base = format!("http://stackgen-router.{ns}.svc:8080");
+    let direct = direct_path(spec);
     let config = stack.config_template("alertmanager/alertmanager.yml", "alertmanager/alertmanager.yml", &json!({
         "cluster": spec.cluster.name,
         "router_url": format!("{router_base}/api/v1/alertmanager"),
         "heartbeat_url": format!("{router_base}/api/v1/heartbeat"),
         "token_file": TOKEN_FILE,
         "teams": spec.teams.iter().map(|t| json!({"matcher": format!("team=\"{}\"", t.name)})).collect::<Vec<_>>(),
+        "dead_mans_switch_routes": direct.dead_mans_switch_routes,
+        "direct_routes": direct.routes,
+        "direct_receivers": direct.receivers,
+        "time_intervals": direct.time_intervals,
+        "template_file": direct.uses_templates.then_some(TEMPLATE_FILE),
     }))?;
-    stack.config_map(
-        "alertmanager-config",
-        "alertmanager",
-        vec![(
-            "alertmanager.yml".into(),
-            "alertmanager/alertmanager.yml".into(),
-        )],
-    );
+    let mut files = vec![(
+        "alertmanager.yml".to_string(),
+        "alertmanager/alertmanager.yml".to_string(),
+    )];
+    let mut hashed = vec![config.clone()];
+    if direct.uses_templates {
+        let templates = include_str!("../../stack/alertmanager/stackgen.tmpl");
+        stack.config_file("alertmanager/stackgen.tmpl", templates.to_string());
+        files.push(("stackgen.tmpl".into(), "alertmanager/stackgen.tmpl".into()));
+        hashed.push(templates.to_string());
+    }
+    stack.config_map("alertmanager-config", "alertmanager", files);
 
     let am = &spec.alertmanager;
     let mut args = vec![
@@ -64,7 +77,9 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             "storage_class": am.storage_class,
             "volume_size": am.volume_size,
             "auth_secret": spec.router.auth_secret,
-            "config_hash": content_hash([config.as_str()]),
+            "destination_secrets": projected_secrets(&direct.secrets),
+            "destination_secrets_dir": SECRETS_DIR,
+            "config_hash": content_hash(hashed.iter().map(String::as_str)),
         }),
     )?;
     stack.service(

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{
-    Builder, RenderError, allow_from_components, content_hash, labels, resources, selector,
+    Builder, RenderError, allow_from_components, content_hash, labels, projected_secrets,
+    resources, selector,
 };
 use crate::spec::{Destination, SecretRef, Spec};
 use crate::time_interval::TimeInterval;
@@ -193,23 +194,8 @@ fn destination(d: &Destination) -> Value {
 /// Projected-volume sources: every Secret the destinations (and the shared store) read, only the
 /// keys they need.
 fn secret_sources(spec: &Spec) -> Vec<Value> {
-    let mut by_secret: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut refs = spec.secret_refs();
     refs.extend(spec.router.postgres.iter().cloned());
     refs.extend(spec.router.postgres_ca.iter().cloned());
-    refs.sort();
-    refs.dedup();
-    for r in &refs {
-        by_secret.entry(&r.secret).or_default().push(&r.key);
-    }
-    by_secret
-        .into_iter()
-        .map(|(secret, keys)| {
-            let items: Vec<Value> = keys
-                .into_iter()
-                .map(|key| json!({"key": key, "path": format!("{secret}/{key}")}))
-                .collect();
-            json!({"secret": {"name": secret, "items": items}})
-        })
-        .collect()
+    projected_secrets(&refs)
 }

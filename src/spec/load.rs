@@ -44,7 +44,13 @@ const PROMETHEUS_KEYS: &[&str] = &[
     "evaluation_interval",
     "resources",
 ];
-const ALERTMANAGER_KEYS: &[&str] = &["replicas", "volume_size", "storage_class", "resources"];
+const ALERTMANAGER_KEYS: &[&str] = &[
+    "replicas",
+    "volume_size",
+    "storage_class",
+    "resources",
+    "dead_mans_switch",
+];
 const GRAFANA_KEYS: &[&str] = &[
     "ingress",
     "admin_secret",
@@ -433,6 +439,9 @@ impl Checker {
             volume_size: self.volume(o, defaults::ALERTMANAGER_VOLUME).0,
             storage_class: self.storage_class(o, platform),
             resources: self.resources(o, &defaults::ALERTMANAGER_RESOURCES),
+            dead_mans_switch: o.and_then(|a| {
+                self.optional_checked(a, "dead_mans_switch", "ping URL", values::check_ping_url)
+            }),
         }
     }
 

@@ -159,6 +159,9 @@ pub struct AlertmanagerSpec {
     pub volume_size: String,
     pub storage_class: Option<String>,
     pub resources: Resources,
+    /// An external dead man's switch (a ping URL) Alertmanager sends Watchdog to every minute,
+    /// so a cluster whose whole pipeline is gone is noticed from outside it.
+    pub dead_mans_switch: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -32,10 +32,10 @@ use super::router::{Router, Sink, TOKEN};
 use super::support::{free_port, render_to_temp, tool, wait_explained};
 
 const PROMETHEUS_PKG: &str = "apt-get install prometheus";
-const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";
+pub(super) const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";
 const SPEC: &str = "tests/fixtures/specs/e2e.yaml";
 /// The longest any one outcome may take (a transition takes a few seconds).
-const DEADLINE: Duration = Duration::from_secs(60);
+pub(super) const DEADLINE: Duration = Duration::from_secs(60);
 /// How many instances each test service runs.
 const INSTANCES: usize = 20;
 const PAGERDUTY_ROUTING_KEY: &str = "R0UTINGKEYE2E0000000000000000000";
@@ -164,7 +164,7 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn get_json(&self, path: &str) -> Value {
+    pub(super) fn get_json(&self, path: &str) -> Value {
         get_json(&self.url(path))
     }
 
@@ -659,7 +659,12 @@ fn start_router(out: &Path, dir: &Path, stubs: &Stubs, smtp_port: u16) -> (Route
 
 /// `count` Alertmanagers (clustered when more than one) with the rendered configuration and
 /// container args, sending to the router on `router_port`; ready (and seeing their peers).
-fn start_alertmanagers(out: &Path, dir: &Path, count: usize, router_port: u16) -> Vec<Server> {
+pub(super) fn start_alertmanagers(
+    out: &Path,
+    dir: &Path,
+    count: usize,
+    router_port: u16,
+) -> Vec<Server> {
     let alertmanager_bin = tool("prometheus-alertmanager", ALERTMANAGER_PKG);
     let mut config = load_yaml(&out.join("alertmanager/alertmanager.yml"));
     relocate_paths(&mut config, dir);
@@ -668,6 +673,11 @@ fn start_alertmanagers(out: &Path, dir: &Path, count: usize, router_port: u16) -
             "http://stackgen-router.monitoring.svc:8080",
             &format!("http://127.0.0.1:{router_port}"),
         )
+    });
+    let templates = out.join("alertmanager/stackgen.tmpl");
+    rewrite_strings(&mut config, &|text| match text {
+        "/etc/alertmanager/stackgen.tmpl" => templates.display().to_string(),
+        other => other.to_string(),
     });
     set(&mut config, &["route", "group_wait"], "1s");
     set(&mut config, &["route", "group_interval"], "1s");
@@ -920,7 +930,7 @@ fn set(document: &mut Yaml, path: &[&str], value: &str) {
     map_at(document, parent).insert(key(last), Yaml::String(value.to_string()));
 }
 
-fn rewrite_strings(node: &mut Yaml, rewrite: &dyn Fn(&str) -> String) {
+pub(super) fn rewrite_strings(node: &mut Yaml, rewrite: &dyn Fn(&str) -> String) {
     match node {
         Yaml::String(text) => *text = rewrite(text),
         Yaml::Array(list) => list

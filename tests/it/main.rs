@@ -5,6 +5,7 @@
 
 mod cli;
 mod destinations;
+mod direct_path;
 mod e2e;
 mod golden;
 mod http_stub;

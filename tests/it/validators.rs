@@ -162,8 +162,26 @@ fn amtool_accepts_config_and_routes_every_team_to_the_router() {
 /// (relative to the root), cluster-wide alerts and the Watchdog routed to the router.
 pub fn check_amtool(case: &str, dir: &Path, spec_path: &str) {
     let amtool = tool("amtool", ALERTMANAGER_PKG);
-    let config = dir.join("alertmanager/alertmanager.yml");
-    run_ok(Command::new(&amtool).arg("check-config").arg(&config));
+    // The templates where this output has them, so amtool parses them too.
+    let rendered = fs::read_to_string(dir.join("alertmanager/alertmanager.yml")).expect("config");
+    let templates = dir.join("alertmanager/stackgen.tmpl");
+    let checked = tempfile::tempdir().expect("temp dir");
+    let config = checked.path().join("alertmanager.yml");
+    fs::write(
+        &config,
+        rendered.replace(
+            "/etc/alertmanager/stackgen.tmpl",
+            &templates.display().to_string(),
+        ),
+    )
+    .expect("write config");
+    let checked_config = run_ok(Command::new(&amtool).arg("check-config").arg(&config));
+    if rendered.contains("/etc/alertmanager/stackgen.tmpl") {
+        assert!(
+            String::from_utf8_lossy(&checked_config.stdout).contains(" - 1 templates"),
+            "{case}: amtool did not load stackgen.tmpl"
+        );
+    }
     let spec = stackgen::spec::load(&root().join(spec_path))
         .unwrap_or_else(|e| panic!("{case}: spec {spec_path} loads: {e}"));
     let route = |receiver: &str, labels: &[String]| {
@@ -182,6 +200,15 @@ pub fn check_amtool(case: &str, dir: &Path, spec_path: &str) {
                 "alertname=ServiceTargetsDown".into(),
                 format!("team={}", team.name),
                 "service=checkout".into(),
+                "severity=critical".into(),
+            ],
+        );
+        // A team's rule named like the router's health alerts stays on the router's path.
+        route(
+            "stackgen-router",
+            &[
+                "alertname=StackgenRouterDown".into(),
+                format!("team={}", team.name),
                 "severity=critical".into(),
             ],
         );
