@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use yaml_rust2::Yaml;
 
 use super::cluster::{Cluster, STEP_SECONDS, Sample, Source, Target};
-use crate::e2e::{container_args, key, load_yaml, map_at, save_yaml, spawn, use_file_sd};
+use crate::e2e::{Server, container_args, key, load_yaml, map_at, save_yaml, spawn, use_file_sd};
 use crate::http_stub::{HttpStub, Reply};
 use crate::support::{free_port, tool, wait_explained};
 
@@ -183,15 +183,9 @@ impl Relabelling {
         let universe = Arc::new(universe);
         let served = universe.clone();
         let server = HttpStub::start(move |request| {
-            let query = request.uri.query().unwrap_or_default();
-            let target = query
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("sim_target="))
-                .and_then(|id| id.parse::<usize>().ok());
-            let Some(target) = target.filter(|id| *id < served.targets.len()) else {
+            let Some((target, endpoint)) = served.addressed(&request.uri) else {
                 return Reply::new(404, "no such target");
             };
-            let endpoint = Endpoint::of(served.targets[target].source, request.uri.path());
             let mut body = String::new();
             for (id, series) in served.series.iter().enumerate() {
                 if series.target == target && series.endpoint == endpoint {
@@ -200,77 +194,8 @@ impl Relabelling {
             }
             Reply::new(200, body).header("Content-Type", "text/plain; version=0.0.4")
         });
-
-        let mut config = load_yaml(&out.join("prometheus/prometheus.yml"));
-        let root = map_at(&mut config, &[]);
-        root.remove(&key("rule_files"));
-        root.remove(&key("alerting"));
-        let global = map_at(&mut config, &["global"]);
-        global.remove(&key("external_labels"));
-        global.insert(key("scrape_interval"), Yaml::String("1s".into()));
-        let sd = dir.join("sd");
-        std::fs::create_dir_all(&sd).expect("sd dir");
-        let Yaml::Array(jobs) = map_at(&mut config, &[])
-            .get_mut(&key("scrape_configs"))
-            .expect("scrape_configs")
-        else {
-            panic!("scrape_configs is not a list")
-        };
-        let mut offered = 0;
-        for (index, job) in jobs.iter_mut().enumerate() {
-            let groups = discovered(job, &universe, server.port);
-            offered += groups.len();
-            if let Yaml::Hash(map) = job {
-                for plain in ["scheme", "authorization", "tls_config"] {
-                    map.remove(&key(plain));
-                }
-            }
-            use_file_sd(
-                job,
-                &sd.join(format!("job-{index}.json")),
-                &Value::Array(groups),
-            );
-        }
-        assert!(
-            offered > 0,
-            "no job of the rendered configuration discovers a simulated target"
-        );
-        let config_file = dir.join("prometheus.yml");
-        save_yaml(&config_file, &config);
-        let args: Vec<String> = container_args(&out.join("prometheus/statefulset.yaml"))
-            .into_iter()
-            .filter(|arg| !arg.starts_with("--config.file") && !arg.starts_with("--storage"))
-            .chain([
-                format!("--config.file={}", config_file.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-            ])
-            .collect();
-        let port = free_port();
-        let mut args = args;
-        args.push(format!("--web.listen-address=127.0.0.1:{port}"));
-        let prometheus = spawn(
-            "prometheus",
-            &tool("prometheus", "apt-get install prometheus"),
-            &args,
-            &[],
-            dir,
-            port,
-        );
-        let get = |path: &str| -> Value {
-            ureq::get(&prometheus.url(path))
-                .call()
-                .ok()
-                .and_then(|mut response| {
-                    response
-                        .body_mut()
-                        .with_config()
-                        .limit(1 << 30)
-                        .read_to_string()
-                        .ok()
-                })
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or(Value::Null)
-        };
+        let prometheus = start_prometheus(out, dir, &universe, server.port, "1s", None);
+        let get = |path: &str| get_json(&prometheus, path);
         let targets = std::cell::RefCell::new(Value::Null);
         wait_explained(
             "Prometheus to scrape every simulated target once",
@@ -344,6 +269,173 @@ impl Relabelling {
             kept,
         }
     }
+}
+
+impl Universe {
+    /// The target and endpoint a scrape of the stub is for (`?sim_target=ID` and its path).
+    fn addressed(&self, uri: &axum::http::Uri) -> Option<(usize, Endpoint)> {
+        let target = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("sim_target="))
+            .and_then(|id| id.parse::<usize>().ok())
+            .filter(|id| *id < self.targets.len())?;
+        Some((
+            target,
+            Endpoint::of(self.targets[target].source, uri.path()),
+        ))
+    }
+}
+
+/// Starts the real Prometheus with the rendered configuration under `out`, every job
+/// discovering the universe's targets (served on `port`) through `file_sd` as Kubernetes would
+/// offer them, scraping and evaluating every `interval`, evaluating the rule files in `rules`
+/// (none without). Returns once it is ready.
+pub(super) fn start_prometheus(
+    out: &Path,
+    dir: &Path,
+    universe: &Universe,
+    port: u16,
+    interval: &str,
+    rules: Option<&Path>,
+) -> Server {
+    let mut config = load_yaml(&out.join("prometheus/prometheus.yml"));
+    let root = map_at(&mut config, &[]);
+    root.remove(&key("alerting"));
+    match rules {
+        Some(rules) => root.insert(
+            key("rule_files"),
+            Yaml::Array(vec![Yaml::String(
+                rules.join("*.yaml").display().to_string(),
+            )]),
+        ),
+        None => root.remove(&key("rule_files")),
+    };
+    let global = map_at(&mut config, &["global"]);
+    global.remove(&key("external_labels"));
+    global.insert(key("scrape_interval"), Yaml::String(interval.into()));
+    global.insert(key("evaluation_interval"), Yaml::String(interval.into()));
+    let sd = dir.join("sd");
+    std::fs::create_dir_all(&sd).expect("sd dir");
+    let Yaml::Array(jobs) = map_at(&mut config, &[])
+        .get_mut(&key("scrape_configs"))
+        .expect("scrape_configs")
+    else {
+        panic!("scrape_configs is not a list")
+    };
+    let mut offered = 0;
+    for (index, job) in jobs.iter_mut().enumerate() {
+        let groups = discovered(job, universe, port);
+        offered += groups.len();
+        if let Yaml::Hash(map) = job {
+            for plain in ["scheme", "authorization", "tls_config"] {
+                map.remove(&key(plain));
+            }
+            // Every job at the one interval (a rendered job may set its own).
+            map.remove(&key("scrape_interval"));
+        }
+        use_file_sd(
+            job,
+            &sd.join(format!("job-{index}.json")),
+            &Value::Array(groups),
+        );
+    }
+    assert!(
+        offered > 0,
+        "no job of the rendered configuration discovers a simulated target"
+    );
+    let config_file = dir.join("prometheus.yml");
+    save_yaml(&config_file, &config);
+    let listen = free_port();
+    let args: Vec<String> = container_args(&out.join("prometheus/statefulset.yaml"))
+        .into_iter()
+        .filter(|arg| !arg.starts_with("--config.file") && !arg.starts_with("--storage"))
+        .chain([
+            format!("--config.file={}", config_file.display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{listen}"),
+        ])
+        .collect();
+    let prometheus = spawn(
+        "prometheus",
+        &tool("prometheus", "apt-get install prometheus"),
+        &args,
+        &[],
+        dir,
+        listen,
+    );
+    wait_explained(
+        "Prometheus to be ready",
+        Duration::from_secs(120),
+        || ready(&prometheus),
+        || prometheus.log(),
+    );
+    prometheus
+}
+
+fn ready(prometheus: &Server) -> bool {
+    ureq::get(&prometheus.url("/-/ready"))
+        .call()
+        .is_ok_and(|response| response.status() == 200)
+}
+
+/// A JSON answer of Prometheus' API (up to 1 GiB), or null.
+pub(super) fn get_json(prometheus: &Server, path: &str) -> Value {
+    ureq::get(&prometheus.url(path))
+        .call()
+        .ok()
+        .and_then(|mut response| {
+            response
+                .body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_string()
+                .ok()
+        })
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Serves the universe's targets in a steady state: every series at its value in the
+/// timeline's first step, moving on, in real time, at the rate it moved to the second (a
+/// counter keeps counting, a gauge keeps its trend).
+pub(super) fn serve_steady(universe: Arc<Universe>, timeline: &Timeline) -> HttpStub {
+    let [first, second, ..] = timeline.steps.as_slice() else {
+        panic!("a steady state needs two recorded steps")
+    };
+    let mut start = vec![f64::NAN; universe.series.len()];
+    for (id, value) in &first.samples {
+        start[*id] = *value;
+    }
+    let mut slope = vec![0.0; universe.series.len()];
+    for (id, value) in &second.samples {
+        if start[*id].is_nan() {
+            start[*id] = *value;
+        } else {
+            slope[*id] = (value - start[*id]) / STEP_SECONDS;
+        }
+    }
+    let mut by_endpoint: HashMap<(usize, Endpoint), Vec<usize>> = HashMap::new();
+    for (id, series) in universe.series.iter().enumerate() {
+        by_endpoint
+            .entry((series.target, series.endpoint))
+            .or_default()
+            .push(id);
+    }
+    let began = std::time::Instant::now();
+    HttpStub::start(move |request| {
+        let Some(address) = universe.addressed(&request.uri) else {
+            return Reply::new(404, "no such target");
+        };
+        let elapsed = began.elapsed().as_secs_f64();
+        let mut body = String::new();
+        for id in by_endpoint.get(&address).into_iter().flatten() {
+            let value = start[*id] + slope[*id] * elapsed;
+            let _ = writeln!(body, "{} {value}", universe.series[*id].text);
+        }
+        Reply::new(200, body).header("Content-Type", "text/plain; version=0.0.4")
+    })
 }
 
 /// `name{...}` of a label object from Prometheus' API, without `__name__`.

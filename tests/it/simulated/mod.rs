@@ -9,6 +9,7 @@
 //! `promtool test rules` ([`evaluation`]). The relabelling is captured once for every scenario.
 
 mod cluster;
+mod cost;
 mod evaluation;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# What the default rules cost the real Prometheus on a simulated cluster of 100 nodes and 5,000
+# pods (50 services of three teams in 10 namespaces, plus the stack, its DaemonSets and the
+# simulation's own workloads), for the stack rendered by each revision in REVISIONS from the same
+# spec: the series its recording rules keep, and the evaluation time of every rule group
+# (prometheus_rule_group_last_duration_seconds, the median of READINGS evaluations once WARMUP
+# seconds have filled every 5-minute window). The exporters are the suite's simulated cluster
+# (tests/it/simulated), serving a steady state; Prometheus scrapes and evaluates every 15 s.
+#
+#   bench/rule-cost.sh
+#
+# Environment knobs (defaults in brackets):
+#   REVISIONS   git revisions to compare, oldest first ["7563302 fa68933 HEAD"]: before the
+#               ownership map of Kubernetes signals, before the default alerts' coverage work,
+#               and now. Each other than HEAD is built (debug) in a git worktree under a temp dir.
+#   NODES, PODS cluster size [100, 5000]
+#   WARMUP      seconds before the readings [330]
+#   READINGS    evaluations read per rule group [8]
+#   TARGET_DIR  cargo target dir for the older revisions [a temp dir; set it to keep the builds]
+# Takes about 8 minutes per revision plus the builds; prints a markdown summary on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+REVISIONS=${REVISIONS:-"7563302 fa68933 HEAD"}
+work=$(mktemp -d)
+TARGET_DIR=${TARGET_DIR:-$work/target}
+cleanup() {
+  for tree in "$work"/tree-*; do
+    if [ -d "$tree" ]; then
+      git -C "$root" worktree remove --force "$tree" >/dev/null 2>&1 || true
+    fi
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+spec="$work/spec.yaml"
+python3 - "$spec" <<'PY'
+import sys
+teams = ["payments", "search", "platform"]
+with open(sys.argv[1], "w") as f:
+    f.write("cluster: {name: sim, platform: generic}\nrouter: {platform_team: platform}\nteams:\n")
+    for team in teams:
+        f.write(f"  - {{name: {team}, webhook: {{url: {{secret: {team}-alerting, key: url}}}}}}\n")
+    f.write("services:\n")
+    for i in range(50):
+        f.write(f"  - name: svc-{i}\n    team: {teams[i % 3]}\n    namespace: ns-{i % 10}\n"
+                f"    selector: {{app: svc-{i}}}\n    port: http-metrics\n")
+PY
+
+cargo build --quiet
+for rev in $REVISIONS; do
+  sha=$(git rev-parse --short "$rev")
+  if [ "$(git rev-parse "$rev")" = "$(git rev-parse HEAD)" ] && git diff --quiet HEAD -- src stack; then
+    binary="$root/target/debug/stackgen"
+  else
+    echo "building $sha" >&2
+    git worktree add --detach "$work/tree-$sha" "$sha" >/dev/null 2>&1
+    (cd "$work/tree-$sha" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --quiet)
+    binary="$TARGET_DIR/debug/stackgen"
+  fi
+  "$binary" render "$spec" --out "$work/out-$sha" 2>/dev/null
+  echo "measuring $sha" >&2
+  STACKGEN_BENCH_SPEC="$spec" STACKGEN_BENCH_OUT="$work/out-$sha" \
+    STACKGEN_BENCH_NODES="${NODES:-100}" STACKGEN_BENCH_PODS="${PODS:-5000}" \
+    STACKGEN_BENCH_WARMUP="${WARMUP:-330}" STACKGEN_BENCH_READINGS="${READINGS:-8}" \
+    STACKGEN_BENCH_RESULT="$work/result-$sha.json" \
+    cargo test --quiet --test it -- --ignored --exact \
+    simulated::cost::rule_evaluation_cost_on_a_large_cluster >/dev/null
+  echo "$sha $(git log -1 --format=%s "$sha" | cut -c1-60)" >>"$work/revisions"
+done
+
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+revisions = [line.split(" ", 1) for line in open(f"{work}/revisions").read().splitlines()]
+results = {sha: json.load(open(f"{work}/result-{sha}.json")) for sha, _ in revisions}
+first = results[revisions[0][0]]
+print(f"{first['nodes']} nodes, {first['pods']} pods, {first['targets']} targets; median of the readings, seconds per evaluation.\n")
+print("| revision | head series | recorded series | rule groups | evaluation, all groups (s) | slowest groups (s) |")
+print("| --- | ---: | ---: | ---: | ---: | --- |")
+for sha, subject in revisions:
+    r = results[sha]
+    slowest = sorted(r["groups"], key=lambda g: -g["median_seconds"])[:3]
+    slow = ", ".join(f"{g['group']} {g['median_seconds']:.3f}" for g in slowest)
+    print(f"| {sha} ({subject}) | {r['head_series']:,.0f} | {r['recorded_series']:,.0f} | "
+          f"{r['rule_groups']} | {r['evaluation_seconds_total']:.3f} | {slow} |")
+PY
