@@ -86,16 +86,18 @@ impl KubeStateMetrics {
 
 /// The pod label keys of `--metric-labels-allowlist=pods=[...]` in the rendered Deployment.
 pub(super) fn rendered_pod_label_allowlist(out: &Path) -> Vec<String> {
+    pod_label_allowlist(out).expect("a pod label allowlist")
+}
+
+/// The pod label keys the rendered kube-state-metrics exports, if it names any.
+pub(super) fn pod_label_allowlist(out: &Path) -> Option<Vec<String>> {
     let deployment = std::fs::read_to_string(out.join("kube-state-metrics/deployment.yaml"))
         .expect("rendered kube-state-metrics");
-    deployment
+    let listed = deployment
         .lines()
         .find_map(|line| line.split("--metric-labels-allowlist=pods=[").nth(1))
-        .and_then(|rest| rest.split(']').next())
-        .expect("a pod label allowlist")
-        .split(',')
-        .map(str::to_string)
-        .collect()
+        .and_then(|rest| rest.split(']').next())?;
+    Some(listed.split(',').map(str::to_string).collect())
 }
 
 /// The series kube-state-metrics would serve for `state`.

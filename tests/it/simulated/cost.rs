@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::cluster::{Cluster, GIB, Kind, STEP_SECONDS, Serves, Workload};
 use super::evaluation::{Universe, get_json, record, serve_steady, start_prometheus};
-use crate::kube_state::rendered_pod_label_allowlist;
+use crate::kube_state::pod_label_allowlist;
 use crate::support::{stackgen, stderr, wait_explained};
 
 /// Scrape and evaluation interval of the benchmark's Prometheus.
@@ -133,7 +133,9 @@ fn rule_evaluation_cost_on_a_large_cluster() {
         }
     };
     let spec = stackgen::spec::load(&spec_path).expect("the benchmark's spec loads");
-    let cluster = large_cluster(&spec, rendered_pod_label_allowlist(&out), nodes, pods);
+    // A stack that predates the allowlist: kube-state-metrics exports no pod label.
+    let allowlist = pod_label_allowlist(&out).unwrap_or_default();
+    let cluster = large_cluster(&spec, allowlist, nodes, pods);
     let pod_count: usize = cluster.workloads.iter().map(|w| w.pods.len()).sum();
 
     let mut universe = Universe::default();
