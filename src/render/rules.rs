@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use yaml_rust2::YamlLoader;
 
 use crate::rules::defaults::{DEFAULT_RULE_FILES, Needs};
@@ -19,6 +19,16 @@ const WORKLOADS_FILE: &str = "workloads.yaml";
 
 /// The rule files for `spec`, as (file name, contents), sorted by name.
 pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
+    let mut tunings: BTreeMap<&str, Vec<Tuning>> = BTreeMap::new();
+    for service in &spec.services {
+        for (alert, change) in &service.alerts {
+            tunings.entry(alert).or_default().push(Tuning {
+                namespace: &service.namespace,
+                service: &service.name,
+                change,
+            });
+        }
+    }
     let mut files = Vec::new();
     for file in DEFAULT_RULE_FILES.iter().filter(|f| match f.needs {
         Needs::Nothing => true,
@@ -27,8 +37,8 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
         Needs::NodeExporter => spec.exporters.node_exporter,
         Needs::ControlPlane => spec.cluster.scrapes_control_plane(),
     }) {
-        if let Some(text) =
-            apply_overrides(file.text, &spec.alerts).map_err(|e| format!("{}: {e}", file.name))?
+        if let Some(text) = apply_overrides(file.text, &spec.alerts, &tunings)
+            .map_err(|e| format!("{}: {e}", file.name))?
         {
             let text = if file.name == WORKLOADS_FILE {
                 super::ownership::workloads_rule_file(&text, spec)?
@@ -62,12 +72,26 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
     Ok(files)
 }
 
+/// One service's change to a default alert (`services[].alerts`).
+struct Tuning<'a> {
+    namespace: &'a str,
+    service: &'a str,
+    change: &'a AlertOverride,
+}
+
+/// The series that marks an alert as tuned for a service: the alert's rule leaves the service
+/// to its own copy of the rule.
+const TUNED: &str = "stackgen:service_alert_tuned:info";
+
 /// A default rule file with the spec's changes: disabled alerts removed (and groups left empty,
-/// and a file left empty, dropped), `for`, severity and threshold replaced. Unchanged files stay
-/// byte for byte as shipped. `None` when nothing is left.
+/// and a file left empty, dropped), `for`, severity and threshold replaced; an alert tuned for
+/// some services leaves them out and gets one copy per service with that service's changes
+/// (the services marked by a series recorded first in the group). Unchanged files stay byte
+/// for byte as shipped. `None` when nothing is left.
 fn apply_overrides(
     text: &str,
     overrides: &BTreeMap<String, AlertOverride>,
+    tunings: &BTreeMap<&str, Vec<Tuning>>,
 ) -> Result<Option<String>, String> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
     let doc = docs.first().ok_or("empty rule file")?;
@@ -80,59 +104,71 @@ fn apply_overrides(
         let Some(rules) = group.get_mut("rules").and_then(Value::as_array_mut) else {
             continue;
         };
-        rules.retain(|rule| {
-            let name = rule
-                .get("alert")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            match overrides.get(name) {
-                Some(o) if !o.enabled => {
-                    changed.push(format!("{name} disabled"));
-                    false
-                }
-                _ => true,
-            }
-        });
-        for rule in rules.iter_mut() {
+        let mut marks = Vec::new();
+        let mut kept = Vec::new();
+        for mut rule in rules.drain(..) {
             let name = rule
                 .get("alert")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let Some(o) = overrides.get(&name) else {
-                continue;
-            };
-            let Some(fields) = rule.as_object_mut() else {
-                continue;
-            };
-            let mut what = Vec::new();
-            if let Some(duration) = &o.for_duration {
-                fields.insert("for".into(), Value::String(duration.clone()));
-                what.push(format!("for {duration}"));
-            }
-            if let Some(severity) = &o.severity {
-                if let Some(labels) = fields.get_mut("labels").and_then(Value::as_object_mut) {
-                    labels.insert("severity".into(), Value::String(severity.clone()));
+            if let Some(change) = overrides.get(&name) {
+                if !change.enabled {
+                    changed.push(format!("{name} disabled"));
+                    continue;
                 }
-                what.push(format!("severity {severity}"));
+                let what = apply_change(&mut rule, &name, change)?;
+                if !what.is_empty() {
+                    changed.push(format!("{name}: {}", what.join(", ")));
+                }
             }
-            if let Some(threshold) = &o.threshold {
-                let expr = fields
-                    .get("expr")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let span = promql::threshold_span(&expr)
-                    .ok_or_else(|| format!("alert {name} has no threshold"))?;
-                let mut new_expr = expr.clone();
-                new_expr.replace_range(span, threshold);
-                fields.insert("expr".into(), Value::String(new_expr));
-                what.push(format!("threshold {threshold}"));
-            }
-            if !what.is_empty() {
-                changed.push(format!("{name}: {}", what.join(", ")));
+            let Some(tuned) = tunings.get(name.as_str()) else {
+                kept.push(rule);
+                continue;
+            };
+            let mut base = rule.clone();
+            restrict(
+                &mut base,
+                &format!(
+                    "unless on (namespace, service)\n  {TUNED}{{alertname={}}}",
+                    promql::quote(&name)
+                ),
+            );
+            kept.push(base);
+            for tuning in tuned {
+                let (namespace, service) = (tuning.namespace, tuning.service);
+                marks.push(json!({
+                    "record": TUNED,
+                    "expr": "vector(1)",
+                    "labels": {"alertname": name, "namespace": namespace, "service": service},
+                }));
+                if !tuning.change.enabled {
+                    changed.push(format!("{name} disabled for {namespace}/{service}"));
+                    continue;
+                }
+                let mut copy = rule.clone();
+                let what = apply_change(&mut copy, &name, tuning.change)?;
+                restrict(
+                    &mut copy,
+                    &format!(
+                        "and on (namespace, service)\n  {TUNED}{{alertname={}, namespace={}, service={}}}",
+                        promql::quote(&name),
+                        promql::quote(namespace),
+                        promql::quote(service)
+                    ),
+                );
+                changed.push(format!(
+                    "{name} for {namespace}/{service}: {}",
+                    if what.is_empty() {
+                        "unchanged".to_string()
+                    } else {
+                        what.join(", ")
+                    }
+                ));
+                kept.push(copy);
             }
         }
+        *rules = marks.into_iter().chain(kept).collect();
     }
     if changed.is_empty() {
         return Ok(Some(text.to_string()));
@@ -155,6 +191,55 @@ fn apply_overrides(
         changed.join("; "),
         yaml::document(&value)
     )))
+}
+
+/// Applies `change`'s `for`, severity and threshold to the alerting rule `rule`; says what changed.
+fn apply_change(
+    rule: &mut Value,
+    name: &str,
+    change: &AlertOverride,
+) -> Result<Vec<String>, String> {
+    let mut what = Vec::new();
+    let Some(fields) = rule.as_object_mut() else {
+        return Ok(what);
+    };
+    if let Some(duration) = &change.for_duration {
+        fields.insert("for".into(), Value::String(duration.clone()));
+        what.push(format!("for {duration}"));
+    }
+    if let Some(severity) = &change.severity {
+        if let Some(labels) = fields.get_mut("labels").and_then(Value::as_object_mut) {
+            labels.insert("severity".into(), Value::String(severity.clone()));
+        }
+        what.push(format!("severity {severity}"));
+    }
+    if let Some(threshold) = &change.threshold {
+        let expr = fields
+            .get("expr")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let span = promql::threshold_span(&expr)
+            .ok_or_else(|| format!("alert {name} has no threshold"))?;
+        let mut new_expr = expr.clone();
+        new_expr.replace_range(span, threshold);
+        fields.insert("expr".into(), Value::String(new_expr));
+        what.push(format!("threshold {threshold}"));
+    }
+    Ok(what)
+}
+
+/// Wraps the rule's expression in parentheses followed by `operation` (a set operator with its
+/// right-hand side).
+fn restrict(rule: &mut Value, operation: &str) {
+    let expr = rule
+        .get("expr")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim_end()
+        .to_string();
+    let indented: String = expr.lines().map(|line| format!("  {line}\n")).collect();
+    rule["expr"] = Value::String(format!("(\n{indented})\n{operation}\n"));
 }
 
 /// `team-<team>-<file stem>.yaml`, restricted to the characters a ConfigMap key allows.
@@ -220,5 +305,92 @@ mod tests {
             untouched,
             include_str!("../../stack/prometheus/rules/stack.yaml")
         );
+    }
+
+    #[test]
+    fn an_alert_tuned_for_a_service_leaves_it_to_its_own_copy() {
+        let spec_text = "cluster: {name: a}\nrouter: {platform_team: t}\nteams:\n  - {name: t, webhook: {url: {secret: s, key: k}}}\nalerts:\n  ServiceHighLatency: {for: 15m}\nservices:\n  - name: events\n    team: t\n    namespace: shop\n    port: 8080\n    alerts: {ServiceHighLatency: {enabled: false}}\n  - name: reports\n    team: t\n    namespace: shop\n    port: 8080\n    alerts: {ServiceHighLatency: {threshold: 30, severity: info}}\n";
+        let spec = crate::spec::parse("s.yaml", spec_text).expect("valid");
+        let files = rule_files(&spec).expect("renders");
+        let services = &files
+            .iter()
+            .find(|(n, _)| n == "services.yaml")
+            .expect("present")
+            .1;
+        let docs = YamlLoader::load_from_str(services).expect("yaml");
+        let rules = docs[0]["groups"][0]["rules"].as_vec().expect("rules");
+        let marks: Vec<(&str, &str)> = rules
+            .iter()
+            .filter(|r| r["record"].as_str() == Some(TUNED))
+            .map(|r| {
+                (
+                    r["labels"]["service"].as_str().unwrap_or_default(),
+                    r["labels"]["alertname"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                ("events", "ServiceHighLatency"),
+                ("reports", "ServiceHighLatency")
+            ]
+        );
+        let position = |record: bool| {
+            rules
+                .iter()
+                .position(|r| r["record"].as_str().is_some() == record)
+        };
+        // The marks come first, so the group's alerts see them in the same evaluation.
+        assert!(position(true) < rules.iter().position(|r| r["alert"].as_str().is_some()));
+        assert!(position(false).is_some());
+        let latency: Vec<&yaml_rust2::Yaml> = rules
+            .iter()
+            .filter(|r| r["alert"].as_str() == Some("ServiceHighLatency"))
+            .collect();
+        assert_eq!(
+            latency.len(),
+            2,
+            "the rule and the copy for reports; events has none"
+        );
+        let base = latency[0]["expr"].as_str().expect("expr");
+        assert!(
+            base.trim_end().ends_with(
+                "unless on (namespace, service)\n  stackgen:service_alert_tuned:info{alertname=\"ServiceHighLatency\"}"
+            ),
+            "{base}"
+        );
+        assert!(
+            base.contains(") > 1\n"),
+            "the default threshold stays: {base}"
+        );
+        assert_eq!(latency[0]["for"].as_str(), Some("15m"));
+        let copy = latency[1]["expr"].as_str().expect("expr");
+        assert!(copy.contains(") > 30\n"), "{copy}");
+        assert!(
+            copy.trim_end().ends_with("stackgen:service_alert_tuned:info{alertname=\"ServiceHighLatency\", namespace=\"shop\", service=\"reports\"}"),
+            "{copy}"
+        );
+        assert_eq!(
+            latency[1]["for"].as_str(),
+            Some("15m"),
+            "the global change holds too"
+        );
+        assert_eq!(latency[1]["labels"]["severity"].as_str(), Some("info"));
+        assert!(services.contains("ServiceHighLatency disabled for shop/events"));
+        for (name, text) in &files {
+            promql_parses(name, text);
+        }
+    }
+
+    /// Every expression of a rendered rule file parses as PromQL.
+    fn promql_parses(name: &str, text: &str) {
+        let docs = YamlLoader::load_from_str(text).expect("yaml");
+        for group in docs[0]["groups"].as_vec().into_iter().flatten() {
+            for rule in group["rules"].as_vec().into_iter().flatten() {
+                let expr = rule["expr"].as_str().expect("expr");
+                assert!(promql_parser::parser::parse(expr).is_ok(), "{name}: {expr}");
+            }
+        }
     }
 }

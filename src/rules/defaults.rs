@@ -53,6 +53,9 @@ pub struct DefaultAlert {
     pub file: &'static str,
     /// The expression ends in `<comparison> NUMBER`, so `threshold` can be overridden.
     pub has_threshold: bool,
+    /// Its alerts carry the `service` label (the expression aggregates or joins by it), so it
+    /// can be tuned for one service (`services[].alerts`).
+    pub per_service: bool,
 }
 
 /// Every default alert, in file order.
@@ -78,12 +81,24 @@ pub fn alerts() -> &'static [DefaultAlert] {
                         name: name.to_string(),
                         file: file.name,
                         has_threshold: promql::threshold_span(expr).is_some(),
+                        per_service: keeps_service_label(expr),
                     });
                 }
             }
         }
         alerts
     })
+}
+
+/// Whether an expression's `by (...)`, `group_left (...)` or `group_right (...)` names `service`.
+fn keeps_service_label(expr: &str) -> bool {
+    static GROUPING: OnceLock<regex::Regex> = OnceLock::new();
+    let grouping = GROUPING.get_or_init(|| {
+        regex::Regex::new(r"\b(?:by|group_left|group_right)\s*\(([^)]*)\)").expect("a valid regex")
+    });
+    grouping
+        .captures_iter(expr)
+        .any(|c| c[1].split(',').any(|label| label.trim() == "service"))
 }
 
 #[cfg(test)]
@@ -109,5 +124,21 @@ mod tests {
             .find(|a| a.name == "Watchdog")
             .expect("present");
         assert!(!watchdog.has_threshold);
+        assert!(!watchdog.per_service);
+        let per_service = |name: &str| alerts.iter().any(|a| a.name == name && a.per_service);
+        for name in [
+            "ServiceHighLatency",
+            "ServiceTargetsDown",
+            "KubeWorkloadRestarting",
+        ] {
+            assert!(per_service(name), "{name}");
+        }
+        for name in [
+            "KubeNodeNotReady",
+            "StackgenRouterDown",
+            "NodeFilesystemAlmostFull",
+        ] {
+            assert!(!per_service(name), "{name}");
+        }
     }
 }

@@ -102,7 +102,15 @@ const URL_DESTINATIONS: [DestinationKind; 6] = [
     DestinationKind::GoogleChat,
     DestinationKind::Webhook,
 ];
-const SERVICE_KEYS: &[&str] = &["name", "team", "namespace", "selector", "port", "path"];
+const SERVICE_KEYS: &[&str] = &[
+    "name",
+    "team",
+    "namespace",
+    "selector",
+    "port",
+    "path",
+    "alerts",
+];
 const SECRET_REF_KEYS: &[&str] = &["secret", "key"];
 /// `router.store.postgres`: the URL's Secret key, and optionally the CA bundle's.
 const POSTGRES_STORE_KEYS: &[&str] = &["secret", "key", "ca"];
@@ -234,23 +242,59 @@ impl Checker {
 
     /// `alerts:` — disable or tune default alerts by name.
     fn alert_overrides(&mut self, top: &Obj) -> BTreeMap<String, AlertOverride> {
+        match top.get("alerts") {
+            Some(node) => self.alert_override_map(node, "alerts", false),
+            None => BTreeMap::new(),
+        }
+    }
+
+    /// A mapping of default alert names to their changes, at `field`; `per_service`: only the
+    /// alerts whose alerts carry a service can be named (`services[].alerts`).
+    fn alert_override_map(
+        &mut self,
+        node: &Node,
+        field: &str,
+        per_service: bool,
+    ) -> BTreeMap<String, AlertOverride> {
         let mut overrides = BTreeMap::new();
-        let Some(node) = top.get("alerts") else {
-            return overrides;
-        };
         let Some(map) = node.as_mapping() else {
             self.error(
                 node.span(),
-                "alerts",
-                "`alerts` must be a mapping of alert names".into(),
-                Some("write e.g. `alerts: {KubeNodePressure: {enabled: false}}`".into()),
+                field,
+                format!("`{field}` must be a mapping of alert names"),
+                Some(if per_service {
+                    "write e.g. `alerts: {ServiceHighLatency: {threshold: 30}}`".into()
+                } else {
+                    "write e.g. `alerts: {KubeNodePressure: {enabled: false}}`".into()
+                }),
             );
             return overrides;
         };
-        let known = crate::rules::defaults::alerts();
+        let known: Vec<&crate::rules::defaults::DefaultAlert> = crate::rules::defaults::alerts()
+            .iter()
+            .filter(|a| a.per_service || !per_service)
+            .collect();
         for (name, value) in map.iter() {
-            let field = format!("alerts.{}", name.as_str());
+            let field = join(field, name.as_str());
             let Some(alert) = known.iter().find(|a| a.name == name.as_str()) else {
+                if per_service
+                    && crate::rules::defaults::alerts()
+                        .iter()
+                        .any(|a| a.name == name.as_str())
+                {
+                    self.error(
+                        name.span(),
+                        &field,
+                        format!(
+                            "alert `{}` is not about a service, so it cannot be changed for one",
+                            name.as_str()
+                        ),
+                        Some(
+                            "change it for the whole cluster under the top-level `alerts:`".into(),
+                        ),
+                    );
+                    continue;
+                }
                 let hint = match did_you_mean(name.as_str(), known.iter().map(|a| a.name.as_str())) {
                     Some(close) => format!("did you mean `{close}`?"),
                     None => "only default alerts can be changed here; list them with `grep alert: stack/prometheus/rules/*.yaml`".to_string(),
@@ -912,6 +956,10 @@ impl Checker {
                 values::check_http_path,
                 defaults::METRICS_PATH,
             );
+            let alerts = obj
+                .get("alerts")
+                .map(|node| self.alert_override_map(node, &obj.path("alerts"), true))
+                .unwrap_or_default();
             if let (Some(name), Some(team), Some(selector), Some(port)) =
                 (name, team, selector, port)
             {
@@ -922,6 +970,7 @@ impl Checker {
                     selector,
                     port,
                     path,
+                    alerts,
                 });
             }
         }

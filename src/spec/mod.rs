@@ -331,6 +331,8 @@ pub struct Service {
     pub selector: BTreeMap<String, String>,
     pub port: Port,
     pub path: String,
+    /// Default alerts changed for this service only (`services[].alerts`), over `alerts:`.
+    pub alerts: BTreeMap<String, AlertOverride>,
 }
 
 /// A metrics port, by container port number or name.

@@ -159,6 +159,26 @@ fn rendered_ownership_rules_give_every_workload_its_owner() {
     );
 }
 
+/// Alerts tuned for one service, under promtool with the rules rendered from the spec: a
+/// streaming service's latency alert is off, a slow-by-design one alerts past its own threshold
+/// with its own severity, and the others keep the defaults.
+#[test]
+fn an_alert_tuned_for_one_service_changes_only_that_service() {
+    let promtool = tool("promtool", "apt-get install prometheus");
+    let (_tmp, out) = render_to_temp("tests/fixtures/service-tuning/stack.yaml");
+    let rules = out.join("prometheus/rules");
+    fs::copy(
+        root().join("tests/fixtures/service-tuning/service_tuning_test.yaml"),
+        rules.join("service_tuning_test.yaml"),
+    )
+    .expect("copy test");
+    run_ok(
+        Command::new(&promtool)
+            .args(["test", "rules", "service_tuning_test.yaml"])
+            .current_dir(&rules),
+    );
+}
+
 #[test]
 fn rules_test_runs_team_tests_against_the_rendered_rules() {
     tool("promtool", "apt-get install prometheus");

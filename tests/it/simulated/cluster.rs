@@ -527,9 +527,9 @@ impl Target {
 impl Cluster {
     /// The healthy cluster every scenario starts from: four nodes; the stack in `monitoring`;
     /// payments' checkout (a Deployment behind an HPA and a PodDisruptionBudget), ledger-db (a
-    /// StatefulSet with a volume) and nightly-report (a CronJob) in `shop`; search's search-api
-    /// and indexer in `search`; and workloads no service or team names: a DaemonSet in
-    /// `logging`, CoreDNS in `kube-system`.
+    /// StatefulSet with a volume) and nightly-report (a CronJob) in `shop`; search's search-api,
+    /// indexer and events (long polling, its latency alert off) in `search`; and workloads no
+    /// service or team names: a DaemonSet in `logging`, CoreDNS in `kube-system`.
     pub(super) fn healthy(label_allowlist: Vec<String>) -> Cluster {
         let nodes: Vec<Node> = ["node-1", "node-2", "node-3", "node-4"]
             .into_iter()
@@ -635,6 +635,9 @@ impl Cluster {
             Workload::new("search", "indexer", Kind::Deployment, &[("app", "indexer")])
                 .port("metrics", 9100, Serves::Http)
                 .run(1, &["node-1"], None),
+            Workload::new("search", "events", Kind::Deployment, &[("app", "events")])
+                .port("http", 8080, Serves::Http)
+                .run(2, &["node-2", "node-3"], None),
             daemon(Workload::new(
                 "logging",
                 "log-agent",
@@ -649,6 +652,10 @@ impl Cluster {
             )
             .run(2, &["node-1", "node-4"], None),
         ];
+        // Long polling: every request waits up to 30 seconds for news.
+        if let Some(events) = workloads.iter_mut().find(|w| w.name == "events") {
+            events.traffic.latency_seconds = 25.0;
+        }
         if let Some(checkout) = workloads.iter_mut().find(|w| w.name == "checkout") {
             checkout.autoscaler = Some(Autoscaler { min: 3, max: 6 });
             checkout.min_available = Some(2);
