@@ -232,6 +232,34 @@ fn rule_evaluation_cost_on_a_large_cluster() {
         .iter()
         .filter_map(|g| g["median_seconds"].as_f64())
         .sum();
+    // The slowest rules of the last evaluation, as Prometheus' rules API reports them.
+    let mut rules: Vec<(f64, String, String)> =
+        get_json(&prometheus, "/api/v1/rules")["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|group| {
+                let name = group["name"].as_str().unwrap_or_default().to_string();
+                group["rules"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |rule| {
+                        (
+                            rule["evaluationTime"].as_f64().unwrap_or(0.0),
+                            name.clone(),
+                            rule["name"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+            })
+            .collect();
+    rules.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let slowest_rules: Vec<Value> = rules
+        .iter()
+        .take(12)
+        .map(|(seconds, group, rule)| json!({"group": group, "rule": rule, "seconds": seconds}))
+        .collect();
     let result = json!({
         "nodes": nodes,
         "pods": pod_count,
@@ -241,6 +269,7 @@ fn rule_evaluation_cost_on_a_large_cluster() {
         "rule_groups": groups.len(),
         "evaluation_seconds_total": total,
         "groups": groups,
+        "slowest_rules": slowest_rules,
     });
     println!("{result:#}");
     if let Some(path) = std::env::var_os("STACKGEN_BENCH_RESULT") {
