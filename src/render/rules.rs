@@ -266,17 +266,24 @@ fn team_file_name(team: &Team, path: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn overrides_change_only_the_named_alerts() {
-        let spec_text = "cluster: {name: a}\nalerts:\n  ServiceHighErrorRate: {threshold: 0.1, for: 20m, severity: warning}\n  ServiceHighLatency: {enabled: false}\n";
+    /// The rule files rendered from `spec_text`, and services.yaml among them.
+    fn rendered(spec_text: &str) -> (Vec<(String, String)>, String) {
         let spec = crate::spec::parse("s.yaml", spec_text).expect("valid");
         let files = rule_files(&spec).expect("renders");
-        let services = &files
+        let services = files
             .iter()
             .find(|(n, _)| n == "services.yaml")
             .expect("present")
-            .1;
-        let docs = YamlLoader::load_from_str(services).expect("yaml");
+            .1
+            .clone();
+        (files, services)
+    }
+
+    #[test]
+    fn overrides_change_only_the_named_alerts() {
+        let spec_text = "cluster: {name: a}\nalerts:\n  ServiceHighErrorRate: {threshold: 0.1, for: 20m, severity: warning}\n  ServiceHighLatency: {enabled: false}\n";
+        let (files, services) = rendered(spec_text);
+        let docs = YamlLoader::load_from_str(&services).expect("yaml");
         let rules = docs[0]["groups"][0]["rules"].as_vec().expect("rules");
         assert!(
             rules
@@ -310,14 +317,8 @@ mod tests {
     #[test]
     fn an_alert_tuned_for_a_service_leaves_it_to_its_own_copy() {
         let spec_text = "cluster: {name: a}\nrouter: {platform_team: t}\nteams:\n  - {name: t, webhook: {url: {secret: s, key: k}}}\nalerts:\n  ServiceHighLatency: {for: 15m}\nservices:\n  - name: events\n    team: t\n    namespace: shop\n    port: 8080\n    alerts: {ServiceHighLatency: {enabled: false}}\n  - name: reports\n    team: t\n    namespace: shop\n    port: 8080\n    alerts: {ServiceHighLatency: {threshold: 30, severity: info}}\n";
-        let spec = crate::spec::parse("s.yaml", spec_text).expect("valid");
-        let files = rule_files(&spec).expect("renders");
-        let services = &files
-            .iter()
-            .find(|(n, _)| n == "services.yaml")
-            .expect("present")
-            .1;
-        let docs = YamlLoader::load_from_str(services).expect("yaml");
+        let (files, services) = rendered(spec_text);
+        let docs = YamlLoader::load_from_str(&services).expect("yaml");
         let rules = docs[0]["groups"][0]["rules"].as_vec().expect("rules");
         let marks: Vec<(&str, &str)> = rules
             .iter()
