@@ -269,6 +269,49 @@ pub fn check_ping_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An objective in percent of good requests: a decimal number above 0 and below 100 with at
+/// most 6 decimals (`99.9`).
+pub fn check_objective(text: &str) -> Result<(), String> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let decimal = !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+        && fraction.len() <= 6
+        && !(text.contains('.') && fraction.is_empty());
+    match text.parse::<f64>() {
+        Ok(v) if decimal && v > 0.0 && v < 100.0 => Ok(()),
+        Ok(v) if decimal && v >= 100.0 => Err("an objective is a percent below 100 (100 leaves no error budget to alert on), like 99.9".into()),
+        _ => Err("write the objective as a percent with at most 6 decimals, like 99.9".into()),
+    }
+}
+
+/// An SLO window: a Prometheus duration from 1d to 90d.
+pub fn check_slo_window(text: &str) -> Result<(), String> {
+    check_duration(text)?;
+    let ms = parse_duration_ms(text)?;
+    if (86_400_000..=90 * 86_400_000).contains(&ms) {
+        Ok(())
+    } else {
+        Err("an SLO window is from 1d to 90d, like 30d or 4w".into())
+    }
+}
+
+/// A request rate per second: a number of at least 0 (`1`, `0.05`).
+pub fn check_request_rate(text: &str) -> Result<(), String> {
+    match text.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() && !text.starts_with('+') => Ok(()),
+        _ => Err("write requests per second, a number of at least 0, like 1 or 0.05".into()),
+    }
+}
+
+/// A positive number of seconds (`0.5`, `2`).
+pub fn check_seconds(text: &str) -> Result<(), String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() && !text.starts_with('+') => Ok(()),
+        _ => Err("write a number of seconds above 0, like 0.5: a bucket bound (`le`) of the service's latency histogram".into()),
+    }
+}
+
 /// An HTTP path for metrics: starts with `/`, no spaces, query or fragment.
 pub fn check_http_path(text: &str) -> Result<(), String> {
     let ok = text.starts_with('/')

@@ -42,6 +42,10 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         entries.push((name, path));
     }
     stack.config_map("prometheus-rules", "prometheus", entries);
+    // Not deployed: the objectives' promtool tests, to run where the output is reviewed.
+    if let Some(tests) = super::slos::slo_test_file(spec) {
+        stack.config_file("prometheus/tests/slos_test.yaml", tests);
+    }
 
     let ns = &spec.namespace;
     stack.template(

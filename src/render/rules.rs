@@ -11,7 +11,7 @@ use yaml_rust2::YamlLoader;
 use crate::rules::defaults::{DEFAULT_RULE_FILES, Needs};
 use crate::rules::promql;
 use crate::rules::team::label_team_rules;
-use crate::spec::{AlertOverride, Spec, Team};
+use crate::spec::{AlertOverride, SloKind, Spec, Team};
 use crate::yaml::{self, from_yaml};
 
 /// The default rule file that the spec's ownership rules join.
@@ -21,7 +21,19 @@ const WORKLOADS_FILE: &str = "workloads.yaml";
 pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
     let mut tunings: BTreeMap<&str, Vec<Tuning>> = BTreeMap::new();
     for service in &spec.services {
-        for (alert, change) in &service.alerts {
+        // An objective's burn-rate alerts replace the static alert on the same signal.
+        let replaced = service.slos.iter().map(|slo| match slo.kind {
+            SloKind::Availability => "ServiceHighErrorRate",
+            SloKind::Latency => "ServiceHighLatency",
+        });
+        let changes = service
+            .alerts
+            .iter()
+            .map(|(alert, change)| (alert.as_str(), change));
+        let replaced = replaced
+            .filter(|alert| !service.alerts.contains_key(*alert))
+            .map(|alert| (alert, &REPLACED_BY_OBJECTIVE));
+        for (alert, change) in changes.chain(replaced) {
             tunings.entry(alert).or_default().push(Tuning {
                 namespace: &service.namespace,
                 service: &service.name,
@@ -48,6 +60,9 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
             files.push((file.name.to_string(), text));
         }
     }
+    if let Some(text) = super::slos::slo_rule_file(spec) {
+        files.push((super::slos::FILE.to_string(), text));
+    }
     for team in &spec.teams {
         for rule_file in &team.rule_files {
             let Some(text) = &rule_file.contents else {
@@ -71,6 +86,14 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
     files.sort();
     Ok(files)
 }
+
+/// A static alert a service's objective replaces: off for that service.
+static REPLACED_BY_OBJECTIVE: AlertOverride = AlertOverride {
+    enabled: false,
+    for_duration: None,
+    severity: None,
+    threshold: None,
+};
 
 /// One service's change to a default alert (`services[].alerts`).
 struct Tuning<'a> {

@@ -89,3 +89,9 @@ pub fn storage_class(platform: Platform) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// The window of a service level objective.
+pub const SLO_WINDOW: &str = "30d";
+
+/// Requests per second below which a service's objective never pages.
+pub const SLO_PAGE_MIN_RATE: &str = "1";

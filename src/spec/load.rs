@@ -11,7 +11,7 @@ use marked_yaml::{Node, Span};
 use super::{
     AlertOverride, AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress,
     Ownership, Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef,
-    Service, Smtp, Spec, Team, TeamRoute, defaults,
+    Service, Slo, SloKind, Smtp, Spec, Team, TeamRoute, defaults,
 };
 use crate::config_check::values;
 use crate::config_check::{Checker, Obj, check_document, join, smtp};
@@ -110,7 +110,10 @@ const SERVICE_KEYS: &[&str] = &[
     "port",
     "path",
     "alerts",
+    "slos",
 ];
+const SLO_KEYS: &[&str] = &["availability", "latency"];
+const SLO_OBJECTIVE_KEYS: &[&str] = &["objective", "window", "threshold", "min_rate"];
 const SECRET_REF_KEYS: &[&str] = &["secret", "key"];
 /// `router.store.postgres`: the URL's Secret key, and optionally the CA bundle's.
 const POSTGRES_STORE_KEYS: &[&str] = &["secret", "key", "ca"];
@@ -960,6 +963,10 @@ impl Checker {
                 .get("alerts")
                 .map(|node| self.alert_override_map(node, &obj.path("alerts"), true))
                 .unwrap_or_default();
+            let slos = obj
+                .get("slos")
+                .map(|node| self.slos(node, &obj.path("slos")))
+                .unwrap_or_default();
             if let (Some(name), Some(team), Some(selector), Some(port)) =
                 (name, team, selector, port)
             {
@@ -971,10 +978,94 @@ impl Checker {
                     port,
                     path,
                     alerts,
+                    slos,
                 });
             }
         }
         services
+    }
+
+    /// `services[].slos`: `availability` and `latency`, each an objective in percent below 100,
+    /// a window (default 30d, from 1d to 90d), the request rate below which it never pages
+    /// (`min_rate`, default 1 per second) and, for latency, the bucket bound in seconds a good
+    /// request is faster than.
+    fn slos(&mut self, node: &Node, field: &str) -> Vec<Slo> {
+        let mut slos = Vec::new();
+        let Some(obj) = self.object(node, field, SLO_KEYS) else {
+            return slos;
+        };
+        for (key, kind) in [
+            ("availability", SloKind::Availability),
+            ("latency", SloKind::Latency),
+        ] {
+            let Some(node) = obj.get(key) else { continue };
+            let slo_field = obj.path(key);
+            let Some(slo) = self.object(node, &slo_field, SLO_OBJECTIVE_KEYS) else {
+                continue;
+            };
+            let objective = self
+                .required(
+                    &slo,
+                    "objective",
+                    "add `objective: 99.9` (percent of good requests)",
+                )
+                .and_then(|n| {
+                    self.checked_string(
+                        n,
+                        &slo.path("objective"),
+                        "objective",
+                        values::check_objective,
+                    )
+                });
+            let window = self.checked_or_default(
+                Some(&slo),
+                "window",
+                "SLO window",
+                values::check_slo_window,
+                defaults::SLO_WINDOW,
+            );
+            let min_rate = self.checked_or_default(
+                Some(&slo),
+                "min_rate",
+                "minimum request rate",
+                values::check_request_rate,
+                defaults::SLO_PAGE_MIN_RATE,
+            );
+            let threshold = match kind {
+                SloKind::Latency => self
+                    .required(
+                        &slo,
+                        "threshold",
+                        "add `threshold: 0.5`: a good request is faster than this many seconds, a bucket bound of the service's histogram",
+                    )
+                    .and_then(|n| {
+                        self.checked_string(n, &slo.path("threshold"), "latency threshold", values::check_seconds)
+                    }),
+                SloKind::Availability => {
+                    if let Some(n) = slo.get("threshold") {
+                        self.error(
+                            n.span(),
+                            &slo.path("threshold"),
+                            "an availability objective has no threshold".into(),
+                            Some("a request is good when it is not answered with a 5xx; a latency threshold goes under `latency:`".into()),
+                        );
+                    }
+                    None
+                }
+            };
+            let complete =
+                objective.is_some() && (kind == SloKind::Availability || threshold.is_some());
+            if let (true, Some(objective)) = (complete, objective) {
+                slos.push(Slo {
+                    kind,
+                    objective,
+                    window,
+                    threshold,
+                    min_rate,
+                });
+            }
+        }
+        slos
     }
 
     fn selector(

@@ -333,6 +333,40 @@ pub struct Service {
     pub path: String,
     /// Default alerts changed for this service only (`services[].alerts`), over `alerts:`.
     pub alerts: BTreeMap<String, AlertOverride>,
+    /// The service's objectives (`services[].slos`), availability first.
+    pub slos: Vec<Slo>,
+}
+
+/// A service level objective: the share of good requests over a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Slo {
+    pub kind: SloKind,
+    /// Percent of requests that must be good, as written (`99.9`); below 100.
+    pub objective: String,
+    /// The window the objective holds over (a Prometheus duration, default 30d).
+    pub window: String,
+    /// Latency: a good request is faster than this many seconds (a histogram bucket bound).
+    pub threshold: Option<String>,
+    /// Requests per second below which the service never pages (it still gets the ticket).
+    pub min_rate: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SloKind {
+    /// Good: not answered with a 5xx.
+    Availability,
+    /// Good: answered within the threshold.
+    Latency,
+}
+
+impl SloKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SloKind::Availability => "availability",
+            SloKind::Latency => "latency",
+        }
+    }
 }
 
 /// A metrics port, by container port number or name.

@@ -179,6 +179,45 @@ fn an_alert_tuned_for_one_service_changes_only_that_service() {
     );
 }
 
+/// Service level objectives under promtool: the tests render writes beside the rules (for each
+/// objective, a 15x burn pages and a 1x burn fires nothing in 6 hours) pass, and so do the
+/// fixture's scenarios (a quiet service below the minimum rate does not page, an objective
+/// replaces the static alert, the budget left).
+#[test]
+fn service_objectives_page_on_fast_burns_only_and_replace_the_static_alerts() {
+    let promtool = tool("promtool", "apt-get install prometheus");
+    let (_tmp, out) = render_to_temp("tests/fixtures/slos/stack.yaml");
+    let tests = out.join("prometheus/tests");
+    let generated = fs::read_to_string(tests.join("slos_test.yaml")).expect("rendered SLO tests");
+    assert_eq!(
+        generated.matches("times the budget pages").count(),
+        3,
+        "one page test per objective:\n{generated}"
+    );
+    assert_eq!(
+        generated
+            .matches("exactly the budget fires nothing")
+            .count(),
+        3
+    );
+    run_ok(
+        Command::new(&promtool)
+            .args(["test", "rules", "slos_test.yaml"])
+            .current_dir(&tests),
+    );
+    let rules = out.join("prometheus/rules");
+    fs::copy(
+        root().join("tests/fixtures/slos/slos_scenarios_test.yaml"),
+        rules.join("slos_scenarios_test.yaml"),
+    )
+    .expect("copy test");
+    run_ok(
+        Command::new(&promtool)
+            .args(["test", "rules", "slos_scenarios_test.yaml"])
+            .current_dir(&rules),
+    );
+}
+
 #[test]
 fn rules_test_runs_team_tests_against_the_rendered_rules() {
     tool("promtool", "apt-get install prometheus");
