@@ -14,6 +14,9 @@
 #               ownership map of Kubernetes signals, before the default alerts' coverage work,
 #               and now. Each other than HEAD is built (debug) in a git worktree under a temp dir.
 #   NODES, PODS cluster size [100, 5000]
+#   SERVICES    services in the spec [50]
+#   SLO_SERVICES  how many of them have an availability and a latency objective [0]; a spec with
+#               objectives renders only with revisions that know services[].slos
 #   WARMUP      seconds before the readings [330]
 #   READINGS    evaluations read per rule group [8]
 #   TARGET_DIR  cargo target dir for the older revisions [a temp dir; set it to keep the builds]
@@ -35,17 +38,21 @@ cleanup() {
 trap cleanup EXIT
 
 spec="$work/spec.yaml"
-python3 - "$spec" <<'PY'
+python3 - "$spec" "${SERVICES:-50}" "${SLO_SERVICES:-0}" <<'PY'
 import sys
+services, with_slos = int(sys.argv[2]), int(sys.argv[3])
 teams = ["payments", "search", "platform"]
 with open(sys.argv[1], "w") as f:
     f.write("cluster: {name: sim, platform: generic}\nrouter: {platform_team: platform}\nteams:\n")
     for team in teams:
         f.write(f"  - {{name: {team}, webhook: {{url: {{secret: {team}-alerting, key: url}}}}}}\n")
     f.write("services:\n")
-    for i in range(50):
+    for i in range(services):
         f.write(f"  - name: svc-{i}\n    team: {teams[i % 3]}\n    namespace: ns-{i % 10}\n"
                 f"    selector: {{app: svc-{i}}}\n    port: http-metrics\n")
+        if i < with_slos:
+            f.write("    slos:\n      availability: {objective: 99.9}\n"
+                    "      latency: {objective: 99, threshold: 0.5}\n")
 PY
 
 cargo build --quiet
