@@ -25,6 +25,12 @@ pub const DASHBOARDS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The dashboard of the services' objectives, shipped when a service has one.
+pub const SLO_DASHBOARD: (&str, &str) = (
+    "slos.json",
+    include_str!("../../stack/grafana/dashboards/slos.json"),
+);
+
 pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     let config_hash = provisioning(stack)?;
     deployment(stack, &config_hash)?;
@@ -115,7 +121,9 @@ fn provisioning(stack: &mut Builder) -> Result<String, RenderError> {
     );
     let mut hashed = vec![datasources, providers];
     let mut entries = Vec::new();
-    for (name, text) in DASHBOARDS {
+    let objectives = spec.services.iter().any(|s| !s.slos.is_empty());
+    let slo_dashboard = objectives.then_some(&SLO_DASHBOARD);
+    for (name, text) in DASHBOARDS.iter().chain(slo_dashboard) {
         let path = format!("grafana/dashboards/{name}");
         stack.config_file(&path, text.to_string());
         hashed.push(text.to_string());

@@ -64,7 +64,7 @@ pub fn slo_rule_file(spec: &Spec) -> Option<String> {
             "summary": "{{ $labels.service }} in {{ $labels.namespace }} burns its {{ $labels.slo }} error budget fast.",
             "description": "Bad requests over the last hour (and 5 minutes) or 6 hours (and 30 minutes) use the {{ $labels.slo }} error budget 14.4 or 6 times as fast as the objective allows: 2% or 5% of a 30-day budget gone in that time. It burns {{ $value }} times as fast over the last hour or 6 hours.",
             "runbook_url": "https://github.com/stackgen/stackgen/blob/main/docs/runbooks.md#serviceerrorbudgetburning",
-            "dashboard": "/d/stackgen-services?var-service={{ $labels.service }}",
+            "dashboard": "/d/stackgen-slos?var-service={{ $labels.service }}",
         },
     }));
 
@@ -114,7 +114,7 @@ pub fn slo_rule_file(spec: &Spec) -> Option<String> {
             "summary": "{{ $labels.service }} in {{ $labels.namespace }} burns its {{ $labels.slo }} error budget faster than it lasts.",
             "description": "Bad requests over the last day (and 2 hours) or 3 days (and 6 hours) use the {{ $labels.slo }} error budget 3 or 1 times as fast as the objective allows: 10% of a 30-day budget gone in a day, or the whole budget by the end of the window. It burns {{ $value }} times as fast over the last day or 3 days.",
             "runbook_url": "https://github.com/stackgen/stackgen/blob/main/docs/runbooks.md#serviceerrorbudgetburningslowly",
-            "dashboard": "/d/stackgen-services?var-service={{ $labels.service }}",
+            "dashboard": "/d/stackgen-slos?var-service={{ $labels.service }}",
         },
     }));
 

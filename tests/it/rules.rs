@@ -294,6 +294,25 @@ fn dashboards_use_valid_promql_and_metrics_that_exist() {
                 .unwrap_or_else(|e| panic!("{file}: {e}")),
         );
     }
+    // The series the rules record, as rendered from the example spec (which has objectives).
+    let (_tmp, out) = render_to_temp("examples/stack.yaml");
+    let rules = out.join("prometheus/rules");
+    for file in files_under(&rules) {
+        let text = fs::read_to_string(rules.join(&file)).expect("rule file");
+        known.extend(
+            text.lines()
+                .filter_map(|line| {
+                    line.trim()
+                        .trim_start_matches("- ")
+                        .strip_prefix("record: ")
+                })
+                .map(|name| name.trim().to_string()),
+        );
+    }
+    assert!(
+        known.contains("stackgen:slo_burn_rate:rate1h"),
+        "the example has objectives"
+    );
     let dashboards = root().join("stack/grafana/dashboards");
     let mut checked = 0;
     for file in files_under(&dashboards) {
