@@ -1,6 +1,7 @@
 //! The command line: argument types and the glue for each command. Only this module prints.
 
 mod demo;
+mod slo;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,25 @@ enum Command {
     /// The alert router: service-level incidents from Alertmanager webhooks.
     #[command(subcommand)]
     Router(RouterCommand),
+    /// Service level objectives.
+    #[command(subcommand)]
+    Slo(SloCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SloCommand {
+    /// Each objective's target, error budget left and burn rates, from a running Prometheus that
+    /// evaluates the rendered slos.yaml.
+    Status {
+        /// Prometheus' base URL, e.g. http://localhost:9090 (after kubectl port-forward).
+        #[arg(long)]
+        prometheus: String,
+        /// Only this service (`NAME` or `NAMESPACE/NAME`).
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +275,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             rules_test(&files, team, spec.as_deref())
         }
         Command::Router(command) => router_command(command),
+        Command::Slo(SloCommand::Status {
+            prometheus,
+            service,
+            format,
+        }) => slo_status(&prometheus, service.as_deref(), format),
         Command::Images { spec } => images(&spec),
     }
 }
@@ -287,6 +312,23 @@ fn render_command(spec: &Path, out: &Path) -> anyhow::Result<Outcome> {
             "note: team {platform} has no destination Alertmanager delivers to itself ({}): the router's own alerts (StackgenRouterDown, ...) reach it only through the router",
             render::direct_path::DIRECT_KINDS
         );
+    }
+    Ok(Outcome::Ok)
+}
+
+fn slo_status(prometheus: &str, service: Option<&str>, format: Format) -> anyhow::Result<Outcome> {
+    let answers = slo::query_all(prometheus)?;
+    let statuses = slo::statuses(&answers, service);
+    if statuses.is_empty() {
+        eprintln!(
+            "no objective{} at {prometheus}: does it load the rendered slos.yaml (services[].slos in the spec)?",
+            service.map(|s| format!(" of {s}")).unwrap_or_default()
+        );
+        return Ok(Outcome::Invalid);
+    }
+    match format {
+        Format::Human => print!("{}", slo::table(&statuses)),
+        Format::Json => println!("{:#}", slo::json(&statuses)),
     }
     Ok(Outcome::Ok)
 }

@@ -17,6 +17,7 @@ mod router;
 mod router_ha;
 mod rules;
 mod simulated;
+mod slo_status;
 mod store;
 mod support;
 mod validators;
