@@ -49,6 +49,14 @@ pub struct DirectPath {
     pub secrets: Vec<SecretRef>,
 }
 
+/// Severities whose direct alerts go to the same destinations, muted in quiet hours or not.
+struct SeverityGroup {
+    /// Indexes into the platform team's destinations.
+    destinations: Vec<usize>,
+    muted: bool,
+    severities: Vec<&'static str>,
+}
+
 /// The platform team's destinations Alertmanager can deliver to without the router.
 pub fn direct_destinations(spec: &Spec) -> Vec<&Destination> {
     platform_team(spec).map_or_else(Vec::new, |team| {
@@ -97,7 +105,7 @@ pub fn direct_path(spec: &Spec) -> DirectPath {
         }));
     }
     // Severities taking the same destinations (and the same quiet hours) share a receiver.
-    let mut groups: Vec<(Vec<usize>, bool, Vec<&str>)> = Vec::new();
+    let mut groups: Vec<SeverityGroup> = Vec::new();
     for severity in [Severity::Critical, Severity::Warning, Severity::Info] {
         let chosen: Vec<usize> = (team.destinations.iter().enumerate())
             .filter(|(_, d)| team.takes(d.kind(), severity) && direct_config(spec, d).is_some())
@@ -108,13 +116,25 @@ pub fn direct_path(spec: &Spec) -> DirectPath {
             continue;
         }
         let muted = quiet && severity != Severity::Critical;
-        match groups.iter_mut().find(|g| g.0 == chosen && g.1 == muted) {
-            Some(group) => group.2.push(severity.as_str()),
-            None => groups.push((chosen, muted, vec![severity.as_str()])),
+        match groups
+            .iter_mut()
+            .find(|g| g.destinations == chosen && g.muted == muted)
+        {
+            Some(group) => group.severities.push(severity.as_str()),
+            None => groups.push(SeverityGroup {
+                destinations: chosen,
+                muted,
+                severities: vec![severity.as_str()],
+            }),
         }
     }
     let single = groups.len() == 1;
-    for (chosen, muted, severities) in groups {
+    for SeverityGroup {
+        destinations: chosen,
+        muted,
+        severities,
+    } in groups
+    {
         let receiver = if single {
             "platform-direct".to_string()
         } else {

@@ -141,26 +141,22 @@ pub fn slo_test_file(spec: &Spec) -> Option<String> {
             let budget: f64 = budget_ratio(&slo.objective).parse().unwrap_or(1.0);
             let rate: f64 = slo.min_rate.parse::<f64>().unwrap_or(1.0).max(5.0) * 2.0;
             let per_minute = rate * 60.0;
-            let mut checks = Vec::new();
-            let labels = |severity: &str| {
-                format!(
-                    "ALERTS{{alertname=\"ServiceErrorBudgetBurning\", alertstate=\"firing\", cluster={}, namespace={}, service={}, severity={}, slo={}, team={}}}",
-                    quote(&spec.cluster.name),
-                    quote(&service.namespace),
-                    quote(&service.name),
-                    quote(severity),
-                    quote(slo.kind.name()),
-                    quote(&service.team)
-                )
-            };
+            let page = format!(
+                "ALERTS{{alertname=\"ServiceErrorBudgetBurning\", alertstate=\"firing\", cluster={}, namespace={}, service={}, severity=\"critical\", slo={}, team={}}}",
+                quote(&spec.cluster.name),
+                quote(&service.namespace),
+                quote(&service.name),
+                quote(slo.kind.name()),
+                quote(&service.team)
+            );
             let selector = format!(
                 "alertstate=\"firing\", namespace={}, service={}, slo={}",
                 quote(&service.namespace),
                 quote(&service.name),
                 quote(slo.kind.name())
             );
-            let fast = 15.0 * budget < 1.0;
-            if fast {
+            // A burn of 15 times the budget is possible only below 100% bad requests.
+            if 15.0 * budget < 1.0 {
                 tests.push(json!({
                     "name": format!("{}/{} {}: a burn of 15 times the budget pages", service.namespace, service.name, slo.kind.name()),
                     "interval": "1m",
@@ -168,20 +164,19 @@ pub fn slo_test_file(spec: &Spec) -> Option<String> {
                     "promql_expr_test": [{
                         "expr": format!("ALERTS{{alertname=\"ServiceErrorBudgetBurning\", {selector}}}"),
                         "eval_time": "20m",
-                        "exp_samples": [{"labels": labels("critical"), "value": 1}],
+                        "exp_samples": [{"labels": page, "value": 1}],
                     }],
                 }));
             }
-            checks.push(json!({
-                "expr": format!("ALERTS{{{selector}}}"),
-                "eval_time": "6h",
-                "exp_samples": [],
-            }));
             tests.push(json!({
                 "name": format!("{}/{} {}: a burn of exactly the budget fires nothing", service.namespace, service.name, slo.kind.name()),
                 "interval": "1m",
                 "input_series": traffic(spec, service, slo, per_minute, budget, 360),
-                "promql_expr_test": checks,
+                "promql_expr_test": [{
+                    "expr": format!("ALERTS{{{selector}}}"),
+                    "eval_time": "6h",
+                    "exp_samples": [],
+                }],
             }));
         }
     }
@@ -275,7 +270,8 @@ fn service_rules(service: &Service, slo: &Slo) -> Vec<Value> {
         }),
         json!({
             "record": "stackgen:slo_page_min_rate",
-            "expr": format!("vector({})", slo.min_rate),
+            // The number as Rust prints it: a PromQL number whatever way the spec wrote it.
+            "expr": format!("vector({})", slo.min_rate.parse::<f64>().unwrap_or(1.0)),
             "labels": of_slo,
         }),
         json!({"record": "stackgen:slo_requests:rate5m", "expr": requests, "labels": labels}),

@@ -477,6 +477,24 @@ pub(super) struct Quota {
     pub(super) resources: Vec<(&'static str, f64, f64)>,
 }
 
+/// A component of the stack in `monitoring`: pods labelled `app.kubernetes.io/name: NAME`, behind
+/// a Service of that name on its one port.
+fn stack_component(
+    name: &str,
+    kind: Kind,
+    (port, number): (&str, u16),
+    serves: Serves,
+) -> Workload {
+    Workload::new(
+        "monitoring",
+        name,
+        kind,
+        &[("app.kubernetes.io/name", name)],
+    )
+    .port(port, number, serves)
+    .endpoint(name, port)
+}
+
 /// The whole simulated cluster at one moment.
 #[derive(Debug, Clone)]
 pub(super) struct Cluster {
@@ -531,11 +549,8 @@ impl Cluster {
     /// indexer and events (long polling, its latency alert off) in `search`; and workloads no
     /// service or team names: a DaemonSet in `logging`, CoreDNS in `kube-system`.
     pub(super) fn healthy(label_allowlist: Vec<String>) -> Cluster {
-        let nodes: Vec<Node> = ["node-1", "node-2", "node-3", "node-4"]
-            .into_iter()
-            .map(Node::new)
-            .collect();
-        let all: Vec<&str> = ["node-1", "node-2", "node-3", "node-4"].to_vec();
+        let all = ["node-1", "node-2", "node-3", "node-4"];
+        let nodes: Vec<Node> = all.into_iter().map(Node::new).collect();
         let daemon = |workload: Workload| -> Workload {
             let mut workload = workload;
             for node in &all {
@@ -547,66 +562,50 @@ impl Cluster {
         };
         let stack_volume = Some(Filesystem::with_room(50.0 * GIB, 0.3));
         let mut workloads = vec![
-            Workload::new(
-                "monitoring",
+            stack_component(
                 "prometheus",
                 Kind::StatefulSet,
-                &[("app.kubernetes.io/name", "prometheus")],
+                ("web", 9090),
+                Serves::Prometheus,
             )
-            .port("web", 9090, Serves::Prometheus)
-            .endpoint("prometheus", "web")
             .run(2, &["node-1", "node-2"], stack_volume),
-            Workload::new(
-                "monitoring",
+            stack_component(
                 "alertmanager",
                 Kind::StatefulSet,
-                &[("app.kubernetes.io/name", "alertmanager")],
+                ("web", 9093),
+                Serves::Alertmanager,
             )
-            .port("web", 9093, Serves::Alertmanager)
-            .endpoint("alertmanager", "web")
             .endpoint("alertmanager-headless", "web")
             .run(
                 2,
                 &["node-3", "node-4"],
                 Some(Filesystem::with_room(GIB, 0.1)),
             ),
-            Workload::new(
-                "monitoring",
-                "grafana",
-                Kind::Deployment,
-                &[("app.kubernetes.io/name", "grafana")],
-            )
-            .port("http", 3000, Serves::Grafana)
-            .endpoint("grafana", "http")
-            .run(1, &["node-3"], None),
-            Workload::new(
-                "monitoring",
+            stack_component("grafana", Kind::Deployment, ("http", 3000), Serves::Grafana).run(
+                1,
+                &["node-3"],
+                None,
+            ),
+            stack_component(
                 "stackgen-router",
                 Kind::Deployment,
-                &[("app.kubernetes.io/name", "stackgen-router")],
+                ("http", 8080),
+                Serves::Router,
             )
-            .port("http", 8080, Serves::Router)
-            .endpoint("stackgen-router", "http")
             .run(1, &["node-4"], None),
-            Workload::new(
-                "monitoring",
+            stack_component(
                 "kube-state-metrics",
                 Kind::Deployment,
-                &[("app.kubernetes.io/name", "kube-state-metrics")],
+                ("http-metrics", 8080),
+                Serves::KubeStateMetrics,
             )
-            .port("http-metrics", 8080, Serves::KubeStateMetrics)
-            .endpoint("kube-state-metrics", "http-metrics")
             .run(1, &["node-2"], None),
-            daemon(
-                Workload::new(
-                    "monitoring",
-                    "node-exporter",
-                    Kind::DaemonSet,
-                    &[("app.kubernetes.io/name", "node-exporter")],
-                )
-                .port("metrics", 9100, Serves::NodeExporter)
-                .endpoint("node-exporter", "metrics"),
-            ),
+            daemon(stack_component(
+                "node-exporter",
+                Kind::DaemonSet,
+                ("metrics", 9100),
+                Serves::NodeExporter,
+            )),
             Workload::new("shop", "checkout", Kind::Deployment, &[("app", "checkout")])
                 .port("http-metrics", 8080, Serves::Http)
                 .run(3, &["node-1", "node-2", "node-3"], None),

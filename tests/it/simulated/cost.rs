@@ -209,10 +209,13 @@ fn rule_evaluation_cost_on_a_large_cluster() {
         std::thread::sleep(Duration::from_secs(1));
     }
     let query = |promql: &str| -> f64 {
-        let answer = get_json(
-            &prometheus,
-            &format!("/api/v1/query?query={}", url_encode(promql)),
-        );
+        let answer: Value = ureq::get(&prometheus.url("/api/v1/query"))
+            .query("query", promql)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null);
         answer["data"]["result"][0]["value"][1]
             .as_str()
             .and_then(|v| v.parse().ok())
@@ -295,15 +298,4 @@ fn universe_targets(prometheus: &crate::e2e::Server) -> usize {
     get_json(prometheus, "/api/v1/targets?state=active")["data"]["activeTargets"]
         .as_array()
         .map_or(0, Vec::len)
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
