@@ -100,6 +100,12 @@ pub fn table(statuses: &[Status]) -> String {
             times("burn_3d"),
         ]);
     }
+    // Label values come from Prometheus: a control character in one must not break the table.
+    for cell in rows.iter_mut().flatten() {
+        if cell.chars().any(char::is_control) {
+            *cell = cell.escape_default().to_string();
+        }
+    }
     let widths: Vec<usize> = (0..8)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -234,5 +240,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(json(&one)[0]["budget_left"], 0.5);
+        let hostile = vec![(
+            "objective",
+            answer(&[("a\nb\u{1b}[2J", "availability", 0.9)]),
+        )];
+        let text = table(&statuses(&hostile, None));
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("shop/a\\nb\\u{1b}[2J"), "{text}");
     }
 }
