@@ -15,6 +15,7 @@ pub mod ownership;
 mod prometheus;
 mod router;
 pub mod rules;
+pub mod service_metrics;
 pub mod slos;
 pub mod template;
 

@@ -16,6 +16,8 @@ use crate::yaml::{self, from_yaml};
 
 /// The default rule file that the spec's ownership rules join.
 const WORKLOADS_FILE: &str = "workloads.yaml";
+/// The default rule file that the request series of services with other metric names join.
+const SERVICES_FILE: &str = "services.yaml";
 
 /// The rule files for `spec`, as (file name, contents), sorted by name.
 pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
@@ -52,10 +54,10 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
         if let Some(text) = apply_overrides(file.text, &spec.alerts, &tunings)
             .map_err(|e| format!("{}: {e}", file.name))?
         {
-            let text = if file.name == WORKLOADS_FILE {
-                super::ownership::workloads_rule_file(&text, spec)?
-            } else {
-                text
+            let text = match file.name {
+                WORKLOADS_FILE => super::ownership::workloads_rule_file(&text, spec)?,
+                SERVICES_FILE => super::service_metrics::services_rule_file(&text, spec)?,
+                _ => text,
             };
             files.push((file.name.to_string(), text));
         }

@@ -9,7 +9,9 @@
 
 use serde_json::{Value, json};
 
+use super::service_metrics::{self, DURATION_BUCKETS, ERRORS, REQUESTS};
 use crate::rules::promql::quote;
+use crate::spec::metrics::Labels;
 use crate::spec::{Service, Slo, SloKind, Spec};
 use crate::yaml;
 
@@ -136,6 +138,7 @@ pub fn slo_rule_file(spec: &Spec) -> Option<String> {
 /// Run them with `promtool test rules slos_test.yaml` in that directory.
 pub fn slo_test_file(spec: &Spec) -> Option<String> {
     let mut tests = Vec::new();
+    let mut untested = Vec::new();
     for service in spec.services.iter() {
         for slo in &service.slos {
             let budget: f64 = budget_ratio(&slo.objective).parse().unwrap_or(1.0);
@@ -155,12 +158,24 @@ pub fn slo_test_file(spec: &Spec) -> Option<String> {
                 quote(&service.name),
                 quote(slo.kind.name())
             );
+            let (Some(fast_burn), Some(budget_burn)) = (
+                traffic(spec, service, slo, per_minute, 15.0 * budget, 30),
+                traffic(spec, service, slo, per_minute, budget, 360),
+            ) else {
+                untested.push(format!(
+                    "{}/{} {}",
+                    service.namespace,
+                    service.name,
+                    slo.kind.name()
+                ));
+                continue;
+            };
             // A burn of 15 times the budget is possible only below 100% bad requests.
             if 15.0 * budget < 1.0 {
                 tests.push(json!({
                     "name": format!("{}/{} {}: a burn of 15 times the budget pages", service.namespace, service.name, slo.kind.name()),
                     "interval": "1m",
-                    "input_series": traffic(spec, service, slo, per_minute, 15.0 * budget, 30),
+                    "input_series": fast_burn,
                     "promql_expr_test": [{
                         "expr": format!("ALERTS{{alertname=\"ServiceErrorBudgetBurning\", {selector}}}"),
                         "eval_time": "20m",
@@ -171,7 +186,7 @@ pub fn slo_test_file(spec: &Spec) -> Option<String> {
             tests.push(json!({
                 "name": format!("{}/{} {}: a burn of exactly the budget fires nothing", service.namespace, service.name, slo.kind.name()),
                 "interval": "1m",
-                "input_series": traffic(spec, service, slo, per_minute, budget, 360),
+                "input_series": budget_burn,
                 "promql_expr_test": [{
                     "expr": format!("ALERTS{{{selector}}}"),
                     "eval_time": "6h",
@@ -180,23 +195,33 @@ pub fn slo_test_file(spec: &Spec) -> Option<String> {
             }));
         }
     }
-    if tests.is_empty() {
+    if tests.is_empty() && untested.is_empty() {
         return None;
     }
     let file = json!({
-        "rule_files": [format!("../rules/{FILE}")],
+        "rule_files": ["../rules/services.yaml", format!("../rules/{FILE}")],
         "evaluation_interval": "1m",
         "tests": tests,
     });
+    let untested = if untested.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "# Not tested here: {}, whose metrics selectors are too clever to find label values for;\n\
+             # write a test of your own with series they select.\n",
+            untested.join(", ")
+        )
+    };
     Some(format!(
         "# promtool unit tests of the objectives in {FILE}, rendered by stackgen with the rules:\n\
-         #   cd prometheus/tests && promtool test rules slos_test.yaml\n{}",
+         #   cd prometheus/tests && promtool test rules slos_test.yaml\n{untested}{}",
         yaml::document(&file)
     ))
 }
 
-/// Series of `per_minute` requests a minute to `service`, `bad` of them (a share) bad for
-/// `slo`, over `minutes`.
+/// Series of `per_minute` requests a minute to `service`, named as its metrics are, `bad` of them
+/// (a share) bad for `slo`, over `minutes`; `None` when its selectors are too clever to find label
+/// values for.
 fn traffic(
     spec: &Spec,
     service: &Service,
@@ -204,59 +229,88 @@ fn traffic(
     per_minute: f64,
     bad: f64,
     minutes: u32,
-) -> Vec<Value> {
-    let labels = |name: &str, extra: &str| {
-        format!(
-            "{name}{{cluster={}, namespace={}, service={}, team={}, pod={}{extra}}}",
-            quote(&spec.cluster.name),
-            quote(&service.namespace),
-            quote(&service.name),
-            quote(&service.team),
-            quote(&format!("{}-0", service.name))
-        )
+) -> Option<Vec<Value>> {
+    let base = Labels::from(
+        [
+            ("cluster", spec.cluster.name.as_str()),
+            ("namespace", &service.namespace),
+            ("service", &service.name),
+            ("team", &service.team),
+            ("pod", &format!("{}-0", service.name)),
+        ]
+        .map(|(label, value)| (label.to_string(), value.to_string())),
+    );
+    let series = |metric: &str, labels: &Labels, per_minute: f64| {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(label, value)| format!("{label}={}", quote(value)))
+            .collect();
+        json!({
+            "series": format!("{metric}{{{}}}", labels.join(", ")),
+            "values": format!("0+{per_minute}x{minutes}"),
+        })
     };
-    let counter = |per_minute: f64| format!("0+{per_minute}x{minutes}");
+    let metrics = &service.metrics;
     match slo.kind {
-        SloKind::Availability => vec![
-            json!({"series": labels("http_requests_total", ", code=\"200\""), "values": counter(per_minute * (1.0 - bad))}),
-            json!({"series": labels("http_requests_total", ", code=\"500\""), "values": counter(per_minute * bad)}),
-        ],
+        SloKind::Availability => {
+            let (requests, errors) = (&metrics.requests, &metrics.errors);
+            let request = requests.example(&base)?;
+            if errors.metric == requests.metric {
+                let failed = errors.example(&request).filter(|l| requests.matches(l))?;
+                let good = errors.counterexample(&request, requests)?;
+                Some(vec![
+                    series(&requests.metric, &good, per_minute * (1.0 - bad)),
+                    series(&requests.metric, &failed, per_minute * bad),
+                ])
+            } else {
+                let failed = errors.example(&base)?;
+                Some(vec![
+                    series(&requests.metric, &request, per_minute),
+                    series(&errors.metric, &failed, per_minute * bad),
+                ])
+            }
+        }
         SloKind::Latency => {
+            let histogram = metrics.duration.as_ref()?;
+            let labels = histogram.example(&base)?;
+            let bucket = |bound: &str| {
+                let mut labels = labels.clone();
+                labels.insert("le".into(), bound.into());
+                labels
+            };
+            let metric = format!("{}_bucket", histogram.metric);
             let bound = slo.threshold.as_deref().unwrap_or("1");
-            vec![
-                json!({"series": labels("http_request_duration_seconds_count", ""), "values": counter(per_minute)}),
-                json!({"series": labels("http_request_duration_seconds_bucket", &format!(", le={}", quote(bound))), "values": counter(per_minute * (1.0 - bad))}),
-                json!({"series": labels("http_request_duration_seconds_bucket", ", le=\"+Inf\""), "values": counter(per_minute)}),
-            ]
+            Some(vec![
+                series(&metric, &bucket(bound), per_minute * (1.0 - bad)),
+                series(&metric, &bucket("+Inf"), per_minute),
+            ])
         }
     }
 }
 
-/// The objective series and the 5-minute rates of one objective of one service.
+/// The objective series and the 5-minute rates of one objective of one service, from the
+/// service's request series.
 fn service_rules(service: &Service, slo: &Slo) -> Vec<Value> {
     let kind = slo.kind.name();
-    let selector = format!(
-        "namespace={}, service={}",
-        quote(&service.namespace),
-        quote(&service.name)
-    );
-    let by = "sum by (cluster, namespace, service, team)";
+    let scope = service_metrics::scope(service);
     let (requests, errors) = match slo.kind {
         SloKind::Availability => (
-            format!("{by} (rate(http_requests_total{{{selector}}}[5m]))"),
-            format!(
-                "{by} (rate(http_requests_total{{{selector}, code=~\"5..\"}}[5m]))\n  or on (cluster, namespace, service, team)\n0 * stackgen:slo_requests:rate5m{{{selector}, slo=\"availability\"}}"
-            ),
+            format!("{REQUESTS}{{{scope}}}"),
+            format!("{ERRORS}{{{scope}}}\n  or\n0 * {REQUESTS}{{{scope}}}"),
         ),
-        SloKind::Latency => (
-            format!("{by} (rate(http_request_duration_seconds_count{{{selector}}}[5m]))"),
-            format!(
-                "clamp_min(\n  stackgen:slo_requests:rate5m{{{selector}, slo=\"latency\"}}\n    - ignoring (slo)\n  {by} (rate(http_request_duration_seconds_bucket{{{selector}, le=~{}}}[5m])),\n  0\n)",
+        SloKind::Latency => {
+            let all = format!("sum without (le) ({DURATION_BUCKETS}{{{scope}, le=\"+Inf\"}})");
+            let fast = format!(
+                "sum without (le) ({DURATION_BUCKETS}{{{scope}, le=~{}}})",
                 quote(&bucket_bound_pattern(
                     slo.threshold.as_deref().unwrap_or("1")
                 ))
-            ),
-        ),
+            );
+            (
+                all.clone(),
+                format!("clamp_min(\n  {all}\n    - {fast},\n  0\n)"),
+            )
+        }
     };
     let labels = json!({"slo": kind});
     let of_slo = json!({"namespace": service.namespace, "service": service.name, "slo": kind});

@@ -90,8 +90,12 @@ pub fn alerts() -> &'static [DefaultAlert] {
     })
 }
 
-/// Whether an expression's `by (...)`, `group_left (...)` or `group_right (...)` names `service`.
+/// Whether an expression's `by (...)`, `group_left (...)` or `group_right (...)` names `service`, or
+/// it reads the series recorded per service (`stackgen:service_…`, all `by (…, service, …)`).
 fn keeps_service_label(expr: &str) -> bool {
+    if expr.contains("stackgen:service_") {
+        return true;
+    }
     static GROUPING: OnceLock<regex::Regex> = OnceLock::new();
     let grouping = GROUPING.get_or_init(|| {
         regex::Regex::new(r"\b(?:by|group_left|group_right)\s*\(([^)]*)\)").expect("a valid regex")

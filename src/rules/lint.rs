@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use promql_parser::parser::Expr;
 use serde::Serialize;
 
-use super::file::{self, PER_INSTANCE_MARKER, Rule};
-use super::promql;
+use super::file::{self, PER_INSTANCE_MARKER, Rule, RuleFile};
+use super::promql::{self, LabelSet, RecordedLabels};
 use crate::config_check::values::check_duration;
 use crate::diagnostic::{Diagnostic, Level, Location};
 
@@ -114,12 +114,7 @@ pub fn lint(files: &[(String, String)], options: &LintOptions) -> Vec<Finding> {
         parsed.push((name.as_str(), rule_file));
     }
     // Recording rules of the linted files produce series too.
-    let recorded: BTreeSet<String> = parsed
-        .iter()
-        .flat_map(|(_, f)| f.groups.iter().flat_map(|g| g.rules.iter()))
-        .filter(|r| !r.is_alert)
-        .map(|r| r.name.value.clone())
-        .collect();
+    let recorded = recorded_labels(&parsed);
     let mut seen_alerts: BTreeMap<(String, String), (String, Location)> = BTreeMap::new();
     for (name, rule_file) in &parsed {
         let mut out = Collector {
@@ -195,12 +190,45 @@ fn unique_group_names(rule_file: &file::RuleFile, out: &mut Collector) {
     }
 }
 
+/// The labels of the series the linted files' recording rules record: from each rule's expression
+/// and static labels, a series recorded from another resolved over a few passes.
+fn recorded_labels(parsed: &[(&str, RuleFile)]) -> RecordedLabels {
+    let rules: Vec<(&Rule, Option<Expr>)> = parsed
+        .iter()
+        .flat_map(|(_, f)| f.groups.iter().flat_map(|g| g.rules.iter()))
+        .filter(|r| !r.is_alert)
+        .map(|r| (r, r.expr.as_ref().and_then(|e| promql::parse(&e.text).ok())))
+        .collect();
+    let mut recorded = RecordedLabels::new();
+    for _ in 0..4 {
+        let mut next = RecordedLabels::new();
+        for (rule, ast) in &rules {
+            let labels = ast
+                .as_ref()
+                .map_or(LabelSet::AllExcept(BTreeSet::new()), |ast| {
+                    promql::output_labels_given(ast, &recorded)
+                })
+                .with(rule.labels.keys().cloned());
+            let merged = match next.remove(&rule.name.value) {
+                Some(earlier) => earlier.union(labels),
+                None => labels,
+            };
+            next.insert(rule.name.value.clone(), merged);
+        }
+        if next == recorded {
+            break;
+        }
+        recorded = next;
+    }
+    recorded
+}
+
 /// Lints one rule: the checks every rule gets, then those of alerts.
 fn lint_rule(
     rule: &Rule,
     field: &str,
     options: &LintOptions,
-    recorded: &BTreeSet<String>,
+    recorded: &RecordedLabels,
     out: &mut Collector,
 ) {
     let mut check = RuleCheck {
@@ -237,7 +265,7 @@ fn lint_rule(
     if let Some(ast) = &parsed
         && !rule.per_instance_on_purpose
     {
-        check.service_level(ast);
+        check.service_level(ast, recorded);
     }
 }
 
@@ -373,12 +401,12 @@ impl RuleCheck<'_, '_> {
     }
 
     /// Every metric the expression reads is in the given expositions (or recorded here).
-    fn metrics_exist(&mut self, ast: &Expr, known: &BTreeSet<String>, recorded: &BTreeSet<String>) {
+    fn metrics_exist(&mut self, ast: &Expr, known: &BTreeSet<String>, recorded: &RecordedLabels) {
         let (rule, field, kind, name) = (self.rule, self.field, self.kind, self.name);
         let expr = rule.expr.as_ref();
         for metric in promql::metric_names(ast) {
             let exists = known.contains(&metric)
-                || recorded.contains(&metric)
+                || recorded.contains_key(&metric)
                 || super::exposition::SYNTHETIC.contains(&metric.as_str());
             if exists {
                 continue;
@@ -471,9 +499,9 @@ impl RuleCheck<'_, '_> {
     }
 
     /// The alert is about a service: its result keeps no per-instance label.
-    fn service_level(&mut self, ast: &Expr) {
+    fn service_level(&mut self, ast: &Expr, recorded: &RecordedLabels) {
         let (rule, field, name) = (self.rule, self.field, self.name);
-        let labels = promql::output_labels(ast);
+        let labels = promql::output_labels_given(ast, recorded);
         let per_instance = labels.per_instance_labels();
         if per_instance.is_empty() {
             return;
@@ -543,6 +571,32 @@ mod tests {
             known_metrics: None,
         };
         assert_eq!(lint_one(GOOD, &options), vec![]);
+    }
+
+    #[test]
+    fn an_alert_on_a_series_recorded_per_service_is_service_level() {
+        let options = LintOptions {
+            team: Some("web".into()),
+            known_metrics: None,
+        };
+        let recorded = |by: &str| {
+            GOOD.replace(
+                "max by (cluster, namespace, service) (up == 0)",
+                "web:errors:ratio > 0.05",
+            )
+            .replace(
+                "    rules:\n",
+                &format!("    rules:\n      - record: web:requests:rate5m\n        expr: sum by ({by}) (rate(x_total[5m]))\n      - record: web:errors:ratio\n        expr: web:errors:rate5m / web:requests:rate5m\n      - record: web:errors:rate5m\n        expr: sum by ({by}) (rate(x_total{{code=\"500\"}}[5m]))\n"),
+            )
+        };
+        // Recorded from one another, in any order.
+        assert_eq!(
+            lint_one(&recorded("cluster, namespace, service"), &options),
+            vec![]
+        );
+        let per_pod = lint_one(&recorded("cluster, namespace, service, pod"), &options);
+        assert_eq!(per_pod.len(), 1, "{per_pod:?}");
+        assert!(per_pod[0].1.contains("keeps `pod`"), "{per_pod:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::token;
 use promql_parser::parser::{
-    AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorMatchCardinality,
+    AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorMatchCardinality, VectorSelector,
 };
 
 use crate::labels::PER_INSTANCE_LABELS;
@@ -193,7 +193,8 @@ impl LabelSet {
         LabelSet::AllExcept(BTreeSet::new())
     }
 
-    fn with(self, extra: impl IntoIterator<Item = String>) -> Self {
+    /// These labels added.
+    pub fn with(self, extra: impl IntoIterator<Item = String>) -> Self {
         match self {
             LabelSet::Only(mut set) => {
                 set.extend(extra);
@@ -223,7 +224,8 @@ impl LabelSet {
         }
     }
 
-    fn union(self, other: LabelSet) -> Self {
+    /// The labels either carries.
+    pub fn union(self, other: LabelSet) -> Self {
         match (self, other) {
             (LabelSet::Only(a), LabelSet::Only(b)) => {
                 LabelSet::Only(a.union(&b).cloned().collect())
@@ -259,24 +261,43 @@ impl LabelSet {
     }
 }
 
+/// The labels of series recorded by rules, by series name (what [`output_labels_given`] knows of
+/// a selector of that name, instead of "every label").
+pub type RecordedLabels = std::collections::BTreeMap<String, LabelSet>;
+
 /// Which labels the result of `expr` carries.
 pub fn output_labels(expr: &Expr) -> LabelSet {
+    output_labels_given(expr, &RecordedLabels::new())
+}
+
+/// Which labels the result of `expr` carries, when the series named in `recorded` carry those.
+pub fn output_labels_given(expr: &Expr, recorded: &RecordedLabels) -> LabelSet {
     match expr {
-        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => LabelSet::all(),
+        Expr::VectorSelector(vs) => selector_labels(vs, recorded),
+        Expr::MatrixSelector(ms) => selector_labels(&ms.vs, recorded),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => LabelSet::none(),
-        Expr::Paren(p) => output_labels(&p.expr),
-        Expr::Unary(u) => output_labels(&u.expr),
-        Expr::Subquery(s) => output_labels(&s.expr),
+        Expr::Paren(p) => output_labels_given(&p.expr, recorded),
+        Expr::Unary(u) => output_labels_given(&u.expr, recorded),
+        Expr::Subquery(s) => output_labels_given(&s.expr, recorded),
         Expr::Extension(_) => LabelSet::all(),
-        Expr::Aggregate(agg) => aggregate_labels(agg),
-        Expr::Call(call) => call_labels(call),
-        Expr::Binary(bin) => binary_labels(bin),
+        Expr::Aggregate(agg) => aggregate_labels(agg, recorded),
+        Expr::Call(call) => call_labels(call, recorded),
+        Expr::Binary(bin) => binary_labels(bin, recorded),
     }
 }
 
+/// A selector of a recorded series carries its rule's labels; any other, every label.
+fn selector_labels(vs: &VectorSelector, recorded: &RecordedLabels) -> LabelSet {
+    vs.name
+        .as_ref()
+        .and_then(|name| recorded.get(name))
+        .cloned()
+        .unwrap_or_else(LabelSet::all)
+}
+
 /// `sum by (...)`, `topk`, `count_values`, ...
-fn aggregate_labels(agg: &AggregateExpr) -> LabelSet {
-    let input = output_labels(&agg.expr);
+fn aggregate_labels(agg: &AggregateExpr, recorded: &RecordedLabels) -> LabelSet {
+    let input = output_labels_given(&agg.expr, recorded);
     let keeps_input = matches!(
         agg.op.id(),
         token::T_TOPK | token::T_BOTTOMK | token::T_LIMITK | token::T_LIMIT_RATIO
@@ -300,7 +321,7 @@ fn aggregate_labels(agg: &AggregateExpr) -> LabelSet {
 }
 
 /// A function's result: most keep their first vector argument's labels.
-fn call_labels(call: &Call) -> LabelSet {
+fn call_labels(call: &Call, recorded: &RecordedLabels) -> LabelSet {
     let args = &call.args.args;
     match call.func.name {
         "absent" | "absent_over_time" => {
@@ -329,24 +350,24 @@ fn call_labels(call: &Call) -> LabelSet {
             });
             let input = args
                 .first()
-                .map_or_else(LabelSet::none, |a| output_labels(a));
+                .map_or_else(LabelSet::none, |a| output_labels_given(a, recorded));
             input.with(destination)
         }
         "histogram_quantile" => args.get(1).map_or_else(LabelSet::none, |a| {
-            output_labels(a).without(["le".to_string()])
+            output_labels_given(a, recorded).without(["le".to_string()])
         }),
         _ => args
             .iter()
-            .map(|a| output_labels(a))
+            .map(|a| output_labels_given(a, recorded))
             .find(|set| *set != LabelSet::none())
             .unwrap_or_else(LabelSet::none),
     }
 }
 
 /// `a / b`, `a and b`, `a * on (...) group_left (...) b`, ...
-fn binary_labels(bin: &BinaryExpr) -> LabelSet {
-    let lhs = output_labels(&bin.lhs);
-    let rhs = output_labels(&bin.rhs);
+fn binary_labels(bin: &BinaryExpr, recorded: &RecordedLabels) -> LabelSet {
+    let lhs = output_labels_given(&bin.lhs, recorded);
+    let rhs = output_labels_given(&bin.rhs, recorded);
     let lhs_scalar = lhs == LabelSet::none() && is_scalar(&bin.lhs);
     let rhs_scalar = rhs == LabelSet::none() && is_scalar(&bin.rhs);
     if lhs_scalar {

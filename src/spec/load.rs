@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use marked_yaml::{Node, Span};
 
+use super::metrics::{Convention, Selector, ServiceMetrics};
 use super::{
     AlertOverride, AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress,
     Ownership, Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef,
@@ -111,7 +112,10 @@ const SERVICE_KEYS: &[&str] = &[
     "path",
     "alerts",
     "slos",
+    "metrics",
 ];
+/// `services[].metrics` written out: the selectors of a service's request metrics.
+const METRICS_KEYS: &[&str] = &["requests", "errors", "duration"];
 const SLO_KEYS: &[&str] = &["availability", "latency"];
 const SLO_OBJECTIVE_KEYS: &[&str] = &["objective", "window", "threshold", "min_rate"];
 const SECRET_REF_KEYS: &[&str] = &["secret", "key"];
@@ -967,8 +971,26 @@ impl Checker {
                 .get("slos")
                 .map(|node| self.slos(node, &obj.path("slos")))
                 .unwrap_or_default();
-            if let (Some(name), Some(team), Some(selector), Some(port)) =
-                (name, team, selector, port)
+            let metrics = match obj.get("metrics") {
+                Some(node) => self.service_metrics(node, &obj.path("metrics")),
+                None => Some(ServiceMetrics::default()),
+            };
+            if let Some(metrics) = &metrics
+                && metrics.duration.is_none()
+                && let Some(latency) = obj
+                    .get("slos")
+                    .and_then(|n| n.as_mapping())
+                    .and_then(|m| m.get_node("latency"))
+            {
+                self.error(
+                    latency.span(),
+                    &join(&obj.path("slos"), "latency"),
+                    "a latency objective needs the service's latency histogram".into(),
+                    Some("add `duration: NAME` under `metrics:` (a histogram in seconds, named without `_bucket`), or remove the latency objective".into()),
+                );
+            }
+            if let (Some(name), Some(team), Some(selector), Some(port), Some(metrics)) =
+                (name, team, selector, port, metrics)
             {
                 services.push(Service {
                     name,
@@ -979,10 +1001,84 @@ impl Checker {
                     path,
                     alerts,
                     slos,
+                    metrics,
                 });
             }
         }
         services
+    }
+
+    /// `services[].metrics`: a convention's name (`opentelemetry`), or `requests`, `errors` and
+    /// optionally `duration` as series selectors.
+    fn service_metrics(&mut self, node: &Node, field: &str) -> Option<ServiceMetrics> {
+        if let Some(scalar) = node.as_scalar() {
+            let text = scalar.as_str();
+            if let Some(convention) = Convention::preset(text) {
+                return Some(ServiceMetrics::of(convention));
+            }
+            let names = Convention::PRESETS.map(Convention::name);
+            let hint = match did_you_mean(text, names.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!(
+                    "use one of {}, or write `requests:`, `errors:` and `duration:` selectors",
+                    names.join(", ")
+                ),
+            };
+            self.error(
+                node.span(),
+                field,
+                format!("unknown metrics convention `{text}`"),
+                Some(hint),
+            );
+            return None;
+        }
+        let obj = self.object(node, field, METRICS_KEYS)?;
+        let requests = self
+            .required(
+                &obj,
+                "requests",
+                "add `requests: NAME`, the counter of every request the service answers",
+            )
+            .and_then(|n| self.metric_selector(n, &obj.path("requests")));
+        let errors = self
+            .required(
+                &obj,
+                "errors",
+                "add `errors: NAME{...}`, the counter of the requests that failed",
+            )
+            .and_then(|n| self.metric_selector(n, &obj.path("errors")));
+        let duration = match obj.get("duration") {
+            Some(n) => Some(self.metric_selector(n, &obj.path("duration"))?),
+            None => None,
+        }
+        .map(|mut histogram| {
+            if let Some(base) = histogram.metric.strip_suffix("_bucket") {
+                histogram.metric = base.to_string();
+            }
+            histogram
+        });
+        Some(ServiceMetrics {
+            convention: Convention::Explicit,
+            requests: requests?,
+            errors: errors?,
+            duration,
+        })
+    }
+
+    fn metric_selector(&mut self, node: &Node, field: &str) -> Option<Selector> {
+        let (text, _) = self.string(node, field)?;
+        match Selector::parse(&text) {
+            Ok(selector) => Some(selector),
+            Err(hint) => {
+                self.error(
+                    node.span(),
+                    field,
+                    format!("invalid series selector `{text}`"),
+                    Some(hint),
+                );
+                None
+            }
+        }
     }
 
     /// `services[].slos`: `availability` and `latency`, each an objective in percent below 100,

@@ -7,6 +7,7 @@
 
 pub mod defaults;
 mod load;
+pub mod metrics;
 mod ownership;
 pub mod selectors;
 pub mod starter;
@@ -335,6 +336,8 @@ pub struct Service {
     pub alerts: BTreeMap<String, AlertOverride>,
     /// The service's objectives (`services[].slos`), availability first.
     pub slos: Vec<Slo>,
+    /// How its request metrics are named (`services[].metrics`, the Prometheus default unless set).
+    pub metrics: metrics::ServiceMetrics,
 }
 
 /// A service level objective: the share of good requests over a window.

@@ -1,5 +1,6 @@
-//! `stackgen slo status` against the real Prometheus evaluating the rendered `slos.yaml`: a
-//! service failing 1% of its requests burns a 99.9% objective ten times as fast as allowed.
+//! `stackgen slo status` against the real Prometheus evaluating the rendered `slos.yaml` (and the
+//! request series of `services.yaml` it reads): a service failing 1% of its requests burns a 99.9%
+//! objective ten times as fast as allowed.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,12 @@ fn slo_status_reads_the_budget_and_burn_rates_from_prometheus() {
         "the daily group has its own interval"
     );
     std::fs::write(dir.join("slos.yaml"), rules).expect("write rules");
+    // The request series the objectives read.
+    std::fs::copy(
+        out.join("prometheus/rules/services.yaml"),
+        dir.join("services.yaml"),
+    )
+    .expect("copy services.yaml");
 
     // checkout: 10 requests a second, 1% of them answered 500, counting in real time.
     let began = Instant::now();
@@ -45,7 +52,7 @@ fn slo_status_reads_the_budget_and_burn_rates_from_prometheus() {
         .header("Content-Type", "text/plain; version=0.0.4")
     });
     let config = format!(
-        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [slos.yaml]\nscrape_configs:\n  - job_name: checkout\n    honor_labels: true\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [services.yaml, slos.yaml]\nscrape_configs:\n  - job_name: checkout\n    honor_labels: true\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
         exporter.port
     );
     std::fs::write(dir.join("prometheus.yml"), config).expect("write config");

@@ -36,6 +36,8 @@ pub(super) enum Kind {
 pub(super) enum Serves {
     /// `http_requests_total` and `http_request_duration_seconds`.
     Http,
+    /// `grpc_server_handled_total` and `grpc_server_handling_seconds`, health checks included.
+    Grpc,
     Prometheus,
     Alertmanager,
     Router,
@@ -545,7 +547,7 @@ impl Target {
 impl Cluster {
     /// The healthy cluster every scenario starts from: four nodes; the stack in `monitoring`;
     /// payments' checkout (a Deployment behind an HPA and a PodDisruptionBudget), ledger-db (a
-    /// StatefulSet with a volume) and nightly-report (a CronJob) in `shop`; search's search-api,
+    /// StatefulSet with a volume) and nightly-report (a CronJob) in `shop`; search's search-api (a gRPC server),
     /// indexer and events (long polling, its latency alert off) in `search`; and workloads no
     /// service or team names: a DaemonSet in `logging`, CoreDNS in `kube-system`.
     pub(super) fn healthy(label_allowlist: Vec<String>) -> Cluster {
@@ -629,7 +631,7 @@ impl Cluster {
                 Kind::Deployment,
                 &[("app.kubernetes.io/name", "search-api")],
             )
-            .port("http", 8080, Serves::Http)
+            .port("http", 8080, Serves::Grpc)
             .run(2, &["node-3", "node-4"], None),
             Workload::new("search", "indexer", Kind::Deployment, &[("app", "indexer")])
                 .port("metrics", 9100, Serves::Http)
@@ -749,7 +751,8 @@ impl Cluster {
                 }
                 pod.cpu_periods += 10.0 * seconds;
                 pod.cpu_throttled += 10.0 * seconds * pod.throttled_ratio;
-                if workload.serves == Serves::Http && pod.ready && pod.answers {
+                let serves_requests = matches!(workload.serves, Serves::Http | Serves::Grpc);
+                if serves_requests && pod.ready && pod.answers {
                     let requests = traffic.requests_per_second * seconds;
                     pod.requests_failed += requests * traffic.error_ratio;
                     pod.requests_ok += requests * (1.0 - traffic.error_ratio);
@@ -898,6 +901,7 @@ impl Cluster {
                 let this = &owner.pods[pod];
                 match owner.serves {
                     Serves::Http => http_metrics(this, &mut out),
+                    Serves::Grpc => grpc_metrics(this, &mut out),
                     Serves::Prometheus => self.prometheus(&mut out),
                     Serves::Alertmanager => self.alertmanager(pod, &mut out),
                     Serves::Router => self.router(&mut out),
@@ -1673,6 +1677,45 @@ fn http_metrics(pod: &Pod, out: &mut Vec<Sample>) {
             "http_request_duration_seconds_count",
         ],
         &[],
+        out,
+    );
+}
+
+/// A gRPC server as go-grpc-prometheus exports it: every call by code, half as many health checks
+/// as calls answered (the kubelet's probes, always `OK`), and the handling-time histogram.
+fn grpc_metrics(pod: &Pod, out: &mut Vec<Sample>) {
+    let call = |service: &str, method: &str, code: &str| {
+        vec![
+            ("grpc_code", code.to_string()),
+            ("grpc_method", method.to_string()),
+            ("grpc_service", service.to_string()),
+            ("grpc_type", "unary".to_string()),
+        ]
+    };
+    for (labels, value) in [
+        (call("search.v1.Search", "Query", "OK"), pod.requests_ok),
+        (
+            call("search.v1.Search", "Query", "Unavailable"),
+            pod.requests_failed,
+        ),
+        (
+            call("grpc.health.v1.Health", "Check", "OK"),
+            pod.requests_ok / 2.0,
+        ),
+    ] {
+        out.push(sample("grpc_server_handled_total", &labels, value));
+    }
+    pod.latency.samples(
+        [
+            "grpc_server_handling_seconds_bucket",
+            "grpc_server_handling_seconds_sum",
+            "grpc_server_handling_seconds_count",
+        ],
+        &[
+            ("grpc_method", "Query".to_string()),
+            ("grpc_service", "search.v1.Search".to_string()),
+            ("grpc_type", "unary".to_string()),
+        ],
         out,
     );
 }
