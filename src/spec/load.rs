@@ -1017,7 +1017,10 @@ impl Checker {
                 return Some(ServiceMetrics::of(convention));
             }
             let names = Convention::PRESETS.map(Convention::name);
-            let hint = match did_you_mean(text, names.iter().copied()) {
+            let hint = match Convention::known_as(text)
+                .map(Convention::name)
+                .or_else(|| did_you_mean(text, names.iter().copied()))
+            {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => format!(
                     "use one of {}, or write `requests:`, `errors:` and `duration:` selectors",

@@ -54,6 +54,20 @@ impl Convention {
         }
     }
 
+    /// The preset a name people also call it by means (`micrometer` is `spring`).
+    pub fn known_as(name: &str) -> Option<Convention> {
+        match name.to_ascii_lowercase().as_str() {
+            "otel" | "open-telemetry" | "opentelemetry" => Some(Convention::Opentelemetry),
+            "micrometer" | "spring-boot" | "springboot" | "spring" => Some(Convention::Spring),
+            "nginx" | "nginx-ingress" | "ingress_nginx" | "ingress-nginx" => {
+                Some(Convention::IngressNginx)
+            }
+            "client_golang" | "default" | "prometheus" => Some(Convention::Prometheus),
+            "grpc-go" | "go-grpc-prometheus" | "grpc" => Some(Convention::Grpc),
+            _ => None,
+        }
+    }
+
     /// The preset of that name.
     pub fn preset(name: &str) -> Option<Convention> {
         Convention::PRESETS.into_iter().find(|c| c.name() == name)
@@ -317,11 +331,20 @@ impl Selector {
                 let candidates: Vec<String> = match m.op {
                     MatchOp::NotEqual => vec![m.value.clone()],
                     MatchOp::NotRegex => sample(&m.value).into_iter().collect(),
-                    MatchOp::Equal | MatchOp::Regex => OTHER_VALUES
-                        .iter()
-                        .map(|v| v.to_string())
-                        .chain([format!("{}-other", m.value)])
-                        .collect(),
+                    MatchOp::Equal | MatchOp::Regex => {
+                        // A status like the bad one: `200` beside `5..`, `OK` beside `Internal`.
+                        let numeric =
+                            sample(&m.value).is_some_and(|s| s.chars().all(|c| c.is_ascii_digit()));
+                        let mut values = OTHER_VALUES.to_vec();
+                        if !numeric {
+                            values.rotate_left(1);
+                        }
+                        values
+                            .into_iter()
+                            .map(str::to_string)
+                            .chain([format!("{}-other", m.value)])
+                            .collect()
+                    }
                 };
                 candidates.into_iter().find_map(|value| {
                     let mut labels = base.clone();
@@ -474,5 +497,10 @@ mod tests {
             assert_ne!(metrics.requests, metrics.errors);
         }
         assert_eq!(Convention::preset("explicit"), None);
+        assert_eq!(Convention::known_as("Micrometer"), Some(Convention::Spring));
+        assert_eq!(
+            Convention::known_as("OTel"),
+            Some(Convention::Opentelemetry)
+        );
     }
 }

@@ -218,6 +218,58 @@ fn service_objectives_page_on_fast_burns_only_and_replace_the_static_alerts() {
     );
 }
 
+/// Metrics conventions under promtool: every objective of a service in each convention (the
+/// Prometheus default, OpenTelemetry, ingress-nginx, Spring, gRPC, explicit selectors) passes the
+/// tests render writes for it, and the fixture's scenarios show each convention's own rules: the
+/// static alerts of an OpenTelemetry service, the actuator's scrapes and gRPC health checks left
+/// out, a quiet gRPC service not paging, the ingress controller paging its team, explicit
+/// selectors.
+#[test]
+fn every_metrics_convention_feeds_the_alerts_and_objectives() {
+    let promtool = tool("promtool", "apt-get install prometheus");
+    let (_tmp, out) = render_to_temp("tests/fixtures/conventions/stack.yaml");
+    let tests = out.join("prometheus/tests");
+    let generated = fs::read_to_string(tests.join("slos_test.yaml")).expect("rendered SLO tests");
+    assert_eq!(
+        generated
+            .matches("exactly the budget fires nothing")
+            .count(),
+        12,
+        "one test per objective:\n{generated}"
+    );
+    assert_eq!(
+        generated.matches("times the budget pages").count(),
+        11,
+        "orders' 90% latency objective cannot burn 15 times as fast"
+    );
+    assert!(!generated.contains("Not tested"), "{generated}");
+    for series in [
+        "http_server_request_duration_seconds_count",
+        "nginx_ingress_controller_request_duration_seconds_bucket",
+        "http_server_requests_seconds_bucket",
+        "grpc_server_handled_total",
+        "orders_rejected_total",
+    ] {
+        assert!(generated.contains(series), "{series} missing:\n{generated}");
+    }
+    run_ok(
+        Command::new(&promtool)
+            .args(["test", "rules", "slos_test.yaml"])
+            .current_dir(&tests),
+    );
+    let rules = out.join("prometheus/rules");
+    fs::copy(
+        root().join("tests/fixtures/conventions/conventions_test.yaml"),
+        rules.join("conventions_test.yaml"),
+    )
+    .expect("copy test");
+    run_ok(
+        Command::new(&promtool)
+            .args(["test", "rules", "conventions_test.yaml"])
+            .current_dir(&rules),
+    );
+}
+
 #[test]
 fn rules_test_runs_team_tests_against_the_rendered_rules() {
     tool("promtool", "apt-get install prometheus");
