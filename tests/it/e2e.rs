@@ -53,7 +53,7 @@ enum Health {
 }
 
 /// A test service: instances on loopback ports whose health the test switches together.
-struct Fleet {
+pub(super) struct Fleet {
     service: &'static str,
     namespace: &'static str,
     team: &'static str,
@@ -757,7 +757,7 @@ pub(super) fn start_alertmanagers(
 
 /// Prometheus with the rendered configuration, rules and container args, discovering the test
 /// services, the `exporters` (job name, target groups) and the Alertmanagers through files; ready.
-fn start_prometheus(
+pub(super) fn start_prometheus(
     out: &Path,
     dir: &Path,
     fleets: &[Fleet],

@@ -4,6 +4,7 @@
 //! real Prometheus, Alertmanager and router (`e2e`).
 
 mod cli;
+mod conventions;
 mod destinations;
 mod direct_path;
 mod e2e;
