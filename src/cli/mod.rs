@@ -54,6 +54,10 @@ enum Command {
     Validate {
         /// The spec file.
         spec: PathBuf,
+        /// Check a service's metrics convention against a scrape of it: `SERVICE=FILE|URL`
+        /// (`NAMESPACE/SERVICE=...` when the name is in several namespaces). May be repeated.
+        #[arg(long = "metrics", value_name = "SERVICE=FILE|URL")]
+        metrics: Vec<String>,
     },
     /// Validate a spec, then write the whole stack.
     Render {
@@ -256,13 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             out,
             force,
         } => init(platform.into(), &out, force),
-        Command::Validate { spec } => Ok(match load(&spec)? {
-            Some(_) => {
-                println!("{}: ok", spec.display());
-                Outcome::Ok
-            }
-            None => Outcome::Invalid,
-        }),
+        Command::Validate { spec, metrics } => validate(&spec, &metrics),
         Command::Render { spec, out } => render_command(&spec, &out),
         Command::Rules(RulesCommand::Lint {
             files,
@@ -452,6 +450,74 @@ fn send_test(
 }
 
 /// Loads a spec; invalid specs are reported on stderr and give `None`.
+fn validate(path: &Path, scrapes: &[String]) -> anyhow::Result<Outcome> {
+    let Some(spec) = load(path)? else {
+        return Ok(Outcome::Invalid);
+    };
+    let mut findings = Vec::new();
+    for argument in scrapes {
+        let (name, source) = argument.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--metrics {argument}: write SERVICE=FILE or SERVICE=URL")
+        })?;
+        let (index, service) = find_service(&spec, name)?;
+        let text = read_exposition(source)?;
+        let series = crate::rules::exposition::series(&text)
+            .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+        findings.extend(spec::scrape_check::check_scrape(
+            &path.display().to_string(),
+            index,
+            service,
+            &series,
+        ));
+    }
+    if !findings.is_empty() {
+        let source =
+            crate::files::read_text(path).with_context(|| format!("reading {}", path.display()))?;
+        for finding in &findings {
+            eprintln!("{}", finding.diagnostic.render_as(finding.level, &source));
+        }
+    }
+    if findings.iter().any(|f| f.level == diagnostic::Level::Error) {
+        return Ok(Outcome::Invalid);
+    }
+    println!("{}: ok", path.display());
+    Ok(Outcome::Ok)
+}
+
+/// The service `name` (or `namespace/name`) of the spec, with its index.
+fn find_service<'s>(
+    spec: &'s spec::Spec,
+    name: &str,
+) -> anyhow::Result<(usize, &'s spec::Service)> {
+    let matching: Vec<(usize, &spec::Service)> = spec
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.name == name || format!("{}/{}", s.namespace, s.name) == name)
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            let names: Vec<String> = spec
+                .services
+                .iter()
+                .map(|s| format!("{}/{}", s.namespace, s.name))
+                .collect();
+            anyhow::bail!(
+                "--metrics: the spec has no service {name}; its services are {}",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        }
+        _ => anyhow::bail!(
+            "--metrics: {name} is a service in several namespaces; write NAMESPACE/{name}"
+        ),
+    }
+}
+
 fn load(path: &Path) -> anyhow::Result<Option<spec::Spec>> {
     reported(spec::load(path))
 }

@@ -971,6 +971,14 @@ impl Checker {
                 .get("slos")
                 .map(|node| self.slos(node, &obj.path("slos")))
                 .unwrap_or_default();
+            // The `metrics` key (or the service's name): what a scrape check points at.
+            let metrics_location = obj
+                .map
+                .keys()
+                .find(|key| key.as_str() == "metrics")
+                .map(|key| key.span())
+                .or_else(|| obj.get("name").map(|n| n.span()))
+                .map_or_else(|| Location::of_span(obj.span()), Location::of_span);
             let metrics = match obj.get("metrics") {
                 Some(node) => self.service_metrics(node, &obj.path("metrics")),
                 None => Some(ServiceMetrics::default()),
@@ -1002,6 +1010,7 @@ impl Checker {
                     alerts,
                     slos,
                     metrics,
+                    metrics_location,
                 });
             }
         }
@@ -1154,6 +1163,7 @@ impl Checker {
             };
             let complete =
                 objective.is_some() && (kind == SloKind::Availability || threshold.is_some());
+            let location = Location::of_span(slo.get("threshold").map_or(slo.span(), |n| n.span()));
             if let (true, Some(objective)) = (complete, objective) {
                 slos.push(Slo {
                     kind,
@@ -1161,6 +1171,7 @@ impl Checker {
                     window,
                     threshold,
                     min_rate,
+                    location,
                 });
             }
         }

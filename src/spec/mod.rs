@@ -9,6 +9,7 @@ pub mod defaults;
 mod load;
 pub mod metrics;
 mod ownership;
+pub mod scrape_check;
 pub mod selectors;
 pub mod starter;
 
@@ -338,6 +339,9 @@ pub struct Service {
     pub slos: Vec<Slo>,
     /// How its request metrics are named (`services[].metrics`, the Prometheus default unless set).
     pub metrics: metrics::ServiceMetrics,
+    /// Where `metrics:` is written, or the service's entry when it is not.
+    #[serde(skip)]
+    pub metrics_location: Location,
 }
 
 /// A service level objective: the share of good requests over a window.
@@ -352,6 +356,9 @@ pub struct Slo {
     pub threshold: Option<String>,
     /// Requests per second below which the service never pages (it still gets the ticket).
     pub min_rate: String,
+    /// Where the threshold is written (latency), or the objective's entry.
+    #[serde(skip)]
+    pub location: Location,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -562,3 +562,81 @@ fn render_notes_a_platform_team_the_routers_own_alerts_cannot_reach_around_it() 
         }
     }
 }
+
+/// `validate --metrics SERVICE=FILE|URL` checks each service's convention against a scrape of it:
+/// the convention a scrape of other names looks like, a threshold between buckets, a status label
+/// under another name, a histogram that is off (read over HTTP), byte for byte; a scrape that fits
+/// passes with a warning; a scrape that is not one, or names no service, is refused.
+#[test]
+fn validate_checks_each_services_metrics_against_a_scrape_of_it() {
+    use super::http_stub::{HttpStub, Reply};
+    let spec = "tests/fixtures/conventions/stack.yaml";
+    let scrapes = "tests/fixtures/conventions/scrapes";
+    // search: gRPC calls, but no handling-time histogram.
+    let search = HttpStub::start(|_| {
+        Reply::new(
+            200,
+            "# TYPE grpc_server_handled_total counter\ngrpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Query\",grpc_service=\"search.v1.Search\",grpc_type=\"unary\"} 42\n",
+        )
+        .header("Content-Type", "text/plain; version=0.0.4")
+    });
+    let search_url = format!("search=http://127.0.0.1:{}/metrics", search.port);
+    let mut args = vec!["validate".to_string(), spec.to_string()];
+    for service in ["web", "shop/api", "accounts"] {
+        let file = service.rsplit('/').next().unwrap_or(service);
+        args.push("--metrics".into());
+        args.push(format!("{service}={scrapes}/{file}.prom"));
+    }
+    args.extend(["--metrics".to_string(), search_url]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = stackgen(&args);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    assert_expected(
+        &root().join("tests/fixtures/conventions/validate-metrics.stderr"),
+        &stderr(&output),
+        "validate --metrics",
+    );
+
+    let fits = stackgen(&[
+        "validate",
+        spec,
+        "--metrics",
+        &format!("orders={scrapes}/orders.prom"),
+    ]);
+    assert_eq!(fits.status.code(), Some(0), "{}", stderr(&fits));
+    assert_eq!(stdout(&fits), format!("{spec}: ok\n"));
+    assert!(
+        stderr(&fits).starts_with("warning: the scrape has no `orders_rejected_total`"),
+        "{}",
+        stderr(&fits)
+    );
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let page = tmp.path().join("page.html");
+    fs::write(&page, "<html><body>not metrics</body></html>\n").expect("write");
+    for (argument, error) in [
+        (
+            format!("nosuch={scrapes}/web.prom"),
+            "no service nosuch; its services are shop/web",
+        ),
+        ("web".to_string(), "write SERVICE=FILE or SERVICE=URL"),
+        (
+            format!("web={}", page.display()),
+            "line 1: `<html><body>not` is not a metric name",
+        ),
+    ] {
+        let refused = stackgen(&["validate", spec, "--metrics", &argument]);
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{argument}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains(error),
+            "{argument}: {}",
+            stderr(&refused)
+        );
+    }
+}
