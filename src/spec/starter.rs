@@ -61,6 +61,7 @@ cluster:
 #     selector: {{app: checkout}}
 #     port: http-metrics        # container port name or number
 #     path: /metrics
+#     metrics: prometheus       # or opentelemetry, ingress-nginx, spring, grpc, or selectors
 "#,
         platform = platform.name(),
         namespace = defaults::NAMESPACE,
