@@ -409,6 +409,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_series_the_stack_records_is_known_to_the_linter() {
+        let spec_text = include_str!("../../tests/fixtures/conventions/stack.yaml").replace(
+            "  - name: catalog\n",
+            "  - name: catalog\n    alerts: {ServiceHighLatency: {threshold: 3}}\n",
+        );
+        let (files, _) = rendered(&spec_text);
+        let mut records = 0;
+        for (name, text) in &files {
+            let docs = YamlLoader::load_from_str(text).expect("yaml");
+            for group in docs[0]["groups"].as_vec().into_iter().flatten() {
+                for rule in group["rules"].as_vec().into_iter().flatten() {
+                    if let Some(record) = rule["record"].as_str() {
+                        records += 1;
+                        assert!(
+                            crate::rules::defaults::recorded_by_the_stack(record),
+                            "{name}: {record}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(records > 100, "{records}");
+        assert!(files.iter().any(|(_, text)| text.contains(TUNED)));
+    }
+
     /// Every expression of a rendered rule file parses as PromQL.
     fn promql_parses(name: &str, text: &str) {
         let docs = YamlLoader::load_from_str(text).expect("yaml");

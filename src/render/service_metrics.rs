@@ -80,14 +80,19 @@ fn service_rules(service: &Service) -> Vec<Value> {
     let metrics = &service.metrics;
     let scope = scope(service);
     let rate = |selector: String, by: &str| format!("sum by ({by}) (rate({selector}[5m]))");
+    // The service's own labels, which its series carry anyway: each rule's name and labels are
+    // its own, apart from the default rule's (promtool reports two rules recording the same
+    // series as duplicates).
+    let labels = json!({"namespace": service.namespace, "service": service.name});
     let mut rules = vec![
-        json!({"record": REQUESTS, "expr": rate(metrics.requests.promql("", &scope), BY)}),
-        json!({"record": ERRORS, "expr": rate(metrics.errors.promql("", &scope), BY)}),
+        json!({"record": REQUESTS, "expr": rate(metrics.requests.promql("", &scope), BY), "labels": labels}),
+        json!({"record": ERRORS, "expr": rate(metrics.errors.promql("", &scope), BY), "labels": labels}),
     ];
     if let Some(histogram) = &metrics.duration {
         rules.push(json!({
             "record": DURATION_BUCKETS,
             "expr": rate(histogram.promql("_bucket", &scope), &format!("{BY}, le")),
+            "labels": labels,
         }));
     }
     rules

@@ -101,6 +101,8 @@ pub fn slo_rule_file(spec: &Spec) -> Option<String> {
                 "1 - (\n  avg_over_time(stackgen:slo_errors:rate5m_every5m[{window}])\n    / avg_over_time(stackgen:slo_requests:rate5m_every5m[{window}])\n)\n  / on (namespace, service, slo) group_left ()\n    stackgen:slo_error_budget:ratio{{window={}}}\n",
                 quote(window)
             ),
+            // One rule per window: each its own series, as promtool asks.
+            "labels": {"window": window},
         }));
     }
     daily.push(json!({
@@ -312,7 +314,9 @@ fn service_rules(service: &Service, slo: &Slo) -> Vec<Value> {
             )
         }
     };
-    let labels = json!({"slo": kind});
+    // The service's own labels too, which its series carry anyway: each rule's name and labels
+    // are its own (promtool reports two rules recording the same series as duplicates).
+    let labels = json!({"namespace": service.namespace, "service": service.name, "slo": kind});
     let of_slo = json!({"namespace": service.namespace, "service": service.name, "slo": kind});
     let mut budget_labels = of_slo.clone();
     budget_labels["window"] = json!(slo.window);

@@ -46,6 +46,41 @@ pub const DEFAULT_RULE_FILES: &[DefaultRuleFile] = &[
     rule_file!("control-plane.yaml", Needs::ControlPlane),
 ];
 
+/// Series the renderer records from the spec, besides the default files' own: the ownership map,
+/// tuned alerts, metrics conventions, and every `stackgen:slo_…` series of the objectives.
+const GENERATED_SERIES: [&str; 4] = [
+    "stackgen:pod_service:info",
+    "stackgen:pod_team:info",
+    "stackgen:service_alert_tuned:info",
+    "stackgen:service_metrics:info",
+];
+const GENERATED_PREFIX: &str = "stackgen:slo_";
+
+/// Whether a rendered stack may record `name`: a default rule file records it, or the renderer
+/// does from the spec. Team rules can read these, though no exposition has them.
+pub fn recorded_by_the_stack(name: &str) -> bool {
+    static RECORDED: OnceLock<Vec<String>> = OnceLock::new();
+    let recorded = RECORDED.get_or_init(|| {
+        DEFAULT_RULE_FILES
+            .iter()
+            .filter_map(|file| YamlLoader::load_from_str(file.text).ok())
+            .flat_map(|docs| {
+                docs.first()
+                    .and_then(|d| d["groups"].as_vec())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g["rules"].as_vec())
+                    .flatten()
+                    .filter_map(|rule| rule["record"].as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    });
+    recorded.iter().any(|r| r == name)
+        || GENERATED_SERIES.contains(&name)
+        || name.starts_with(GENERATED_PREFIX)
+}
+
 /// A default alert as the spec may refer to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefaultAlert {

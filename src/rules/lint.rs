@@ -407,6 +407,7 @@ impl RuleCheck<'_, '_> {
         for metric in promql::metric_names(ast) {
             let exists = known.contains(&metric)
                 || recorded.contains_key(&metric)
+                || super::defaults::recorded_by_the_stack(&metric)
                 || super::exposition::SYNTHETIC.contains(&metric.as_str());
             if exists {
                 continue;
@@ -630,5 +631,14 @@ mod tests {
             found[0].diagnostic.hint.as_deref(),
             Some("did you mean `http_requests_total`?")
         );
+        // The stack's own request series are there though no exposition has them; a typo in
+        // one is not.
+        let stack_series = GOOD.replace(
+            "(up == 0)",
+            "(stackgen:service_errors:rate5m / stackgen:slo_requests:rate5m > 1)",
+        );
+        assert_eq!(lint(&[("r.yaml".into(), stack_series)], &options), vec![]);
+        let typo = GOOD.replace("(up == 0)", "(stackgen:service_error:rate5m > 1)");
+        assert_eq!(lint(&[("r.yaml".into(), typo)], &options).len(), 1);
     }
 }

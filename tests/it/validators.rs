@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
-use super::support::{GOLDEN_CASES, root, run_ok, stdout, tool};
+use super::support::{GOLDEN_CASES, render_to_temp, root, run_ok, stdout, tool};
 
 const PROMETHEUS_PKG: &str = "apt-get install prometheus";
 const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";
@@ -86,6 +86,9 @@ fn promtool_accepts_config_and_rules() {
     for (case, _) in GOLDEN_CASES {
         check_promtool(case, &golden_dir(case));
     }
+    // Services of every metrics convention, most with objectives: their rules are no duplicates.
+    let (_tmp, out) = render_to_temp("tests/fixtures/conventions/stack.yaml");
+    check_promtool("conventions", &out);
 }
 
 /// `promtool check config` on a checkable copy of `dir`'s prometheus.yml (every rule file found)
