@@ -1,9 +1,11 @@
 //! Service level objectives (`services[].slos`) as Prometheus rules: per-service SLI rates, the
 //! error ratios over the windows of the multiwindow, multi-burn-rate alerts (page at 14.4x over
 //! 1h and 5m or 6x over 6h and 30m; ticket at 3x over 1d and 2h or 1x over 3d and 6h), and the
-//! error budget left. Only the 5-minute rates are per service (they select its series); the
-//! windows, ratios and alerts are written once for every service, joined with a per-service
-//! error budget series.
+//! error budget left. Only the 5-minute rates are per service (they select its request series,
+//! recorded in `services.yaml` from the metrics its convention names); the windows, ratios and
+//! alerts are written once for every service, joined with a per-service error budget series.
+//! The promtool tests rendered beside them feed series named as each service's convention names
+//! them.
 //!
 //! Pure: the spec in, one rule file out.
 
@@ -427,6 +429,25 @@ mod tests {
         assert_eq!(bucket_bound_pattern("2.0"), "2|2\\.0");
         assert_eq!(bucket_bound_pattern("0.25"), "0\\.25");
         assert_eq!(bucket_bound_pattern("0.250"), "0\\.25");
+    }
+
+    #[test]
+    fn an_objective_whose_selectors_cannot_be_sampled_is_listed_untested() {
+        let spec = crate::spec::parse(
+            "s.yaml",
+            "cluster: {name: a}\nrouter: {platform_team: t}\nteams:\n  - {name: t, webhook: {url: {secret: s, key: k}}}\nservices:\n  - name: odd\n    team: t\n    namespace: shop\n    port: 80\n    metrics: {requests: calls_total, errors: 'calls_total{code=~\"5[0-9]{2}\"}'}\n    slos: {availability: {objective: 99.9}}\n  - {name: web, team: t, namespace: shop, port: 80, slos: {availability: {objective: 99}}}\n",
+        )
+        .expect("valid");
+        let text = slo_test_file(&spec).expect("a test file");
+        assert!(
+            text.contains("# Not tested here: shop/odd availability,"),
+            "{text}"
+        );
+        assert!(!text.contains("shop/odd availability:"), "{text}");
+        assert!(
+            text.contains("shop/web availability: a burn of 15 times"),
+            "{text}"
+        );
     }
 
     #[test]
