@@ -179,26 +179,25 @@ fn an_alert_tuned_for_one_service_changes_only_that_service() {
     );
 }
 
-/// Service level objectives under promtool: the tests render writes beside the rules (for each
-/// objective, a 15x burn pages and a 1x burn fires nothing in 6 hours) pass, and so do the
-/// fixture's scenarios (a quiet service below the minimum rate does not page, an objective
-/// replaces the static alert, the budget left).
-#[test]
-fn service_objectives_page_on_fast_burns_only_and_replace_the_static_alerts() {
+/// Renders `spec`, checks that the objective tests render writes hold `pages` page tests and
+/// `quiet` tests that fire nothing, runs them and then the fixture `scenarios` beside the rendered
+/// rules, all under promtool. Returns the generated tests.
+fn objectives_under_promtool(spec: &str, scenarios: &str, pages: usize, quiet: usize) -> String {
     let promtool = tool("promtool", "apt-get install prometheus");
-    let (_tmp, out) = render_to_temp("tests/fixtures/slos/stack.yaml");
+    let (_tmp, out) = render_to_temp(spec);
     let tests = out.join("prometheus/tests");
     let generated = fs::read_to_string(tests.join("slos_test.yaml")).expect("rendered SLO tests");
     assert_eq!(
         generated.matches("times the budget pages").count(),
-        3,
-        "one page test per objective:\n{generated}"
+        pages,
+        "page tests:\n{generated}"
     );
     assert_eq!(
         generated
             .matches("exactly the budget fires nothing")
             .count(),
-        3
+        quiet,
+        "one test per objective:\n{generated}"
     );
     run_ok(
         Command::new(&promtool)
@@ -206,41 +205,44 @@ fn service_objectives_page_on_fast_burns_only_and_replace_the_static_alerts() {
             .current_dir(&tests),
     );
     let rules = out.join("prometheus/rules");
-    fs::copy(
-        root().join("tests/fixtures/slos/slos_scenarios_test.yaml"),
-        rules.join("slos_scenarios_test.yaml"),
-    )
-    .expect("copy test");
+    let name = scenarios.rsplit('/').next().unwrap_or(scenarios);
+    fs::copy(root().join(scenarios), rules.join(name)).expect("copy test");
     run_ok(
         Command::new(&promtool)
-            .args(["test", "rules", "slos_scenarios_test.yaml"])
+            .args(["test", "rules", name])
             .current_dir(&rules),
+    );
+    generated
+}
+
+/// Service level objectives under promtool: the tests render writes beside the rules (for each
+/// objective, a 15x burn pages and a 1x burn fires nothing in 6 hours) pass, and so do the
+/// fixture's scenarios (a quiet service below the minimum rate does not page, an objective
+/// replaces the static alert, the budget left).
+#[test]
+fn service_objectives_page_on_fast_burns_only_and_replace_the_static_alerts() {
+    objectives_under_promtool(
+        "tests/fixtures/slos/stack.yaml",
+        "tests/fixtures/slos/slos_scenarios_test.yaml",
+        3,
+        3,
     );
 }
 
 /// Metrics conventions under promtool: every objective of a service in each convention (the
 /// Prometheus default, OpenTelemetry, ingress-nginx, Spring, gRPC, explicit selectors) passes the
-/// tests render writes for it, and the fixture's scenarios show each convention's own rules: the
-/// static alerts of an OpenTelemetry service, the actuator's scrapes and gRPC health checks left
-/// out, a quiet gRPC service not paging, the ingress controller paging its team, explicit
+/// tests render writes for it (orders' 90% latency objective cannot burn 15 times as fast, so 11
+/// page tests for 12 objectives), and the fixture's scenarios show each convention's own rules:
+/// the static alerts of an OpenTelemetry service, the actuator's scrapes and gRPC health checks
+/// left out, a quiet gRPC service not paging, the ingress controller paging its team, explicit
 /// selectors.
 #[test]
 fn every_metrics_convention_feeds_the_alerts_and_objectives() {
-    let promtool = tool("promtool", "apt-get install prometheus");
-    let (_tmp, out) = render_to_temp("tests/fixtures/conventions/stack.yaml");
-    let tests = out.join("prometheus/tests");
-    let generated = fs::read_to_string(tests.join("slos_test.yaml")).expect("rendered SLO tests");
-    assert_eq!(
-        generated
-            .matches("exactly the budget fires nothing")
-            .count(),
-        12,
-        "one test per objective:\n{generated}"
-    );
-    assert_eq!(
-        generated.matches("times the budget pages").count(),
+    let generated = objectives_under_promtool(
+        "tests/fixtures/conventions/stack.yaml",
+        "tests/fixtures/conventions/conventions_test.yaml",
         11,
-        "orders' 90% latency objective cannot burn 15 times as fast"
+        12,
     );
     assert!(!generated.contains("Not tested"), "{generated}");
     for series in [
@@ -252,22 +254,6 @@ fn every_metrics_convention_feeds_the_alerts_and_objectives() {
     ] {
         assert!(generated.contains(series), "{series} missing:\n{generated}");
     }
-    run_ok(
-        Command::new(&promtool)
-            .args(["test", "rules", "slos_test.yaml"])
-            .current_dir(&tests),
-    );
-    let rules = out.join("prometheus/rules");
-    fs::copy(
-        root().join("tests/fixtures/conventions/conventions_test.yaml"),
-        rules.join("conventions_test.yaml"),
-    )
-    .expect("copy test");
-    run_ok(
-        Command::new(&promtool)
-            .args(["test", "rules", "conventions_test.yaml"])
-            .current_dir(&rules),
-    );
 }
 
 #[test]
