@@ -19,6 +19,17 @@ pub const PER_INSTANCE_LABELS: &[&str] = &[
 /// The pod label a team may set on its pods to own them (`ownership.team_label` in the spec).
 pub const DEFAULT_TEAM_POD_LABEL: &str = "stackgen.io/team";
 
+/// The pod label that names the service of a pod scraped because it asks to be, unless the spec
+/// names another (`ownership.service_label`).
+pub const DEFAULT_SERVICE_POD_LABEL: &str = "app.kubernetes.io/name";
+
+/// The pod label by which a pod in a team's namespace asks to be scraped (value `"true"`).
+pub const SCRAPE_POD_LABEL: &str = "stackgen.io/scrape";
+
+/// The pod label that gives the port of a pod that asks to be scraped (else the
+/// `prometheus.io/port` annotation).
+pub const SCRAPE_PORT_POD_LABEL: &str = "stackgen.io/port";
+
 /// The Prometheus label name kube-state-metrics gives the Kubernetes label `key` on its
 /// `kube_*_labels` series: `label_` and the key with every character outside `[a-zA-Z0-9_]`
 /// made `_`, in snake case (`app.kubernetes.io/name` becomes `label_app_kubernetes_io_name`,

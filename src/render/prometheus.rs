@@ -1,5 +1,6 @@
-//! Prometheus: configuration (scrape jobs for the cluster, the stack and every declared service),
-//! rules, RBAC limited to the scraped namespaces, and the StatefulSet with its volume.
+//! Prometheus: configuration (scrape jobs for the cluster, the stack, every declared service and
+//! the pods in teams' namespaces that ask to be scraped), rules, RBAC limited to the scraped
+//! namespaces, and the StatefulSet with its volume.
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,7 @@ use super::{
     Builder, RenderError, allow_from_components, content_hash, k8s_sd, labels, resources, rules,
     selector,
 };
+use crate::labels::{SCRAPE_POD_LABEL, SCRAPE_PORT_POD_LABEL};
 use crate::spec::selectors::KeySetGroups;
 use crate::spec::{Port, Service, Spec, defaults};
 
@@ -125,6 +127,7 @@ pub fn scraped_namespaces(spec: &Spec) -> Vec<String> {
         names.insert("kube-system".into());
     }
     names.extend(spec.services.iter().map(|s| s.namespace.clone()));
+    names.extend(team_namespaces(spec).into_iter().map(str::to_string));
     names.into_iter().collect()
 }
 
@@ -161,7 +164,71 @@ fn config_context(spec: &Spec) -> Value {
         "control_plane_jobs": control_plane_jobs,
         "stack_jobs": stack_jobs,
         "services": service_jobs(&spec.services),
+        "labelled_pods": labelled_pods_job(spec),
     })
+}
+
+/// The namespaces teams own (`teams[].namespaces`), sorted, each once.
+fn team_namespaces(spec: &Spec) -> BTreeSet<&str> {
+    spec.teams
+        .iter()
+        .flat_map(|team| team.namespaces.iter().map(String::as_str))
+        .collect()
+}
+
+/// The job scraping the pods that ask to be (`stackgen.io/scrape: "true"`) in the namespaces
+/// teams own, each attributed to the service its `ownership.service_label` names and to its
+/// namespace's team, whatever it says itself; pods of declared services are left to their jobs.
+/// `None` when no team owns a namespace.
+fn labelled_pods_job(spec: &Spec) -> Option<Value> {
+    let namespaces = team_namespaces(spec);
+    if namespaces.is_empty() {
+        return None;
+    }
+    let meta = |key: &str| format!("__meta_kubernetes_pod_label_{}", sd_label_name(key));
+    let alternatives = |values: &[&str]| crate::rules::promql::alternatives(values);
+    let owners: Vec<Value> = spec
+        .teams
+        .iter()
+        .filter(|team| !team.namespaces.is_empty())
+        .map(|team| {
+            let names: Vec<&str> = team.namespaces.iter().map(String::as_str).collect();
+            json!({"team": team.name, "regex": alternatives(&names)})
+        })
+        .collect();
+    let declared: Vec<Value> = spec
+        .services
+        .iter()
+        .filter(|service| namespaces.contains(service.namespace.as_str()))
+        .map(|service| {
+            let labels: Vec<String> = std::iter::once("__meta_kubernetes_namespace".to_string())
+                .chain(service.selector.keys().map(|key| meta(key)))
+                .collect();
+            let regex = std::iter::once(service.namespace.as_str())
+                .chain(service.selector.values().map(String::as_str))
+                .map(|value| alternatives(&[value]))
+                .collect::<Vec<_>>()
+                .join(";");
+            let named = format!(
+                "{};{}",
+                alternatives(&[&service.namespace]),
+                alternatives(&[&service.name])
+            );
+            json!({"service": service.name, "labels": labels, "regex": regex, "named": named})
+        })
+        .collect();
+    let listed: Vec<&str> = namespaces.iter().copied().collect();
+    Some(json!({
+        "job": "labelled-pods",
+        "namespaces": listed,
+        "namespace_regex": alternatives(&listed),
+        "selector": format!("{SCRAPE_POD_LABEL}=true"),
+        "scrape_label": meta(SCRAPE_POD_LABEL),
+        "port_label": meta(SCRAPE_PORT_POD_LABEL),
+        "service_label": meta(&spec.ownership.service_label),
+        "owners": owners,
+        "declared": declared,
+    }))
 }
 
 fn selector_keys(service: &Service) -> BTreeSet<&str> {
@@ -270,6 +337,30 @@ mod tests {
         );
         // Another namespace: nothing to share.
         assert!(claimed(&jobs[3]).is_empty());
+    }
+
+    #[test]
+    fn pods_asking_to_be_scraped_are_looked_for_only_in_the_teams_namespaces() {
+        let spec = crate::spec::parse(
+            "s.yaml",
+            "cluster: {name: a}\nrouter: {platform_team: t}\nownership: {service_label: app}\nteams:\n  - {name: t, webhook: {url: {secret: s, key: k}}, namespaces: [shop, cart]}\n  - {name: u, webhook: {url: {secret: s, key: k}}, namespaces: [search]}\n  - {name: v, webhook: {url: {secret: s, key: k}}}\nservices:\n  - {name: web, team: t, namespace: shop, selector: {tier: web}, port: 80}\n  - {name: ops, team: v, namespace: ops, port: 80}\n",
+        )
+        .expect("valid");
+        let job = labelled_pods_job(&spec).expect("a job");
+        assert_eq!(job["namespaces"], json!(["cart", "search", "shop"]));
+        assert_eq!(job["service_label"], "__meta_kubernetes_pod_label_app");
+        assert_eq!(
+            job["owners"],
+            json!([{"team": "t", "regex": "shop|cart"}, {"team": "u", "regex": "search"}])
+        );
+        let declared = job["declared"].as_array().expect("declared");
+        assert_eq!(declared.len(), 1, "ops is in no team's namespace");
+        assert_eq!(declared[0]["regex"], "shop;web");
+        assert_eq!(declared[0]["named"], "shop;web");
+        assert!(scraped_namespaces(&spec).contains(&"search".to_string()));
+
+        let none = crate::spec::parse("s.yaml", "cluster: {name: a}\n").expect("valid");
+        assert_eq!(labelled_pods_job(&none), None);
     }
 
     #[test]

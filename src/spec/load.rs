@@ -230,7 +230,7 @@ impl Checker {
         let teams = self.teams(&top);
         let services = self.services(&top, &namespace);
         let alerts = self.alert_overrides(&top);
-        let team_label = self.ownership_team_label(&top);
+        let (team_label, service_label) = self.ownership_labels(&top);
         self.cross_checks(&top, &teams, &namespace, &router, &team_label);
         Some(Spec {
             cluster: cluster?,
@@ -242,7 +242,10 @@ impl Checker {
             router,
             teams,
             services,
-            ownership: Ownership { team_label },
+            ownership: Ownership {
+                team_label,
+                service_label,
+            },
             alerts,
         })
     }

@@ -50,6 +50,9 @@ pub struct Ownership {
     /// The pod label whose value names the team owning the pod (`ownership.team_label`), honoured
     /// in namespaces of that team or of no team.
     pub team_label: String,
+    /// The pod label naming the service of a pod scraped because it asks to be
+    /// (`stackgen.io/scrape: "true"` in a team's namespace; `ownership.service_label`).
+    pub service_label: String,
 }
 
 /// A change to one default alert, made in the spec instead of copying its rule group.

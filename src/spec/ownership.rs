@@ -14,10 +14,10 @@ use super::selectors::{KeySetGroups, MAX_EXCLUSIONS, MAX_KEY_SETS};
 use marked_yaml::{Node, Span};
 
 use crate::config_check::{Checker, Obj, join, values};
-use crate::labels::{DEFAULT_TEAM_POD_LABEL, kube_state_metrics_label};
+use crate::labels::{DEFAULT_SERVICE_POD_LABEL, DEFAULT_TEAM_POD_LABEL, kube_state_metrics_label};
 
 /// The keys of `ownership:` in the spec.
-const OWNERSHIP_KEYS: &[&str] = &["team_label"];
+const OWNERSHIP_KEYS: &[&str] = &["team_label", "service_label"];
 
 /// A service's selector as written, with where each part was written.
 struct WrittenSelector {
@@ -29,16 +29,26 @@ struct WrittenSelector {
 }
 
 impl Checker {
-    /// `ownership:` — the pod label by which a team owns pods (default `stackgen.io/team`).
-    pub(super) fn ownership_team_label(&mut self, top: &Obj) -> String {
+    /// `ownership:` — the pod label by which a team owns pods (default `stackgen.io/team`), and
+    /// the one naming the service of a pod that asks to be scraped (default
+    /// `app.kubernetes.io/name`).
+    pub(super) fn ownership_labels(&mut self, top: &Obj) -> (String, String) {
         let obj = self.sub_object(top, "ownership", OWNERSHIP_KEYS);
-        self.checked_or_default(
+        let team_label = self.checked_or_default(
             obj.as_ref(),
             "team_label",
             "pod label key",
             values::check_label_key,
             DEFAULT_TEAM_POD_LABEL,
-        )
+        );
+        let service_label = self.checked_or_default(
+            obj.as_ref(),
+            "service_label",
+            "pod label key",
+            values::check_label_key,
+            DEFAULT_SERVICE_POD_LABEL,
+        );
+        (team_label, service_label)
     }
 
     /// Every pod belongs to one service: two selectors in one namespace that select by a common

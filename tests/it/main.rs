@@ -11,6 +11,7 @@ mod e2e;
 mod golden;
 mod http_stub;
 mod kube_state;
+mod labelled_pods;
 mod marketplace;
 mod pg;
 mod pg_tls;
