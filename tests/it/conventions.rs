@@ -238,7 +238,7 @@ fn quicken_rules(rules: &Path) {
 }
 
 /// The series of an instant query, or none while Prometheus cannot answer.
-fn query(base: &str, expr: &str) -> Vec<Value> {
+pub(super) fn query(base: &str, expr: &str) -> Vec<Value> {
     ureq::get(format!("{base}/api/v1/query"))
         .query("query", expr)
         .call()

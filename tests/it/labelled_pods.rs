@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
+use super::conventions::query;
 use super::e2e::{DEADLINE, start_prometheus};
 use super::http_stub::{HttpStub, Reply};
 use super::support::{render_to_temp, wait_explained};
@@ -226,15 +227,7 @@ fn pods_asking_to_be_scraped_are_their_namespaces_teams_whatever_they_claim() {
 /// The labels of the one series of `metric`, once scraped.
 fn wait_until_series(base: &str, metric: &str) -> Value {
     super::support::wait_until(&format!("{metric} to be scraped"), DEADLINE, || {
-        let text = ureq::get(format!("{base}/api/v1/query"))
-            .query("query", metric)
-            .call()
-            .ok()?
-            .body_mut()
-            .read_to_string()
-            .ok()?;
-        let body: Value = serde_json::from_str(&text).ok()?;
-        let result = body["data"]["result"].as_array()?;
+        let result = query(base, metric);
         (result.len() == 1).then(|| result[0]["metric"].clone())
     })
 }
