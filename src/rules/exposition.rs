@@ -62,6 +62,9 @@ fn sample(line: &str) -> Result<(String, SeriesLabels), String> {
             if rest.starts_with('"') {
                 // A quoted metric name (the UTF-8 names of newer clients).
                 let (quoted, after) = quoted(rest)?;
+                if quoted.chars().any(char::is_control) {
+                    return Err("a quoted metric name holds a control character".into());
+                }
                 if !name.is_empty() {
                     return Err(format!("a second name `{quoted}` inside the braces"));
                 }
@@ -127,9 +130,15 @@ fn quoted(text: &str) -> Result<(String, &str), String> {
     Err("a label value has no closing `\"`".into())
 }
 
-/// The start of `text`, for messages.
+/// The start of `text`, for messages: control characters escaped, so a scrape cannot drive the
+/// terminal that shows the error.
 fn preview(text: &str) -> String {
-    text.chars().take(40).collect()
+    let start: String = text.chars().take(40).collect();
+    if start.chars().any(char::is_control) {
+        start.escape_default().to_string()
+    } else {
+        start
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +190,8 @@ mod tests {
             ("x 1\ny{a=\"1\"} yes\n", "not a number"),
             ("x{a=\"1\"}\n", "has no value"),
             ("not-a-name 1\n", "not a metric name"),
+            ("x \u{1b}[2J\n", "`\\u{1b}[2J`, not a number"),
+            ("{\"a\u{7}\"} 1\n", "holds a control character"),
         ] {
             let found = series(text).expect_err(text);
             assert!(found.contains(error), "{text}: {found}");

@@ -279,8 +279,8 @@ impl Selector {
     }
 }
 
-/// Label values of a test series: label name to value, absent labels empty.
-pub type Labels = std::collections::BTreeMap<String, String>;
+/// Label values of a series: label name to value, absent labels empty (as a scrape gives them).
+pub type Labels = crate::rules::exposition::SeriesLabels;
 
 impl Selector {
     /// Whether this selector selects a series of its metric with `labels`.
