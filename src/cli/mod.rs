@@ -169,9 +169,13 @@ enum RulesCommand {
         #[arg(long)]
         team: Option<String>,
         /// A Prometheus text exposition (file or http:// URL); metric names missing from all given
-        /// expositions are reported. May be repeated.
-        #[arg(long = "metrics", value_name = "FILE|URL")]
+        /// expositions are reported. `SERVICE=FILE|URL` (with `--spec`) is a scrape of that
+        /// service, whose metrics convention is checked too. May be repeated.
+        #[arg(long = "metrics", value_name = "[SERVICE=]FILE|URL")]
         metrics: Vec<String>,
+        /// The spec whose services `--metrics SERVICE=...` names.
+        #[arg(long)]
+        spec: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
         /// Exit 1 on warnings too.
@@ -266,9 +270,17 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             files,
             team,
             metrics,
+            spec,
             format,
             deny_warnings,
-        }) => rules_lint(&files, team, &metrics, format, deny_warnings),
+        }) => rules_lint(
+            &files,
+            team,
+            &metrics,
+            spec.as_deref(),
+            format,
+            deny_warnings,
+        ),
         Command::Rules(RulesCommand::Test { files, team, spec }) => {
             rules_test(&files, team, spec.as_deref())
         }
@@ -459,16 +471,7 @@ fn validate(path: &Path, scrapes: &[String]) -> anyhow::Result<Outcome> {
         let (name, source) = argument.split_once('=').ok_or_else(|| {
             anyhow::anyhow!("--metrics {argument}: write SERVICE=FILE or SERVICE=URL")
         })?;
-        let (index, service) = find_service(&spec, name)?;
-        let text = read_exposition(source)?;
-        let series = crate::rules::exposition::series(&text)
-            .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
-        findings.extend(spec::scrape_check::check_scrape(
-            &path.display().to_string(),
-            index,
-            service,
-            &series,
-        ));
+        findings.extend(check_service_scrape(path, &spec, name, source)?.0);
     }
     if !findings.is_empty() {
         let source =
@@ -482,6 +485,34 @@ fn validate(path: &Path, scrapes: &[String]) -> anyhow::Result<Outcome> {
     }
     println!("{}: ok", path.display());
     Ok(Outcome::Ok)
+}
+
+/// The problems of service `name`'s metrics convention in a scrape of it (`source`, a file or
+/// URL), and the metric names the scrape has.
+fn check_service_scrape(
+    path: &Path,
+    spec: &spec::Spec,
+    name: &str,
+    source: &str,
+) -> anyhow::Result<(
+    Vec<crate::rules::lint::Finding>,
+    std::collections::BTreeSet<String>,
+)> {
+    let (index, service) = find_service(spec, name)?;
+    let text = read_exposition(source)?;
+    let series =
+        crate::rules::exposition::series(&text).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+    let findings =
+        spec::scrape_check::check_scrape(&path.display().to_string(), index, service, &series);
+    Ok((findings, series.into_iter().map(|(name, _)| name).collect()))
+}
+
+/// A `--metrics` value of `rules lint`: `SERVICE=SOURCE` (the part before `=` no URL), or a
+/// plain source.
+fn service_scrape(argument: &str) -> Option<(&str, &str)> {
+    argument
+        .split_once('=')
+        .filter(|(name, _)| !name.is_empty() && !name.contains("://"))
 }
 
 /// The service `name` (or `namespace/name`) of the spec, with its index.
@@ -603,6 +634,7 @@ fn rules_lint(
     files: &[PathBuf],
     team: Option<String>,
     metrics: &[String],
+    spec_path: Option<&Path>,
     format: Format,
     deny_warnings: bool,
 ) -> anyhow::Result<Outcome> {
@@ -613,25 +645,52 @@ fn rules_lint(
             crate::files::read_text(path).with_context(|| format!("reading {}", path.display()))?;
         inputs.push((path.display().to_string(), text));
     }
+    let spec = match spec_path {
+        Some(path) => match load(path)? {
+            Some(spec) => Some((path, spec)),
+            None => return Ok(Outcome::Invalid),
+        },
+        None => None,
+    };
+    let mut scrape_findings = Vec::new();
     let known_metrics = if metrics.is_empty() {
         None
     } else {
         let mut names = std::collections::BTreeSet::new();
-        for source in metrics {
-            let text = read_exposition(source)?;
-            names.extend(
-                exposition::metric_names(&text).map_err(|e| anyhow::anyhow!("{source}: {e}"))?,
-            );
+        for argument in metrics {
+            match (service_scrape(argument), &spec) {
+                (Some((service, source)), Some((path, spec))) => {
+                    let (findings, scraped) = check_service_scrape(path, spec, service, source)?;
+                    scrape_findings.extend(findings);
+                    names.extend(scraped);
+                }
+                (Some(_), None) => anyhow::bail!(
+                    "--metrics {argument}: a service's scrape needs --spec, the spec that declares it"
+                ),
+                (None, _) => {
+                    let text = read_exposition(argument)?;
+                    names.extend(
+                        exposition::metric_names(&text)
+                            .map_err(|e| anyhow::anyhow!("{argument}: {e}"))?,
+                    );
+                }
+            }
         }
         Some(names)
     };
-    let findings = lint::lint(
+    let mut findings = lint::lint(
         &inputs,
         &lint::LintOptions {
             team,
             known_metrics,
         },
     );
+    findings.extend(scrape_findings);
+    if let Some((path, _)) = &spec {
+        let text =
+            crate::files::read_text(path).with_context(|| format!("reading {}", path.display()))?;
+        inputs.push((path.display().to_string(), text));
+    }
     match format {
         Format::Json => {
             let json: Vec<_> = findings.iter().map(lint::Finding::to_json).collect();

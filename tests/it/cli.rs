@@ -640,3 +640,53 @@ fn validate_checks_each_services_metrics_against_a_scrape_of_it() {
         );
     }
 }
+
+/// `rules lint --spec SPEC --metrics SERVICE=FILE|URL` checks the service's metrics convention
+/// against its scrape beside the rules (the convention the scrape looks like, pointing at the
+/// spec), and the scrape's metric names count as known; a service's scrape without `--spec` is
+/// refused.
+#[test]
+fn rules_lint_checks_a_services_convention_against_its_scrape() {
+    let spec = "tests/fixtures/conventions/stack.yaml";
+    let scrape = "web=tests/fixtures/conventions/scrapes/web.prom";
+    let rules = "examples/rules/payments.yaml";
+    let output = stackgen(&[
+        "rules",
+        "lint",
+        "--team",
+        "shop",
+        "--spec",
+        spec,
+        "--metrics",
+        scrape,
+        rules,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = stderr(&output);
+    assert!(
+        report.contains("error: the scrape has no `http_requests_total`")
+            && report.contains(&format!("--> {spec}:13:11"))
+            && report.contains("write `metrics: opentelemetry`"),
+        "{report}"
+    );
+    assert!(
+        report.ends_with("1 file(s): 1 error(s), 2 warning(s)\n"),
+        "{report}"
+    );
+
+    let without_spec = stackgen(&[
+        "rules",
+        "lint",
+        "--team",
+        "shop",
+        "--metrics",
+        scrape,
+        rules,
+    ]);
+    assert_eq!(without_spec.status.code(), Some(2));
+    assert!(
+        stderr(&without_spec).contains("a service's scrape needs --spec"),
+        "{}",
+        stderr(&without_spec)
+    );
+}
