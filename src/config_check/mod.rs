@@ -19,8 +19,17 @@ use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 
 /// Parses YAML text into a tree that keeps every node's position; a key given twice is an error.
 pub(crate) fn load_yaml(source: &str) -> Result<Node, marked_yaml::LoadError> {
+    load_numbered_yaml(0, source)
+}
+
+/// [`load_yaml`], with every position marked as source `index` (the file's number in a
+/// [`Checker`] that walks several documents).
+pub(crate) fn load_numbered_yaml(
+    index: usize,
+    source: &str,
+) -> Result<Node, marked_yaml::LoadError> {
     marked_yaml::parse_yaml_with_options(
-        0,
+        index,
         source,
         LoaderOptions::default().error_on_duplicate_keys(true),
     )
@@ -83,7 +92,11 @@ pub(crate) fn is_null(node: &Node) -> bool {
 }
 
 pub(crate) struct Checker {
+    /// The first document's name: where diagnostics without a node's position point.
     pub(crate) file: String,
+    /// Every document walked, by source number (see [`load_numbered_yaml`]): its name in
+    /// diagnostics and what it is called in messages ("the spec", "the team file").
+    documents: Vec<(String, &'static str)>,
     pub(crate) diagnostics: Vec<Diagnostic>,
 }
 
@@ -92,8 +105,49 @@ impl Checker {
     pub(crate) fn new(file: &str) -> Checker {
         Checker {
             file: file.to_string(),
+            documents: vec![(file.to_string(), "the spec")],
             diagnostics: Vec::new(),
         }
+    }
+
+    /// Adds a document to walk besides the first; its nodes must be loaded with the returned
+    /// source number, so their problems point into it.
+    pub(crate) fn add_document(&mut self, file: &str, called: &'static str) -> usize {
+        self.documents.push((file.to_string(), called));
+        self.documents.len() - 1
+    }
+
+    /// The name of the document `span` is in.
+    pub(crate) fn file_of(&self, span: &Span) -> &str {
+        span.start()
+            .and_then(|marker| self.documents.get(marker.source()))
+            .map_or(&self.file, |(name, _)| name)
+    }
+
+    /// Where `span` is, as a reader finds it: `line 4` in the same document as `here`,
+    /// `teams/search.yaml:4` in another.
+    pub(crate) fn place_of(&self, span: &Span, here: &Span) -> String {
+        let line = Location::of_span(span).line;
+        let source = |s: &Span| s.start().map(|m| m.source());
+        if source(span) == source(here) {
+            format!("line {line}")
+        } else {
+            format!("{}:{line}", self.file_of(span))
+        }
+    }
+
+    /// Sorts the problems by document, then by place.
+    pub(crate) fn sort_diagnostics(&mut self) {
+        let order: Vec<String> = self.documents.iter().map(|(n, _)| n.clone()).collect();
+        self.diagnostics.sort_by_key(|d| {
+            (
+                order
+                    .iter()
+                    .position(|n| *n == d.file)
+                    .unwrap_or(order.len()),
+                d.location,
+            )
+        });
     }
 
     pub(crate) fn error(
@@ -104,7 +158,7 @@ impl Checker {
         hint: Option<String>,
     ) {
         self.diagnostics.push(Diagnostic {
-            file: self.file.clone(),
+            file: self.file_of(span).to_string(),
             location: Location::of_span(span),
             field: field.to_string(),
             message,
@@ -134,12 +188,29 @@ impl Checker {
     }
 
     pub(crate) fn load_error(&mut self, err: marked_yaml::LoadError) -> Diagnostic {
+        let file = self.file.clone();
+        self.load_error_in(
+            &file,
+            "the spec",
+            "start with `cluster:` (see `stackgen init`)",
+            err,
+        )
+    }
+
+    /// A YAML error of document `file` (called `called`, whose first key `start` hints at).
+    pub(crate) fn load_error_in(
+        &mut self,
+        file: &str,
+        called: &str,
+        start: &str,
+        err: marked_yaml::LoadError,
+    ) -> Diagnostic {
         use marked_yaml::LoadError as E;
         let (marker, message, hint) = match &err {
             E::TopLevelMustBeMapping(m) => (
                 *m,
-                "the spec must be a YAML mapping".to_string(),
-                "start with `cluster:` (see `stackgen init`)".to_string(),
+                format!("{called} must be a YAML mapping"),
+                start.to_string(),
             ),
             E::DuplicateKey(inner) => (
                 inner.key.span().start().copied().unwrap_or(*m_default()),
@@ -158,13 +229,14 @@ impl Checker {
             E::UnexpectedAnchor(m) | E::UnexpectedTag(m) | E::MappingKeyMustBeScalar(m) => (
                 *m,
                 format!("unsupported YAML: {err}"),
-                "the spec uses plain mappings, lists and scalars (no anchors, tags or complex keys)"
-                    .to_string(),
+                format!(
+                    "{called} uses plain mappings, lists and scalars (no anchors, tags or complex keys)"
+                ),
             ),
             E::TopLevelMustBeSequence(m) => (*m, err.to_string(), String::new()),
         };
         Diagnostic {
-            file: self.file.clone(),
+            file: file.to_string(),
             location: Location {
                 line: marker.line().max(1),
                 col: marker.column().max(1),
@@ -200,7 +272,11 @@ impl Checker {
                     None => format!("allowed keys here: {}", keys.join(", ")),
                 };
                 let place = if field.is_empty() {
-                    "the spec".to_string()
+                    let source = map.span().start().map_or(0, |m| m.source());
+                    self.documents
+                        .get(source)
+                        .map_or("the spec", |(_, called)| *called)
+                        .to_string()
                 } else {
                     format!("`{field}`")
                 };

@@ -5,6 +5,7 @@
 //! every problem. Cross-field checks (owners exist, names are unique, e-mail needs SMTP) run last.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use marked_yaml::{Node, Span};
 
@@ -15,7 +16,9 @@ use super::{
     Service, Slo, SloKind, Smtp, Spec, Team, TeamRoute, defaults,
 };
 use crate::config_check::values;
-use crate::config_check::{Checker, Obj, check_document, join, smtp};
+use crate::config_check::{
+    Checker, Obj, check_document, join, load_numbered_yaml, load_yaml, smtp,
+};
 use crate::diagnostic::{Diagnostic, Location, did_you_mean};
 use crate::router::dedup::Severity;
 use crate::router::destination::DestinationKind;
@@ -33,7 +36,30 @@ const TOP_KEYS: &[&str] = &[
     "services",
     "ownership",
     "alerts",
+    "team_files",
 ];
+/// A team file: one team, how it is reached, the services it owns, its rules and its changes
+/// to the default alerts of its services. `namespaces` is known only to refuse it.
+const TEAM_FILE_KEYS: &[&str] = &[
+    "team",
+    "slack",
+    "mattermost",
+    "discord",
+    "msteams",
+    "google_chat",
+    "webhook",
+    "email",
+    "pagerduty",
+    "opsgenie",
+    "routes",
+    "quiet_hours",
+    "rule_files",
+    "services",
+    "alerts",
+    "namespaces",
+];
+/// What the platform spec says about a team whose team file says the rest.
+const TEAM_GRANT_KEYS: &[&str] = &["name", "namespaces"];
 const ALERT_OVERRIDE_KEYS: &[&str] = &["enabled", "for", "severity", "threshold"];
 const CLUSTER_KEYS: &[&str] = &["name", "platform", "control_plane_metrics"];
 const PROMETHEUS_KEYS: &[&str] = &[
@@ -124,7 +150,138 @@ const POSTGRES_STORE_KEYS: &[&str] = &["secret", "key", "ca"];
 
 /// Parses and validates spec source text. `file` is only used in diagnostics.
 pub fn parse(file: &str, source: &str) -> Result<Spec, Vec<Diagnostic>> {
-    check_document(file, source, |checker, root| checker.spec(root))
+    check_document(file, source, |checker, root| checker.spec(root, &[]))
+}
+
+/// A team file to walk with the platform spec: the name its problems show, the directory its
+/// rule files are relative to (as seen from the spec's directory), and its text.
+#[derive(Debug, Clone)]
+pub struct TeamFileSource {
+    pub name: String,
+    pub dir: PathBuf,
+    pub text: String,
+}
+
+/// A mapping node of a list entry, with its entry's field in the file it is written in
+/// (`services[2]`); the cross-checks compare entries of the spec and of every team file.
+pub(super) struct Placed<'n> {
+    pub(super) field: String,
+    pub(super) node: &'n Node,
+}
+
+/// A loaded team file.
+struct TeamFileRoot<'a> {
+    source: &'a TeamFileSource,
+    root: Node,
+}
+
+impl TeamFileRoot<'_> {
+    /// The team the file declares, as written, with where.
+    fn team(&self) -> Option<&marked_yaml::types::MarkedScalarNode> {
+        self.root.as_mapping()?.get_scalar("team")
+    }
+}
+
+/// Parses and validates the platform spec together with the team files it includes: one model,
+/// every problem of every file at once.
+pub fn parse_with_team_files(
+    file: &str,
+    source: &str,
+    team_files: &[TeamFileSource],
+) -> Result<Spec, Vec<Diagnostic>> {
+    let mut checker = Checker::new(file);
+    let root = match load_yaml(source) {
+        Ok(root) => root,
+        Err(err) => return Err(vec![checker.load_error(err)]),
+    };
+    let mut roots = Vec::new();
+    for team_file in team_files {
+        let index = checker.add_document(&team_file.name, "the team file");
+        match load_numbered_yaml(index, &team_file.text) {
+            Ok(root) => roots.push(TeamFileRoot {
+                source: team_file,
+                root,
+            }),
+            Err(err) => {
+                let diagnostic = checker.load_error_in(
+                    &team_file.name,
+                    "a team file",
+                    "start with `team: NAME`",
+                    err,
+                );
+                checker.diagnostics.push(diagnostic);
+            }
+        }
+    }
+    let spec = checker.spec(&root, &roots);
+    checker.sort_diagnostics();
+    match spec {
+        Some(spec) if checker.diagnostics.is_empty() => Ok(spec),
+        _ => Err(checker.diagnostics),
+    }
+}
+
+/// A team file read on its own (a team's CI, with no platform spec): the team, with no
+/// namespaces, and its services, in the default stack namespace unless they name one.
+pub fn parse_team_file(
+    file: &str,
+    source: &str,
+    dir: &Path,
+) -> Result<(Team, Vec<Service>), Vec<Diagnostic>> {
+    let mut checker = Checker::new(file);
+    let source = TeamFileSource {
+        name: file.to_string(),
+        dir: dir.to_path_buf(),
+        text: source.to_string(),
+    };
+    let root = match load_yaml(&source.text) {
+        Ok(root) => root,
+        Err(err) => {
+            return Err(vec![checker.load_error_in(
+                file,
+                "a team file",
+                "start with `team: NAME`",
+                err,
+            )]);
+        }
+    };
+    let root = TeamFileRoot {
+        source: &source,
+        root,
+    };
+    let grants = BTreeMap::new();
+    let walked = checker.team_file(&root, defaults::NAMESPACE, &grants, true);
+    checker.sort_diagnostics();
+    match walked {
+        Some((team, services, _)) if checker.diagnostics.is_empty() => Ok((team, services)),
+        _ => Err(checker.diagnostics),
+    }
+}
+
+/// The `team_files` entries of spec source text (a directory or a glob each), with where each
+/// is written; nothing when the text does not parse (the spec's own check says why).
+pub fn team_file_includes(source: &str) -> Vec<(String, Location)> {
+    let Ok(root) = load_yaml(source) else {
+        return Vec::new();
+    };
+    let Some(node) = root.as_mapping().and_then(|m| m.get_node("team_files")) else {
+        return Vec::new();
+    };
+    let scalars: Vec<&Node> = match node.as_sequence() {
+        Some(list) => list.iter().collect(),
+        None => vec![node],
+    };
+    scalars
+        .into_iter()
+        .filter_map(|n| n.as_scalar())
+        .map(|s| (s.as_str().to_string(), Location::of_span(s.span())))
+        .collect()
+}
+
+/// The team a team file's text declares (`team:`), if it parses that far.
+pub fn team_of_team_file(source: &str) -> Option<String> {
+    let root = load_yaml(source).ok()?;
+    Some(root.as_mapping()?.get_scalar("team")?.as_str().to_string())
 }
 
 impl Checker {
@@ -207,7 +364,7 @@ impl Checker {
         Resources { requests, limits }
     }
 
-    fn spec(&mut self, root: &Node) -> Option<Spec> {
+    fn spec(&mut self, root: &Node, team_files: &[TeamFileRoot]) -> Option<Spec> {
         let top = self.object(root, "", TOP_KEYS)?;
         let cluster = self.cluster(&top);
         let namespace = self.checked_or_default(
@@ -227,11 +384,54 @@ impl Checker {
             kube_state_metrics: self.bool(exporter_obj.as_ref(), "kube_state_metrics", true),
         };
         let router = self.router(&top);
-        let teams = self.teams(&top);
-        let services = self.services(&top, &namespace);
+        self.team_file_patterns(&top);
+        let claimed = self.claimed_teams(team_files);
+        let mut teams = self.teams(&top, &claimed);
+        let mut services = self.services(&top, &namespace);
+        let mut service_nodes: Vec<Placed> = self
+            .list(&top, "services")
+            .into_iter()
+            .enumerate()
+            .map(|(index, node)| Placed {
+                field: format!("services[{index}]"),
+                node,
+            })
+            .collect();
+        let platform_services = service_nodes.len();
+        let grants: BTreeMap<String, Vec<String>> = teams
+            .iter()
+            .map(|t| (t.name.clone(), t.namespaces.clone()))
+            .collect();
+        let first_files = team_files.iter().filter(|team_file| {
+            team_file
+                .team()
+                .and_then(|team| claimed.get(team.as_str()))
+                .is_some_and(|first| std::ptr::eq(*first, *team_file))
+        });
+        for team_file in first_files {
+            let Some((team, owned, placed)) =
+                self.team_file(team_file, &namespace, &grants, router.smtp.is_some())
+            else {
+                continue;
+            };
+            match teams.iter_mut().find(|t| t.name == team.name) {
+                Some(granted) => *granted = team,
+                None => teams.push(team),
+            }
+            services.extend(owned);
+            service_nodes.extend(placed);
+        }
         let alerts = self.alert_overrides(&top);
         let (team_label, service_label) = self.ownership_labels(&top);
-        self.cross_checks(&top, &teams, &namespace, &router, &team_label);
+        self.cross_checks(
+            &top,
+            &teams,
+            &service_nodes,
+            platform_services,
+            &namespace,
+            &router,
+            &team_label,
+        );
         Some(Spec {
             cluster: cluster?,
             namespace,
@@ -659,7 +859,9 @@ impl Checker {
         })
     }
 
-    fn teams(&mut self, top: &Obj) -> Vec<Team> {
+    /// The platform spec's teams. A team with a team file (`claimed`) gets only its namespaces
+    /// here; its file says the rest.
+    fn teams(&mut self, top: &Obj, claimed: &BTreeMap<String, &TeamFileRoot>) -> Vec<Team> {
         let mut teams = Vec::new();
         for (index, node) in self.list(top, "teams").into_iter().enumerate() {
             let field = format!("teams[{index}]");
@@ -671,52 +873,115 @@ impl Checker {
                 .and_then(|n| {
                     self.checked_string(n, &obj.path("name"), "team name", values::check_dns_label)
                 });
-            let destinations = self.team_destinations(&obj);
-            let severities = self.destination_severities(&obj);
-            let routes = self.team_routes(&obj, &destinations);
             let namespaces = self.team_namespaces(&obj);
-            let quiet_hours = self.quiet_hours(&obj);
-            let declares_one = DestinationKind::ALL
-                .iter()
-                .any(|kind| obj.get(kind.name()).is_some());
-            if !declares_one {
-                self.error(
-                    obj.span(),
-                    &field,
-                    format!(
-                        "team `{}` has no destination: its alerts would reach nobody",
-                        obj.map.get_scalar("name").map_or("?", |n| n.as_str())
-                    ),
-                    Some("give it one: slack, mattermost, discord, msteams, google_chat, webhook, email, pagerduty or opsgenie".into()),
-                );
-            }
-            let mut rule_files = Vec::new();
-            for (i, n) in self.list(&obj, "rule_files").into_iter().enumerate() {
-                if let Some((path, location)) =
-                    self.string(n, &format!("{}[{i}]", obj.path("rule_files")))
-                {
-                    rule_files.push(RuleFileRef {
-                        path,
-                        location,
-                        contents: None,
-                    });
-                }
-            }
-            if let Some(name) = name {
-                let team = Team {
-                    name,
-                    destinations,
-                    severities,
-                    routes,
+            if let Some(team_file) = name.as_deref().and_then(|n| claimed.get(n)) {
+                self.defined_once(&obj, team_file);
+                teams.push(Team {
+                    name: name.unwrap_or_default(),
+                    destinations: Vec::new(),
+                    severities: BTreeMap::new(),
+                    routes: Vec::new(),
                     namespaces,
-                    quiet_hours,
-                    rule_files,
-                };
-                self.every_severity_has_a_destination(&team, &obj);
+                    quiet_hours: Vec::new(),
+                    rule_files: Vec::new(),
+                });
+                continue;
+            }
+            let rule_files = self.rule_files(&obj, Path::new(""));
+            if let Some(team) = self.team_body(&obj, name, namespaces, rule_files) {
                 teams.push(team);
             }
         }
         teams
+    }
+
+    /// A team whose team file says how it is reached is given only `name` and `namespaces` in
+    /// the platform spec: anything else would be a second definition.
+    fn defined_once(&mut self, grant: &Obj, team_file: &TeamFileRoot) {
+        let Some(extra) = grant
+            .map
+            .keys()
+            .find(|key| !TEAM_GRANT_KEYS.contains(&key.as_str()))
+        else {
+            return;
+        };
+        let Some(team) = team_file.team() else {
+            return;
+        };
+        let place = self.place_of(extra.span(), team.span());
+        self.error(
+            team.span(),
+            "team",
+            format!(
+                "team `{}` is defined twice: the platform spec gives it `{}` too ({place})",
+                team.as_str(),
+                extra.as_str()
+            ),
+            Some(format!(
+                "a team is defined once: keep its destinations, routes and rule files in this file and only `{{name: {}, namespaces: [...]}}` in the platform spec",
+                team.as_str()
+            )),
+        );
+    }
+
+    /// `rule_files` of a team, relative to `dir` (the directory of the file naming them, as
+    /// seen from the spec's).
+    fn rule_files(&mut self, obj: &Obj, dir: &Path) -> Vec<RuleFileRef> {
+        let mut rule_files = Vec::new();
+        for (i, n) in self.list(obj, "rule_files").into_iter().enumerate() {
+            if let Some((path, location)) =
+                self.string(n, &format!("{}[{i}]", obj.path("rule_files")))
+            {
+                rule_files.push(RuleFileRef {
+                    path,
+                    location,
+                    named_in: self.file_of(n.span()).to_string(),
+                    dir: dir.to_path_buf(),
+                    contents: None,
+                });
+            }
+        }
+        rule_files
+    }
+
+    /// How a team is reached and what it watches: its destinations, routes, quiet hours and
+    /// rule files (the platform spec's `teams[]` entry, or a team file).
+    fn team_body(
+        &mut self,
+        obj: &Obj,
+        name: Option<String>,
+        namespaces: Vec<String>,
+        rule_files: Vec<RuleFileRef>,
+    ) -> Option<Team> {
+        let destinations = self.team_destinations(obj);
+        let severities = self.destination_severities(obj);
+        let routes = self.team_routes(obj, &destinations);
+        let quiet_hours = self.quiet_hours(obj);
+        let declares_one = DestinationKind::ALL
+            .iter()
+            .any(|kind| obj.get(kind.name()).is_some());
+        if !declares_one {
+            self.error(
+                obj.span(),
+                &obj.field,
+                format!(
+                    "team `{}` has no destination: its alerts would reach nobody",
+                    name.as_deref().unwrap_or("?")
+                ),
+                Some("give it one: slack, mattermost, discord, msteams, google_chat, webhook, email, pagerduty or opsgenie".into()),
+            );
+        }
+        let team = Team {
+            name: name?,
+            destinations,
+            severities,
+            routes,
+            namespaces,
+            quiet_hours,
+            rule_files,
+        };
+        self.every_severity_has_a_destination(&team, obj);
+        Some(team)
     }
 
     /// `namespaces`: where the team owns every workload, listed as a service or not.
@@ -933,91 +1198,273 @@ impl Checker {
             let Some(obj) = self.object(node, &field, SERVICE_KEYS) else {
                 continue;
             };
-            let name = self
-                .required(&obj, "name", "add `name: my-service`")
-                .and_then(|n| {
-                    self.checked_string(
-                        n,
-                        &obj.path("name"),
-                        "service name",
-                        values::check_dns_label,
-                    )
-                });
             let team = self.required_string(&obj, "team").map(|(t, _)| t);
-            let namespace = self.checked_or_default(
-                Some(&obj),
-                "namespace",
-                "namespace name",
-                values::check_dns_label,
-                stack_namespace,
-            );
-            let selector = self.selector(&obj, name.as_deref());
-            let port = self
-                .required(
-                    &obj,
-                    "port",
-                    "name the container port that serves metrics: a number or a port name such as `http-metrics`",
-                )
-                .and_then(|n| self.port(n, &obj.path("port")));
-            let path = self.checked_or_default(
-                Some(&obj),
-                "path",
-                "metrics path",
-                values::check_http_path,
-                defaults::METRICS_PATH,
-            );
-            let alerts = obj
-                .get("alerts")
-                .map(|node| self.alert_override_map(node, &obj.path("alerts"), true))
-                .unwrap_or_default();
-            let slos = obj
-                .get("slos")
-                .map(|node| self.slos(node, &obj.path("slos")))
-                .unwrap_or_default();
-            // The `metrics` key (or the service's name): what a scrape check points at.
-            let metrics_location = obj
-                .map
-                .keys()
-                .find(|key| key.as_str() == "metrics")
-                .map(|key| key.span())
-                .or_else(|| obj.get("name").map(|n| n.span()))
-                .map_or_else(|| Location::of_span(obj.span()), Location::of_span);
-            let metrics = match obj.get("metrics") {
-                Some(node) => self.service_metrics(node, &obj.path("metrics")),
-                None => Some(ServiceMetrics::default()),
-            };
-            if let Some(metrics) = &metrics
-                && metrics.duration.is_none()
-                && let Some(latency) = obj
-                    .get("slos")
-                    .and_then(|n| n.as_mapping())
-                    .and_then(|m| m.get_node("latency"))
-            {
-                self.error(
-                    latency.span(),
-                    &join(&obj.path("slos"), "latency"),
-                    "a latency objective needs the service's latency histogram".into(),
-                    Some("add `duration: NAME` under `metrics:` (a histogram in seconds, named without `_bucket`), or remove the latency objective".into()),
-                );
-            }
-            if let (Some(name), Some(team), Some(selector), Some(port), Some(metrics)) =
-                (name, team, selector, port, metrics)
-            {
-                services.push(Service {
-                    name,
-                    team,
-                    namespace,
-                    selector,
-                    port,
-                    path,
-                    alerts,
-                    slos,
-                    metrics,
-                    metrics_location,
-                });
-            }
+            services.extend(self.service(&obj, team, stack_namespace));
         }
         services
+    }
+
+    /// Walks a team file: its team (with the namespaces the platform spec `grants` it), its
+    /// services and their entries for the cross-checks. A service in a namespace granted to
+    /// another team, or one claiming another team, is refused here.
+    fn team_file<'r>(
+        &mut self,
+        team_file: &'r TeamFileRoot,
+        stack_namespace: &str,
+        grants: &BTreeMap<String, Vec<String>>,
+        has_smtp: bool,
+    ) -> Option<(Team, Vec<Service>, Vec<Placed<'r>>)> {
+        let top = self.object(&team_file.root, "", TEAM_FILE_KEYS)?;
+        let name = self
+            .required(
+                &top,
+                "team",
+                "add `team: my-team` (the team this file belongs to)",
+            )
+            .and_then(|n| self.checked_string(n, "team", "team name", values::check_dns_label));
+        if let Some(node) = top.map.keys().find(|k| k.as_str() == "namespaces") {
+            self.error(
+                node.span(),
+                "namespaces",
+                "a team file cannot give its team namespaces".into(),
+                Some("the platform spec grants them: `teams: [{name: TEAM, namespaces: [...]}]` there".into()),
+            );
+        }
+        if !has_smtp && let Some(node) = top.map.keys().find(|k| k.as_str() == "email") {
+            self.error(
+                node.span(),
+                "email",
+                "e-mail destination without an SMTP server".into(),
+                Some("the platform spec sets the mail server: `router: {smtp: {host: smtp.example.com, from: alerts@example.com}}`".into()),
+            );
+        }
+        let namespaces = name
+            .as_ref()
+            .and_then(|n| grants.get(n))
+            .cloned()
+            .unwrap_or_default();
+        let rule_files = self.rule_files(&top, &team_file.source.dir);
+        let team = self.team_body(&top, name, namespaces, rule_files)?;
+        let team_alerts = top
+            .get("alerts")
+            .map(|node| self.alert_override_map(node, "alerts", true))
+            .unwrap_or_default();
+        let owners: BTreeMap<&str, &str> = grants
+            .iter()
+            .flat_map(|(owner, namespaces)| {
+                namespaces.iter().map(move |n| (n.as_str(), owner.as_str()))
+            })
+            .collect();
+        let mut services = Vec::new();
+        let mut placed = Vec::new();
+        for (index, node) in self.list(&top, "services").into_iter().enumerate() {
+            let field = format!("services[{index}]");
+            let Some(obj) = self.object(node, &field, SERVICE_KEYS) else {
+                continue;
+            };
+            if let Some(claimed) = obj.get("team").and_then(Node::as_scalar)
+                && claimed.as_str() != team.name
+            {
+                self.error(
+                    claimed.span(),
+                    &obj.path("team"),
+                    format!(
+                        "a service of team `{}`'s file cannot belong to team `{}`",
+                        team.name,
+                        claimed.as_str()
+                    ),
+                    Some("a team file declares its own team's services; leave `team:` out".into()),
+                );
+                continue;
+            }
+            let Some(mut service) = self.service(&obj, Some(team.name.clone()), stack_namespace)
+            else {
+                continue;
+            };
+            if let Some(owner) = owners.get(service.namespace.as_str())
+                && *owner != team.name
+            {
+                let span = obj
+                    .get("namespace")
+                    .or_else(|| obj.get("name"))
+                    .map_or(*obj.span(), |n| *n.span());
+                self.error(
+                    &span,
+                    &obj.path("namespace"),
+                    format!(
+                        "service `{}` is in namespace `{}`, which the platform spec gives team `{owner}`",
+                        service.name, service.namespace
+                    ),
+                    Some(match grants.get(&team.name).filter(|n| !n.is_empty()) {
+                        Some(own) => format!(
+                            "team `{}` declares services in its own namespaces ({}) or in one no team is given",
+                            team.name,
+                            own.join(", ")
+                        ),
+                        None => format!(
+                            "declare it in a namespace no team is given, or ask the platform team to give team `{}` one",
+                            team.name
+                        ),
+                    }),
+                );
+                continue;
+            }
+            for (alert, change) in &team_alerts {
+                service
+                    .alerts
+                    .entry(alert.clone())
+                    .or_insert_with(|| change.clone());
+            }
+            services.push(service);
+            placed.push(Placed { field, node });
+        }
+        Some((team, services, placed))
+    }
+
+    /// The first team file of each team; a second file of the same team is refused.
+    fn claimed_teams<'r>(
+        &mut self,
+        team_files: &'r [TeamFileRoot<'r>],
+    ) -> BTreeMap<String, &'r TeamFileRoot<'r>> {
+        let mut claimed: BTreeMap<String, &TeamFileRoot> = BTreeMap::new();
+        for team_file in team_files {
+            let Some(team) = team_file.team() else {
+                continue;
+            };
+            match claimed.get(team.as_str()) {
+                Some(first) => {
+                    let first_file = first.source.name.clone();
+                    self.error(
+                        team.span(),
+                        "team",
+                        format!(
+                            "team `{}` already has a team file, {first_file}",
+                            team.as_str()
+                        ),
+                        Some("a team is defined by one file; merge the two".into()),
+                    );
+                }
+                None => {
+                    claimed.insert(team.as_str().to_string(), team_file);
+                }
+            }
+        }
+        claimed
+    }
+
+    /// `team_files`: a directory (every `.yaml` and `.yml` file in it) or a glob (`teams/*.yaml`),
+    /// or a list of them. `load` reads them; here only their shape is checked.
+    fn team_file_patterns(&mut self, top: &Obj) {
+        let Some(node) = top.get("team_files") else {
+            return;
+        };
+        let entries: Vec<(String, &Node)> = match node.as_sequence() {
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("team_files[{i}]"), n))
+                .collect(),
+            None => vec![("team_files".to_string(), node)],
+        };
+        for (field, entry) in entries {
+            if let Some((text, _)) = self.string(entry, &field)
+                && let Err(hint) = crate::files::check_team_file_pattern(&text)
+            {
+                self.error(
+                    entry.span(),
+                    &field,
+                    format!("invalid team file pattern `{text}`"),
+                    Some(hint),
+                );
+            }
+        }
+    }
+
+    /// One entry of a services list, owned by `team`.
+    fn service(
+        &mut self,
+        obj: &Obj,
+        team: Option<String>,
+        stack_namespace: &str,
+    ) -> Option<Service> {
+        let name = self
+            .required(obj, "name", "add `name: my-service`")
+            .and_then(|n| {
+                self.checked_string(
+                    n,
+                    &obj.path("name"),
+                    "service name",
+                    values::check_dns_label,
+                )
+            });
+        let namespace = self.checked_or_default(
+            Some(obj),
+            "namespace",
+            "namespace name",
+            values::check_dns_label,
+            stack_namespace,
+        );
+        let selector = self.selector(obj, name.as_deref());
+        let port = self
+            .required(
+                obj,
+                "port",
+                "name the container port that serves metrics: a number or a port name such as `http-metrics`",
+            )
+            .and_then(|n| self.port(n, &obj.path("port")));
+        let path = self.checked_or_default(
+            Some(obj),
+            "path",
+            "metrics path",
+            values::check_http_path,
+            defaults::METRICS_PATH,
+        );
+        let alerts = obj
+            .get("alerts")
+            .map(|node| self.alert_override_map(node, &obj.path("alerts"), true))
+            .unwrap_or_default();
+        let slos = obj
+            .get("slos")
+            .map(|node| self.slos(node, &obj.path("slos")))
+            .unwrap_or_default();
+        // The `metrics` key (or the service's name): what a scrape check points at.
+        let metrics_location = obj
+            .map
+            .keys()
+            .find(|key| key.as_str() == "metrics")
+            .map(|key| key.span())
+            .or_else(|| obj.get("name").map(|n| n.span()))
+            .map_or_else(|| Location::of_span(obj.span()), Location::of_span);
+        let metrics = match obj.get("metrics") {
+            Some(node) => self.service_metrics(node, &obj.path("metrics")),
+            None => Some(ServiceMetrics::default()),
+        };
+        if let Some(metrics) = &metrics
+            && metrics.duration.is_none()
+            && let Some(latency) = obj
+                .get("slos")
+                .and_then(|n| n.as_mapping())
+                .and_then(|m| m.get_node("latency"))
+        {
+            self.error(
+                latency.span(),
+                &join(&obj.path("slos"), "latency"),
+                "a latency objective needs the service's latency histogram".into(),
+                Some("add `duration: NAME` under `metrics:` (a histogram in seconds, named without `_bucket`), or remove the latency objective".into()),
+            );
+        }
+        Some(Service {
+            name: name?,
+            team: team?,
+            namespace,
+            selector: selector?,
+            port: port?,
+            path,
+            alerts,
+            slos,
+            metrics: metrics?,
+            metrics_location,
+        })
     }
 
     /// `services[].metrics`: a convention's name (`opentelemetry`), or `requests`, `errors` and
@@ -1276,22 +1723,24 @@ impl Checker {
     /// Checks that span several fields: unique names, owners that exist, SMTP for e-mail.
     /// The checks across sections, run after the walk: names are unique, owners exist, e-mail
     /// has an SMTP server.
+    #[allow(clippy::too_many_arguments)]
     fn cross_checks(
         &mut self,
         top: &Obj,
         teams: &[Team],
+        service_nodes: &[Placed],
+        platform_services: usize,
         stack_namespace: &str,
         router: &RouterSpec,
         team_label: &str,
     ) {
         let team_nodes: Vec<&Node> = self.list(top, "teams");
-        let service_nodes: Vec<&Node> = self.list(top, "services");
         let team_names: BTreeSet<&str> = teams.iter().map(|t| t.name.as_str()).collect();
         self.unique_team_names(&team_nodes);
         self.namespaces_owned_once(&team_nodes, teams);
-        self.services_have_declared_owners(&service_nodes, &team_names);
-        self.unique_services(&service_nodes, stack_namespace);
-        self.selectors_own_pods_once(&service_nodes, stack_namespace, team_label);
+        self.services_have_declared_owners(&service_nodes[..platform_services], &team_names);
+        self.unique_services(service_nodes, stack_namespace);
+        self.selectors_own_pods_once(service_nodes, stack_namespace, team_label);
         match &router.platform_team {
             Some(platform) => self.platform_team_declared(top, platform, &team_names),
             None if !teams.is_empty() => self.platform_team_missing(top, &team_names),
@@ -1373,11 +1822,15 @@ impl Checker {
 
     fn services_have_declared_owners(
         &mut self,
-        service_nodes: &[&Node],
+        service_nodes: &[Placed],
         team_names: &BTreeSet<&str>,
     ) {
-        for (index, node) in service_nodes.iter().enumerate() {
-            let Some(team) = node.as_mapping().and_then(|map| map.get_scalar("team")) else {
+        for placed in service_nodes {
+            let Some(team) = placed
+                .node
+                .as_mapping()
+                .and_then(|map| map.get_scalar("team"))
+            else {
                 continue;
             };
             if team_names.contains(team.as_str()) {
@@ -1395,18 +1848,18 @@ impl Checker {
             };
             self.error(
                 team.span(),
-                &format!("services[{index}].team"),
+                &join(&placed.field, "team"),
                 format!("service owned by undeclared team `{}`", team.as_str()),
                 Some(hint),
             );
         }
     }
 
-    /// A service is one name per namespace.
-    fn unique_services(&mut self, service_nodes: &[&Node], stack_namespace: &str) {
-        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for (index, node) in service_nodes.iter().enumerate() {
-            let Some(map) = node.as_mapping() else {
+    /// A service is one name per namespace, in the spec and every team file together.
+    fn unique_services(&mut self, service_nodes: &[Placed], stack_namespace: &str) {
+        let mut seen: BTreeMap<(String, String), &Placed> = BTreeMap::new();
+        for placed in service_nodes {
+            let Some(map) = placed.node.as_mapping() else {
                 continue;
             };
             let Some(name) = map.get_scalar("name") else {
@@ -1418,19 +1871,26 @@ impl Checker {
                 .to_string();
             let key = (namespace.clone(), name.as_str().to_string());
             if let Some(first) = seen.get(&key) {
+                let first_name = first
+                    .node
+                    .as_mapping()
+                    .and_then(|m| m.get_scalar("name"))
+                    .map_or(*first.node.span(), |n| *n.span());
+                let place = self.place_of(&first_name, name.span());
                 self.error(
                     name.span(),
-                    &format!("services[{index}].name"),
+                    &join(&placed.field, "name"),
                     format!(
                         "duplicate service `{}` in namespace `{namespace}`",
                         name.as_str()
                     ),
                     Some(format!(
-                        "already declared as services[{first}]; a service is one name per namespace"
+                        "already declared as {} ({place}); a service is one name per namespace",
+                        first.field
                     )),
                 );
             } else {
-                seen.insert(key, index);
+                seen.insert(key, placed);
             }
         }
     }

@@ -24,7 +24,10 @@ use crate::router::dedup::Severity;
 use crate::router::destination::DestinationKind;
 use crate::time_interval::TimeInterval;
 
-pub use load::parse;
+pub use load::{
+    TeamFileSource, parse, parse_team_file, parse_with_team_files, team_file_includes,
+    team_of_team_file,
+};
 
 /// A fully validated stack spec with every default filled in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -323,6 +326,13 @@ pub struct RuleFileRef {
     pub path: String,
     #[serde(skip)]
     pub location: Location,
+    /// The file that names it: the spec or a team file (for errors).
+    #[serde(skip)]
+    pub named_in: String,
+    /// The directory `path` is relative to, as seen from the spec's directory (that of the
+    /// file naming it).
+    #[serde(skip)]
+    pub dir: std::path::PathBuf,
     #[serde(skip)]
     pub contents: Option<String>,
 }
@@ -413,10 +423,21 @@ impl Spec {
 /// Why a spec could not be loaded.
 pub type SpecError = crate::diagnostic::FileError;
 
-/// Reads and validates a spec file, then reads the team rule files it names (relative to the spec)
-/// and lints them for their team: a rule file Prometheus would refuse to load (or one labelled
-/// with another team) is an error here, at its own file, line and column.
+/// Reads and validates a spec file with the team files it includes (`team_files`), then reads
+/// the team rule files they name (relative to the file naming them) and lints them for their
+/// team: a rule file Prometheus would refuse to load (or one labelled with another team) is an
+/// error here, at its own file, line and column.
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
+    load_with(path, None)
+}
+
+/// [`load`], with `team_file` (a team's changed file, wherever it is) in place of the file the
+/// spec includes for the same team, or added when it includes none: a team's own check.
+pub fn load_with_team_file(path: &Path, team_file: &Path) -> Result<Spec, SpecError> {
+    load_with(path, Some(team_file))
+}
+
+fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Spec, SpecError> {
     let source = crate::files::read_spec(path).map_err(|error| SpecError::Read {
         path: path.to_path_buf(),
         reason: error.into(),
@@ -428,26 +449,80 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         diagnostics,
         included,
     };
-    let mut spec = parse(&file, &source).map_err(|d| invalid(d, BTreeMap::new()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut diagnostics = Vec::new();
-    let mut included = BTreeMap::new();
+    let (mut team_files, mut diagnostics) = read_team_files(&file, base, &source);
+    if let Some(replacement) = replacement {
+        let text = crate::files::read_spec(replacement).map_err(|error| SpecError::Read {
+            path: replacement.to_path_buf(),
+            reason: error.into(),
+        })?;
+        let dir = replacement
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .map_err(|reason| SpecError::Read {
+                path: replacement.to_path_buf(),
+                reason,
+            })?;
+        let team = team_of_team_file(&text);
+        let same_file = |name: &str| {
+            std::fs::canonicalize(name).ok() == std::fs::canonicalize(replacement).ok()
+        };
+        team_files.retain(|included| {
+            !same_file(&included.name)
+                && (team.is_none() || team_of_team_file(&included.text) != team)
+        });
+        team_files.push(TeamFileSource {
+            name: replacement.display().to_string(),
+            dir,
+            text,
+        });
+    }
+    let mut included: BTreeMap<String, String> = team_files
+        .iter()
+        .map(|t| (t.name.clone(), t.text.clone()))
+        .collect();
+    if !diagnostics.is_empty() {
+        // The includes themselves failed: the rest is checked too, so every problem shows.
+        if let Err(more) = parse_with_team_files(&file, &source, &team_files) {
+            diagnostics.extend(more);
+        }
+        return Err(invalid(diagnostics, included));
+    }
+    let mut spec = parse_with_team_files(&file, &source, &team_files)
+        .map_err(|d| invalid(d, included.clone()))?;
     for (team_index, team) in spec.teams.iter_mut().enumerate() {
         let mut texts = Vec::new();
         for (file_index, rule_file) in team.rule_files.iter_mut().enumerate() {
-            match crate::files::read_confined(base, &rule_file.path) {
+            let dir = if rule_file.dir.as_os_str().is_empty() {
+                base.to_path_buf()
+            } else {
+                base.join(&rule_file.dir)
+            };
+            let named_by_spec = rule_file.named_in == file;
+            match crate::files::read_confined(&dir, &rule_file.path) {
                 Ok((rule_path, text)) => {
                     texts.push((rule_path.display().to_string(), text.clone()));
                     rule_file.contents = Some(text);
                 }
                 Err(err) => diagnostics.push(Diagnostic {
-                    file: file.clone(),
+                    file: rule_file.named_in.clone(),
                     location: rule_file.location,
-                    field: format!("teams[{team_index}].rule_files[{file_index}]"),
+                    field: if named_by_spec {
+                        format!("teams[{team_index}].rule_files[{file_index}]")
+                    } else {
+                        format!("rule_files[{file_index}]")
+                    },
                     message: format!("cannot read rule file `{}`: {err}", rule_file.path),
                     hint: Some(format!(
-                        "a rule file is a regular file inside the spec's directory ({}), named by a path relative to it",
-                        base.display()
+                        "a rule file is a regular file inside {} ({}), named by a path relative to it",
+                        if named_by_spec {
+                            "the spec's directory"
+                        } else {
+                            "its team file's directory"
+                        },
+                        dir.display()
                     )),
                     redact: false,
                     width: None,
@@ -462,6 +537,80 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
     } else {
         Err(invalid(diagnostics, included))
     }
+}
+
+/// Reads the team files the spec's `team_files` name (relative to `base`, its directory); a
+/// pattern that cannot be read is a problem at its place in the spec.
+fn read_team_files(
+    file: &str,
+    base: &Path,
+    source: &str,
+) -> (Vec<TeamFileSource>, Vec<Diagnostic>) {
+    let mut team_files: Vec<TeamFileSource> = Vec::new();
+    let mut diagnostics = Vec::new();
+    let mut bytes = 0u64;
+    let problem = |location, field: String, message: String, hint: &str| Diagnostic {
+        file: file.to_string(),
+        location,
+        field,
+        message,
+        hint: Some(hint.to_string()),
+        redact: false,
+        width: None,
+    };
+    for (index, (pattern, location)) in team_file_includes(source).into_iter().enumerate() {
+        let field = format!("team_files[{index}]");
+        let relative_paths = match crate::files::team_files_matching(base, &pattern) {
+            Ok(paths) => paths,
+            Err(reason) => {
+                diagnostics.push(problem(
+                    location,
+                    field,
+                    format!("cannot read team files `{pattern}`: {reason}"),
+                    "name a directory of team files, or a glob such as `teams/*.yaml`, relative to the spec's directory",
+                ));
+                continue;
+            }
+        };
+        for relative in relative_paths {
+            let name = base.join(&relative).display().to_string();
+            if team_files.iter().any(|t| t.name == name) {
+                continue;
+            }
+            match crate::files::read_confined(base, &relative) {
+                Ok((_, text)) => {
+                    bytes += text.len() as u64;
+                    if bytes > crate::files::MAX_TEAM_FILE_BYTES
+                        || team_files.len() >= crate::files::MAX_TEAM_FILES
+                    {
+                        diagnostics.push(problem(
+                            location,
+                            field,
+                            format!(
+                                "the team files hold more than {} files or {} MiB",
+                                crate::files::MAX_TEAM_FILES,
+                                crate::files::MAX_TEAM_FILE_BYTES / 1024 / 1024
+                            ),
+                            "split the platform into several stacks",
+                        ));
+                        return (team_files, diagnostics);
+                    }
+                    let dir = Path::new(&relative)
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default();
+                    team_files.push(TeamFileSource { name, dir, text });
+                }
+                Err(err) => diagnostics.push(problem(
+                    location,
+                    field.clone(),
+                    format!("cannot read team file `{relative}`: {err}"),
+                    "a team file is a regular file inside the spec's directory",
+                )),
+            }
+        }
+    }
+    (team_files, diagnostics)
 }
 
 /// The errors of a team's rule files, linted together as the team's (warnings are for

@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::selectors::{KeySetGroups, MAX_EXCLUSIONS, MAX_KEY_SETS};
 
-use marked_yaml::{Node, Span};
+use marked_yaml::Span;
 
+use super::load::Placed;
 use crate::config_check::{Checker, Obj, join, values};
 use crate::labels::{DEFAULT_SERVICE_POD_LABEL, DEFAULT_TEAM_POD_LABEL, kube_state_metrics_label};
 
@@ -21,7 +22,8 @@ const OWNERSHIP_KEYS: &[&str] = &["team_label", "service_label"];
 
 /// A service's selector as written, with where each part was written.
 struct WrittenSelector {
-    index: usize,
+    /// The service's entry (`services[2]`), in the file it is written in.
+    field: String,
     name: String,
     namespace: String,
     span: Span,
@@ -56,14 +58,13 @@ impl Checker {
     /// the same `label_*` name.
     pub(super) fn selectors_own_pods_once(
         &mut self,
-        service_nodes: &[&Node],
+        service_nodes: &[Placed],
         stack_namespace: &str,
         team_label: &str,
     ) {
         let written: Vec<WrittenSelector> = service_nodes
             .iter()
-            .enumerate()
-            .filter_map(|(index, node)| written_selector(index, node, stack_namespace))
+            .filter_map(|placed| written_selector(placed, stack_namespace))
             .collect();
         // Two selectors can only share pods if they share a label with one value: the earlier
         // selectors are indexed by namespace, key and value, so each one is compared only with
@@ -95,7 +96,7 @@ impl Checker {
             };
             self.error(
                 &later.span,
-                &format!("services[{}].selector", later.index),
+                &join(&later.field, "selector"),
                 format!(
                     "services `{}` and `{}` in namespace `{}` can select the same pods ({} and {})",
                     earlier.name,
@@ -124,7 +125,7 @@ impl Checker {
         let mut exclusions = 0;
         for (position, selector) in written.iter().enumerate() {
             let keys: BTreeSet<&str> = selector.labels.iter().map(|(k, _, _)| k.as_str()).collect();
-            let field = format!("services[{}].selector", selector.index);
+            let field = join(&selector.field, "selector");
             let hint = "select a namespace's services by one label key (e.g. `app.kubernetes.io/name`): each scrape job must leave the pods of earlier services selected by other keys to them";
             exclusions += groups.count_disjoint_before(&selector.namespace, &keys, position);
             if exclusions > MAX_EXCLUSIONS {
@@ -169,7 +170,7 @@ impl Checker {
                         };
                         self.error(
                             span,
-                            &join(&format!("services[{}].selector", selector.index), key),
+                            &join(&join(&selector.field, "selector"), key),
                             format!(
                                 "label key `{key}` and {what} are one label to kube-state-metrics (`{name}`)"
                             ),
@@ -188,8 +189,8 @@ impl Checker {
     }
 }
 
-fn written_selector(index: usize, node: &Node, stack_namespace: &str) -> Option<WrittenSelector> {
-    let map = node.as_mapping()?;
+fn written_selector(placed: &Placed, stack_namespace: &str) -> Option<WrittenSelector> {
+    let map = placed.node.as_mapping()?;
     let name = map.get_scalar("name")?.as_str().to_string();
     let namespace = map
         .get_scalar("namespace")
@@ -222,7 +223,7 @@ fn written_selector(index: usize, node: &Node, stack_namespace: &str) -> Option<
         ),
     };
     Some(WrittenSelector {
-        index,
+        field: placed.field.clone(),
         name,
         namespace,
         span,

@@ -17,9 +17,10 @@ use super::support::{
 fn invalid_specs_give_the_exact_expected_errors() {
     let dir = root().join("tests/fixtures/invalid");
     let mut cases = 0;
+    // The specs are the top-level files; directories hold the files they include.
     for file in files_under(&dir)
         .into_iter()
-        .filter(|f| f.ends_with(".yaml"))
+        .filter(|f| f.ends_with(".yaml") && !f.contains('/'))
     {
         cases += 1;
         let spec = format!("tests/fixtures/invalid/{file}");

@@ -41,3 +41,27 @@ fn rendered_output_matches_golden_files() {
         }
     }
 }
+
+/// A platform spec with team files renders the very stack of the one spec that writes it all:
+/// `tests/fixtures/teams/single.yaml` and `stack.yaml` with its `teams/` (whose output is also
+/// the `teams` golden case).
+#[test]
+fn team_files_render_the_stack_of_the_equivalent_single_spec() {
+    let (_split_dir, split) = render_to_temp("tests/fixtures/teams/stack.yaml");
+    let (_single_dir, single) = render_to_temp("tests/fixtures/teams/single.yaml");
+    let files = files_under(&split);
+    assert_eq!(files, files_under(&single), "the same files");
+    assert!(
+        files.iter().any(|f| f.contains("payments")),
+        "the team file's rule file is rendered: {files:?}"
+    );
+    for file in &files {
+        let split_text = fs::read_to_string(split.join(file)).expect("rendered");
+        let single_text = fs::read_to_string(single.join(file)).expect("rendered");
+        assert!(
+            split_text == single_text,
+            "{file} differs between the team files and the single spec\n{}",
+            first_difference(&single_text, &split_text)
+        );
+    }
+}

@@ -88,6 +88,7 @@ pub const GOLDEN_CASES: &[(&str, &str)] = &[
     ("stack", "examples/stack.yaml"),
     ("kubeadm", "tests/fixtures/specs/kubeadm.yaml"),
     ("router-ha", "tests/fixtures/specs/router-ha.yaml"),
+    ("teams", "tests/fixtures/teams/stack.yaml"),
 ];
 
 /// Renders `spec` into a fresh temporary directory and returns it (with the directory guard).
