@@ -58,6 +58,11 @@ enum Command {
         /// (`NAMESPACE/SERVICE=...` when the name is in several namespaces). May be repeated.
         #[arg(long = "metrics", value_name = "SERVICE=FILE|URL")]
         metrics: Vec<String>,
+        /// Check one team's file against the spec, in place of the file the spec includes for
+        /// that team (a team's own CI): its problems and the spec's are reported, other teams'
+        /// files are only counted.
+        #[arg(long, value_name = "TEAM_FILE")]
+        team: Option<PathBuf>,
     },
     /// Validate a spec, then write the whole stack.
     Render {
@@ -162,12 +167,16 @@ enum LogFormat {
 enum RulesCommand {
     /// Report every problem in rule files (exit 0 clean or warnings only, 1 errors).
     Lint {
-        /// Rule files.
-        #[arg(required = true)]
+        /// Rule files (default with `--team-file`: the rule files it names).
+        #[arg(required_unless_present = "team_file")]
         files: Vec<PathBuf>,
         /// The team the files belong to (stackgen labels every rule of a team's file with it).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "team_file")]
         team: Option<String>,
+        /// A team file: its team labels the rules, its services are what `--metrics
+        /// SERVICE=...` names (with `--spec`, as the spec sees them).
+        #[arg(long)]
+        team_file: Option<PathBuf>,
         /// A Prometheus text exposition (file or http:// URL); metric names missing from all given
         /// expositions are reported. `SERVICE=FILE|URL` (with `--spec`) is a scrape of that
         /// service, whose metrics convention is checked too. May be repeated.
@@ -188,11 +197,14 @@ enum RulesCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Label the rules with this team, as `stackgen render` does.
-        #[arg(long, conflicts_with = "spec")]
+        #[arg(long, conflicts_with_all = ["spec", "team_file"])]
         team: Option<String>,
         /// Find the team from the spec that lists the rule files.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "team_file")]
         spec: Option<PathBuf>,
+        /// Label the rules with the team of this team file.
+        #[arg(long)]
+        team_file: Option<PathBuf>,
     },
 }
 
@@ -264,26 +276,35 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             out,
             force,
         } => init(platform.into(), &out, force),
-        Command::Validate { spec, metrics } => validate(&spec, &metrics),
+        Command::Validate {
+            spec,
+            metrics,
+            team,
+        } => validate(&spec, &metrics, team.as_deref()),
         Command::Render { spec, out } => render_command(&spec, &out),
         Command::Rules(RulesCommand::Lint {
             files,
             team,
+            team_file,
             metrics,
             spec,
             format,
             deny_warnings,
         }) => rules_lint(
-            &files,
+            files,
             team,
+            team_file.as_deref(),
             &metrics,
             spec.as_deref(),
             format,
             deny_warnings,
         ),
-        Command::Rules(RulesCommand::Test { files, team, spec }) => {
-            rules_test(&files, team, spec.as_deref())
-        }
+        Command::Rules(RulesCommand::Test {
+            files,
+            team,
+            spec,
+            team_file,
+        }) => rules_test(&files, team, spec.as_deref(), team_file.as_deref()),
         Command::Router(command) => router_command(command),
         Command::Slo(SloCommand::Status {
             prometheus,
@@ -461,9 +482,24 @@ fn send_test(
     })
 }
 
-/// Loads a spec; invalid specs are reported on stderr and give `None`.
-fn validate(path: &Path, scrapes: &[String]) -> anyhow::Result<Outcome> {
-    let Some(spec) = load(path)? else {
+/// Checks a spec (with `team_file` in place of its team's included file), then each
+/// `SERVICE=SOURCE` scrape against its service.
+fn validate(path: &Path, scrapes: &[String], team_file: Option<&Path>) -> anyhow::Result<Outcome> {
+    let spec = match team_file {
+        None => load(path)?,
+        Some(team_file) => match load_for_team(path, team_file)? {
+            TeamCheck::Whole(spec) => Some(*spec),
+            TeamCheck::Invalid => None,
+            TeamCheck::OthersInvalid if scrapes.is_empty() => {
+                println!("{}: ok (against {})", team_file.display(), path.display());
+                return Ok(Outcome::Ok);
+            }
+            TeamCheck::OthersInvalid => anyhow::bail!(
+                "the scrape checks need the whole stack, and other teams' files are invalid"
+            ),
+        },
+    };
+    let Some(spec) = spec else {
         return Ok(Outcome::Invalid);
     };
     let mut findings = Vec::new();
@@ -471,39 +507,124 @@ fn validate(path: &Path, scrapes: &[String]) -> anyhow::Result<Outcome> {
         let (name, source) = argument.split_once('=').ok_or_else(|| {
             anyhow::anyhow!("--metrics {argument}: write SERVICE=FILE or SERVICE=URL")
         })?;
-        findings.extend(check_service_scrape(path, &spec, name, source)?.0);
+        findings.extend(check_service_scrape(&spec.services, name, source)?.0);
     }
-    if !findings.is_empty() {
-        let source =
-            crate::files::read_text(path).with_context(|| format!("reading {}", path.display()))?;
-        for finding in &findings {
-            eprintln!("{}", finding.diagnostic.render_as(finding.level, &source));
-        }
-    }
+    print_findings(&findings, &[]);
     if findings.iter().any(|f| f.level == diagnostic::Level::Error) {
         return Ok(Outcome::Invalid);
     }
-    println!("{}: ok", path.display());
+    match team_file {
+        None => println!("{}: ok", path.display()),
+        Some(team_file) => println!("{}: ok (against {})", team_file.display(), path.display()),
+    }
     Ok(Outcome::Ok)
+}
+
+/// What a team's check of its file found.
+enum TeamCheck {
+    /// The stack with the team's file is valid.
+    Whole(Box<spec::Spec>),
+    /// The team's file, its rule files or the spec have problems (reported).
+    Invalid,
+    /// Only other teams' files have problems (counted).
+    OthersInvalid,
+}
+
+/// Loads the spec with `team_file` in place of its team's, and reports the problems of the
+/// team file, its rule files and the spec; those of other teams' files are only counted (they
+/// are their teams' to mend).
+fn load_for_team(path: &Path, team_file: &Path) -> anyhow::Result<TeamCheck> {
+    let loaded = spec::load_with_team_file(path, team_file);
+    let Err(spec::SpecError::Invalid {
+        file,
+        source_text,
+        diagnostics,
+        included,
+    }) = loaded
+    else {
+        return Ok(match reported(loaded)? {
+            Some(spec) => TeamCheck::Whole(Box::new(spec)),
+            None => TeamCheck::Invalid,
+        });
+    };
+    let team_file_name = team_file.display().to_string();
+    let dir = team_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let rule_files: Vec<String> = included
+        .get(&team_file_name)
+        .and_then(|text| spec::parse_team_file(&team_file_name, text, dir).ok())
+        .map(|(team, _)| {
+            team.rule_files
+                .iter()
+                .map(|r| dir.join(&r.path).display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (ours, others): (Vec<_>, Vec<_>) = diagnostics
+        .into_iter()
+        .partition(|d| d.file == file || d.file == team_file_name || rule_files.contains(&d.file));
+    if !others.is_empty() {
+        eprintln!(
+            "note: other teams' files have {} problem(s), not checked here: `stackgen validate {}` lists them",
+            others.len(),
+            path.display()
+        );
+    }
+    if ours.is_empty() {
+        return Ok(TeamCheck::OthersInvalid);
+    }
+    eprint!(
+        "{}",
+        spec::SpecError::Invalid {
+            file,
+            source_text,
+            diagnostics: ours,
+            included,
+        }
+        .render()
+    );
+    Ok(TeamCheck::Invalid)
+}
+
+/// Prints findings with the source line each points at (read from its file, or from `inputs`).
+fn print_findings(findings: &[crate::rules::lint::Finding], inputs: &[(String, String)]) {
+    let mut read: std::collections::BTreeMap<String, String> = inputs.iter().cloned().collect();
+    for finding in findings {
+        let file = &finding.diagnostic.file;
+        if !read.contains_key(file) {
+            let text = crate::files::read_text(Path::new(file)).unwrap_or_default();
+            read.insert(file.clone(), text);
+        }
+    }
+    let mut lines = diagnostic::SourceLines::default();
+    for finding in findings {
+        let file = finding.diagnostic.file.as_str();
+        let source = read.get(file).map_or("", String::as_str);
+        let line = lines.line(file, source, finding.diagnostic.location.line);
+        eprintln!(
+            "{}",
+            finding.diagnostic.render_with_line(finding.level, line)
+        );
+    }
 }
 
 /// The problems of service `name`'s metrics convention in a scrape of it (`source`, a file or
 /// URL), and the metric names the scrape has.
 fn check_service_scrape(
-    path: &Path,
-    spec: &spec::Spec,
+    services: &[spec::Service],
     name: &str,
     source: &str,
 ) -> anyhow::Result<(
     Vec<crate::rules::lint::Finding>,
     std::collections::BTreeSet<String>,
 )> {
-    let (index, service) = find_service(spec, name)?;
+    let service = find_service(services, name)?;
     let text = read_exposition(source)?;
     let series =
         crate::rules::exposition::series(&text).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
-    let findings =
-        spec::scrape_check::check_scrape(&path.display().to_string(), index, service, &series);
+    let findings = spec::scrape_check::check_scrape(service, &series);
     Ok((findings, series.into_iter().map(|(name, _)| name).collect()))
 }
 
@@ -517,25 +638,22 @@ fn service_scrape(argument: &str) -> Option<(&str, &str)> {
 
 /// The service `name` (or `namespace/name`) of the spec, with its index.
 fn find_service<'s>(
-    spec: &'s spec::Spec,
+    services: &'s [spec::Service],
     name: &str,
-) -> anyhow::Result<(usize, &'s spec::Service)> {
-    let matching: Vec<(usize, &spec::Service)> = spec
-        .services
+) -> anyhow::Result<&'s spec::Service> {
+    let matching: Vec<&spec::Service> = services
         .iter()
-        .enumerate()
-        .filter(|(_, s)| s.name == name || format!("{}/{}", s.namespace, s.name) == name)
+        .filter(|s| s.name == name || format!("{}/{}", s.namespace, s.name) == name)
         .collect();
     match matching.as_slice() {
         [one] => Ok(*one),
         [] => {
-            let names: Vec<String> = spec
-                .services
+            let names: Vec<String> = services
                 .iter()
                 .map(|s| format!("{}/{}", s.namespace, s.name))
                 .collect();
             anyhow::bail!(
-                "--metrics: the spec has no service {name}; its services are {}",
+                "--metrics: no service {name}; its services are {}",
                 if names.is_empty() {
                     "none".to_string()
                 } else {
@@ -547,6 +665,27 @@ fn find_service<'s>(
             "--metrics: {name} is a service in several namespaces; write NAMESPACE/{name}"
         ),
     }
+}
+
+/// Reads a team file on its own; its problems are reported on stderr and give `None`.
+fn load_team_file(path: &Path) -> anyhow::Result<Option<(spec::Team, Vec<spec::Service>)>> {
+    let text =
+        crate::files::read_spec(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path.display().to_string();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    reported(
+        spec::parse_team_file(&name, &text, dir).map_err(|diagnostics| {
+            diagnostic::FileError::Invalid {
+                file: name.clone(),
+                source_text: text.clone(),
+                diagnostics,
+                included: std::collections::BTreeMap::new(),
+            }
+        }),
+    )
 }
 
 fn load(path: &Path) -> anyhow::Result<Option<spec::Spec>> {
@@ -630,42 +769,67 @@ fn init(platform: Platform, out: &Path, force: bool) -> anyhow::Result<Outcome> 
     Ok(Outcome::Ok)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rules_lint(
-    files: &[PathBuf],
+    mut files: Vec<PathBuf>,
     team: Option<String>,
+    team_file: Option<&Path>,
     metrics: &[String],
     spec_path: Option<&Path>,
     format: Format,
     deny_warnings: bool,
 ) -> anyhow::Result<Outcome> {
     use crate::rules::{exposition, lint};
+    // The services `--metrics SERVICE=...` names, and the team labelling the rules.
+    let (team, services) = match (team_file, spec_path) {
+        (Some(team_file), spec_path) => {
+            let Some((own, standalone)) = load_team_file(team_file)? else {
+                return Ok(Outcome::Invalid);
+            };
+            if files.is_empty() {
+                let dir = team_file
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                files = own.rule_files.iter().map(|r| dir.join(&r.path)).collect();
+            }
+            let services = match spec_path {
+                // As the platform sees them (its stack namespace, its checks).
+                Some(spec_path) => match load_for_team(spec_path, team_file)? {
+                    TeamCheck::Whole(spec) => spec.services,
+                    TeamCheck::Invalid => return Ok(Outcome::Invalid),
+                    TeamCheck::OthersInvalid => standalone,
+                },
+                None => standalone,
+            };
+            (Some(own.name), Some(services))
+        }
+        (None, Some(spec_path)) => match load(spec_path)? {
+            Some(spec) => (team, Some(spec.services)),
+            None => return Ok(Outcome::Invalid),
+        },
+        (None, None) => (team, None),
+    };
     let mut inputs = Vec::new();
-    for path in files {
+    for path in &files {
         let text =
             crate::files::read_text(path).with_context(|| format!("reading {}", path.display()))?;
         inputs.push((path.display().to_string(), text));
     }
-    let spec = match spec_path {
-        Some(path) => match load(path)? {
-            Some(spec) => Some((path, spec)),
-            None => return Ok(Outcome::Invalid),
-        },
-        None => None,
-    };
     let mut scrape_findings = Vec::new();
     let known_metrics = if metrics.is_empty() {
         None
     } else {
         let mut names = std::collections::BTreeSet::new();
         for argument in metrics {
-            match (service_scrape(argument), &spec) {
-                (Some((service, source)), Some((path, spec))) => {
-                    let (findings, scraped) = check_service_scrape(path, spec, service, source)?;
+            match (service_scrape(argument), &services) {
+                (Some((service, source)), Some(services)) => {
+                    let (findings, scraped) = check_service_scrape(services, service, source)?;
                     scrape_findings.extend(findings);
                     names.extend(scraped);
                 }
                 (Some(_), None) => anyhow::bail!(
-                    "--metrics {argument}: a service's scrape needs --spec, the spec that declares it"
+                    "--metrics {argument}: a service's scrape needs --spec or --team-file, the file that declares it"
                 ),
                 (None, _) => {
                     let text = read_exposition(argument)?;
@@ -686,11 +850,6 @@ fn rules_lint(
         },
     );
     findings.extend(scrape_findings);
-    if let Some((path, _)) = &spec {
-        let text =
-            crate::files::read_text(path).with_context(|| format!("reading {}", path.display()))?;
-        inputs.push((path.display().to_string(), text));
-    }
     match format {
         Format::Json => {
             let json: Vec<_> = findings.iter().map(lint::Finding::to_json).collect();
@@ -700,20 +859,7 @@ fn rules_lint(
             );
         }
         Format::Human => {
-            let sources: std::collections::BTreeMap<&str, &str> = inputs
-                .iter()
-                .map(|(name, text)| (name.as_str(), text.as_str()))
-                .collect();
-            let mut lines = diagnostic::SourceLines::default();
-            for finding in &findings {
-                let file = finding.diagnostic.file.as_str();
-                let source = sources.get(file).copied().unwrap_or("");
-                let line = lines.line(file, source, finding.diagnostic.location.line);
-                eprintln!(
-                    "{}",
-                    finding.diagnostic.render_with_line(finding.level, line)
-                );
-            }
+            print_findings(&findings, &inputs);
             let errors = findings
                 .iter()
                 .filter(|f| f.level == diagnostic::Level::Error)
@@ -753,12 +899,17 @@ fn rules_test(
     files: &[PathBuf],
     team: Option<String>,
     spec_path: Option<&Path>,
+    team_file: Option<&Path>,
 ) -> anyhow::Result<Outcome> {
     use crate::rules::test;
-    let team = match (team, spec_path) {
-        (Some(team), _) => Some(team),
-        (None, Some(spec_path)) => Some(team_from_spec(spec_path, files)?),
-        (None, None) => None,
+    let team = match (team, spec_path, team_file) {
+        (Some(team), _, _) => Some(team),
+        (None, _, Some(team_file)) => match load_team_file(team_file)? {
+            Some((team, _)) => Some(team.name),
+            None => return Ok(Outcome::Invalid),
+        },
+        (None, Some(spec_path), None) => Some(team_from_spec(spec_path, files)?),
+        (None, None, None) => None,
     };
     let promtool = test::find_promtool()?;
     let results = test::run(files, team.as_deref(), &promtool)?;
@@ -812,7 +963,7 @@ fn team_from_spec(spec_path: &Path, test_files: &[PathBuf]) -> anyhow::Result<St
         .find(|t| {
             t.rule_files
                 .iter()
-                .any(|r| used.contains(&canonical(&base.join(&r.path))))
+                .any(|r| used.contains(&canonical(&r.directory(base).join(&r.path))))
         })
         .map(|t| t.name.clone())
         .ok_or_else(|| {

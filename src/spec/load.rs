@@ -154,7 +154,7 @@ pub fn parse(file: &str, source: &str) -> Result<Spec, Vec<Diagnostic>> {
 }
 
 /// A team file to walk with the platform spec: the name its problems show, the directory its
-/// rule files are relative to (as seen from the spec's directory), and its text.
+/// rule files are relative to (its own), and its text.
 #[derive(Debug, Clone)]
 pub struct TeamFileSource {
     pub name: String,
@@ -1464,6 +1464,8 @@ impl Checker {
             slos,
             metrics: metrics?,
             metrics_location,
+            written_in: self.file_of(obj.span()).to_string(),
+            field: obj.field.clone(),
         })
     }
 

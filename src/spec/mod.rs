@@ -329,12 +329,23 @@ pub struct RuleFileRef {
     /// The file that names it: the spec or a team file (for errors).
     #[serde(skip)]
     pub named_in: String,
-    /// The directory `path` is relative to, as seen from the spec's directory (that of the
-    /// file naming it).
+    /// The directory of the team file naming it, where `path` is relative to; empty when the
+    /// spec names it (then relative to the spec's directory).
     #[serde(skip)]
     pub dir: std::path::PathBuf,
     #[serde(skip)]
     pub contents: Option<String>,
+}
+
+impl RuleFileRef {
+    /// The directory `path` is relative to, given the spec's.
+    pub fn directory(&self, spec_dir: &Path) -> std::path::PathBuf {
+        if self.dir.as_os_str().is_empty() {
+            spec_dir.to_path_buf()
+        } else {
+            self.dir.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -355,6 +366,12 @@ pub struct Service {
     /// Where `metrics:` is written, or the service's entry when it is not.
     #[serde(skip)]
     pub metrics_location: Location,
+    /// The file the service is declared in (the spec or a team file), and its entry there
+    /// (`services[2]`), for problems found later.
+    #[serde(skip)]
+    pub written_in: String,
+    #[serde(skip)]
+    pub field: String,
 }
 
 /// A service level objective: the share of good requests over a window.
@@ -460,11 +477,7 @@ fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Spec, SpecError>
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
-            .canonicalize()
-            .map_err(|reason| SpecError::Read {
-                path: replacement.to_path_buf(),
-                reason,
-            })?;
+            .to_path_buf();
         let team = team_of_team_file(&text);
         let same_file = |name: &str| {
             std::fs::canonicalize(name).ok() == std::fs::canonicalize(replacement).ok()
@@ -490,53 +503,83 @@ fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Spec, SpecError>
         }
         return Err(invalid(diagnostics, included));
     }
-    let mut spec = parse_with_team_files(&file, &source, &team_files)
-        .map_err(|d| invalid(d, included.clone()))?;
-    for (team_index, team) in spec.teams.iter_mut().enumerate() {
-        let mut texts = Vec::new();
-        for (file_index, rule_file) in team.rule_files.iter_mut().enumerate() {
-            let dir = if rule_file.dir.as_os_str().is_empty() {
-                base.to_path_buf()
-            } else {
-                base.join(&rule_file.dir)
-            };
-            let named_by_spec = rule_file.named_in == file;
-            match crate::files::read_confined(&dir, &rule_file.path) {
-                Ok((rule_path, text)) => {
-                    texts.push((rule_path.display().to_string(), text.clone()));
-                    rule_file.contents = Some(text);
+    let mut spec = match parse_with_team_files(&file, &source, &team_files) {
+        Ok(spec) => spec,
+        Err(mut found) => {
+            // The rule files of each team file that reads on its own are checked too, so a
+            // team sees every problem of its change at once.
+            for team_file in &team_files {
+                if let Ok((mut team, _)) =
+                    parse_team_file(&team_file.name, &team_file.text, &team_file.dir)
+                {
+                    found.extend(read_rule_files(&mut team, base, &file, 0, &mut included));
                 }
-                Err(err) => diagnostics.push(Diagnostic {
-                    file: rule_file.named_in.clone(),
-                    location: rule_file.location,
-                    field: if named_by_spec {
-                        format!("teams[{team_index}].rule_files[{file_index}]")
-                    } else {
-                        format!("rule_files[{file_index}]")
-                    },
-                    message: format!("cannot read rule file `{}`: {err}", rule_file.path),
-                    hint: Some(format!(
-                        "a rule file is a regular file inside {} ({}), named by a path relative to it",
-                        if named_by_spec {
-                            "the spec's directory"
-                        } else {
-                            "its team file's directory"
-                        },
-                        dir.display()
-                    )),
-                    redact: false,
-                    width: None,
-                }),
             }
+            return Err(invalid(found, included));
         }
-        diagnostics.extend(team_rule_errors(&team.name, &texts));
-        included.extend(texts);
+    };
+    for (team_index, team) in spec.teams.iter_mut().enumerate() {
+        diagnostics.extend(read_rule_files(
+            team,
+            base,
+            &file,
+            team_index,
+            &mut included,
+        ));
     }
     if diagnostics.is_empty() {
         Ok(spec)
     } else {
         Err(invalid(diagnostics, included))
     }
+}
+
+/// Reads the rule files `team` names (into it) and lints them as the team's; returns the
+/// problems, and adds the texts read to `included`. `team_index` is the team's entry in the spec
+/// `file`.
+fn read_rule_files(
+    team: &mut Team,
+    base: &Path,
+    file: &str,
+    team_index: usize,
+    included: &mut BTreeMap<String, String>,
+) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    let mut texts = Vec::new();
+    for (file_index, rule_file) in team.rule_files.iter_mut().enumerate() {
+        let dir = rule_file.directory(base);
+        let named_by_spec = rule_file.named_in == file;
+        match crate::files::read_confined(&dir, &rule_file.path) {
+            Ok((rule_path, text)) => {
+                texts.push((rule_path.display().to_string(), text.clone()));
+                rule_file.contents = Some(text);
+            }
+            Err(err) => diagnostics.push(Diagnostic {
+                file: rule_file.named_in.clone(),
+                location: rule_file.location,
+                field: if named_by_spec {
+                    format!("teams[{team_index}].rule_files[{file_index}]")
+                } else {
+                    format!("rule_files[{file_index}]")
+                },
+                message: format!("cannot read rule file `{}`: {err}", rule_file.path),
+                hint: Some(format!(
+                    "a rule file is a regular file inside {} ({}), named by a path relative to it",
+                    if named_by_spec {
+                        "the spec's directory"
+                    } else {
+                        "its team file's directory"
+                    },
+                    dir.display()
+                )),
+                redact: false,
+                width: None,
+            }),
+        }
+    }
+    diagnostics.extend(team_rule_errors(&team.name, &texts));
+    included.extend(texts);
+    diagnostics
 }
 
 /// Reads the team files the spec's `team_files` name (relative to `base`, its directory); a
@@ -595,10 +638,12 @@ fn read_team_files(
                         ));
                         return (team_files, diagnostics);
                     }
-                    let dir = Path::new(&relative)
+                    let dir = base
+                        .join(&relative)
                         .parent()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_default();
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."))
+                        .to_path_buf();
                     team_files.push(TeamFileSource { name, dir, text });
                 }
                 Err(err) => diagnostics.push(problem(

@@ -16,16 +16,12 @@ use crate::rules::lint::Finding;
 /// One series of a scrape: its name and labels.
 pub type Series = (String, Labels);
 
-/// What is wrong with `service` (entry `index` of the spec `file`) given the `series` a scrape of
-/// it returned.
-pub fn check_scrape(
-    file: &str,
-    index: usize,
-    service: &Service,
-    series: &[Series],
-) -> Vec<Finding> {
+/// What is wrong with `service` (at its entry of the file declaring it) given the `series` a
+/// scrape of it returned.
+pub fn check_scrape(service: &Service, series: &[Series]) -> Vec<Finding> {
     let metrics = &service.metrics;
-    let field = format!("services[{index}].metrics");
+    let file = service.written_in.as_str();
+    let field = format!("{}.metrics", service.field);
     let mut findings = Vec::new();
     let mut push = |level, location: Location, field: &str, message: String, hint: String| {
         findings.push(Finding {
@@ -172,7 +168,7 @@ pub fn check_scrape(
         push(
             Level::Error,
             slo.location,
-            &format!("services[{index}].slos.latency.threshold"),
+            &format!("{}.slos.latency.threshold", service.field),
             format!(
                 "latency threshold {threshold} is not a bucket bound of `{}`, so the objective can never be measured",
                 histogram.metric
@@ -279,16 +275,13 @@ mod tests {
     fn a_scrape_of_the_convention_is_clean() {
         let api =
             service(", metrics: opentelemetry, slos: {latency: {objective: 99, threshold: 0.5}}");
-        assert_eq!(
-            messages(&check_scrape("s.yaml", 0, &api, &scrape(OTEL))),
-            vec![]
-        );
+        assert_eq!(messages(&check_scrape(&api, &scrape(OTEL))), vec![]);
     }
 
     #[test]
     fn a_scrape_of_another_convention_says_which_it_looks_like() {
         let api = service("");
-        let found = messages(&check_scrape("s.yaml", 0, &api, &scrape(OTEL)));
+        let found = messages(&check_scrape(&api, &scrape(OTEL)));
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, Level::Error);
         assert!(found[0].1.contains("no `http_requests_total`"), "{found:?}");
@@ -302,7 +295,7 @@ mod tests {
     fn a_threshold_between_buckets_and_a_missing_status_label_are_errors() {
         let api =
             service(", metrics: opentelemetry, slos: {latency: {objective: 99, threshold: 0.3}}");
-        let found = messages(&check_scrape("s.yaml", 0, &api, &scrape(OTEL)));
+        let found = messages(&check_scrape(&api, &scrape(OTEL)));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].1.contains("threshold 0.3 is not a bucket bound"),
@@ -311,12 +304,7 @@ mod tests {
         assert!(found[0].2.contains("0.25, 0.5"), "{found:?}");
 
         let unlabelled = "http_requests_total{status=\"200\"} 5\nhttp_request_duration_seconds_bucket{le=\"+Inf\"} 5\n";
-        let found = messages(&check_scrape(
-            "s.yaml",
-            0,
-            &service(""),
-            &scrape(unlabelled),
-        ));
+        let found = messages(&check_scrape(&service(""), &scrape(unlabelled)));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].1.contains("carries `code`"), "{found:?}");
         assert!(found[0].2.contains("`status`"), "{found:?}");
@@ -325,16 +313,11 @@ mod tests {
     #[test]
     fn a_missing_histogram_is_an_error_only_for_a_latency_objective() {
         let counters = "http_requests_total{code=\"200\"} 5\n";
-        let found = messages(&check_scrape("s.yaml", 0, &service(""), &scrape(counters)));
+        let found = messages(&check_scrape(&service(""), &scrape(counters)));
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, Level::Warning);
         let with_objective = service(", slos: {latency: {objective: 99, threshold: 0.5}}");
-        let found = messages(&check_scrape(
-            "s.yaml",
-            0,
-            &with_objective,
-            &scrape(counters),
-        ));
+        let found = messages(&check_scrape(&with_objective, &scrape(counters)));
         assert_eq!(found[0].0, Level::Error, "{found:?}");
     }
 }

@@ -22,5 +22,6 @@ mod simulated;
 mod slo_status;
 mod store;
 mod support;
+mod team_files;
 mod validators;
 mod yaml_readers;
