@@ -173,6 +173,12 @@ fn apply_overrides(
                 }
                 let mut copy = rule.clone();
                 let what = apply_change(&mut copy, &name, tuning.change)?;
+                // The labels its results carry anyway: two services' copies of one change are
+                // two rules to promtool, not a duplicate.
+                if let Some(labels) = copy.get_mut("labels").and_then(Value::as_object_mut) {
+                    labels.insert("namespace".into(), json!(namespace));
+                    labels.insert("service".into(), json!(service));
+                }
                 restrict(
                     &mut copy,
                     &format!(
@@ -393,6 +399,9 @@ mod tests {
         assert_eq!(latency[0]["for"].as_str(), Some("15m"));
         let copy = latency[1]["expr"].as_str().expect("expr");
         assert!(copy.contains(") > 30\n"), "{copy}");
+        // Labelled with its service, so two services' copies are not one duplicate rule.
+        assert_eq!(latency[1]["labels"]["service"].as_str(), Some("reports"));
+        assert_eq!(latency[1]["labels"]["namespace"].as_str(), Some("shop"));
         assert!(
             copy.trim_end().ends_with("stackgen:service_alert_tuned:info{alertname=\"ServiceHighLatency\", namespace=\"shop\", service=\"reports\"}"),
             "{copy}"
