@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod files;
 mod hash;
 pub mod labels;
+pub mod reload;
 pub mod render;
 pub mod router;
 pub mod rules;

@@ -6,6 +6,7 @@ mod slo;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -71,6 +72,24 @@ enum Command {
         /// Output directory (replaced whole), or `-` for one multi-document YAML stream on stdout.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Tell Prometheus or Alertmanager to reload (`POST /-/reload`) whenever the watched
+    /// directories (their mounted ConfigMaps) change: the stack's sidecar, so rule and route
+    /// changes never restart them.
+    ConfigReloader {
+        /// A directory to watch (every file under it, following ConfigMap symlinks). May be
+        /// repeated.
+        #[arg(long = "watch", required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// The reload endpoint, e.g. http://127.0.0.1:9090/-/reload.
+        #[arg(long)]
+        reload_url: String,
+        /// How often the directories are looked at (a Prometheus duration).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Print every container image the stack runs (for mirroring into air-gapped registries).
     Images {
@@ -312,6 +331,23 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             format,
         }) => slo_status(&prometheus, service.as_deref(), format),
         Command::Images { spec } => images(&spec),
+        Command::ConfigReloader {
+            dirs,
+            reload_url,
+            interval,
+            log_format,
+        } => {
+            let interval_ms = crate::config_check::values::parse_duration_ms(&interval)
+                .map_err(|hint| anyhow::anyhow!("--interval {interval}: {hint}"))?;
+            if interval_ms == 0 {
+                anyhow::bail!("--interval must be longer than 0s");
+            }
+            if !reload_url.starts_with("http://") && !reload_url.starts_with("https://") {
+                anyhow::bail!("--reload-url {reload_url}: an http:// or https:// URL");
+            }
+            init_logging(log_format);
+            crate::reload::run(&dirs, &reload_url, Duration::from_millis(interval_ms))
+        }
     }
 }
 

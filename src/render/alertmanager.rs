@@ -6,8 +6,7 @@ use serde_json::json;
 
 use super::direct_path::{SECRETS_DIR, TEMPLATE_FILE, direct_path};
 use super::{
-    Builder, RenderError, allow_from_components, content_hash, labels, projected_secrets,
-    resources, selector,
+    Builder, RenderError, allow_from_components, labels, projected_secrets, resources, selector,
 };
 use crate::spec::defaults;
 
@@ -19,7 +18,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     let ns = &spec.namespace;
     let router_base = format!("http://stackgen-router.{ns}.svc:8080");
     let direct = direct_path(spec);
-    let config = stack.config_template("alertmanager/alertmanager.yml", "alertmanager/alertmanager.yml", &json!({
+    stack.config_template("alertmanager/alertmanager.yml", "alertmanager/alertmanager.yml", &json!({
         "cluster": spec.cluster.name,
         "router_url": format!("{router_base}/api/v1/alertmanager"),
         "heartbeat_url": format!("{router_base}/api/v1/heartbeat"),
@@ -35,12 +34,10 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         "alertmanager.yml".to_string(),
         "alertmanager/alertmanager.yml".to_string(),
     )];
-    let mut hashed = vec![config.clone()];
     if direct.uses_templates {
         let templates = include_str!("../../stack/alertmanager/stackgen.tmpl");
         stack.config_file("alertmanager/stackgen.tmpl", templates.to_string());
         files.push(("stackgen.tmpl".into(), "alertmanager/stackgen.tmpl".into()));
-        hashed.push(templates.to_string());
     }
     stack.config_map("alertmanager-config", "alertmanager", files);
 
@@ -63,6 +60,9 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         args.push("--cluster.listen-address=".into());
     }
     let image = stack.image(defaults::ALERTMANAGER_IMAGE);
+    // Routes and templates reach Alertmanager through its reload endpoint: a route change
+    // never restarts it (nor loses its silences and notification log).
+    let reloader = stack.config_reloader(&[("config", "/etc/alertmanager")], 9093);
     stack.template(
         "alertmanager/statefulset.yaml",
         "alertmanager/statefulset.yaml",
@@ -79,7 +79,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             "auth_secret": spec.router.auth_secret,
             "destination_secrets": projected_secrets(&direct.secrets),
             "destination_secrets_dir": SECRETS_DIR,
-            "config_hash": content_hash(hashed.iter().map(String::as_str)),
+            "sidecars": reloader,
         }),
     )?;
     stack.service(

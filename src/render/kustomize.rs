@@ -1,8 +1,12 @@
 //! The `kustomization.yaml` that ties the output together for `kubectl apply -k`.
 //!
 //! Config files stay plain files in the output (easy to read and diff) and become ConfigMaps through
-//! `configMapGenerator`. Names are kept stable (no kustomize hash suffix) so that `--out -` gives
-//! the very same objects; pods roll on change through their `stackgen.io/config-hash` annotation.
+//! `configMapGenerator`. Names are kept stable (no kustomize hash suffix): a hash suffix would
+//! change the pod templates that mount them and roll the pods, while Prometheus and Alertmanager
+//! take a changed ConfigMap through their config reloaders, and Grafana reads its dashboards
+//! again by itself. What only a restart takes (the router's configuration, Grafana's
+//! datasources) rolls its pods through their `stackgen.io/config-hash` annotation. Stable names
+//! also make `--out -` give the very same objects.
 
 use serde_json::json;
 

@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::{
-    Builder, RenderError, allow_from_components, content_hash, k8s_sd, labels, resources, rules,
-    selector,
+    Builder, RenderError, allow_from_components, k8s_sd, labels, resources, rules, selector,
 };
 use crate::labels::{SCRAPE_POD_LABEL, SCRAPE_PORT_POD_LABEL};
 use crate::spec::selectors::KeySetGroups;
@@ -34,12 +33,9 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     );
 
     let rule_files = rules::rule_files(spec).map_err(RenderError::RuleFile)?;
-    let mut hashed: Vec<String> = vec![config];
     let mut entries = Vec::new();
     for (name, text) in rule_files {
         let path = format!("prometheus/rules/{name}");
-        hashed.push(name.clone());
-        hashed.push(text.clone());
         stack.config_file(&path, text);
         entries.push((name, path));
     }
@@ -75,6 +71,15 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         web,
     )?;
     let image = stack.image(defaults::PROMETHEUS_IMAGE);
+    // prometheus.yml and the rules reach Prometheus through its reload endpoint
+    // (`--web.enable-lifecycle`): a rule change never restarts it.
+    let reloader = stack.config_reloader(
+        &[
+            ("config", "/etc/prometheus"),
+            ("rules", "/etc/prometheus/rules"),
+        ],
+        9090,
+    );
     let p = &spec.prometheus;
     stack.template(
         "prometheus/statefulset.yaml",
@@ -96,7 +101,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             "resources": resources(&p.resources),
             "storage_class": p.storage_class,
             "volume_size": p.volume_size,
-            "config_hash": content_hash(hashed.iter().map(String::as_str)),
+            "sidecars": reloader,
         }),
     )?;
     stack.workload_extras(

@@ -68,6 +68,13 @@ pub const ROUTER_RESOURCES: ResourceDefaults = ResourceDefaults {
     limit_cpu: None,
     limit_memory: "256Mi",
 };
+/// The config reloader sidecar: a file walk and an HTTP call every few seconds.
+pub const CONFIG_RELOADER_RESOURCES: ResourceDefaults = ResourceDefaults {
+    request_cpu: "5m",
+    request_memory: "16Mi",
+    limit_cpu: None,
+    limit_memory: "32Mi",
+};
 pub const NODE_EXPORTER_RESOURCES: ResourceDefaults = ResourceDefaults {
     request_cpu: "50m",
     request_memory: "64Mi",

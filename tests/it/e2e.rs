@@ -185,7 +185,7 @@ fn get_json(url: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn get_ok(url: &str) -> bool {
+pub(super) fn get_ok(url: &str) -> bool {
     ureq::get(url)
         .call()
         .is_ok_and(|response| response.status() == 200)
@@ -945,7 +945,7 @@ pub(super) fn rewrite_strings(node: &mut Yaml, rewrite: &dyn Fn(&str) -> String)
 
 /// Points the in-cluster paths (mounted Secrets, the service account, the data volume) at the
 /// same files under `dir`.
-fn relocate_paths(document: &mut Yaml, dir: &Path) {
+pub(super) fn relocate_paths(document: &mut Yaml, dir: &Path) {
     let etc = dir.join("etc");
     let var = dir.join("var");
     rewrite_strings(document, &|text| {

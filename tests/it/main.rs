@@ -15,6 +15,7 @@ mod labelled_pods;
 mod marketplace;
 mod pg;
 mod pg_tls;
+mod reload;
 mod router;
 mod router_ha;
 mod rules;
