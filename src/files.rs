@@ -37,6 +37,14 @@ impl From<ReadError> for std::io::Error {
     }
 }
 
+/// The directory `path` is in: `.` for a bare file name (whose parent is the empty path, which
+/// cannot be canonicalized).
+pub fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Reads `path` as UTF-8 text: a regular file (after following symlinks) of at most
 /// [`MAX_FILE_BYTES`].
 pub fn read_text(path: &Path) -> Result<String, ReadError> {

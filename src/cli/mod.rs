@@ -584,10 +584,7 @@ fn load_for_team(path: &Path, team_file: &Path) -> anyhow::Result<TeamCheck> {
         });
     };
     let team_file_name = team_file.display().to_string();
-    let dir = team_file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = crate::files::dir_of(team_file);
     let rule_files: Vec<String> = included
         .get(&team_file_name)
         .and_then(|text| spec::parse_team_file(&team_file_name, text, dir).ok())
@@ -708,10 +705,7 @@ fn load_team_file(path: &Path) -> anyhow::Result<Option<(spec::Team, Vec<spec::S
     let text =
         crate::files::read_spec(path).with_context(|| format!("reading {}", path.display()))?;
     let name = path.display().to_string();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = crate::files::dir_of(path);
     reported(
         spec::parse_team_file(&name, &text, dir).map_err(|diagnostics| {
             diagnostic::FileError::Invalid {
@@ -823,10 +817,7 @@ fn rules_lint(
                 return Ok(Outcome::Invalid);
             };
             if files.is_empty() {
-                let dir = team_file
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
+                let dir = crate::files::dir_of(team_file);
                 files = own.rule_files.iter().map(|r| dir.join(&r.path)).collect();
             }
             let services = match spec_path {
@@ -974,7 +965,7 @@ fn team_from_spec(spec_path: &Path, test_files: &[PathBuf]) -> anyhow::Result<St
     let Some(spec) = load(spec_path)? else {
         anyhow::bail!("{} is invalid", spec_path.display());
     };
-    let base = spec_path.parent().unwrap_or(Path::new("."));
+    let base = crate::files::dir_of(spec_path);
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut used = Vec::new();
     for test_file in test_files {
@@ -982,7 +973,7 @@ fn team_from_spec(spec_path: &Path, test_files: &[PathBuf]) -> anyhow::Result<St
             .with_context(|| format!("reading {}", test_file.display()))?;
         let docs = yaml_rust2::YamlLoader::load_from_str(&text)
             .with_context(|| format!("parsing {}", test_file.display()))?;
-        let dir = test_file.parent().unwrap_or(Path::new("."));
+        let dir = crate::files::dir_of(test_file);
         for entry in docs
             .first()
             .and_then(|d| d["rule_files"].as_vec())

@@ -39,9 +39,11 @@ const TOP_KEYS: &[&str] = &[
     "team_files",
 ];
 /// A team file: one team, how it is reached, the services it owns, its rules and its changes
-/// to the default alerts of its services. `namespaces` is known only to refuse it.
+/// to the default alerts of its services. `name` is taken for `team` (as a `teams[]` entry
+/// writes it); `namespaces` is known only to refuse it.
 const TEAM_FILE_KEYS: &[&str] = &[
     "team",
+    "name",
     "slack",
     "mattermost",
     "discord",
@@ -178,7 +180,8 @@ struct TeamFileRoot<'a> {
 impl TeamFileRoot<'_> {
     /// The team the file declares, as written, with where.
     fn team(&self) -> Option<&marked_yaml::types::MarkedScalarNode> {
-        self.root.as_mapping()?.get_scalar("team")
+        let map = self.root.as_mapping()?;
+        map.get_scalar("team").or_else(|| map.get_scalar("name"))
     }
 }
 
@@ -281,7 +284,9 @@ pub fn team_file_includes(source: &str) -> Vec<(String, Location)> {
 /// The team a team file's text declares (`team:`), if it parses that far.
 pub fn team_of_team_file(source: &str) -> Option<String> {
     let root = load_yaml(source).ok()?;
-    Some(root.as_mapping()?.get_scalar("team")?.as_str().to_string())
+    let map = root.as_mapping()?;
+    let team = map.get_scalar("team").or_else(|| map.get_scalar("name"))?;
+    Some(team.as_str().to_string())
 }
 
 impl Checker {
@@ -1215,13 +1220,29 @@ impl Checker {
         has_smtp: bool,
     ) -> Option<(Team, Vec<Service>, Vec<Placed<'r>>)> {
         let top = self.object(&team_file.root, "", TEAM_FILE_KEYS)?;
+        let key = if top.get("team").is_none() && top.get("name").is_some() {
+            "name"
+        } else {
+            "team"
+        };
+        if key == "team"
+            && top.get("team").is_some()
+            && let Some(alias) = top.map.keys().find(|k| k.as_str() == "name")
+        {
+            self.error(
+                alias.span(),
+                "name",
+                "the team is named twice, by `team` and `name`".into(),
+                Some("keep `team: NAME`".into()),
+            );
+        }
         let name = self
             .required(
                 &top,
-                "team",
+                key,
                 "add `team: my-team` (the team this file belongs to)",
             )
-            .and_then(|n| self.checked_string(n, "team", "team name", values::check_dns_label));
+            .and_then(|n| self.checked_string(n, key, "team name", values::check_dns_label));
         if let Some(node) = top.map.keys().find(|k| k.as_str() == "namespaces") {
             self.error(
                 node.span(),

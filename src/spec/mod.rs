@@ -466,18 +466,14 @@ fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Spec, SpecError>
         diagnostics,
         included,
     };
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = crate::files::dir_of(path);
     let (mut team_files, mut diagnostics) = read_team_files(&file, base, &source);
     if let Some(replacement) = replacement {
         let text = crate::files::read_spec(replacement).map_err(|error| SpecError::Read {
             path: replacement.to_path_buf(),
             reason: error.into(),
         })?;
-        let dir = replacement
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let dir = crate::files::dir_of(replacement).to_path_buf();
         let team = team_of_team_file(&text);
         let same_file = |name: &str| {
             std::fs::canonicalize(name).ok() == std::fs::canonicalize(replacement).ok()
@@ -497,9 +493,12 @@ fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Spec, SpecError>
         .map(|t| (t.name.clone(), t.text.clone()))
         .collect();
     if !diagnostics.is_empty() {
-        // The includes themselves failed: the rest is checked too, so every problem shows.
-        if let Err(more) = parse_with_team_files(&file, &source, &team_files) {
-            diagnostics.extend(more);
+        // The includes themselves failed: the spec without the missing files would only say
+        // that their teams have no destination, so the files read are checked on their own.
+        for team_file in &team_files {
+            if let Err(more) = parse_team_file(&team_file.name, &team_file.text, &team_file.dir) {
+                diagnostics.extend(more);
+            }
         }
         return Err(invalid(diagnostics, included));
     }
@@ -549,7 +548,19 @@ fn read_rule_files(
     for (file_index, rule_file) in team.rule_files.iter_mut().enumerate() {
         let dir = rule_file.directory(base);
         let named_by_spec = rule_file.named_in == file;
-        match crate::files::read_confined(&dir, &rule_file.path) {
+        // A team file's rule file is relative to it; one the team file's directory does not
+        // have is looked for beside the spec, where a single spec would name it.
+        let read = crate::files::read_confined(&dir, &rule_file.path).or_else(|error| {
+            match (&error, named_by_spec) {
+                (crate::files::ReadError::Io(io), false)
+                    if io.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    crate::files::read_confined(base, &rule_file.path).map_err(|_| error)
+                }
+                _ => Err(error),
+            }
+        });
+        match read {
             Ok((rule_path, text)) => {
                 texts.push((rule_path.display().to_string(), text.clone()));
                 rule_file.contents = Some(text);
@@ -568,7 +579,7 @@ fn read_rule_files(
                     if named_by_spec {
                         "the spec's directory"
                     } else {
-                        "its team file's directory"
+                        "its team file's directory (or, failing that, the spec's)"
                     },
                     dir.display()
                 )),
@@ -638,12 +649,7 @@ fn read_team_files(
                         ));
                         return (team_files, diagnostics);
                     }
-                    let dir = base
-                        .join(&relative)
-                        .parent()
-                        .filter(|p| !p.as_os_str().is_empty())
-                        .unwrap_or(Path::new("."))
-                        .to_path_buf();
+                    let dir = crate::files::dir_of(&base.join(&relative)).to_path_buf();
                     team_files.push(TeamFileSource { name, dir, text });
                 }
                 Err(err) => diagnostics.push(problem(

@@ -134,3 +134,40 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A team file may name its team as a `teams[]` entry does (`name:`), and a rule file its
+/// directory does not have is found beside the spec, where a single spec would name it; the
+/// spec may be given as a bare file name, from its own directory.
+#[test]
+fn a_team_file_written_like_a_teams_entry_is_taken() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::create_dir_all(dir.path().join("teams")).expect("teams dir");
+    fs::create_dir_all(dir.path().join("rules")).expect("rules dir");
+    fs::write(
+        dir.path().join("stack.yaml"),
+        "cluster: {name: prod}\nrouter: {platform_team: payments}\nteam_files: teams\nteams:\n  - {name: payments, namespaces: [shop]}\n",
+    )
+    .expect("spec");
+    fs::write(
+        dir.path().join("teams/payments.yaml"),
+        "name: payments\nslack: {url: {secret: hooks, key: url}}\nrule_files: [rules/payments.yaml]\n",
+    )
+    .expect("team file");
+    fs::copy(
+        root().join("examples/rules/payments.yaml"),
+        dir.path().join("rules/payments.yaml"),
+    )
+    .expect("rules");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stackgen"))
+        .args(["render", "stack.yaml", "--out", "out"])
+        .current_dir(dir.path())
+        .output()
+        .expect("stackgen runs");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let rules = fs::read_to_string(
+        dir.path()
+            .join("out/prometheus/rules/team-payments-payments.yaml"),
+    )
+    .expect("the team's rules are rendered");
+    assert!(rules.contains("team: payments"), "{rules}");
+}

@@ -93,7 +93,7 @@ pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
         reason: error.into(),
     })?;
     let file = path.display().to_string();
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = crate::files::dir_of(path);
     parse(&file, &source, base).map_err(|diagnostics| ConfigError::Invalid {
         file,
         source_text: source,
