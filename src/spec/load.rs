@@ -38,12 +38,8 @@ const TOP_KEYS: &[&str] = &[
     "alerts",
     "team_files",
 ];
-/// A team file: one team, how it is reached, the services it owns, its rules and its changes
-/// to the default alerts of its services. `name` is taken for `team` (as a `teams[]` entry
-/// writes it); `namespaces` is known only to refuse it.
-const TEAM_FILE_KEYS: &[&str] = &[
-    "team",
-    "name",
+/// How a team is reached and what it watches: the keys a `teams[]` entry and a team file share.
+const TEAM_BODY_KEYS: [&str; 12] = [
     "slack",
     "mattermost",
     "discord",
@@ -56,10 +52,39 @@ const TEAM_FILE_KEYS: &[&str] = &[
     "routes",
     "quiet_hours",
     "rule_files",
-    "services",
-    "alerts",
-    "namespaces",
 ];
+/// A `teams[]` entry of the spec.
+const TEAM_KEYS: [&str; 14] = team_keys(&["name"], &["namespaces"]);
+/// A team file: one team, how it is reached, the services it owns, its rules and its changes
+/// to the default alerts of its services. `name` is taken for `team` (as a `teams[]` entry
+/// writes it); `namespaces` is known only to refuse it.
+const TEAM_FILE_KEYS: [&str; 17] =
+    team_keys(&["team", "name"], &["services", "alerts", "namespaces"]);
+
+/// `before`, the team body's keys, then `after` (a wrong `TOTAL` fails the build).
+const fn team_keys<const TOTAL: usize>(
+    before: &[&'static str],
+    after: &[&'static str],
+) -> [&'static str; TOTAL] {
+    let mut keys = [""; TOTAL];
+    let mut i = 0;
+    while i < before.len() {
+        keys[i] = before[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < TEAM_BODY_KEYS.len() {
+        keys[i + j] = TEAM_BODY_KEYS[j];
+        j += 1;
+    }
+    let mut k = 0;
+    while k < after.len() {
+        keys[i + j + k] = after[k];
+        k += 1;
+    }
+    assert!(i + j + k == TOTAL, "TOTAL is the number of keys");
+    keys
+}
 /// What the platform spec says about a team whose team file says the rest.
 const TEAM_GRANT_KEYS: &[&str] = &["name", "namespaces"];
 const ALERT_OVERRIDE_KEYS: &[&str] = &["enabled", "for", "severity", "threshold"];
@@ -105,22 +130,6 @@ const SMTP_KEYS: [&str; 6] = {
 };
 const RESOURCES_KEYS: &[&str] = &["requests", "limits"];
 const RESOURCE_NAMES: &[&str] = &["cpu", "memory"];
-const TEAM_KEYS: &[&str] = &[
-    "name",
-    "slack",
-    "mattermost",
-    "discord",
-    "msteams",
-    "google_chat",
-    "webhook",
-    "email",
-    "pagerduty",
-    "opsgenie",
-    "namespaces",
-    "routes",
-    "quiet_hours",
-    "rule_files",
-];
 const TEAM_ROUTE_KEYS: &[&str] = &["matchers", "destinations", "continue"];
 /// The destinations a team reaches at a URL held in a Secret.
 const URL_DESTINATIONS: [DestinationKind; 6] = [
@@ -870,7 +879,7 @@ impl Checker {
         let mut teams = Vec::new();
         for (index, node) in self.list(top, "teams").into_iter().enumerate() {
             let field = format!("teams[{index}]");
-            let Some(obj) = self.object(node, &field, TEAM_KEYS) else {
+            let Some(obj) = self.object(node, &field, &TEAM_KEYS) else {
                 continue;
             };
             let name = self
@@ -1219,7 +1228,7 @@ impl Checker {
         grants: &BTreeMap<String, Vec<String>>,
         has_smtp: bool,
     ) -> Option<(Team, Vec<Service>, Vec<Placed<'r>>)> {
-        let top = self.object(&team_file.root, "", TEAM_FILE_KEYS)?;
+        let top = self.object(&team_file.root, "", &TEAM_FILE_KEYS)?;
         let key = if top.get("team").is_none() && top.get("name").is_some() {
             "name"
         } else {

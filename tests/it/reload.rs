@@ -163,6 +163,31 @@ fn sample(server: &Server, metric: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Waits until `loaded` holds, then checks that `server` is the process that started at
+/// `started` and that its last reload succeeded (`reload_metric` is 1).
+fn reloaded_in_place(
+    server: &Server,
+    started: f64,
+    reload_metric: &str,
+    reloader_log: &Path,
+    what: &str,
+    loaded: impl FnMut() -> bool,
+) {
+    wait_explained(what, DEADLINE, loaded, || {
+        format!(
+            "{}\nreloader: {}",
+            server.log(),
+            fs::read_to_string(reloader_log).unwrap_or_default()
+        )
+    });
+    assert_eq!(
+        sample(server, "process_start_time_seconds"),
+        Some(started),
+        "the same process"
+    );
+    assert_eq!(sample(server, reload_metric), Some(1.0), "{reload_metric}");
+}
+
 fn assert_same_workloads(a: &Path, b: &Path) {
     for workload in [
         "prometheus/statefulset.yaml",
@@ -235,26 +260,13 @@ fn a_changed_team_rule_reaches_the_running_prometheus_without_a_restart() {
     assert!(!alerts(&prometheus).contains(&"CheckoutRefundsStuck".to_string()));
 
     volume.update(&files_of(&v2.join("prometheus/rules")));
-    wait_explained(
+    reloaded_in_place(
+        &prometheus,
+        started,
+        "prometheus_config_last_reload_successful",
+        &reloader_log,
         "the changed rule file to be loaded",
-        DEADLINE,
         || alerts(&prometheus).contains(&"CheckoutRefundsStuck".to_string()),
-        || {
-            format!(
-                "{}\nreloader: {}",
-                prometheus.log(),
-                fs::read_to_string(&reloader_log).unwrap_or_default()
-            )
-        },
-    );
-    assert_eq!(
-        sample(&prometheus, "process_start_time_seconds"),
-        Some(started),
-        "the same process"
-    );
-    assert_eq!(
-        sample(&prometheus, "prometheus_config_last_reload_successful"),
-        Some(1.0)
     );
     let rule = prometheus.get_json("/api/v1/rules");
     let labelled = rule["data"]["groups"]
@@ -356,25 +368,12 @@ fn a_new_teams_route_reaches_the_running_alertmanager_without_a_restart() {
     assert!(!routes_billing(&alertmanager), "v1 has no team billing");
 
     volume.update(&config_files(&v2));
-    wait_explained(
+    reloaded_in_place(
+        &alertmanager,
+        started,
+        "alertmanager_config_last_reload_successful",
+        &reloader_log,
         "the new route to be loaded",
-        DEADLINE,
         || routes_billing(&alertmanager),
-        || {
-            format!(
-                "{}\nreloader: {}",
-                alertmanager.log(),
-                fs::read_to_string(&reloader_log).unwrap_or_default()
-            )
-        },
-    );
-    assert_eq!(
-        sample(&alertmanager, "process_start_time_seconds"),
-        Some(started),
-        "the same process"
-    );
-    assert_eq!(
-        sample(&alertmanager, "alertmanager_config_last_reload_successful"),
-        Some(1.0)
     );
 }
