@@ -31,6 +31,16 @@ pub const SLO_DASHBOARD: (&str, &str) = (
     include_str!("../../stack/grafana/dashboards/slos.json"),
 );
 
+/// The dashboards `spec`'s stack ships, by file name.
+pub fn dashboards(spec: &crate::spec::Spec) -> Vec<(&'static str, &'static str)> {
+    let objectives = spec.services.iter().any(|s| !s.slos.is_empty());
+    DASHBOARDS
+        .iter()
+        .copied()
+        .chain(objectives.then_some(SLO_DASHBOARD))
+        .collect()
+}
+
 pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     let config_hash = provisioning(stack)?;
     deployment(stack, &config_hash)?;
@@ -122,9 +132,7 @@ fn provisioning(stack: &mut Builder) -> Result<String, RenderError> {
     );
     let hashed = [datasources, providers];
     let mut entries = Vec::new();
-    let objectives = spec.services.iter().any(|s| !s.slos.is_empty());
-    let slo_dashboard = objectives.then_some(&SLO_DASHBOARD);
-    for (name, text) in DASHBOARDS.iter().chain(slo_dashboard) {
+    for (name, text) in dashboards(spec) {
         let path = format!("grafana/dashboards/{name}");
         stack.config_file(&path, text.to_string());
         entries.push((name.to_string(), path));

@@ -9,6 +9,7 @@ pub mod direct_path;
 mod exporters;
 mod grafana;
 pub mod k8s_sd;
+pub mod keep;
 mod kustomize;
 pub mod output;
 pub mod ownership;

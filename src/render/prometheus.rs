@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::{
-    Builder, RenderError, allow_from_components, k8s_sd, labels, resources, rules, selector,
+    Builder, RenderError, allow_from_components, k8s_sd, keep, labels, resources, rules, selector,
 };
 use crate::labels::{SCRAPE_POD_LABEL, SCRAPE_PORT_POD_LABEL};
 use crate::spec::selectors::KeySetGroups;
@@ -15,10 +15,16 @@ use crate::spec::{Port, Service, Spec, defaults};
 
 pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     let spec = stack.spec;
+    let rule_files = rules::rule_files(spec).map_err(RenderError::RuleFile)?;
+    let dashboards: Vec<&str> = super::grafana::dashboards(spec)
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    let reads = keep::reads(&rule_files, &dashboards).map_err(RenderError::RuleFile)?;
     let config = stack.config_template(
         "prometheus/prometheus.yml",
         "prometheus/prometheus.yml",
-        &config_context(spec),
+        &config_context(spec, &reads),
     )?;
     let parsed = stack.parse_back("prometheus/prometheus.yml", &config)?;
     let root = parsed.first().ok_or_else(|| RenderError::InvalidYaml {
@@ -32,7 +38,6 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         vec![("prometheus.yml".into(), "prometheus/prometheus.yml".into())],
     );
 
-    let rule_files = rules::rule_files(spec).map_err(RenderError::RuleFile)?;
     let mut entries = Vec::new();
     for (name, text) in rule_files {
         let path = format!("prometheus/rules/{name}");
@@ -136,10 +141,10 @@ pub fn scraped_namespaces(spec: &Spec) -> Vec<String> {
     names.into_iter().collect()
 }
 
-fn config_context(spec: &Spec) -> Value {
+fn config_context(spec: &Spec, reads: &keep::Reads) -> Value {
     let kubelet_jobs = json!([
-        {"job": "kubelet", "path": "/metrics"},
-        {"job": "cadvisor", "path": "/metrics/cadvisor"},
+        {"job": "kubelet", "path": "/metrics", "drop_containerless": false},
+        {"job": "cadvisor", "path": "/metrics/cadvisor", "drop_containerless": !reads.containerless_cgroups},
     ]);
     let control_plane_jobs = json!([
         {"job": "kube-scheduler", "scheme": "https", "tls": true, "selector": "component=kube-scheduler", "address": "$1:10259"},
@@ -147,16 +152,16 @@ fn config_context(spec: &Spec) -> Value {
         {"job": "etcd", "scheme": "http", "tls": false, "selector": "component=etcd", "address": "$1:2381"},
     ]);
     let mut stack_jobs = vec![
-        json!({"job": "prometheus", "keep": "prometheus;web", "instance_is_node": false, "exporter": false}),
-        json!({"job": "alertmanager", "keep": "alertmanager;web", "instance_is_node": false, "exporter": false}),
-        json!({"job": "grafana", "keep": "grafana;http", "instance_is_node": false, "exporter": false}),
-        json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false, "exporter": false}),
+        json!({"job": "prometheus", "keep": "prometheus;web", "instance_is_node": false, "exporter": false, "keep_read": false}),
+        json!({"job": "alertmanager", "keep": "alertmanager;web", "instance_is_node": false, "exporter": false, "keep_read": false}),
+        json!({"job": "grafana", "keep": "grafana;http", "instance_is_node": false, "exporter": false, "keep_read": false}),
+        json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false, "exporter": false, "keep_read": false}),
     ];
     if spec.exporters.node_exporter {
-        stack_jobs.push(json!({"job": "node-exporter", "keep": "node-exporter;metrics", "instance_is_node": true, "exporter": false}));
+        stack_jobs.push(json!({"job": "node-exporter", "keep": "node-exporter;metrics", "instance_is_node": true, "exporter": false, "keep_read": true}));
     }
     if spec.exporters.kube_state_metrics {
-        stack_jobs.push(json!({"job": "kube-state-metrics", "keep": "kube-state-metrics;http-metrics", "instance_is_node": false, "exporter": true}));
+        stack_jobs.push(json!({"job": "kube-state-metrics", "keep": "kube-state-metrics;http-metrics", "instance_is_node": false, "exporter": true, "keep_read": true}));
     }
     json!({
         "cluster": spec.cluster.name,
@@ -168,6 +173,7 @@ fn config_context(spec: &Spec) -> Value {
         "control_plane": spec.cluster.scrapes_control_plane(),
         "control_plane_jobs": control_plane_jobs,
         "stack_jobs": stack_jobs,
+        "keep_read": reads.keep_regex(&spec.prometheus.keep_metrics),
         "services": service_jobs(&spec.services),
         "labelled_pods": labelled_pods_job(spec),
     })

@@ -89,7 +89,7 @@ fn prepare(test_file: &Path, team: Option<&str>, dir: &Path) -> Result<PathBuf, 
     let doc = docs
         .first_mut()
         .ok_or_else(|| invalid("empty test file".into()))?;
-    let base = crate::files::dir_of(test_file);
+    let base = test_file.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let Yaml::Hash(map) = doc else {
         return Err(invalid(

@@ -90,6 +90,7 @@ const TEAM_GRANT_KEYS: &[&str] = &["name", "namespaces"];
 const ALERT_OVERRIDE_KEYS: &[&str] = &["enabled", "for", "severity", "threshold"];
 const CLUSTER_KEYS: &[&str] = &["name", "platform", "control_plane_metrics"];
 const PROMETHEUS_KEYS: &[&str] = &[
+    "keep_metrics",
     "replicas",
     "retention",
     "volume_size",
@@ -696,7 +697,31 @@ impl Checker {
                 defaults::EVALUATION_INTERVAL,
             ),
             resources: self.resources(o, &defaults::PROMETHEUS_RESOURCES),
+            keep_metrics: o.map(|o| self.keep_metrics(o)).unwrap_or_default(),
         }
+    }
+
+    /// `prometheus.keep_metrics`: metric names, or regexes of names, the exporters' jobs keep
+    /// besides what the stack reads.
+    fn keep_metrics(&mut self, obj: &Obj) -> Vec<String> {
+        let field = obj.path("keep_metrics");
+        let mut kept = Vec::new();
+        for (i, node) in self.list(obj, "keep_metrics").into_iter().enumerate() {
+            let item = format!("{field}[{i}]");
+            let Some((pattern, _)) = self.string(node, &item) else {
+                continue;
+            };
+            match regex::Regex::new(&format!("^(?:{pattern})$")) {
+                Ok(_) if !pattern.is_empty() => kept.push(format!("(?:{pattern})")),
+                _ => self.error(
+                    node.span(),
+                    &item,
+                    format!("`{pattern}` is not a regex of metric names"),
+                    Some("write a metric name (`node_hwmon_temp_celsius`) or a regex of names (`container_fs_.*`)".into()),
+                ),
+            }
+        }
+        kept
     }
 
     fn alertmanager(&mut self, top: &Obj, platform: Platform) -> AlertmanagerSpec {
@@ -2126,6 +2151,27 @@ mod tests {
             ]
         );
         assert_eq!(errors[0].hint.as_deref(), Some("did you mean `platform`?"));
+    }
+
+    #[test]
+    fn keep_metrics_takes_names_and_regexes_of_names_and_refuses_what_is_no_regex() {
+        let spec = parse(
+            "s.yaml",
+            "cluster: {name: a}\nprometheus:\n  keep_metrics: [node_hwmon_temp_celsius, container_fs_.*]\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            spec.prometheus.keep_metrics,
+            ["(?:node_hwmon_temp_celsius)", "(?:container_fs_.*)"]
+        );
+        let errors = parse(
+            "s.yaml",
+            "cluster: {name: a}\nprometheus:\n  keep_metrics: [\"container_(fs\"]\n",
+        )
+        .expect_err("invalid");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "prometheus.keep_metrics[0]");
+        assert_eq!(errors[0].location, Location { line: 3, col: 18 });
     }
 
     #[test]

@@ -159,6 +159,9 @@ pub struct PrometheusSpec {
     pub scrape_interval: String,
     pub evaluation_interval: String,
     pub resources: Resources,
+    /// Regexes of metric names the exporters' jobs keep besides what the stack reads
+    /// (`prometheus.keep_metrics`), each as `(?:...)`.
+    pub keep_metrics: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

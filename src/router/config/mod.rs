@@ -93,7 +93,8 @@ pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
         reason: error.into(),
     })?;
     let file = path.display().to_string();
-    let base = crate::files::dir_of(path);
+    // The empty path for a bare file name: the files it names are then shown as written.
+    let base = path.parent().unwrap_or(Path::new("."));
     parse(&file, &source, base).map_err(|diagnostics| ConfigError::Invalid {
         file,
         source_text: source,
