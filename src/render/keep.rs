@@ -8,14 +8,19 @@
 //! names those read (`metric_relabel_configs`), plus the families `prometheus.keep_metrics` names
 //! for ad-hoc queries. The services' own jobs keep everything: teams query their own series.
 //!
-//! cAdvisor also reports every cgroup above the containers (the pod's, the node's slices) with
-//! an empty `container` label; when no expression can select those, they are dropped too.
+//! Where every expression that reads a metric selects it by the value of one label
+//! (`node_cpu_seconds_total{mode="idle"}`, a histogram's `le="1"`), the series of other values
+//! are dropped too. cAdvisor also reports every cgroup above the containers (the pod's, the
+//! node's slices) with an empty `container` label; when no expression can select those, they are
+//! dropped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{Expr, VectorSelector};
 use serde_json::Value;
+
+use crate::rules::promql::visit_selectors;
 
 /// What the stack's expressions read of the scraped series.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -26,6 +31,33 @@ pub struct Reads {
     /// Whether some expression may select a cAdvisor series (`container_*`) whose `container`
     /// label is empty.
     pub containerless_cgroups: bool,
+    /// By metric name: the labels every selector of it constrains, each with the patterns
+    /// (escaped values, or regexes) some selector accepts.
+    values_read: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+}
+
+/// Series Prometheus writes itself, around a scrape or from its rules.
+const SYNTHETIC: &[&str] = &[
+    "ALERTS",
+    "ALERTS_FOR_STATE",
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// Stands for a Grafana variable in a dashboard query: a matcher on it constrains nothing.
+const VARIABLE: &str = "__grafana_variable__";
+
+/// A metric whose series are kept only for some values of some labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValuesRead {
+    pub metric: String,
+    /// `__name__` and the labels, as relabelling's `source_labels`.
+    pub source_labels: Vec<String>,
+    /// Matches the joined source labels of the series read.
+    pub regex: String,
 }
 
 impl Reads {
@@ -40,7 +72,72 @@ impl Reads {
         alternatives.join("|")
     }
 
+    /// The metrics whose unread values are dropped: none reached by a `__name__` regex (whose
+    /// selectors say nothing of them) or kept whole by an `extra` pattern (`keep_metrics`, for
+    /// ad-hoc queries of any value).
+    pub fn values_read(&self, extra: &[String]) -> Vec<ValuesRead> {
+        let name_patterns: Vec<regex::Regex> = self
+            .names
+            .iter()
+            .filter(|n| n.starts_with("(?:"))
+            .chain(extra)
+            .filter_map(|pattern| anchored(pattern))
+            .collect();
+        self.values_read
+            .iter()
+            .filter(|(metric, labels)| {
+                !labels.is_empty() && !name_patterns.iter().any(|re| re.is_match(metric))
+            })
+            .map(|(metric, labels)| {
+                let mut regex = regex::escape(metric);
+                for patterns in labels.values() {
+                    let alternatives: Vec<&str> = patterns.iter().map(String::as_str).collect();
+                    regex.push_str(&format!(";(?:{})", alternatives.join("|")));
+                }
+                ValuesRead {
+                    metric: metric.clone(),
+                    source_labels: std::iter::once("__name__".to_string())
+                        .chain(labels.keys().cloned())
+                        .collect(),
+                    regex,
+                }
+            })
+            .collect()
+    }
+
+    /// Notes which values of which labels `selector` (of metric `name`) accepts.
+    fn constrain(&mut self, name: &str, selector: &VectorSelector) {
+        let mut accepted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for matcher in &selector.matchers.matchers {
+            if matcher.name == "__name__" || matcher.value.contains(VARIABLE) {
+                continue;
+            }
+            let pattern = match matcher.op {
+                MatchOp::Equal => regex::escape(&matcher.value),
+                MatchOp::Re(_) => format!("(?:{})", matcher.value),
+                MatchOp::NotEqual | MatchOp::NotRe(_) => continue,
+            };
+            accepted
+                .entry(matcher.name.clone())
+                .or_default()
+                .insert(pattern);
+        }
+        match self.values_read.get_mut(name) {
+            None => {
+                self.values_read.insert(name.to_string(), accepted);
+            }
+            // A label stays constrained only while every selector constrains it.
+            Some(known) => {
+                known.retain(|label, _| accepted.contains_key(label));
+                for (label, patterns) in known.iter_mut() {
+                    patterns.extend(accepted.remove(label).unwrap_or_default());
+                }
+            }
+        }
+    }
+
     fn add(&mut self, expr: &Expr) {
+        let mut constrained = Vec::new();
         visit_selectors(expr, &mut |selector| {
             let mut exact = selector.name.clone();
             for matcher in &selector.matchers.matchers {
@@ -62,12 +159,17 @@ impl Reads {
                 if name.starts_with("container_") && may_match_empty(selector, "container") {
                     self.containerless_cgroups = true;
                 }
-                // Recorded series (`level:metric:operations`) are the rules' own, never scraped.
-                if !name.contains(':') {
+                // Recorded series (`level:metric:operations`) are the rules' own and the
+                // synthetic ones Prometheus' own: neither passes through the scrape's relabelling.
+                if !name.contains(':') && !SYNTHETIC.contains(&name.as_str()) {
                     self.names.insert(regex::escape(&name));
+                    constrained.push((name, selector.clone()));
                 }
             }
         });
+        for (name, selector) in constrained {
+            self.constrain(&name, &selector);
+        }
     }
 }
 
@@ -150,38 +252,15 @@ fn variable_query(query: &str) -> Option<String> {
 /// Grafana's `$__rate_interval` and friends as a duration, any other `$variable` as a value.
 fn grafana_to_promql(expr: &str) -> String {
     static BUILTIN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    static VARIABLE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static VARIABLES: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let builtin = BUILTIN.get_or_init(|| {
         regex::Regex::new(r"\$\{?__(rate_interval|interval|range)\}?").expect("regex")
     });
-    let variable = VARIABLE.get_or_init(|| {
+    let variable = VARIABLES.get_or_init(|| {
         regex::Regex::new(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(:[a-z]+)?\}?").expect("regex")
     });
     let expr = builtin.replace_all(expr, "5m");
-    variable.replace_all(&expr, "x").into_owned()
-}
-
-/// Calls `visit` on every selector of `expr`.
-fn visit_selectors(expr: &Expr, visit: &mut impl FnMut(&VectorSelector)) {
-    match expr {
-        Expr::VectorSelector(vs) => visit(vs),
-        Expr::MatrixSelector(ms) => visit(&ms.vs),
-        Expr::Paren(p) => visit_selectors(&p.expr, visit),
-        Expr::Unary(u) => visit_selectors(&u.expr, visit),
-        Expr::Subquery(s) => visit_selectors(&s.expr, visit),
-        Expr::Aggregate(a) => {
-            visit_selectors(&a.expr, visit);
-            if let Some(param) = &a.param {
-                visit_selectors(param, visit);
-            }
-        }
-        Expr::Call(c) => c.args.args.iter().for_each(|a| visit_selectors(a, visit)),
-        Expr::Binary(b) => {
-            visit_selectors(&b.lhs, visit);
-            visit_selectors(&b.rhs, visit);
-        }
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
-    }
+    variable.replace_all(&expr, VARIABLE).into_owned()
 }
 
 /// Whether `selector` may select a series whose `label` is empty (absent).
@@ -249,7 +328,6 @@ mod tests {
                 "container_cpu_usage_seconds_total",
                 "kube_node_info",
                 "node_cpu_seconds_total",
-                "up"
             ]
         );
         assert!(
@@ -265,6 +343,59 @@ mod tests {
             regex.is_match("etcd_server_has_leader") && regex.is_match("node_hwmon_temp_celsius")
         );
         assert!(!regex.is_match("container_fs_reads_total"));
+    }
+
+    #[test]
+    fn values_every_selector_constrains_are_all_that_is_kept_of_a_metric() {
+        let read = reads(
+            &rules(&[
+                "rate(node_cpu_seconds_total{mode=\"idle\", cpu!=\"0\"}[5m])",
+                "kube_node_status_condition{condition=\"Ready\", status=\"true\"} == 0",
+                "kube_node_status_condition{condition=~\"MemoryPressure|DiskPressure\"} == 1",
+                "rate(http_requests_total[5m]) > 0 and http_requests_total{code=\"500\"}",
+            ]),
+            &[],
+        )
+        .expect("reads");
+        let kept = read.values_read(&[]);
+        assert_eq!(
+            kept,
+            [
+                ValuesRead {
+                    metric: "kube_node_status_condition".into(),
+                    source_labels: vec!["__name__".into(), "condition".into()],
+                    regex: "kube_node_status_condition;(?:(?:MemoryPressure|DiskPressure)|Ready)"
+                        .into(),
+                },
+                ValuesRead {
+                    metric: "node_cpu_seconds_total".into(),
+                    source_labels: vec!["__name__".into(), "mode".into()],
+                    regex: "node_cpu_seconds_total;(?:idle)".into(),
+                },
+            ],
+            "status is constrained by one selector only, http_requests_total by one of two"
+        );
+        let wide = reads(
+            &rules(&[
+                "count({__name__=~\"node_.+\"})",
+                "node_cpu_seconds_total{mode=\"idle\"}",
+            ]),
+            &[],
+        )
+        .expect("reads");
+        assert_eq!(
+            wide.values_read(&[]),
+            [],
+            "a name regex may read any of its values"
+        );
+        assert_eq!(
+            read.values_read(&["node_cpu_.*".into()])
+                .iter()
+                .map(|r| r.metric.as_str())
+                .collect::<Vec<_>>(),
+            ["kube_node_status_condition"],
+            "a family kept for ad-hoc queries is kept whole"
+        );
     }
 
     #[test]

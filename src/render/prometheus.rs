@@ -123,6 +123,42 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     Ok(())
 }
 
+/// The `metric_relabel_configs` of the exporters' jobs: keep the metric names the stack reads
+/// (and `keep_metrics`), then, of a metric every expression selects by some labels' values, only
+/// the series of those values.
+fn metric_relabelling(reads: &keep::Reads, keep_metrics: &[String]) -> Vec<Value> {
+    /// Marks a series of the values read, for the one drop after all the marks.
+    const MARK: &str = "__tmp_stackgen_read";
+    let mut rules = vec![json!({
+        "source_labels": ["__name__"],
+        "regex": reads.keep_regex(keep_metrics),
+        "action": "keep",
+    })];
+    let values_read = reads.values_read(keep_metrics);
+    if values_read.is_empty() {
+        return rules;
+    }
+    for read in &values_read {
+        rules.push(json!({
+            "source_labels": read.source_labels,
+            "regex": read.regex,
+            "target_label": MARK,
+            "replacement": "1",
+        }));
+    }
+    let names: Vec<String> = values_read
+        .iter()
+        .map(|r| regex::escape(&r.metric))
+        .collect();
+    rules.push(json!({
+        "source_labels": ["__name__", MARK],
+        "regex": format!("(?:{});", names.join("|")),
+        "action": "drop",
+    }));
+    rules.push(json!({"regex": MARK, "action": "labeldrop"}));
+    rules
+}
+
 /// `--storage.tsdb.retention.size`: a share of the volume, in MiB, so the TSDB never fills it.
 pub fn retention_size(volume_bytes: u64) -> String {
     let mib = (volume_bytes as f64 * defaults::RETENTION_SIZE_SHARE / 1048576.0).floor() as u64;
@@ -142,26 +178,36 @@ pub fn scraped_namespaces(spec: &Spec) -> Vec<String> {
 }
 
 fn config_context(spec: &Spec, reads: &keep::Reads) -> Value {
+    let read = metric_relabelling(reads, &spec.prometheus.keep_metrics);
+    let mut cadvisor_read = read.clone();
+    if !reads.containerless_cgroups {
+        // The cgroups above the containers (a pod's, the node's slices): nothing reads them.
+        cadvisor_read.push(json!({
+            "source_labels": ["__name__", "container"],
+            "regex": "container_.*;",
+            "action": "drop",
+        }));
+    }
     let kubelet_jobs = json!([
-        {"job": "kubelet", "path": "/metrics", "drop_containerless": false},
-        {"job": "cadvisor", "path": "/metrics/cadvisor", "drop_containerless": !reads.containerless_cgroups},
+        {"job": "kubelet", "path": "/metrics", "metric_relabel": read},
+        {"job": "cadvisor", "path": "/metrics/cadvisor", "metric_relabel": cadvisor_read},
     ]);
     let control_plane_jobs = json!([
-        {"job": "kube-scheduler", "scheme": "https", "tls": true, "selector": "component=kube-scheduler", "address": "$1:10259"},
-        {"job": "kube-controller-manager", "scheme": "https", "tls": true, "selector": "component=kube-controller-manager", "address": "$1:10257"},
-        {"job": "etcd", "scheme": "http", "tls": false, "selector": "component=etcd", "address": "$1:2381"},
+        {"job": "kube-scheduler", "scheme": "https", "tls": true, "selector": "component=kube-scheduler", "address": "$1:10259", "metric_relabel": read},
+        {"job": "kube-controller-manager", "scheme": "https", "tls": true, "selector": "component=kube-controller-manager", "address": "$1:10257", "metric_relabel": read},
+        {"job": "etcd", "scheme": "http", "tls": false, "selector": "component=etcd", "address": "$1:2381", "metric_relabel": read},
     ]);
     let mut stack_jobs = vec![
-        json!({"job": "prometheus", "keep": "prometheus;web", "instance_is_node": false, "exporter": false, "keep_read": false}),
-        json!({"job": "alertmanager", "keep": "alertmanager;web", "instance_is_node": false, "exporter": false, "keep_read": false}),
-        json!({"job": "grafana", "keep": "grafana;http", "instance_is_node": false, "exporter": false, "keep_read": false}),
-        json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false, "exporter": false, "keep_read": false}),
+        json!({"job": "prometheus", "keep": "prometheus;web", "instance_is_node": false, "exporter": false, "metric_relabel": []}),
+        json!({"job": "alertmanager", "keep": "alertmanager;web", "instance_is_node": false, "exporter": false, "metric_relabel": []}),
+        json!({"job": "grafana", "keep": "grafana;http", "instance_is_node": false, "exporter": false, "metric_relabel": []}),
+        json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false, "exporter": false, "metric_relabel": []}),
     ];
     if spec.exporters.node_exporter {
-        stack_jobs.push(json!({"job": "node-exporter", "keep": "node-exporter;metrics", "instance_is_node": true, "exporter": false, "keep_read": true}));
+        stack_jobs.push(json!({"job": "node-exporter", "keep": "node-exporter;metrics", "instance_is_node": true, "exporter": false, "metric_relabel": read}));
     }
     if spec.exporters.kube_state_metrics {
-        stack_jobs.push(json!({"job": "kube-state-metrics", "keep": "kube-state-metrics;http-metrics", "instance_is_node": false, "exporter": true, "keep_read": true}));
+        stack_jobs.push(json!({"job": "kube-state-metrics", "keep": "kube-state-metrics;http-metrics", "instance_is_node": false, "exporter": true, "metric_relabel": read}));
     }
     json!({
         "cluster": spec.cluster.name,
@@ -173,7 +219,7 @@ fn config_context(spec: &Spec, reads: &keep::Reads) -> Value {
         "control_plane": spec.cluster.scrapes_control_plane(),
         "control_plane_jobs": control_plane_jobs,
         "stack_jobs": stack_jobs,
-        "keep_read": reads.keep_regex(&spec.prometheus.keep_metrics),
+        "metric_relabel": read,
         "services": service_jobs(&spec.services),
         "labelled_pods": labelled_pods_job(spec),
     })

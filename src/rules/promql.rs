@@ -410,7 +410,7 @@ pub fn metric_names(expr: &Expr) -> BTreeSet<String> {
 }
 
 fn collect_names(expr: &Expr, names: &mut BTreeSet<String>) {
-    let mut selector = |vs: &promql_parser::parser::VectorSelector| {
+    visit_selectors(expr, &mut |vs| {
         if let Some(name) = &vs.name {
             names.insert(name.clone());
         }
@@ -419,23 +419,27 @@ fn collect_names(expr: &Expr, names: &mut BTreeSet<String>) {
                 names.insert(m.value.clone());
             }
         }
-    };
+    });
+}
+
+/// Calls `visit` on every selector of `expr` (a range selector's as well).
+pub fn visit_selectors(expr: &Expr, visit: &mut impl FnMut(&VectorSelector)) {
     match expr {
-        Expr::VectorSelector(vs) => selector(vs),
-        Expr::MatrixSelector(ms) => selector(&ms.vs),
-        Expr::Paren(p) => collect_names(&p.expr, names),
-        Expr::Unary(u) => collect_names(&u.expr, names),
-        Expr::Subquery(s) => collect_names(&s.expr, names),
+        Expr::VectorSelector(vs) => visit(vs),
+        Expr::MatrixSelector(ms) => visit(&ms.vs),
+        Expr::Paren(p) => visit_selectors(&p.expr, visit),
+        Expr::Unary(u) => visit_selectors(&u.expr, visit),
+        Expr::Subquery(s) => visit_selectors(&s.expr, visit),
         Expr::Aggregate(a) => {
-            collect_names(&a.expr, names);
+            visit_selectors(&a.expr, visit);
             if let Some(param) = &a.param {
-                collect_names(param, names);
+                visit_selectors(param, visit);
             }
         }
-        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_names(a, names)),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| visit_selectors(a, visit)),
         Expr::Binary(b) => {
-            collect_names(&b.lhs, names);
-            collect_names(&b.rhs, names);
+            visit_selectors(&b.lhs, visit);
+            visit_selectors(&b.rhs, visit);
         }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
