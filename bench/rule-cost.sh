@@ -17,6 +17,9 @@
 #   SERVICES    services in the spec [50]
 #   SLO_SERVICES  how many of them have an availability and a latency objective [0]; a spec with
 #               objectives renders only with revisions that know services[].slos
+#   UNREAD      1: the exporters also serve the families real ones do that the stack reads
+#               nothing of (cAdvisor's file system and network, the API server's every resource,
+#               node-exporter's every CPU mode, ...); 0: only what the rules read [1]
 #   WARMUP      seconds before the readings [330]
 #   READINGS    evaluations read per rule group [8]
 #   TARGET_DIR  cargo target dir for the older revisions [a temp dir; set it to keep the builds]
@@ -71,6 +74,7 @@ for rev in $REVISIONS; do
   STACKGEN_BENCH_SPEC="$spec" STACKGEN_BENCH_OUT="$work/out-$sha" \
     STACKGEN_BENCH_NODES="${NODES:-100}" STACKGEN_BENCH_PODS="${PODS:-5000}" \
     STACKGEN_BENCH_WARMUP="${WARMUP:-330}" STACKGEN_BENCH_READINGS="${READINGS:-8}" \
+    STACKGEN_BENCH_UNREAD="${UNREAD:-1}" \
     STACKGEN_BENCH_RESULT="$work/result-$sha.json" \
     cargo test --quiet --test it -- --ignored --exact \
     simulated::cost::rule_evaluation_cost_on_a_large_cluster >/dev/null
@@ -92,4 +96,16 @@ for sha, subject in revisions:
     slow = ", ".join(f"{g['group']} {g['median_seconds']:.3f}" for g in slowest)
     print(f"| {sha} ({subject}) | {r['head_series']:,.0f} | {r['recorded_series']:,.0f} | "
           f"{r['rule_groups']} | {r['evaluation_seconds_total']:.3f} | {slow} |")
+jobs = ["apiserver", "kubelet", "cadvisor", "node-exporter", "kube-state-metrics"]
+if all("samples_by_job" in results[sha] for sha, _ in revisions):
+    print("\nSamples per scrape cycle kept (of those scraped), and Prometheus' resident memory:\n")
+    print("| revision | " + " | ".join(jobs) + " | resident memory |")
+    print("| --- |" + " ---: |" * (len(jobs) + 1))
+    for sha, _ in revisions:
+        r = results[sha]
+        cells = []
+        for job in jobs:
+            j = r["samples_by_job"].get(job, {"kept": 0, "scraped": 0})
+            cells.append(f"{j['kept']:,.0f} ({j['scraped']:,.0f})")
+        print(f"| {sha} | " + " | ".join(cells) + f" | {r['resident_mib']:,.0f} MiB |")
 PY

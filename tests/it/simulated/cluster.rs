@@ -509,6 +509,9 @@ pub(super) struct Cluster {
     pub(super) now: f64,
     /// The pod labels kube-state-metrics may export.
     pub(super) label_allowlist: Vec<String>,
+    /// Whether the exporters also serve the families the stack reads nothing of, as real ones
+    /// do (the benchmark of what Prometheus keeps; see `unread`).
+    pub(super) unread: bool,
 }
 
 /// Who serves a scrape target.
@@ -709,6 +712,7 @@ impl Cluster {
             },
             now: 0.0,
             label_allowlist,
+            unread: false,
         }
     }
 
@@ -924,6 +928,9 @@ impl Cluster {
     }
 
     fn api_server(&self, out: &mut Vec<Sample>) {
+        if self.unread {
+            super::unread::api_server(out);
+        }
         let api = &self.api;
         for (code, value) in [("200", api.requests_ok), ("500", api.requests_failed)] {
             out.push(sample(
@@ -1025,6 +1032,9 @@ impl Cluster {
 
     fn cadvisor(&self, index: usize, out: &mut Vec<Sample>) {
         let node = &self.nodes[index];
+        if self.unread {
+            super::unread::system_slices(out);
+        }
         for workload in &self.workloads {
             for pod in workload
                 .pods
@@ -1048,6 +1058,9 @@ impl Cluster {
                         ("namespace", workload.namespace.clone()),
                         ("pod", pod.name.clone()),
                     ];
+                    if self.unread {
+                        super::unread::cgroup(&labels.to_vec(), container.is_empty(), out);
+                    }
                     out.push(sample(
                         "container_cpu_cfs_periods_total",
                         &labels,
@@ -1075,6 +1088,9 @@ impl Cluster {
 
     fn node_exporter(&self, index: usize, out: &mut Vec<Sample>) {
         let node = &self.nodes[index];
+        if self.unread {
+            super::unread::node_exporter(node.cpu_cores as usize, out);
+        }
         let run = Filesystem {
             // A tmpfs in use to the last byte is normal and left aside by the rules.
             available_bytes: 0.0,
@@ -1542,6 +1558,9 @@ impl Cluster {
             ("pod", pod.name.clone()),
             ("uid", pod.uid.clone()),
         ];
+        if self.unread {
+            super::unread::kube_state_pod(&p.to_vec(), &workload.name, &pod.node, out);
+        }
         let (owner_kind, owner_name) = match workload.kind {
             Kind::Deployment => ("ReplicaSet", workload.replicaset(pod.revision)),
             Kind::CronJob => ("Job", pod.job.clone().unwrap_or_default()),
@@ -1745,7 +1764,7 @@ fn sanitize(key: &str) -> String {
 
 /// Label names are `&'static str` in samples; the few computed ones (kube-state-metrics' pod
 /// label names) are interned here for the life of the test binary.
-fn leak(name: String) -> &'static str {
+pub(super) fn leak(name: String) -> &'static str {
     use std::sync::Mutex;
     static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());

@@ -9,7 +9,10 @@
 //! rendered from the same spec). After `STACKGEN_BENCH_WARMUP` seconds (default 330: every
 //! 5-minute window full) it reads `STACKGEN_BENCH_READINGS` evaluations (default 8) of every rule
 //! group (one of a group evaluated less often) from Prometheus' own metrics, and writes the
-//! figures as JSON to `STACKGEN_BENCH_RESULT`.
+//! figures as JSON to `STACKGEN_BENCH_RESULT`: head series, samples per scrape cycle by job (as
+//! scraped and as kept after `metric_relabel_configs`), Prometheus' resident memory, and the
+//! evaluation time of every rule group. With `STACKGEN_BENCH_UNREAD=1` (the default) the
+//! exporters also serve the families real ones serve that the stack reads nothing of (`unread`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -136,7 +139,8 @@ fn rule_evaluation_cost_on_a_large_cluster() {
     let spec = stackgen::spec::load(&spec_path).expect("the benchmark's spec loads");
     // A stack that predates the allowlist: kube-state-metrics exports no pod label.
     let allowlist = pod_label_allowlist(&out).unwrap_or_default();
-    let cluster = large_cluster(&spec, allowlist, nodes, pods);
+    let mut cluster = large_cluster(&spec, allowlist, nodes, pods);
+    cluster.unread = setting("STACKGEN_BENCH_UNREAD", 1) == 1;
     let pod_count: usize = cluster.workloads.iter().map(|w| w.pods.len()).sum();
 
     let mut universe = Universe::default();
@@ -222,6 +226,41 @@ fn rule_evaluation_cost_on_a_large_cluster() {
             .unwrap_or(0.0)
     };
     let recorded_series = query(r#"count({__name__=~".+:.+"})"#);
+    let by_job = |promql: &str| -> BTreeMap<String, f64> {
+        let answer: Value = ureq::get(&prometheus.url("/api/v1/query"))
+            .query("query", promql)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null);
+        answer["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let job = r["metric"]["job"].as_str()?.to_string();
+                let value = r["value"][1].as_str()?.parse().ok()?;
+                Some((job, value))
+            })
+            .collect()
+    };
+    let scraped = by_job("sum by (job) (scrape_samples_scraped)");
+    let kept = by_job("sum by (job) (scrape_samples_post_metric_relabeling)");
+    let samples_by_job: BTreeMap<&String, Value> = scraped
+        .iter()
+        .map(|(job, n)| {
+            (
+                job,
+                json!({"scraped": n, "kept": kept.get(job).copied().unwrap_or(*n)}),
+            )
+        })
+        .collect();
+    let resident_bytes: f64 = metrics()
+        .lines()
+        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(f64::NAN);
     let head_series: f64 = metrics()
         .lines()
         .find_map(|line| line.strip_prefix("prometheus_tsdb_head_series "))
@@ -280,6 +319,8 @@ fn rule_evaluation_cost_on_a_large_cluster() {
         "pods": pod_count,
         "targets": universe_targets(&prometheus),
         "head_series": head_series,
+        "samples_by_job": samples_by_job,
+        "resident_mib": resident_bytes / 1_048_576.0,
         "recorded_series": recorded_series,
         "rule_groups": groups.len(),
         "evaluation_seconds_total": total,

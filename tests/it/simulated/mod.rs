@@ -11,6 +11,7 @@
 mod cluster;
 mod cost;
 mod evaluation;
+mod unread;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
