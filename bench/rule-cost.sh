@@ -5,7 +5,8 @@
 # spec: the series its recording rules keep, and the evaluation time of every rule group
 # (prometheus_rule_group_last_duration_seconds, the median of READINGS evaluations once WARMUP
 # seconds have filled every 5-minute window). The exporters are the suite's simulated cluster
-# (tests/it/simulated), serving a steady state; Prometheus scrapes and evaluates every 15 s.
+# (tests/it/simulated), serving a steady state; Prometheus scrapes and evaluates every 15 s
+# (INTERVAL).
 #
 #   bench/rule-cost.sh
 #
@@ -20,6 +21,7 @@
 #   UNREAD      1: the exporters also serve the families real ones do that the stack reads
 #               nothing of (cAdvisor's file system and network, the API server's every resource,
 #               node-exporter's every CPU mode, ...); 0: only what the rules read [1]
+#   INTERVAL    Prometheus' scrape and evaluation interval, in seconds [15]
 #   WARMUP      seconds before the readings [330]
 #   READINGS    evaluations read per rule group [8]
 #   TARGET_DIR  cargo target dir for the older revisions [a temp dir; set it to keep the builds]
@@ -74,7 +76,7 @@ for rev in $REVISIONS; do
   STACKGEN_BENCH_SPEC="$spec" STACKGEN_BENCH_OUT="$work/out-$sha" \
     STACKGEN_BENCH_NODES="${NODES:-100}" STACKGEN_BENCH_PODS="${PODS:-5000}" \
     STACKGEN_BENCH_WARMUP="${WARMUP:-330}" STACKGEN_BENCH_READINGS="${READINGS:-8}" \
-    STACKGEN_BENCH_UNREAD="${UNREAD:-1}" \
+    STACKGEN_BENCH_UNREAD="${UNREAD:-1}" STACKGEN_BENCH_INTERVAL="${INTERVAL:-15}" \
     STACKGEN_BENCH_RESULT="$work/result-$sha.json" \
     cargo test --quiet --test it -- --ignored --exact \
     simulated::cost::rule_evaluation_cost_on_a_large_cluster >/dev/null

@@ -11,7 +11,8 @@
 //! group (one of a group evaluated less often) from Prometheus' own metrics, and writes the
 //! figures as JSON to `STACKGEN_BENCH_RESULT`: head series, samples per scrape cycle by job (as
 //! scraped and as kept after `metric_relabel_configs`), Prometheus' resident memory, and the
-//! evaluation time of every rule group. With `STACKGEN_BENCH_UNREAD=1` (the default) the
+//! evaluation time of every rule group. Prometheus scrapes and evaluates every
+//! `STACKGEN_BENCH_INTERVAL` seconds (default 15). With `STACKGEN_BENCH_UNREAD=1` (the default) the
 //! exporters also serve the families real ones serve that the stack reads nothing of (`unread`).
 
 use std::collections::BTreeMap;
@@ -25,9 +26,6 @@ use super::cluster::{Cluster, GIB, Kind, STEP_SECONDS, Serves, Workload};
 use super::evaluation::{Universe, get_json, record, serve_steady, start_prometheus};
 use crate::kube_state::pod_label_allowlist;
 use crate::support::{stackgen, stderr, wait_explained};
-
-/// Scrape and evaluation interval of the benchmark's Prometheus.
-const INTERVAL_SECONDS: u64 = 15;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -121,6 +119,8 @@ fn rule_evaluation_cost_on_a_large_cluster() {
     let pods = setting("STACKGEN_BENCH_PODS", 5_000) as usize;
     let warmup = Duration::from_secs(setting("STACKGEN_BENCH_WARMUP", 330));
     let readings = setting("STACKGEN_BENCH_READINGS", 8) as usize;
+    // Prometheus scrapes and evaluates at this interval.
+    let interval_seconds = setting("STACKGEN_BENCH_INTERVAL", 15);
     let dir = tempfile::tempdir().expect("temp dir");
     let out = match std::env::var_os("STACKGEN_BENCH_OUT") {
         Some(out) => PathBuf::from(out),
@@ -158,7 +158,7 @@ fn rule_evaluation_cost_on_a_large_cluster() {
         dir.path(),
         &universe,
         exporters.port,
-        &format!("{INTERVAL_SECONDS}s"),
+        &format!("{interval_seconds}s"),
         Some(&out.join("prometheus/rules")),
     );
     let metrics = || {
@@ -188,7 +188,7 @@ fn rule_evaluation_cost_on_a_large_cluster() {
     let needed = |group: &str| {
         let slower = intervals
             .get(group)
-            .is_some_and(|seconds| *seconds > INTERVAL_SECONDS as f64);
+            .is_some_and(|seconds| *seconds > interval_seconds as f64);
         if slower { 1 } else { readings }
     };
     while intervals
