@@ -212,21 +212,8 @@ fn rule_evaluation_cost_on_a_large_cluster() {
         samples = per_rule_group(&text, "prometheus_rule_group_last_evaluation_samples");
         std::thread::sleep(Duration::from_secs(1));
     }
-    let query = |promql: &str| -> f64 {
-        let answer: Value = ureq::get(&prometheus.url("/api/v1/query"))
-            .query("query", promql)
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or(Value::Null);
-        answer["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    let recorded_series = query(r#"count({__name__=~".+:.+"})"#);
-    let by_job = |promql: &str| -> BTreeMap<String, f64> {
+    // The result vector of an instant query (none when it fails).
+    let results = |promql: &str| -> Vec<Value> {
         let answer: Value = ureq::get(&prometheus.url("/api/v1/query"))
             .query("query", promql)
             .call()
@@ -236,13 +223,16 @@ fn rule_evaluation_cost_on_a_large_cluster() {
             .unwrap_or(Value::Null);
         answer["data"]["result"]
             .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| {
-                let job = r["metric"]["job"].as_str()?.to_string();
-                let value = r["value"][1].as_str()?.parse().ok()?;
-                Some((job, value))
-            })
+            .cloned()
+            .unwrap_or_default()
+    };
+    let value_of = |result: &Value| -> Option<f64> { result["value"][1].as_str()?.parse().ok() };
+    let query = |promql: &str| -> f64 { results(promql).first().and_then(value_of).unwrap_or(0.0) };
+    let recorded_series = query(r#"count({__name__=~".+:.+"})"#);
+    let by_job = |promql: &str| -> BTreeMap<String, f64> {
+        results(promql)
+            .iter()
+            .filter_map(|r| Some((r["metric"]["job"].as_str()?.to_string(), value_of(r)?)))
             .collect()
     };
     let scraped = by_job("sum by (job) (scrape_samples_scraped)");
