@@ -212,6 +212,9 @@ pub struct Incident {
     /// The team has heard nothing of this episode yet: every notification so far was held.
     #[serde(default)]
     pub unheard: bool,
+    /// Somebody is on it: no reminders until it is unacknowledged, gets worse or reopens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Acknowledgement>,
     #[serde(skip)]
     pub members: BTreeMap<u64, Member>,
 }
@@ -264,6 +267,13 @@ impl Incident {
     }
 }
 
+/// Who said they are on an incident, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub at: Millis,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IntentKind {
@@ -274,6 +284,10 @@ pub enum IntentKind {
     Updated,
     Reminder,
     Resolved,
+    /// Somebody is on it (told to the team; pagers acknowledge their alert).
+    Acknowledged,
+    /// Nobody is on it any more: reminders start again.
+    Unacknowledged,
 }
 
 impl IntentKind {
@@ -285,6 +299,8 @@ impl IntentKind {
             IntentKind::Updated => "updated",
             IntentKind::Reminder => "reminder",
             IntentKind::Resolved => "resolved",
+            IntentKind::Acknowledged => "acknowledged",
+            IntentKind::Unacknowledged => "unacknowledged",
         }
     }
 }
@@ -297,6 +313,8 @@ pub struct Intent {
     /// The incident's sequence after the transition.
     pub sequence: u32,
     pub at: Millis,
+    /// The person whose action this is (an acknowledgement), if it is one.
+    pub by: Option<String>,
 }
 
 /// The pipeline heartbeat's state.
@@ -421,6 +439,7 @@ fn new_incident(alert: &Classified, now: Millis) -> Incident {
         signals_told: BTreeSet::new(),
         held: false,
         unheard: false,
+        acknowledged: None,
         members: BTreeMap::new(),
     }
 }
@@ -528,6 +547,8 @@ fn evaluate(incident: &mut Incident, now: Millis, out: &mut Outcome) {
             incident.episode += 1;
             incident.notified_severity = severity;
             incident.signals_told = incident.firing_signals();
+            // A new episode: whoever was on the last one is not on this one yet.
+            incident.acknowledged = None;
             notify(incident, kind, now, out);
         }
         Status::Open | Status::Resolving { .. } if any_firing => {
@@ -537,6 +558,8 @@ fn evaluate(incident: &mut Incident, now: Millis, out: &mut Outcome) {
             incident.signals_told.extend(untold);
             if severity > incident.notified_severity {
                 incident.notified_severity = severity;
+                // Worse than what was acknowledged: it needs somebody's attention again.
+                incident.acknowledged = None;
                 notify(incident, IntentKind::Escalated, now, out);
             } else if news {
                 notify(incident, IntentKind::Updated, now, out);
@@ -551,6 +574,16 @@ fn evaluate(incident: &mut Incident, now: Millis, out: &mut Outcome) {
 }
 
 fn notify(incident: &mut Incident, kind: IntentKind, now: Millis, out: &mut Outcome) {
+    notify_by(incident, kind, None, now, out);
+}
+
+fn notify_by(
+    incident: &mut Incident,
+    kind: IntentKind,
+    by: Option<&str>,
+    now: Millis,
+    out: &mut Outcome,
+) {
     incident.sequence += 1;
     incident.last_notified_at = now;
     out.intents.push(Intent {
@@ -558,8 +591,73 @@ fn notify(incident: &mut Incident, kind: IntentKind, now: Millis, out: &mut Outc
         incident_key: incident.key.clone(),
         sequence: incident.sequence,
         at: now,
+        by: by.map(str::to_string),
     });
     out.changed_incidents.insert(incident.key.clone());
+}
+
+/// Why an action on an incident was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("no incident `{0}`")]
+    Unknown(String),
+    #[error("incident `{0}` is resolved: there is nothing to be on")]
+    NotOpen(String),
+}
+
+/// `by` says they are on the open incident `key`: the team is told once, pagers acknowledge
+/// their alert, and reminders stop until it is unacknowledged, gets more severe or reopens.
+/// Acknowledging an acknowledged incident changes nothing (a repeated request).
+pub fn acknowledge(
+    state: &mut State,
+    key: &str,
+    by: &str,
+    now: Millis,
+) -> Result<Outcome, ActionError> {
+    let incident = open_incident(state, key)?;
+    let mut out = Outcome::default();
+    if incident.acknowledged.is_none() {
+        incident.acknowledged = Some(Acknowledgement {
+            by: by.to_string(),
+            at: now,
+        });
+        notify_by(incident, IntentKind::Acknowledged, Some(by), now, &mut out);
+    }
+    Ok(out)
+}
+
+/// `by` is no longer on the incident `key`: the team is told once and reminders count again from
+/// now. Unacknowledging an incident nobody acknowledged changes nothing.
+pub fn unacknowledge(
+    state: &mut State,
+    key: &str,
+    by: &str,
+    now: Millis,
+) -> Result<Outcome, ActionError> {
+    let incident = open_incident(state, key)?;
+    let mut out = Outcome::default();
+    if incident.acknowledged.take().is_some() {
+        notify_by(
+            incident,
+            IntentKind::Unacknowledged,
+            Some(by),
+            now,
+            &mut out,
+        );
+    }
+    Ok(out)
+}
+
+fn open_incident<'a>(state: &'a mut State, key: &str) -> Result<&'a mut Incident, ActionError> {
+    let incident = state
+        .incidents
+        .get_mut(key)
+        .ok_or_else(|| ActionError::Unknown(key.to_string()))?;
+    if incident.is_open() {
+        Ok(incident)
+    } else {
+        Err(ActionError::NotOpen(key.to_string()))
+    }
 }
 
 /// Applies the passage of time: stale members, held resolves that are due, reminders, the heartbeat.
@@ -587,7 +685,10 @@ pub fn tick(state: &mut State, now: Millis, settings: &DedupSettings) -> Outcome
                 incident.status = Status::Resolved { at: now };
                 notify(incident, IntentKind::Resolved, now, &mut out);
             }
-            Status::Open if now - incident.last_notified_at >= settings.reminder => {
+            Status::Open
+                if incident.acknowledged.is_none()
+                    && now - incident.last_notified_at >= settings.reminder =>
+            {
                 notify(incident, IntentKind::Reminder, now, &mut out);
             }
             _ => {}
@@ -656,6 +757,7 @@ fn tick_heartbeat(
                 signals_told: BTreeSet::new(),
                 held: false,
                 unheard: false,
+                acknowledged: None,
                 members: BTreeMap::new(),
             });
         let kind = if incident.episode == 0 {
@@ -787,6 +889,106 @@ mod tests {
             .insert("alertname".into(), alertname.into());
         alert.update.fingerprint = super::super::alert::label_fingerprint(&alert.update.labels);
         alert
+    }
+
+    #[test]
+    fn an_acknowledgement_stops_reminders_until_it_is_taken_back_or_the_incident_worsens() {
+        let s = DedupSettings {
+            resolve_hold: 2 * MIN,
+            stale_after: 24 * 60 * MIN,
+            reminder: 60 * MIN,
+            heartbeat: None,
+        };
+        let mut run = Run::new(s);
+        let key = "payments/checkout/HighErrorRate";
+        run.step(&[alert("checkout", 0, true, 0, None, "warning")], 0);
+        let acked = acknowledge(&mut run.state, key, "dana", 10 * MIN).expect("open");
+        assert_eq!(kinds(&acked), [IntentKind::Acknowledged]);
+        assert_eq!(acked.intents[0].by.as_deref(), Some("dana"));
+        assert_eq!(
+            run.state.incidents[key].acknowledged,
+            Some(Acknowledgement {
+                by: "dana".into(),
+                at: 10 * MIN
+            })
+        );
+        // A repeated request (a double click, a retried POST) tells nobody again.
+        let again = acknowledge(&mut run.state, key, "erin", 11 * MIN).expect("open");
+        assert!(again.intents.is_empty() && again.changed_incidents.is_empty());
+        assert_eq!(
+            run.state.incidents[key]
+                .acknowledged
+                .as_ref()
+                .map(|a| a.by.as_str()),
+            Some("dana")
+        );
+        // Hours pass: no reminder while somebody is on it.
+        run.tick(200 * MIN);
+        assert_eq!(run.intents, [IntentKind::Opened]);
+        // A more severe signal needs attention again: it escalates, and reminders follow.
+        run.step(
+            &[alert("checkout", 1, true, 210 * MIN, None, "critical")],
+            210 * MIN,
+        );
+        assert_eq!(run.state.incidents[key].acknowledged, None);
+        run.tick(269 * MIN);
+        run.tick(270 * MIN);
+        assert_eq!(
+            run.intents,
+            [
+                IntentKind::Opened,
+                IntentKind::Escalated,
+                IntentKind::Reminder
+            ]
+        );
+        // Taken back: told once, and the reminder counts from then.
+        acknowledge(&mut run.state, key, "dana", 280 * MIN).expect("open");
+        let back = unacknowledge(&mut run.state, key, "dana", 290 * MIN).expect("open");
+        assert_eq!(kinds(&back), [IntentKind::Unacknowledged]);
+        assert_eq!(back.intents[0].by.as_deref(), Some("dana"));
+        assert!(
+            unacknowledge(&mut run.state, key, "dana", 291 * MIN)
+                .expect("open")
+                .intents
+                .is_empty(),
+            "nobody is on it: nothing to take back"
+        );
+        run.intents.clear();
+        run.tick(349 * MIN);
+        assert!(run.intents.is_empty());
+        run.tick(350 * MIN);
+        assert_eq!(run.intents, [IntentKind::Reminder]);
+        // Resolved: nothing to be on. A reopened episode starts unacknowledged.
+        acknowledge(&mut run.state, key, "dana", 351 * MIN).expect("open");
+        run.step(
+            &[
+                alert("checkout", 0, false, 0, Some(352 * MIN), "warning"),
+                alert("checkout", 1, false, 210 * MIN, Some(352 * MIN), "critical"),
+            ],
+            352 * MIN,
+        );
+        run.tick(355 * MIN);
+        assert_eq!(
+            acknowledge(&mut run.state, key, "dana", 356 * MIN),
+            Err(ActionError::NotOpen(key.into()))
+        );
+        assert_eq!(
+            acknowledge(&mut run.state, "payments/nothing/A", "dana", 356 * MIN),
+            Err(ActionError::Unknown("payments/nothing/A".into()))
+        );
+        run.step(
+            &[alert("checkout", 0, true, 360 * MIN, None, "warning")],
+            360 * MIN,
+        );
+        assert_eq!(
+            run.intents,
+            [
+                IntentKind::Reminder,
+                IntentKind::Resolved,
+                IntentKind::Reopened
+            ]
+        );
+        assert_eq!(run.state.incidents[key].acknowledged, None);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum EngineError {
     /// Reading the store failed.
     #[error("{0}")]
     Store(String),
+    /// The action was refused: the incident is unknown or not open.
+    #[error(transparent)]
+    Refused(#[from] dedup::ActionError),
 }
 
 impl From<StoreError> for EngineError {
@@ -73,6 +76,33 @@ pub enum Command {
     Ready {
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    Act {
+        action: Action,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+}
+
+/// What a person does to an incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Acknowledge { key: String, by: String },
+    Unacknowledge { key: String, by: String },
+}
+
+impl Action {
+    fn key(&self) -> &str {
+        match self {
+            Action::Acknowledge { key, .. } | Action::Unacknowledge { key, .. } => key,
+        }
+    }
+
+    /// Decides the action on the state (pure).
+    fn apply(&self, state: &mut State, now: Millis) -> Result<Outcome, dedup::ActionError> {
+        match self {
+            Action::Acknowledge { key, by } => dedup::acknowledge(state, key, by, now),
+            Action::Unacknowledge { key, by } => dedup::unacknowledge(state, key, by, now),
+        }
+    }
 }
 
 /// How handlers reach the engine.
@@ -95,6 +125,15 @@ impl EngineHandle {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Incidents { reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Does `action`; `Ok` once what it changed and the notifications it plans are committed.
+    pub async fn act(&self, action: Action) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Act { action, reply })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
@@ -243,6 +282,9 @@ impl Engine {
                     };
                     let _ = reply.send(ready);
                 }
+                Command::Act { action, reply } => {
+                    let _ = reply.send(self.act(&action, now));
+                }
             }
         }
         if ingests.is_empty() {
@@ -260,6 +302,37 @@ impl Engine {
         for (alerts, reply) in ingests {
             let _ = reply.send(result.clone().map(|()| alerts.len()));
         }
+    }
+
+    /// Decides and commits one action, on the state in memory or in a locked step of the shared
+    /// store (the incident as stored, so two replicas never both apply it).
+    fn act(&mut self, action: &Action, now: Millis) -> Result<(), EngineError> {
+        if self.state.is_none() {
+            let scope = Scope {
+                keys: vec![action.key().to_string()],
+                ..Scope::default()
+            };
+            let mut refused = None;
+            self.shared_step(&scope, now, |state| match action.apply(state, now) {
+                Ok(outcome) => {
+                    refused = None;
+                    outcome
+                }
+                Err(e) => {
+                    refused = Some(e);
+                    Outcome::default()
+                }
+            })?;
+            return refused.map_or(Ok(()), |e| Err(e.into()));
+        }
+        if !self.healthy && !self.reload() {
+            return Err(EngineError::NotReloaded);
+        }
+        let Some(state) = self.state.as_mut() else {
+            return Err(EngineError::NoState);
+        };
+        let outcome = action.apply(state, now)?;
+        self.commit(outcome, now)
     }
 
     fn ingest_owned(&mut self, ingests: &[Ingest], now: Millis) -> Result<(), EngineError> {
@@ -634,9 +707,13 @@ mod tests {
     }
 
     fn engine_on(store: Box<dyn Store>) -> Engine {
+        engine_with(store, config())
+    }
+
+    fn engine_with(store: Box<dyn Store>, config: Arc<RouterConfig>) -> Engine {
         Engine::new(
             store,
-            config(),
+            config,
             Arc::new(Metrics::new()),
             Arc::new(Notify::new()),
         )
@@ -694,6 +771,67 @@ mod tests {
             .collect();
         entries.sort();
         entries
+    }
+
+    /// One action through the engine at `now`; the answer it gets.
+    fn act(engine: &mut Engine, action: Action, now: Millis) -> Result<(), EngineError> {
+        let (reply, mut answer) = oneshot::channel();
+        engine.handle(vec![Command::Act { action, reply }], now);
+        answer.try_recv().expect("answered within the step")
+    }
+
+    #[test]
+    fn an_acknowledgement_is_committed_told_and_still_holds_the_reminders_after_a_restart() {
+        const MIN: Millis = 60_000;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("router.db");
+        let text = CONFIG.replace(
+            "dedup: {resolve_hold: 1m}",
+            "dedup: {resolve_hold: 1m, reminder: 10m}",
+        );
+        let config = Arc::new(
+            crate::router::config::parse("r.yaml", &text, Path::new("."))
+                .unwrap_or_else(|d| panic!("{d:?}")),
+        );
+        let store = || Box::new(SqliteStore::open(&path, OPTIONS).expect("store"));
+        let mut engine = engine_with(store(), config.clone());
+        ingest(&mut engine, alerts(true, &["p1", "p2"], 0), 1_000).expect("stored");
+        let key = alerts(true, &["p1"], 0)[0].key.clone();
+        let ack = |key: &str| Action::Acknowledge {
+            key: key.to_string(),
+            by: "dana".into(),
+        };
+        assert_eq!(act(&mut engine, ack(&key), 2_000), Ok(()));
+        let told = |kind: &str| -> Vec<String> {
+            committed_outbox(&path)
+                .into_iter()
+                .filter(|(_, k)| k == kind)
+                .map(|(destination, _)| destination)
+                .collect()
+        };
+        assert_eq!(told("acknowledged"), ["payments/chat", "payments/pager"]);
+        assert_eq!(
+            act(&mut engine, ack("payments/nothing/A"), 3_000),
+            Err(EngineError::Refused(dedup::ActionError::Unknown(
+                "payments/nothing/A".into()
+            )))
+        );
+        // A restart: the acknowledgement is read back and still holds the reminder.
+        drop(engine);
+        let mut engine = engine_with(store(), config);
+        ingest(&mut engine, alerts(true, &["p1", "p2"], 0), 9 * MIN).expect("stored");
+        engine.tick(12 * MIN);
+        assert_eq!(told("reminder"), Vec::<String>::new());
+        let unack = Action::Unacknowledge {
+            key: key.clone(),
+            by: "dana".into(),
+        };
+        assert_eq!(act(&mut engine, unack, 13 * MIN), Ok(()));
+        assert_eq!(told("unacknowledged"), ["payments/chat", "payments/pager"]);
+        engine.tick(22 * MIN);
+        assert_eq!(told("reminder"), Vec::<String>::new());
+        engine.tick(23 * MIN);
+        assert_eq!(told("reminder"), ["payments/chat", "payments/pager"]);
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct Notification {
     /// The incident's signals (its alerts by name) when there are several, in name order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signals: Vec<Signal>,
+    /// The person whose action this notification tells (who acknowledged, or unacknowledged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// Set only on a digest: one line per notification it stands for (sent together because the
     /// destination's rate limit was reached).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

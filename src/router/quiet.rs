@@ -3,7 +3,9 @@
 //! of where it stands: `opened` if the team has heard nothing of it, `updated` otherwise. The
 //! resolve of an incident the team never heard of is dropped (there is nothing to close); the
 //! resolve of one it heard of is sent at once. A critical notification is never held; like any
-//! first notification of an episode the team has not heard of, it goes out as `opened`.
+//! first notification of an episode the team has not heard of, it goes out as `opened`. An
+//! acknowledgement is a person's action, not an alarm: told at once to a team that heard of the
+//! incident, dropped for one that did not; what was held of an acknowledged incident is not told.
 //!
 //! Pure: the state, the transitions and the time are arguments.
 
@@ -35,6 +37,12 @@ pub fn hold(
         let critical = incident.severity.max(incident.notified_severity) >= Severity::Critical;
         let send = match intent.kind {
             IntentKind::Resolved => !incident.unheard,
+            // A person's action, told to a team that heard of the incident, whatever the hour.
+            IntentKind::Acknowledged | IntentKind::Unacknowledged if !incident.unheard => {
+                deliver.push(intent.clone());
+                continue;
+            }
+            IntentKind::Acknowledged | IntentKind::Unacknowledged => continue,
             _ => critical || !table.quiet(&incident.team, now),
         };
         if send {
@@ -63,6 +71,12 @@ pub fn hold(
 pub fn release(state: &mut State, timed: &[Intent], table: &RoutingTable, now: Millis) -> Outcome {
     let mut out = Outcome::default();
     for incident in state.incidents.values_mut() {
+        if incident.held && incident.acknowledged.is_some() {
+            // Somebody is on it: what was held needs telling no more.
+            incident.held = false;
+            out.changed_incidents.insert(incident.key.clone());
+            continue;
+        }
         if !incident.held
             || incident.status != Status::Open
             || table.quiet(&incident.team, now)
@@ -83,6 +97,7 @@ pub fn release(state: &mut State, timed: &[Intent], table: &RoutingTable, now: M
             incident_key: incident.key.clone(),
             sequence: incident.sequence,
             at: now,
+            by: None,
         });
         out.changed_incidents.insert(incident.key.clone());
     }
@@ -147,6 +162,36 @@ mod tests {
 
     fn kinds(intents: Vec<Intent>) -> Vec<IntentKind> {
         intents.into_iter().map(|i| i.kind).collect()
+    }
+
+    #[test]
+    fn an_acknowledgement_at_night_is_told_to_a_team_that_heard_and_ends_what_was_held() {
+        let acknowledge = |state: &mut State, at: Millis| {
+            let key = state.incidents.keys().next().cloned().expect("an incident");
+            let out = dedup::acknowledge(state, &key, "dana", at).expect("open");
+            kinds(hold(state, &out.intents, &quiet_nights(), at).0)
+        };
+        // Heard of in the evening, acknowledged at night: told at once.
+        let mut heard = State::default();
+        assert_eq!(
+            alert(&mut heard, "Slow", "warning", true, MIDNIGHT - HOUR),
+            [IntentKind::Opened]
+        );
+        assert_eq!(
+            acknowledge(&mut heard, MIDNIGHT + HOUR),
+            [IntentKind::Acknowledged]
+        );
+        // Held at night and acknowledged from the page: the team heard nothing, so it is told
+        // nothing, and the morning brings nothing either.
+        let mut unheard = State::default();
+        assert_eq!(
+            alert(&mut unheard, "Slow", "warning", true, MIDNIGHT + HOUR),
+            []
+        );
+        assert_eq!(acknowledge(&mut unheard, MIDNIGHT + 2 * HOUR), []);
+        let morning = release(&mut unheard, &[], &quiet_nights(), MIDNIGHT + 7 * HOUR);
+        assert!(morning.intents.is_empty(), "{:?}", morning.intents);
+        assert!(unheard.incidents.values().all(|i| !i.held));
     }
 
     #[test]
@@ -269,6 +314,7 @@ mod tests {
             .cloned()
             .expect("an incident");
         let reminder = Intent {
+            by: None,
             kind: IntentKind::Reminder,
             incident_key: key,
             sequence: 9,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::alert::{Labels, Millis};
-use super::dedup::{Incident, Intent, Severity};
+use super::dedup::{Incident, Intent, IntentKind, Severity};
 use super::matcher::{Matcher, all_match};
 use super::notification::{AlertStatus, LISTED_MEMBERS, Notification, Signal};
 use crate::time_interval::TimeInterval;
@@ -64,6 +64,9 @@ pub struct RoutingTable {
     /// Each team's quiet hours: while one covers the time, the team's non-critical
     /// notifications are held (`quiet`).
     pub quiet_hours: BTreeMap<String, Vec<TimeInterval>>,
+    /// Destinations with no way to unacknowledge (PagerDuty's Events API has none): they are
+    /// not told of an unacknowledgement.
+    pub cannot_unacknowledge: BTreeSet<DestinationId>,
 }
 
 impl RoutingTable {
@@ -149,6 +152,10 @@ pub fn plan(
     let members = Members::of(incident);
     destinations_for(incident, table)
         .into_iter()
+        .filter(|destination| {
+            intent.kind != IntentKind::Unacknowledged
+                || !table.cannot_unacknowledge.contains(destination)
+        })
         .map(|destination| {
             let notification = Notification {
                 idempotency_key: short_hash(&[
@@ -176,6 +183,7 @@ pub fn plan(
                 generator_url: incident.generator_url.clone(),
                 alertmanager_url: incident.alertmanager_url.clone(),
                 signals: members.signals.clone(),
+                by: intent.by.clone(),
                 digest: Vec::new(),
             };
             (destination, notification)
@@ -238,7 +246,7 @@ fn short_hash(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::dedup::{Classified, IntentKind};
+    use crate::router::dedup::Classified;
     use crate::router::ownership::classify;
     use crate::router::ownership::fixtures::{ownership, update};
 
@@ -297,6 +305,7 @@ mod tests {
             team_destinations: teams.clone(),
             severities: BTreeMap::new(),
             quiet_hours: BTreeMap::new(),
+            cannot_unacknowledge: BTreeSet::new(),
         };
         assert_eq!(
             destinations_for(incident, &routed),
@@ -333,6 +342,7 @@ mod tests {
             )]),
             severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
             quiet_hours: BTreeMap::new(),
+            cannot_unacknowledge: BTreeSet::new(),
         };
         let labels = Labels::new();
         let warning = decide(&labels, "payments", Severity::Warning, &table);
@@ -379,6 +389,7 @@ mod tests {
             )]),
             severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
             quiet_hours: BTreeMap::new(),
+            cannot_unacknowledge: BTreeSet::new(),
         };
         let mut state = crate::router::dedup::State::default();
         let step = |state: &mut crate::router::dedup::State, alerts: &[Classified], now| {
@@ -397,5 +408,60 @@ mod tests {
         assert_eq!(resolved.kind, IntentKind::Resolved);
         let incident = &state.incidents[&resolved.incident_key];
         assert_eq!(destinations_for(incident, &table), vec![pager]);
+    }
+
+    #[test]
+    fn an_acknowledgement_reaches_every_destination_told_and_its_undoing_none_that_cannot_undo() {
+        let o = ownership();
+        let firing = classify(
+            update(&[
+                ("alertname", "A"),
+                ("service", "checkout"),
+                ("namespace", "shop"),
+                ("severity", "critical"),
+            ]),
+            &o,
+        );
+        let settings = crate::router::dedup::DedupSettings {
+            resolve_hold: 0,
+            stale_after: 1_000_000,
+            reminder: 1_000_000,
+            heartbeat: None,
+        };
+        let mut state = crate::router::dedup::State::default();
+        crate::router::dedup::step(&mut state, std::slice::from_ref(&firing), 0, &settings);
+        let pager = DestinationId::new("payments", "pager");
+        let chat = DestinationId::new("payments", "chat");
+        let table = RoutingTable {
+            routes: Vec::new(),
+            team_destinations: BTreeMap::from([(
+                "payments".to_string(),
+                vec!["chat".to_string(), "pager".to_string()],
+            )]),
+            severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
+            quiet_hours: BTreeMap::new(),
+            cannot_unacknowledge: BTreeSet::from([pager.clone()]),
+        };
+        let acked =
+            crate::router::dedup::acknowledge(&mut state, &firing.key, "dana", 5).expect("open");
+        let incident = &state.incidents[&firing.key];
+        let planned = plan(&acked.intents[0], incident, &table);
+        let told: Vec<(&DestinationId, Option<&str>)> =
+            planned.iter().map(|(d, n)| (d, n.by.as_deref())).collect();
+        assert_eq!(told, [(&chat, Some("dana")), (&pager, Some("dana"))]);
+        assert!(
+            planned
+                .iter()
+                .all(|(_, n)| n.kind == IntentKind::Acknowledged)
+        );
+        let undone =
+            crate::router::dedup::unacknowledge(&mut state, &firing.key, "dana", 6).expect("open");
+        let incident = &state.incidents[&firing.key];
+        let planned = plan(&undone.intents[0], incident, &table);
+        assert_eq!(
+            planned.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+            [&chat],
+            "PagerDuty's Events API cannot unacknowledge: it is told nothing"
+        );
     }
 }

@@ -105,7 +105,11 @@ impl Templates {
             grafana_url,
         };
         // Strict mode only fails on what a render touches: render every part against samples.
-        for sample in [sample(IntentKind::Opened), sample(IntentKind::Resolved)] {
+        for sample in [
+            sample(IntentKind::Opened),
+            sample(IntentKind::Resolved),
+            sample(IntentKind::Acknowledged),
+        ] {
             for part in PARTS {
                 templates
                     .render(part, &sample)
@@ -271,6 +275,8 @@ pub fn context(n: &Notification, grafana_url: Option<&str>) -> Value {
         "kind": n.kind.as_str(),
         "kind_label": n.kind.as_str().to_uppercase(),
         "is_resolved": n.kind == IntentKind::Resolved,
+        "is_acknowledgement": matches!(n.kind, IntentKind::Acknowledged | IntentKind::Unacknowledged),
+        "by": n.by.clone().unwrap_or_default(),
         "status": n.status,
         "severity": n.severity,
         "severity_label": n.severity.as_str().to_uppercase(),
@@ -354,6 +360,8 @@ pub fn sample(kind: IntentKind) -> Notification {
         generator_url: "http://prometheus.example:9090/graph?g0.expr=...".into(),
         alertmanager_url: "http://alertmanager.example:9093".into(),
         signals: Vec::new(),
+        by: matches!(kind, IntentKind::Acknowledged | IntentKind::Unacknowledged)
+            .then(|| "dana".to_string()),
         digest: Vec::new(),
     }
 }

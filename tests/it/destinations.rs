@@ -1,6 +1,6 @@
 //! One conformance test over every destination kind: the example config declares it and parses,
-//! documented replies map to the right outcome, and the firing and resolved requests match golden
-//! JSON (`tests/golden/destinations/`, rewritten with `STACKGEN_BLESS=1`, not under CI). Then
+//! documented replies map to the right outcome, and the firing, resolved, acknowledged and
+//! unacknowledged requests match golden JSON (`tests/golden/destinations/`, rewritten with `STACKGEN_BLESS=1`, not under CI). Then
 //! e-mail through the router to a real SMTP server (aiosmtpd).
 
 use std::collections::BTreeMap;
@@ -109,7 +109,12 @@ fn every_destination_kind_conforms() {
     std::fs::create_dir_all(&golden).expect("golden dir");
     for (id, destination) in &destinations {
         let kind = destination.kind().name();
-        for intent in [IntentKind::Opened, IntentKind::Resolved] {
+        for intent in [
+            IntentKind::Opened,
+            IntentKind::Resolved,
+            IntentKind::Acknowledged,
+            IntentKind::Unacknowledged,
+        ] {
             let payload = destination
                 .encode(&sample(intent))
                 .unwrap_or_else(|e| panic!("{id}: {e}"));
@@ -194,7 +199,7 @@ fn documented_limits(kind: &str, intent: IntentKind) -> Vec<(&'static str, Unit,
             ("/attachments/0/content/body/1/text", Bytes, 28_000),
         ],
         ("google_chat", _) => vec![("", Bytes, 32_000), ("/text", Bytes, 32_000)],
-        ("pagerduty", IntentKind::Resolved) => {
+        ("pagerduty", IntentKind::Resolved | IntentKind::Acknowledged) => {
             vec![("", Bytes, 512_000), ("/dedup_key", Chars, 255)]
         }
         ("pagerduty", _) => vec![
@@ -203,6 +208,9 @@ fn documented_limits(kind: &str, intent: IntentKind) -> Vec<(&'static str, Unit,
             ("/payload/summary", Chars, 1_024),
         ],
         ("opsgenie", IntentKind::Resolved) => vec![("/note", Chars, 25_000)],
+        ("opsgenie", IntentKind::Acknowledged | IntentKind::Unacknowledged) => {
+            vec![("/note", Chars, 25_000), ("/user", Chars, 100)]
+        }
         ("opsgenie", _) => vec![
             ("/message", Chars, 130),
             ("/alias", Chars, 512),
@@ -222,6 +230,7 @@ fn documented_limits(kind: &str, intent: IntentKind) -> Vec<(&'static str, Unit,
 fn oversized(intent: IntentKind) -> stackgen::router::notification::Notification {
     let filler = |n: usize| "é\"€\u{1}𝄞<@U1> ".repeat(n);
     let mut n = sample(intent);
+    n.by = n.by.map(|by| format!("{by}{}", filler(100)));
     n.alertname = format!("Huge{}", filler(300));
     n.service = format!("svc{}", filler(300));
     n.team = format!("team{}", filler(300));
@@ -249,7 +258,12 @@ fn every_destination_keeps_every_field_within_its_documented_limit() {
     let mut report = serde_json::Map::new();
     for (id, destination) in &destinations {
         let kind = destination.kind().name();
-        for intent in [IntentKind::Opened, IntentKind::Resolved] {
+        for intent in [
+            IntentKind::Opened,
+            IntentKind::Resolved,
+            IntentKind::Acknowledged,
+            IntentKind::Unacknowledged,
+        ] {
             let payload = destination
                 .encode(&oversized(intent))
                 .unwrap_or_else(|e| panic!("{id}: an oversized alert is cut, not refused: {e}"));

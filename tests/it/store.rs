@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use stackgen::router::dedup::{Heartbeat, Incident, IntentKind, Member, Severity, State, Status};
+use stackgen::router::dedup::{
+    Acknowledgement, Heartbeat, Incident, IntentKind, Member, Severity, State, Status,
+};
 use stackgen::router::notification::Notification;
 use stackgen::router::routing::DestinationId;
 use stackgen::router::store::postgres::PostgresStore;
@@ -99,6 +101,10 @@ fn incident(key: &str, status: Status) -> Incident {
         signals_told: ["A".to_string()].into(),
         held: true,
         unheard: true,
+        acknowledged: Some(Acknowledgement {
+            by: "dana".into(),
+            at: 7,
+        }),
         members: BTreeMap::new(),
     }
 }

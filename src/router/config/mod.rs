@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::alert::Millis;
 use super::dedup::{DedupSettings, Severity};
+use super::destination::DestinationKind;
 use super::ownership::Ownership;
 use super::routing::{DestinationId, RoutingTable};
 use crate::config_check::{Checker, Obj, check_document, values};
@@ -176,6 +177,12 @@ impl Checker {
                 .filter_map(|d| Some((d.id.clone(), d.severities.clone()?)))
                 .collect(),
             quiet_hours,
+            cannot_unacknowledge: teams
+                .values()
+                .flatten()
+                .filter(|d| d.kind() == DestinationKind::Pagerduty)
+                .map(|d| d.id.clone())
+                .collect(),
         };
         self.every_severity_reaches_each_team(&top, &teams, &routing);
         Some(RouterConfig {

@@ -28,7 +28,7 @@ const COMMON_KEYS: &[&str] = &[
 ];
 
 /// What templates see, for the hint of a template that does not render.
-const TEMPLATE_VARIABLES: &str = "templates see: signals, several_signals, signal_count, signals_summary, kind, kind_label, is_resolved, status, severity, severity_label, team, service, alertname, cluster, namespace, firing_members, total_members, members, more_members, summary, description, runbook_url, dashboard_url, generator_url, alertmanager_url, opened_at, at, duration, labels, annotations, incident_key";
+const TEMPLATE_VARIABLES: &str = "templates see: signals, several_signals, signal_count, signals_summary, kind, kind_label, is_resolved, is_acknowledgement, by, status, severity, severity_label, team, service, alertname, cluster, namespace, firing_members, total_members, members, more_members, summary, description, runbook_url, dashboard_url, generator_url, alertmanager_url, opened_at, at, duration, labels, annotations, incident_key";
 
 /// One destination of a team, checked, with its templates compiled.
 #[derive(Debug, Clone)]

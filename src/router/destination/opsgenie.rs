@@ -1,5 +1,6 @@
 //! Opsgenie Alert API: create with `alias` = the incident episode (one open alert per alias, so a
-//! retry only bumps its count), close by alias when the incident resolves. US or EU API base.
+//! retry only bumps its count), close by alias when the incident resolves, acknowledge and
+//! unacknowledge it by alias in the name of the person who did. US or EU API base.
 
 use std::sync::Arc;
 
@@ -82,6 +83,8 @@ pub mod max_chars {
     /// `details`, keys and values together.
     pub const DETAILS: usize = 8_000;
     pub const NOTE: usize = 25_000;
+    /// The display name of who acts on an alert.
+    pub const USER: usize = 100;
 }
 
 /// The key that counts the labels left out of `details`.
@@ -140,11 +143,23 @@ impl Destination for Opsgenie {
             "Authorization".to_string(),
             format!("GenieKey {}", self.api_key),
         )];
-        if n.kind == IntentKind::Resolved {
+        // Close, acknowledge and unacknowledge act on the alert by its alias, in the person's name.
+        let action = match n.kind {
+            IntentKind::Resolved => Some("close"),
+            IntentKind::Acknowledged => Some("acknowledge"),
+            IntentKind::Unacknowledged => Some("unacknowledge"),
+            _ => None,
+        };
+        if let Some(action) = action {
             let text = render(&self.templates, "title", n)?;
-            let body = json!({"source": "stackgen", "user": "stackgen", "note": truncate(&text, max_chars::NOTE)});
+            let user = n.by.as_deref().unwrap_or("stackgen");
+            let body = json!({
+                "source": "stackgen",
+                "user": truncate(user, max_chars::USER),
+                "note": truncate(&text, max_chars::NOTE),
+            });
             return post_json(
-                format!("{base}/v2/alerts/{alias}/close?identifierType=alias"),
+                format!("{base}/v2/alerts/{alias}/{action}?identifierType=alias"),
                 &body,
                 auth,
             );

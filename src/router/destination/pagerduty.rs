@@ -1,6 +1,7 @@
 //! PagerDuty Events API v2: `trigger` when an incident opens, escalates, reopens or is reminded,
-//! `resolve` when it resolves, all with one `dedup_key` per incident episode, so retries and
-//! restarts never open a second page. Accepted events are answered 202.
+//! `acknowledge` when somebody is on it, `resolve` when it resolves, all with one `dedup_key` per
+//! incident episode, so retries and restarts never open a second page. The Events API has no
+//! unacknowledge (routing tells PagerDuty nothing of one). Accepted events are answered 202.
 
 use std::sync::Arc;
 
@@ -88,6 +89,8 @@ impl Destination for PagerDuty {
         let field = |text: &str| truncate(text, SUMMARY_MAX_CHARS);
         let mut body = if n.kind == IntentKind::Resolved {
             json!({"routing_key": self.routing_key, "event_action": "resolve", "dedup_key": dedup_key})
+        } else if n.kind == IntentKind::Acknowledged {
+            json!({"routing_key": self.routing_key, "event_action": "acknowledge", "dedup_key": dedup_key})
         } else {
             let title = render(&self.templates, "title", n)?;
             let c = context(n, self.templates.grafana_url.as_deref());
