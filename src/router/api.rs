@@ -1,5 +1,10 @@
 //! The HTTP surface: the Alertmanager webhook, the incidents API, health, readiness and metrics.
 //!
+//! Reading incidents takes the webhook's credentials or a viewer (`people`); acting on one
+//! (acknowledge, unacknowledge) takes a person who responds for its team, in a JSON request from
+//! no other site: a cross-site form can send no JSON, and a request a browser marks cross-site
+//! (`Sec-Fetch-Site`, or an `Origin` other than the router's own) is refused.
+//!
 //! [`app`] builds the router without a socket (tests call it directly); every failure becomes a
 //! JSON `{"error": ...}` with the right status in one place ([`ApiError`]). Alertmanager retries
 //! 5xx and gives up on 4xx, so only retryable failures (the store) are 5xx.
@@ -18,8 +23,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::alert::WebhookPayload;
-use super::engine::{EngineError, EngineHandle};
+use super::dedup::ActionError;
+use super::edge::Peer;
+use super::engine::{Action, ActionKind, EngineError, EngineHandle};
 use super::metrics::{Metrics, labels};
+use super::people::{AuthError, People, Person};
 
 /// Inbound credentials, resolved from their files or environment variables at start.
 #[derive(Clone, Default)]
@@ -58,6 +66,8 @@ pub struct AppState {
     /// Ownership, to classify alerts here (in parallel) rather than in the engine's one thread.
     pub ownership: Arc<super::ownership::Ownership>,
     pub credentials: Arc<Credentials>,
+    /// Who signs in to read incidents and act on them.
+    pub people: Arc<People>,
     pub body_limit: usize,
     /// How long a request's body may take to arrive, once its headers have.
     pub body_timeout: std::time::Duration,
@@ -69,6 +79,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/alertmanager", post(ingest))
         .route("/api/v1/heartbeat", post(ingest))
         .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/acknowledge", post(acknowledge))
+        .route("/api/v1/incidents/unacknowledge", post(unacknowledge))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -109,12 +121,35 @@ pub enum ApiError {
     Unavailable(EngineError),
     #[error("the store is unavailable: {0}")]
     NotReady(EngineError),
+    #[error("{0}")]
+    NoPerson(AuthError),
+    #[error("nobody can sign in: actions need `people` in the router's config")]
+    NoPeople,
+    #[error("{0} may not read incidents")]
+    NotAViewer(String),
+    /// A request a browser sent from another site (a forged form or script).
+    #[error("cross-site request refused")]
+    CrossSite,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    UnknownIncident(String),
+    #[error("{0}")]
+    NotOpen(String),
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MissingCredentials | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::MissingCredentials | ApiError::BadCredentials | ApiError::NoPerson(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::NoPeople
+            | ApiError::NotAViewer(_)
+            | ApiError::CrossSite
+            | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownIncident(_) => StatusCode::NOT_FOUND,
+            ApiError::NotOpen(_) => StatusCode::CONFLICT,
             ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -212,6 +247,28 @@ async fn ingest(State(state): State<AppState>, headers: HeaderMap, body: Body) -
 
 async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
     authorize(&state.credentials, headers)?;
+    let bytes = json_body(state, headers, body).await?;
+    let payload: WebhookPayload =
+        serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::NotAWebhook(e),
+            _ => ApiError::MalformedJson(e),
+        })?;
+    let updates = payload
+        .into_updates()
+        .map_err(|e| ApiError::InvalidWebhook(e.to_string()))?;
+    let alerts = updates
+        .into_iter()
+        .map(|u| super::ownership::classify(u, &state.ownership))
+        .collect();
+    state
+        .engine
+        .ingest(alerts)
+        .await
+        .map_err(ApiError::Unavailable)
+}
+
+/// A JSON body within the size limit and the body deadline.
+async fn json_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -242,28 +299,166 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<usi
         ApiError::BodyTimeout(state.body_timeout.as_secs())
     })?
     .map_err(|error| body_error(error, state.body_limit))?;
-    let payload: WebhookPayload =
-        serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::NotAWebhook(e),
-            _ => ApiError::MalformedJson(e),
-        })?;
-    let updates = payload
-        .into_updates()
-        .map_err(|e| ApiError::InvalidWebhook(e.to_string()))?;
-    let alerts = updates
-        .into_iter()
-        .map(|u| super::ownership::classify(u, &state.ownership))
-        .collect();
-    state
-        .engine
-        .ingest(alerts)
-        .await
-        .map_err(ApiError::Unavailable)
+    Ok(bytes)
 }
 
-async fn incidents(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&state.credentials, &headers) {
-        return e.into_response();
+/// The person a request comes from (see [`People::identify`]).
+fn person(state: &AppState, peer: Option<Peer>, headers: &HeaderMap) -> Result<Person, ApiError> {
+    if !state.people.enabled() {
+        return Err(ApiError::NoPeople);
+    }
+    let basic = basic_credentials(headers);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // A request that came through no listener (a test calling the app) has no trusted address.
+    let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |Peer(ip)| ip);
+    state
+        .people
+        .identify(
+            address,
+            header,
+            basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+        )
+        .map_err(ApiError::NoPerson)
+}
+
+/// The decoded `user:password` of an HTTP Basic `Authorization`.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Refuses what a browser says came from another site: `Sec-Fetch-Site` other than
+/// `same-origin` or `none`, or an `Origin` whose host is not the request's `Host`.
+fn same_site(headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site"))
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(ApiError::CrossSite);
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let origin_host = origin
+            .split_once("://")
+            .map_or(origin, |(_, rest)| rest)
+            .trim_end_matches('/');
+        if text(header::HOST) != Some(origin_host) {
+            return Err(ApiError::CrossSite);
+        }
+    }
+    Ok(())
+}
+
+/// `{"incident": KEY}`, the body of an action.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionRequest {
+    incident: String,
+}
+
+async fn acknowledge(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    act(
+        &state,
+        ActionKind::Acknowledge,
+        peer.map(|p| p.0),
+        &headers,
+        body,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn unacknowledge(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    act(
+        &state,
+        ActionKind::Unacknowledge,
+        peer.map(|p| p.0),
+        &headers,
+        body,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn act(
+    state: &AppState,
+    kind: ActionKind,
+    peer: Option<Peer>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    same_site(headers)?;
+    let person = person(state, peer, headers)?;
+    let bytes = json_body(state, headers, body).await?;
+    let request: ActionRequest = serde_json::from_slice(&bytes).map_err(ApiError::MalformedJson)?;
+    let teams = state
+        .people
+        .responders
+        .keys()
+        .filter(|team| state.people.may_respond(&person, team))
+        .cloned()
+        .collect();
+    let action = Action {
+        kind,
+        key: request.incident.clone(),
+        by: person.name.clone(),
+        teams,
+    };
+    match state.engine.act(action).await {
+        Ok(()) => Ok(
+            axum::Json(json!({"incident": request.incident, "by": person.name})).into_response(),
+        ),
+        Err(EngineError::Forbidden { by, team }) => Err(ApiError::Forbidden(format!(
+            "{by} is no responder of team {team}"
+        ))),
+        Err(EngineError::Refused(ActionError::Unknown(key))) => {
+            Err(ApiError::UnknownIncident(format!("no incident `{key}`")))
+        }
+        Err(EngineError::Refused(e @ ActionError::NotOpen(_))) => {
+            Err(ApiError::NotOpen(e.to_string()))
+        }
+        Err(e) => Err(ApiError::Unavailable(e)),
+    }
+}
+
+async fn incidents(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = authorize(&state.credentials, &headers) {
+        // Not the webhook's credentials: a person who may view, if people sign in at all.
+        if !state.people.enabled() {
+            return refused.into_response();
+        }
+        match person(&state, peer.map(|p| p.0), &headers) {
+            Ok(person) if state.people.may_view(&person) => {}
+            Ok(person) => return ApiError::NotAViewer(person.name).into_response(),
+            Err(e) => return e.into_response(),
+        }
     }
     match state.engine.incidents().await {
         Ok(views) => axum::Json(json!({ "incidents": views })).into_response(),
@@ -319,6 +514,7 @@ mod tests {
             engine: handle,
             ownership: Arc::new(Default::default()),
             credentials: Arc::new(Credentials::new(Some("t"), None)),
+            people: Arc::new(People::default()),
             body_limit: 1 << 20,
             body_timeout: std::time::Duration::from_secs(15),
             metrics,
@@ -342,5 +538,207 @@ mod tests {
             .await
             .expect("response");
         assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    /// A router on an embedded store whose team `payments-team` has the responder dana (users
+    /// file) and whose proxy at 10.1.0.0/16 names people; vic (group sre) only views. Checkout's
+    /// storm is stored; the incident's key is returned.
+    async fn router_with_people(dir: &std::path::Path) -> (Router, String) {
+        let hash = bcrypt::hash("s3cret", 4).expect("hash");
+        std::fs::write(dir.join("users"), format!("dana:{hash}\n")).expect("users file");
+        let text = format!(
+            "auth: {{bearer_token: t}}\nstore: {{path: {}}}\nteams:\n  payments-team:\n    destinations:\n      - kind: log\nownership: {{default_team: payments-team}}\npeople:\n  users_file: users\n  proxy: {{trusted: [10.1.0.0/16]}}\n  viewers: [\"group:sre\"]\n  responders:\n    payments-team: [dana]\n",
+            dir.join("router.db").display()
+        );
+        let config = crate::router::config::parse("r.yaml", &text, dir).expect("valid config");
+        let store = crate::router::store::sqlite::SqliteStore::open(
+            &config.store_path,
+            crate::router::store::sqlite::SqliteOptions {
+                sync_full: false,
+                auto_checkpoint: true,
+            },
+        )
+        .expect("store");
+        let metrics = Arc::new(Metrics::new());
+        let people = Arc::new(config.people.clone());
+        let ownership = Arc::new(config.ownership.clone());
+        let engine = Engine::new(
+            Box::new(store),
+            Arc::new(config),
+            metrics.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+        .expect("engine");
+        let (handle, _thread) = engine.spawn().expect("spawn");
+        let app = app(AppState {
+            engine: handle,
+            ownership,
+            credentials: Arc::new(Credentials::new(Some("t"), None)),
+            people,
+            body_limit: 1 << 20,
+            body_timeout: std::time::Duration::from_secs(15),
+            metrics,
+        });
+        let body = include_str!(
+            "../../tests/fixtures/alertmanager-webhook/01-one-service-three-instances-firing.body.json"
+        );
+        let stored = app
+            .clone()
+            .oneshot(
+                Request::post("/api/v1/alertmanager")
+                    .header("Content-Type", "application/json")
+                    .header("Authorization", "Bearer t")
+                    .body(Body::from(body))
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(stored.status(), StatusCode::OK);
+        let (_, listed) = send(
+            &app,
+            Request::get("/api/v1/incidents").header("Authorization", "Bearer t"),
+        )
+        .await;
+        let key = listed["incidents"][0]["key"]
+            .as_str()
+            .expect("an incident")
+            .to_string();
+        (app, key)
+    }
+
+    async fn send(
+        app: &Router,
+        request: axum::http::request::Builder,
+    ) -> (StatusCode, serde_json::Value) {
+        let request = request.body(Body::empty()).expect("request");
+        send_request(app, request).await
+    }
+
+    async fn send_request(app: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = app.clone().oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// An acknowledgement of `key` from `peer`, with `headers`, as JSON unless one says otherwise.
+    fn ack_request(key: &str, peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
+        let mut builder = Request::post("/api/v1/incidents/acknowledge");
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            builder = builder.header("Content-Type", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder
+            .body(Body::from(json!({ "incident": key }).to_string()))
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(Peer(peer.parse().expect("address")));
+        request
+    }
+
+    #[tokio::test]
+    async fn only_a_responder_of_the_team_acknowledges_and_no_other_site_can_make_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (app, key) = router_with_people(dir.path()).await;
+        let proxy = "10.1.0.5";
+        let dana_via_proxy = ("X-Forwarded-User", "dana");
+        let basic = |user: &str, password: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        };
+        // Forged: a cross-site form (no JSON), a script from another site, another Origin.
+        for (headers, status) in [
+            (
+                vec![
+                    dana_via_proxy,
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                vec![dana_via_proxy, ("Sec-Fetch-Site", "cross-site")],
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                vec![
+                    dana_via_proxy,
+                    ("Host", "router.example"),
+                    ("Origin", "https://evil.example"),
+                ],
+                StatusCode::FORBIDDEN,
+            ),
+        ] {
+            let (got, reason) = send_request(&app, ack_request(&key, proxy, &headers)).await;
+            assert_eq!(got, status, "{headers:?}: {reason}");
+            assert!(reason["error"].is_string());
+        }
+        // Nobody, a wrong password, a proxy header from elsewhere, a viewer.
+        let vic = [("X-Forwarded-User", "vic"), ("X-Forwarded-Groups", "sre")];
+        let wrong = basic("dana", "guess");
+        for (peer, headers, status) in [
+            ("192.0.2.7", vec![], StatusCode::UNAUTHORIZED),
+            (
+                "192.0.2.7",
+                vec![("Authorization", wrong.as_str())],
+                StatusCode::UNAUTHORIZED,
+            ),
+            ("192.0.2.7", vec![dana_via_proxy], StatusCode::UNAUTHORIZED),
+            (proxy, vic.to_vec(), StatusCode::FORBIDDEN),
+        ] {
+            let (got, reason) = send_request(&app, ack_request(&key, peer, &headers)).await;
+            assert_eq!(got, status, "{peer} {headers:?}: {reason}");
+        }
+        let viewer = Request::get("/api/v1/incidents")
+            .header("X-Forwarded-User", "vic")
+            .header("X-Forwarded-Groups", "sre");
+        let mut viewer = viewer.body(Body::empty()).expect("request");
+        viewer
+            .extensions_mut()
+            .insert(Peer(proxy.parse().expect("address")));
+        let (status, listed) = send_request(&app, viewer).await;
+        assert_eq!(status, StatusCode::OK, "a viewer reads");
+        assert!(listed["incidents"][0].get("acknowledged").is_none());
+        // dana, with the users file's password from anywhere, or named by the proxy.
+        let good = basic("dana", "s3cret");
+        let (status, answer) = send_request(
+            &app,
+            ack_request(
+                &key,
+                "192.0.2.7",
+                &[
+                    ("Authorization", good.as_str()),
+                    ("Origin", "http://router.example"),
+                    ("Host", "router.example"),
+                ],
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer, json!({"incident": key, "by": "dana"}));
+        let (_, listed) = send(
+            &app,
+            Request::get("/api/v1/incidents").header("Authorization", "Bearer t"),
+        )
+        .await;
+        assert_eq!(listed["incidents"][0]["acknowledged"]["by"], "dana");
+        let (status, _) = send_request(
+            &app,
+            ack_request("payments-team/nothing/A", proxy, &[dana_via_proxy]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

@@ -57,6 +57,9 @@ pub enum EngineError {
     /// The action was refused: the incident is unknown or not open.
     #[error(transparent)]
     Refused(#[from] dedup::ActionError),
+    /// The person does not respond for the incident's team.
+    #[error("{by} is no responder of team {team}")]
+    Forbidden { by: String, team: String },
 }
 
 impl From<StoreError> for EngineError {
@@ -83,25 +86,41 @@ pub enum Command {
 }
 
 /// What a person does to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    Acknowledge,
+    Unacknowledge,
+}
+
+/// A person's action on the incident `key`, allowed on the incidents of `teams` only (the
+/// teams they respond for): the incident's team is known only once it is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Acknowledge { key: String, by: String },
-    Unacknowledge { key: String, by: String },
+pub struct Action {
+    pub kind: ActionKind,
+    pub key: String,
+    pub by: String,
+    pub teams: std::collections::BTreeSet<String>,
 }
 
 impl Action {
-    fn key(&self) -> &str {
-        match self {
-            Action::Acknowledge { key, .. } | Action::Unacknowledge { key, .. } => key,
-        }
-    }
-
     /// Decides the action on the state (pure).
-    fn apply(&self, state: &mut State, now: Millis) -> Result<Outcome, dedup::ActionError> {
-        match self {
-            Action::Acknowledge { key, by } => dedup::acknowledge(state, key, by, now),
-            Action::Unacknowledge { key, by } => dedup::unacknowledge(state, key, by, now),
+    fn apply(&self, state: &mut State, now: Millis) -> Result<Outcome, EngineError> {
+        let team = state
+            .incidents
+            .get(&self.key)
+            .map(|incident| incident.team.clone())
+            .ok_or_else(|| dedup::ActionError::Unknown(self.key.clone()))?;
+        if !self.teams.contains(&team) {
+            return Err(EngineError::Forbidden {
+                by: self.by.clone(),
+                team,
+            });
         }
+        let outcome = match self.kind {
+            ActionKind::Acknowledge => dedup::acknowledge(state, &self.key, &self.by, now),
+            ActionKind::Unacknowledge => dedup::unacknowledge(state, &self.key, &self.by, now),
+        };
+        Ok(outcome?)
     }
 }
 
@@ -309,7 +328,7 @@ impl Engine {
     fn act(&mut self, action: &Action, now: Millis) -> Result<(), EngineError> {
         if self.state.is_none() {
             let scope = Scope {
-                keys: vec![action.key().to_string()],
+                keys: vec![action.key.clone()],
                 ..Scope::default()
             };
             let mut refused = None;
@@ -323,7 +342,7 @@ impl Engine {
                     Outcome::default()
                 }
             })?;
-            return refused.map_or(Ok(()), |e| Err(e.into()));
+            return refused.map_or(Ok(()), Err);
         }
         if !self.healthy && !self.reload() {
             return Err(EngineError::NotReloaded);
@@ -797,10 +816,25 @@ mod tests {
         let mut engine = engine_with(store(), config.clone());
         ingest(&mut engine, alerts(true, &["p1", "p2"], 0), 1_000).expect("stored");
         let key = alerts(true, &["p1"], 0)[0].key.clone();
-        let ack = |key: &str| Action::Acknowledge {
+        let action = |kind: ActionKind, key: &str, teams: &[&str]| Action {
+            kind,
             key: key.to_string(),
             by: "dana".into(),
+            teams: teams.iter().map(|t| t.to_string()).collect(),
         };
+        let ack = |key: &str| action(ActionKind::Acknowledge, key, &["payments"]);
+        assert_eq!(
+            act(
+                &mut engine,
+                action(ActionKind::Acknowledge, &key, &["search"]),
+                1_500
+            ),
+            Err(EngineError::Forbidden {
+                by: "dana".into(),
+                team: "payments".into()
+            }),
+            "only a responder of the incident's team acts on it"
+        );
         assert_eq!(act(&mut engine, ack(&key), 2_000), Ok(()));
         let told = |kind: &str| -> Vec<String> {
             committed_outbox(&path)
@@ -822,10 +856,7 @@ mod tests {
         ingest(&mut engine, alerts(true, &["p1", "p2"], 0), 9 * MIN).expect("stored");
         engine.tick(12 * MIN);
         assert_eq!(told("reminder"), Vec::<String>::new());
-        let unack = Action::Unacknowledge {
-            key: key.clone(),
-            by: "dana".into(),
-        };
+        let unack = action(ActionKind::Unacknowledge, &key, &["payments"]);
         assert_eq!(act(&mut engine, unack, 13 * MIN), Ok(()));
         assert_eq!(told("unacknowledged"), ["payments/chat", "payments/pager"]);
         engine.tick(22 * MIN);

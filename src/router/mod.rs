@@ -19,6 +19,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod notification;
 pub mod ownership;
+pub mod people;
 pub mod preview;
 pub mod quiet;
 pub mod routing;
@@ -143,6 +144,7 @@ pub async fn start(
         engine: handle,
         ownership: Arc::new(config.ownership.clone()),
         credentials: Arc::new(credentials),
+        people: Arc::new(config.people.clone()),
         body_limit: config.body_limit,
         body_timeout: config.edge.body_timeout,
         metrics: metrics.clone(),

@@ -2,11 +2,12 @@
 //! at once (file:line:col, the source line and a hint), like the stack spec.
 //!
 //! One file per section: `secret.rs` (secrets and `auth`), `store.rs`, `teams.rs` (destinations
-//! and their templates), `routes.rs` (`dedup`, `ownership`, `routes`, `heartbeat`) and
-//! `delivery.rs` (`delivery`, `smtp`). The checked config holds what it read and compiled (templates, the
+//! and their templates), `routes.rs` (`dedup`, `ownership`, `routes`, `heartbeat`),
+//! `delivery.rs` (`delivery`, `smtp`) and `people.rs` (`people`). The checked config holds what it read and compiled (templates, the
 //! database's CA bundle), so nothing is read twice; only secrets are read when the router starts.
 
 mod delivery;
+mod people;
 mod routes;
 mod secret;
 mod store;
@@ -44,6 +45,7 @@ const TOP_KEYS: &[&str] = &[
     "routes",
     "cluster",
     "smtp",
+    "people",
 ];
 
 const HTTP_KEYS: &[&str] = &["header_timeout", "body_timeout", "connections_per_client"];
@@ -68,6 +70,8 @@ pub struct RouterConfig {
     /// Routes, the teams' destinations and the severities each takes, for routing.
     pub routing: RoutingTable,
     pub smtp: Option<SmtpConfig>,
+    /// `people`: who signs in to the incidents page and API, and what each may do.
+    pub people: crate::router::people::People,
     /// Base of Grafana links (`dashboard` annotations are paths).
     pub grafana_url: Option<String>,
 }
@@ -162,6 +166,7 @@ impl Checker {
         }
         let routes = self.routes_section(&top, &teams);
         let smtp = self.smtp_section(&top, &teams);
+        let people = self.people_section(&top, base, &teams);
         if let Some(node) = top.get("cluster") {
             self.string(node, "cluster");
         }
@@ -201,6 +206,7 @@ impl Checker {
             routing,
             smtp,
             grafana_url,
+            people,
         })
     }
 
