@@ -1,6 +1,7 @@
 //! The command line: argument types and the glue for each command. Only this module prints.
 
 mod demo;
+mod incidents;
 mod slo;
 
 use std::io::Write as _;
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::diagnostic;
 use crate::render;
@@ -105,6 +106,81 @@ enum Command {
     /// Service level objectives.
     #[command(subcommand)]
     Slo(SloCommand),
+    /// The router's open incidents: list, show, acknowledge.
+    #[command(subcommand)]
+    Incidents(IncidentsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum IncidentsCommand {
+    /// The open incidents, one line each (team, service, severity, members, who is on it).
+    List {
+        #[command(flatten)]
+        router: RouterAccess,
+        /// Only this team's.
+        #[arg(long)]
+        team: Option<String>,
+        /// Only this service's.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only of this severity (critical, warning, info).
+        #[arg(long)]
+        severity: Option<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// One open incident: its members and every notification with its delivery.
+    Show {
+        /// The incident's key (as `list` shows it).
+        incident: String,
+        #[command(flatten)]
+        router: RouterAccess,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Say you are on an incident: its team is told once, pagers acknowledge, reminders stop.
+    Ack {
+        /// The incident's key.
+        incident: String,
+        #[command(flatten)]
+        router: RouterAccess,
+    },
+    /// Take an acknowledgement back: the team is told, reminders start again.
+    Unack {
+        /// The incident's key.
+        incident: String,
+        #[command(flatten)]
+        router: RouterAccess,
+    },
+}
+
+/// How `incidents` reaches the router and signs in.
+#[derive(Args, Debug)]
+struct RouterAccess {
+    /// The router's URL, e.g. http://localhost:8080 (after kubectl port-forward).
+    #[arg(long)]
+    router: String,
+    /// Sign in as this person (a user of the router's users file); actions need one.
+    #[arg(long)]
+    user: Option<String>,
+    /// A file holding the person's password [default: $STACKGEN_ROUTER_PASSWORD].
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Without --user: a file holding the router's bearer token, to read [default:
+    /// $STACKGEN_ROUTER_TOKEN].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl RouterAccess {
+    fn client(&self) -> anyhow::Result<incidents::Client> {
+        incidents::Client::new(
+            &self.router,
+            self.user.as_deref(),
+            self.password_file.as_deref(),
+            self.token_file.as_deref(),
+        )
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -331,6 +407,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             format,
         }) => slo_status(&prometheus, service.as_deref(), format),
         Command::Images { spec } => images(&spec),
+        Command::Incidents(command) => incidents_command(command),
         Command::ConfigReloader {
             dirs,
             reload_url,
@@ -398,6 +475,69 @@ fn slo_status(prometheus: &str, service: Option<&str>, format: Format) -> anyhow
         Format::Json => println!("{:#}", slo::json(&statuses)),
     }
     Ok(Outcome::Ok)
+}
+
+fn incidents_command(command: IncidentsCommand) -> anyhow::Result<Outcome> {
+    match command {
+        IncidentsCommand::List {
+            router,
+            team,
+            service,
+            severity,
+            format,
+        } => {
+            let filter = incidents::Filter {
+                team,
+                service,
+                severity,
+            };
+            let listed: Vec<serde_json::Value> = router
+                .client()?
+                .incidents()?
+                .into_iter()
+                .filter(|i| filter.keeps(i))
+                .collect();
+            match format {
+                Format::Human => print!("{}", incidents::table(&listed)),
+                Format::Json => println!("{:#}", serde_json::json!({ "incidents": listed })),
+            }
+            Ok(Outcome::Ok)
+        }
+        IncidentsCommand::Show {
+            incident,
+            router,
+            format,
+        } => {
+            let listed = router.client()?.incidents()?;
+            let Some(found) = listed.iter().find(|i| i["key"].as_str() == Some(&incident)) else {
+                eprintln!(
+                    "no open incident `{incident}`: `stackgen incidents list` shows their keys"
+                );
+                return Ok(Outcome::Invalid);
+            };
+            match format {
+                Format::Human => print!("{}", incidents::show(found)),
+                Format::Json => println!("{found:#}"),
+            }
+            Ok(Outcome::Ok)
+        }
+        IncidentsCommand::Ack { incident, router } => {
+            let answer = router.client()?.act("acknowledge", &incident)?;
+            println!(
+                "acknowledged {incident} as {}",
+                answer["by"].as_str().unwrap_or("?")
+            );
+            Ok(Outcome::Ok)
+        }
+        IncidentsCommand::Unack { incident, router } => {
+            let answer = router.client()?.act("unacknowledge", &incident)?;
+            println!(
+                "unacknowledged {incident} as {}",
+                answer["by"].as_str().unwrap_or("?")
+            );
+            Ok(Outcome::Ok)
+        }
+    }
 }
 
 fn images(spec: &Path) -> anyhow::Result<Outcome> {

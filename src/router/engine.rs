@@ -172,6 +172,10 @@ impl EngineHandle {
 pub struct IncidentView {
     #[serde(flatten)]
     pub incident: Incident,
+    /// How many of its members fire, of how many (all of them, not only those listed).
+    pub firing_members: usize,
+    pub total_members: usize,
+    /// The first members (at most 1,000).
     pub members: Vec<MemberView>,
     pub deliveries: Vec<DeliveryView>,
 }
@@ -612,6 +616,8 @@ impl Engine {
                     })
                     .collect();
                 IncidentView {
+                    firing_members: incident.firing_members(),
+                    total_members: incident.members.len(),
                     incident,
                     members,
                     deliveries,

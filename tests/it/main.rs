@@ -10,6 +10,7 @@ mod direct_path;
 mod e2e;
 mod golden;
 mod http_stub;
+mod incidents;
 mod keep;
 mod kube_state;
 mod labelled_pods;
