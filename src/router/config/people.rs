@@ -34,7 +34,9 @@ impl Checker {
         let users = self.users_file(&people, base);
         let proxy = self.sub_object(&people, "proxy", PROXY_KEYS).map(|proxy| {
             let mut trusted = Vec::new();
-            for node in self.list(&proxy, "trusted") {
+            let listed = self.list(&proxy, "trusted");
+            let none_listed = listed.is_empty();
+            for node in listed {
                 let field = proxy.path("trusted");
                 let Some((text, _)) = self.string(node, &field) else {
                     continue;
@@ -49,7 +51,7 @@ impl Checker {
                     ),
                 }
             }
-            if trusted.is_empty() {
+            if none_listed {
                 self.error(
                     proxy.span(),
                     &proxy.path("trusted"),
@@ -172,5 +174,92 @@ impl Checker {
                 BTreeMap::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::router::config::parse;
+
+    const BASE: &str =
+        "teams: {payments: {destinations: [{kind: log}]}}\nownership: {default_team: payments}\n";
+
+    #[test]
+    fn people_sign_in_and_act_as_configured_and_every_mistake_is_pointed_at() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hash = bcrypt::hash("s3cret", 4).expect("hash");
+        std::fs::write(
+            dir.path().join("users"),
+            format!("# on call\ndana:{hash}\n"),
+        )
+        .expect("users file");
+        let good = format!(
+            "{BASE}people:\n  users_file: users\n  proxy: {{trusted: [10.0.0.0/8, \"::1\"], user_header: X-Auth-Request-User}}\n  viewers: [\"group:sre\"]\n  responders:\n    payments: [dana, \"group:payments\"]\n"
+        );
+        let config = parse("r.yaml", &good, dir.path()).unwrap_or_else(|d| panic!("{d:?}"));
+        let people = &config.people;
+        assert!(people.enabled());
+        assert_eq!(people.users.keys().collect::<Vec<_>>(), ["dana"]);
+        let proxy = people.proxy.as_ref().expect("proxy");
+        assert_eq!(proxy.user_header, "x-auth-request-user");
+        assert_eq!(proxy.groups_header, "x-forwarded-groups");
+        assert_eq!(proxy.trusted.len(), 2);
+        assert_eq!(people.responders["payments"].len(), 2);
+
+        std::fs::write(
+            dir.path().join("broken"),
+            format!("dana:{hash}\nerin:hunter2\n"),
+        )
+        .expect("users file");
+        let bad = format!(
+            "{BASE}people:\n  users_file: broken\n  proxy: {{trusted: [ten]}}\n  viewers: [\"group:\"]\n  responders:\n    paymnets: [dana]\n"
+        );
+        let problems = parse("r.yaml", &bad, dir.path()).expect_err("invalid");
+        let found: Vec<(String, usize, &str)> = problems
+            .iter()
+            .map(|d| {
+                let file = Path::new(&d.file)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (file, d.location.line, d.message.as_str())
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "broken".to_string(),
+                    2,
+                    "the hash of `erin` is not bcrypt (`$2y$...`, 60 characters)"
+                ),
+                (
+                    "r.yaml".to_string(),
+                    5,
+                    "`ten` is not an address or a network"
+                ),
+                ("r.yaml".to_string(), 6, "`group:` names nobody"),
+                ("r.yaml".to_string(), 8, "no team `paymnets`"),
+            ]
+        );
+        assert!(
+            problems
+                .iter()
+                .find(|d| d.file.ends_with("broken"))
+                .is_some_and(|d| d.redact),
+            "a users file's line is not echoed"
+        );
+        assert_eq!(
+            problems.last().and_then(|d| d.hint.as_deref()),
+            Some("did you mean `payments`?")
+        );
+        let nobody = format!("{BASE}people:\n  viewers: [\"*\"]\n");
+        let problems = parse("r.yaml", &nobody, dir.path()).expect_err("invalid");
+        assert_eq!(
+            problems[0].message,
+            "`people` gives nobody a way to sign in"
+        );
     }
 }
