@@ -24,6 +24,23 @@ pub struct DedupSettings {
     pub reminder: Millis,
     /// The pipeline heartbeat, if any.
     pub heartbeat: Option<HeartbeatSettings>,
+    /// Each team's escalation policy: when each step is reached, after the incident opened,
+    /// while nobody acknowledges it (the first at 0; the steps' destinations are routing's).
+    pub escalation: BTreeMap<String, Vec<Millis>>,
+}
+
+impl DedupSettings {
+    fn steps_reached(&self, incident: &Incident) -> usize {
+        let delays = self.escalation.get(&incident.team).into_iter().flatten();
+        steps_reached(incident, delays.copied())
+    }
+}
+
+/// How many steps of an escalation policy (the steps' delays, in order) an incident has reached:
+/// those it was told to (`escalation_step`), and at least every step due at once.
+pub fn steps_reached(incident: &Incident, delays: impl Iterator<Item = Millis>) -> usize {
+    let at_once = delays.take_while(|after| *after == 0).count();
+    (incident.escalation_step as usize).max(at_once)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,8 +232,15 @@ pub struct Incident {
     /// Somebody is on it: no reminders until it is unacknowledged, gets worse or reopens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<Acknowledgement>,
+    /// The steps of its team's escalation policy this episode has been told to.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub escalation_step: u32,
     #[serde(skip)]
     pub members: BTreeMap<u64, Member>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Incident {
@@ -288,6 +312,8 @@ pub enum IntentKind {
     Acknowledged,
     /// Nobody is on it any more: reminders start again.
     Unacknowledged,
+    /// Nobody acknowledged it in time: the next step of the team's escalation policy is told.
+    NotAcknowledged,
 }
 
 impl IntentKind {
@@ -301,6 +327,7 @@ impl IntentKind {
             IntentKind::Resolved => "resolved",
             IntentKind::Acknowledged => "acknowledged",
             IntentKind::Unacknowledged => "unacknowledged",
+            IntentKind::NotAcknowledged => "not_acknowledged",
         }
     }
 }
@@ -315,6 +342,8 @@ pub struct Intent {
     pub at: Millis,
     /// The person whose action this is (an acknowledgement), if it is one.
     pub by: Option<String>,
+    /// The escalation step reached (by index), for [`IntentKind::NotAcknowledged`].
+    pub step: Option<usize>,
 }
 
 /// The pipeline heartbeat's state.
@@ -440,6 +469,7 @@ fn new_incident(alert: &Classified, now: Millis) -> Incident {
         held: false,
         unheard: false,
         acknowledged: None,
+        escalation_step: 0,
         members: BTreeMap::new(),
     }
 }
@@ -547,8 +577,10 @@ fn evaluate(incident: &mut Incident, now: Millis, out: &mut Outcome) {
             incident.episode += 1;
             incident.notified_severity = severity;
             incident.signals_told = incident.firing_signals();
-            // A new episode: whoever was on the last one is not on this one yet.
+            // A new episode: whoever was on the last one is not on this one yet, and its
+            // escalation starts over.
             incident.acknowledged = None;
+            incident.escalation_step = 0;
             notify(incident, kind, now, out);
         }
         Status::Open | Status::Resolving { .. } if any_firing => {
@@ -592,6 +624,7 @@ fn notify_by(
         sequence: incident.sequence,
         at: now,
         by: by.map(str::to_string),
+        step: None,
     });
     out.changed_incidents.insert(incident.key.clone());
 }
@@ -693,11 +726,40 @@ pub fn tick(state: &mut State, now: Millis, settings: &DedupSettings) -> Outcome
             }
             _ => {}
         }
+        if incident.status == Status::Open && incident.acknowledged.is_none() {
+            escalate(incident, now, settings, &mut out);
+        }
     }
     if let Some(heartbeat) = &settings.heartbeat {
         tick_heartbeat(state, now, heartbeat, &mut out);
     }
     out
+}
+
+/// Tells each step of the team's escalation policy that has come due since the incident opened
+/// (nobody acknowledged it in time), once.
+fn escalate(incident: &mut Incident, now: Millis, settings: &DedupSettings, out: &mut Outcome) {
+    let Some(steps) = settings.escalation.get(&incident.team) else {
+        return;
+    };
+    let reached = settings.steps_reached(incident);
+    for (step, after) in steps.iter().enumerate().skip(reached) {
+        if now - incident.opened_at < *after {
+            break;
+        }
+        incident.escalation_step = step as u32 + 1;
+        incident.sequence += 1;
+        incident.last_notified_at = now;
+        out.intents.push(Intent {
+            kind: IntentKind::NotAcknowledged,
+            incident_key: incident.key.clone(),
+            sequence: incident.sequence,
+            at: now,
+            by: None,
+            step: Some(step),
+        });
+        out.changed_incidents.insert(incident.key.clone());
+    }
 }
 
 fn tick_heartbeat(
@@ -758,6 +820,7 @@ fn tick_heartbeat(
                 held: false,
                 unheard: false,
                 acknowledged: None,
+                escalation_step: 0,
                 members: BTreeMap::new(),
             });
         let kind = if incident.episode == 0 {
@@ -807,6 +870,7 @@ mod tests {
             stale_after: 15 * MIN,
             reminder: 240 * MIN,
             heartbeat: None,
+            escalation: BTreeMap::new(),
         }
     }
 
@@ -898,6 +962,7 @@ mod tests {
             stale_after: 24 * 60 * MIN,
             reminder: 60 * MIN,
             heartbeat: None,
+            escalation: BTreeMap::new(),
         };
         let mut run = Run::new(s);
         let key = "payments/checkout/HighErrorRate";
@@ -989,6 +1054,92 @@ mod tests {
             ]
         );
         assert_eq!(run.state.incidents[key].acknowledged, None);
+    }
+
+    #[test]
+    fn escalation_steps_come_due_in_virtual_time_while_nobody_acknowledges() {
+        let s = DedupSettings {
+            resolve_hold: 2 * MIN,
+            stale_after: 24 * 60 * MIN,
+            reminder: 24 * 60 * MIN,
+            heartbeat: None,
+            escalation: BTreeMap::from([("payments".to_string(), vec![0, 10 * MIN, 30 * MIN])]),
+        };
+        let steps = |out: &Outcome| -> Vec<(IntentKind, Option<usize>)> {
+            out.intents.iter().map(|i| (i.kind, i.step)).collect()
+        };
+        let mut state = State::default();
+        let key = "payments/checkout/HighErrorRate";
+        let opened = step(
+            &mut state,
+            &[alert("checkout", 0, true, 0, None, "critical")],
+            0,
+            &s,
+        );
+        assert_eq!(steps(&opened), [(IntentKind::Opened, None)]);
+        assert_eq!(
+            s.steps_reached(&state.incidents[key]),
+            1,
+            "the first step at once"
+        );
+        assert!(tick(&mut state, 10 * MIN - 1, &s).intents.is_empty());
+        assert_eq!(
+            steps(&tick(&mut state, 10 * MIN, &s)),
+            [(IntentKind::NotAcknowledged, Some(1))]
+        );
+        assert!(
+            tick(&mut state, 10 * MIN + 1, &s).intents.is_empty(),
+            "told once"
+        );
+        assert!(tick(&mut state, 30 * MIN - 1, &s).intents.is_empty());
+        assert_eq!(
+            steps(&tick(&mut state, 30 * MIN, &s)),
+            [(IntentKind::NotAcknowledged, Some(2))]
+        );
+        assert!(
+            tick(&mut state, 90 * MIN, &s).intents.is_empty(),
+            "no step after the last"
+        );
+        assert_eq!(state.incidents[key].escalation_step, 3);
+
+        // Acknowledged in time: no step comes. Taken back late: what is due comes at once.
+        let mut state = State::default();
+        step(
+            &mut state,
+            &[alert("checkout", 0, true, 0, None, "critical")],
+            0,
+            &s,
+        );
+        acknowledge(&mut state, key, "dana", 5 * MIN).expect("open");
+        assert!(tick(&mut state, 45 * MIN, &s).intents.is_empty());
+        unacknowledge(&mut state, key, "dana", 45 * MIN).expect("open");
+        assert_eq!(
+            steps(&tick(&mut state, 45 * MIN, &s)),
+            [
+                (IntentKind::NotAcknowledged, Some(1)),
+                (IntentKind::NotAcknowledged, Some(2))
+            ]
+        );
+        // A new episode starts its escalation over.
+        step(
+            &mut state,
+            &[alert("checkout", 0, false, 0, Some(46 * MIN), "critical")],
+            46 * MIN,
+            &s,
+        );
+        tick(&mut state, 49 * MIN, &s);
+        step(
+            &mut state,
+            &[alert("checkout", 0, true, 50 * MIN, None, "critical")],
+            50 * MIN,
+            &s,
+        );
+        assert_eq!(state.incidents[key].escalation_step, 0);
+        assert!(tick(&mut state, 59 * MIN, &s).intents.is_empty());
+        assert_eq!(
+            steps(&tick(&mut state, 60 * MIN, &s)),
+            [(IntentKind::NotAcknowledged, Some(1))]
+        );
     }
 
     #[test]

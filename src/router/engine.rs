@@ -646,7 +646,8 @@ fn plan(
             continue;
         };
         let planned = routing::plan(intent, incident, &config.routing);
-        if planned.is_empty() {
+        // An escalation step whose destinations do not take the severity tells nobody, as meant.
+        if planned.is_empty() && intent.kind != dedup::IntentKind::NotAcknowledged {
             unroutable += 1;
             warn!(
                 incident = %incident.key,

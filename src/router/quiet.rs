@@ -98,6 +98,7 @@ pub fn release(state: &mut State, timed: &[Intent], table: &RoutingTable, now: M
             sequence: incident.sequence,
             at: now,
             by: None,
+            step: None,
         });
         out.changed_incidents.insert(incident.key.clone());
     }
@@ -140,6 +141,7 @@ mod tests {
             stale_after: 24 * HOUR,
             reminder: 24 * HOUR,
             heartbeat: None,
+            escalation: std::collections::BTreeMap::new(),
         };
         let mut alert = update(&[
             ("alertname", name),
@@ -315,6 +317,7 @@ mod tests {
             .expect("an incident");
         let reminder = Intent {
             by: None,
+            step: None,
             kind: IntentKind::Reminder,
             incident_key: key,
             sequence: 9,

@@ -67,6 +67,16 @@ pub struct RoutingTable {
     /// Destinations with no way to unacknowledge (PagerDuty's Events API has none): they are
     /// not told of an unacknowledgement.
     pub cannot_unacknowledge: BTreeSet<DestinationId>,
+    /// Each team's escalation policy, in order: a team with one is told through its steps only.
+    pub escalation: BTreeMap<String, Vec<EscalationStep>>,
+}
+
+/// One step of an escalation policy: who is told once the incident went unacknowledged for
+/// `after` (0: when it opens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationStep {
+    pub after: Millis,
+    pub destinations: Vec<DestinationId>,
 }
 
 impl RoutingTable {
@@ -139,7 +149,39 @@ pub fn decide(labels: &Labels, team: &str, severity: Severity, table: &RoutingTa
 /// only warnings fire by then.
 pub fn destinations_for(incident: &Incident, table: &RoutingTable) -> Vec<DestinationId> {
     let severity = incident.severity.max(incident.notified_severity);
-    decide(&incident.labels, &incident.team, severity, table).destinations
+    let Some(steps) = table.escalation.get(&incident.team) else {
+        return decide(&incident.labels, &incident.team, severity, table).destinations;
+    };
+    // Every step reached so far, in order: the policy decides, not the routes.
+    let reached = super::dedup::steps_reached(incident, steps.iter().map(|s| s.after));
+    let mut chosen: Vec<DestinationId> = Vec::new();
+    for destination in steps.iter().take(reached).flat_map(|s| &s.destinations) {
+        if !chosen.contains(destination) && table.takes(destination, severity) {
+            chosen.push(destination.clone());
+        }
+    }
+    chosen
+}
+
+/// The destinations an escalation step tells, of those that take the incident's severity and
+/// were not told by an earlier step.
+fn step_destinations(incident: &Incident, step: usize, table: &RoutingTable) -> Vec<DestinationId> {
+    let severity = incident.severity.max(incident.notified_severity);
+    let Some(steps) = table.escalation.get(&incident.team) else {
+        return Vec::new();
+    };
+    let earlier: Vec<&DestinationId> = steps
+        .iter()
+        .take(step)
+        .flat_map(|s| &s.destinations)
+        .collect();
+    steps
+        .get(step)
+        .into_iter()
+        .flat_map(|s| &s.destinations)
+        .filter(|d| !earlier.contains(d) && table.takes(d, severity))
+        .cloned()
+        .collect()
 }
 
 /// Plans one notification per destination for an intent.
@@ -150,7 +192,11 @@ pub fn plan(
 ) -> Vec<(DestinationId, Notification)> {
     let episode_key = short_hash(&[&incident.key, &incident.episode.to_string()]);
     let members = Members::of(incident);
-    destinations_for(incident, table)
+    let destinations = match (intent.kind, intent.step) {
+        (IntentKind::NotAcknowledged, Some(step)) => step_destinations(incident, step, table),
+        _ => destinations_for(incident, table),
+    };
+    destinations
         .into_iter()
         .filter(|destination| {
             intent.kind != IntentKind::Unacknowledged
@@ -268,6 +314,7 @@ mod tests {
             stale_after: 1,
             reminder: 1,
             heartbeat: None,
+            escalation: BTreeMap::new(),
         };
         let out = crate::router::dedup::step(&mut state, &[classified], 0, &settings);
         let incident = &state.incidents["payments/checkout/A"];
@@ -306,6 +353,7 @@ mod tests {
             severities: BTreeMap::new(),
             quiet_hours: BTreeMap::new(),
             cannot_unacknowledge: BTreeSet::new(),
+            escalation: BTreeMap::new(),
         };
         assert_eq!(
             destinations_for(incident, &routed),
@@ -343,6 +391,7 @@ mod tests {
             severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
             quiet_hours: BTreeMap::new(),
             cannot_unacknowledge: BTreeSet::new(),
+            escalation: BTreeMap::new(),
         };
         let labels = Labels::new();
         let warning = decide(&labels, "payments", Severity::Warning, &table);
@@ -379,6 +428,7 @@ mod tests {
             stale_after: 1_000_000,
             reminder: 1_000_000,
             heartbeat: None,
+            escalation: BTreeMap::new(),
         };
         let pager = DestinationId::new("payments", "pager");
         let table = RoutingTable {
@@ -390,6 +440,7 @@ mod tests {
             severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
             quiet_hours: BTreeMap::new(),
             cannot_unacknowledge: BTreeSet::new(),
+            escalation: BTreeMap::new(),
         };
         let mut state = crate::router::dedup::State::default();
         let step = |state: &mut crate::router::dedup::State, alerts: &[Classified], now| {
@@ -427,6 +478,7 @@ mod tests {
             stale_after: 1_000_000,
             reminder: 1_000_000,
             heartbeat: None,
+            escalation: BTreeMap::new(),
         };
         let mut state = crate::router::dedup::State::default();
         crate::router::dedup::step(&mut state, std::slice::from_ref(&firing), 0, &settings);
@@ -441,6 +493,7 @@ mod tests {
             severities: BTreeMap::from([(pager.clone(), vec![Severity::Critical])]),
             quiet_hours: BTreeMap::new(),
             cannot_unacknowledge: BTreeSet::from([pager.clone()]),
+            escalation: BTreeMap::new(),
         };
         let acked =
             crate::router::dedup::acknowledge(&mut state, &firing.key, "dana", 5).expect("open");
@@ -463,5 +516,125 @@ mod tests {
             [&chat],
             "PagerDuty's Events API cannot unacknowledge: it is told nothing"
         );
+    }
+
+    #[test]
+    fn an_escalation_policy_tells_each_step_once_and_every_reached_step_what_follows() {
+        let o = ownership();
+        let storm = |severity: &str, firing: bool| {
+            let mut u = update(&[
+                ("alertname", "A"),
+                ("service", "checkout"),
+                ("namespace", "shop"),
+                ("severity", severity),
+            ]);
+            u.firing = firing;
+            u.ends_at = (!firing).then_some(40 * 60_000);
+            classify(u, &o)
+        };
+        const MIN: Millis = 60_000;
+        let settings = crate::router::dedup::DedupSettings {
+            resolve_hold: 0,
+            stale_after: 1_000 * MIN,
+            reminder: 1_000 * MIN,
+            heartbeat: None,
+            escalation: BTreeMap::from([("payments".to_string(), vec![0, 10 * MIN, 30 * MIN])]),
+        };
+        let chat = DestinationId::new("payments", "chat");
+        let pager = DestinationId::new("payments", "pager");
+        let platform = DestinationId::new("platform", "pager");
+        let step = |after: Millis, destinations: &[&DestinationId]| EscalationStep {
+            after,
+            destinations: destinations.iter().map(|d| (*d).clone()).collect(),
+        };
+        let table = RoutingTable {
+            // A route the policy overrides: a team with a policy is told through its steps.
+            routes: vec![Route {
+                matchers: vec![],
+                destinations: vec![pager.clone()],
+                continue_matching: false,
+            }],
+            team_destinations: BTreeMap::from([(
+                "payments".to_string(),
+                vec!["chat".to_string(), "pager".to_string()],
+            )]),
+            severities: BTreeMap::from([
+                (pager.clone(), vec![Severity::Critical]),
+                (platform.clone(), vec![Severity::Critical]),
+            ]),
+            quiet_hours: BTreeMap::new(),
+            cannot_unacknowledge: BTreeSet::new(),
+            escalation: BTreeMap::from([(
+                "payments".to_string(),
+                vec![
+                    step(0, &[&chat]),
+                    step(10 * MIN, &[&pager, &chat]),
+                    step(30 * MIN, &[&platform]),
+                ],
+            )]),
+        };
+        let told = |state: &crate::router::dedup::State, out: &crate::router::dedup::Outcome| {
+            out.intents
+                .iter()
+                .map(|intent| {
+                    let incident = &state.incidents[&intent.incident_key];
+                    let to: Vec<String> = plan(intent, incident, &table)
+                        .into_iter()
+                        .map(|(d, _)| d.to_string())
+                        .collect();
+                    (intent.kind, to)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut state = crate::router::dedup::State::default();
+        let key = storm("critical", true).key;
+        let out = crate::router::dedup::step(&mut state, &[storm("critical", true)], 0, &settings);
+        assert_eq!(
+            told(&state, &out),
+            [(IntentKind::Opened, vec!["payments/chat".to_string()])]
+        );
+        let out = crate::router::dedup::tick(&mut state, 10 * MIN, &settings);
+        assert_eq!(
+            told(&state, &out),
+            [(
+                IntentKind::NotAcknowledged,
+                vec!["payments/pager".to_string()]
+            )],
+            "the chat, told already, is not told again"
+        );
+        let out = crate::router::dedup::tick(&mut state, 30 * MIN, &settings);
+        assert_eq!(
+            told(&state, &out),
+            [(
+                IntentKind::NotAcknowledged,
+                vec!["platform/pager".to_string()]
+            )]
+        );
+        let out = crate::router::dedup::step(
+            &mut state,
+            &[storm("critical", false)],
+            40 * MIN,
+            &settings,
+        );
+        let mut out_resolved = crate::router::dedup::tick(&mut state, 41 * MIN, &settings);
+        out_resolved.intents.extend(out.intents);
+        assert_eq!(
+            told(&state, &out_resolved),
+            [(
+                IntentKind::Resolved,
+                vec![
+                    "payments/chat".to_string(),
+                    "payments/pager".to_string(),
+                    "platform/pager".to_string()
+                ]
+            )],
+            "every step reached hears the resolve"
+        );
+        assert!(state.incidents.contains_key(&key));
+        // A warning escalates to the pagers' step, which takes critical only: nobody new is told.
+        let mut state = crate::router::dedup::State::default();
+        crate::router::dedup::step(&mut state, &[storm("warning", true)], 0, &settings);
+        let out = crate::router::dedup::tick(&mut state, 10 * MIN, &settings);
+        assert_eq!(told(&state, &out), [(IntentKind::NotAcknowledged, vec![])]);
     }
 }

@@ -2,7 +2,9 @@
 //! acknowledges one as a person of the users file; the team's chat is told once, PagerDuty and
 //! Opsgenie acknowledge through their APIs (contract-exact, at their stubs), the reminders stop
 //! and stay stopped across a SIGKILL, and come back once the acknowledgement is taken back. A
-//! viewer's acknowledgement is refused.
+//! viewer's acknowledgement is refused. On two replicas of one PostgreSQL database, an escalation
+//! policy pages once, on time, through a SIGKILL of one replica, and not for an incident
+//! acknowledged in time.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -252,4 +254,140 @@ fn an_acknowledgement_from_the_cli_reaches_chat_and_pagers_and_holds_the_reminde
         "{to_pagerduty:?}"
     );
     router.kill();
+}
+
+/// A replica on `database` with team oncall's escalation policy: the hook at once, the pager
+/// (PagerDuty, every severity) after 4 s without acknowledgement. dana responds for oncall.
+fn escalating_replica(dir: &std::path::Path, database: &str, hook: &Sink, pager: &Sink) -> Router {
+    std::fs::write(dir.join("db-url"), format!("{database}\n")).expect("url file");
+    std::fs::write(dir.join("users"), users_file()).expect("users file");
+    let config = format!(
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{postgres: {{url_file: ./db-url, lease: 2s}}}}\ndedup: {{stale_after: 1h}}\ndelivery: {{initial_backoff: 100ms, max_backoff: 300ms, timeout: 1500ms}}\nteams:\n  oncall:\n    destinations:\n      - {{name: hook, kind: webhook, url: {}}}\n      - {{name: pager, kind: pagerduty, routing_key: R0UTINGKEY0000000000000000000000, api_url: 'http://127.0.0.1:{}/v2/enqueue', severities: [critical, warning, info]}}\nownership: {{default_team: oncall}}\nescalation:\n  oncall:\n    - {{after: 0s, destinations: [oncall/hook]}}\n    - {{after: 4s, destinations: [oncall/pager]}}\npeople:\n  users_file: users\n  responders:\n    oncall: [dana]\n",
+        hook.url(),
+        pager.port
+    );
+    Router::start(dir, &config)
+}
+
+/// The PagerDuty events for `service`'s incident: (event_action, the notification's kind).
+fn pages_of(pager: &Sink, service: &str) -> Vec<(String, String)> {
+    pager
+        .received()
+        .into_iter()
+        .map(|r| r.body)
+        .filter(|b| b["payload"]["component"] == service || b["payload"].is_null())
+        .map(|b| {
+            (
+                b["event_action"].as_str().unwrap_or("").to_string(),
+                b["payload"]["custom_details"]["notification"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn escalation_and_acknowledgement_hold_across_a_sigkill_and_a_failover_between_replicas() {
+    let database = super::pg::shared().database();
+    let hook = Sink::start(200);
+    let pager = Sink::start(202);
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let mut a = escalating_replica(dir_a.path(), &database, &hook, &pager);
+    let b = escalating_replica(dir_b.path(), &database, &hook, &pager);
+    for service in ["checkout", "search"] {
+        let (status, answer) = a.post(
+            &storm_of(service),
+            "application/json",
+            Some(&format!("Bearer {TOKEN}")),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    wait_for(
+        "both incidents opened at the hook",
+        Duration::from_secs(15),
+        || {
+            !told(&hook, "opened", "checkout").is_empty()
+                && !told(&hook, "opened", "search").is_empty()
+        },
+    );
+    assert_eq!(pager.received().len(), 0, "the pager is the second step");
+    let opened_at = told(&hook, "opened", "checkout")[0]["opened_at"]
+        .as_i64()
+        .expect("opened_at");
+
+    // dana acknowledges search on the other replica; then the first one is killed (it may hold
+    // the lock the timed transitions run under: the other takes them over).
+    let (_, listed) = b.get("/api/v1/incidents");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    let search = listed["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["service"] == "search")
+        .and_then(|i| i["key"].as_str())
+        .expect("search's incident")
+        .to_string();
+    std::fs::write(dir_b.path().join("dana.password"), "anad").expect("password file");
+    let acked = incidents_cli(
+        &b,
+        dir_b.path(),
+        &[
+            "ack",
+            &search,
+            "--user",
+            "dana",
+            "--password-file",
+            "dana.password",
+        ],
+    );
+    assert!(acked.status.success(), "{}", stderr(&acked));
+    a.kill();
+
+    // checkout, nobody on it, reaches the pager once, 4 s after it opened; search never does.
+    wait_for(
+        "checkout escalated to the pager",
+        Duration::from_secs(30),
+        || !pages_of(&pager, "checkout").is_empty(),
+    );
+    let page = pager.received()[0].body.clone();
+    assert_eq!(page["event_action"], "trigger");
+    assert_eq!(
+        page["payload"]["custom_details"]["notification"],
+        "not_acknowledged"
+    );
+    let stepped = told(&hook, "acknowledged", "search");
+    assert_eq!(
+        stepped.len(),
+        1,
+        "the hook heard of the acknowledgement once"
+    );
+    let paged_at =
+        chrono::DateTime::parse_from_rfc3339(page["payload"]["timestamp"].as_str().unwrap_or(""))
+            .expect("a timestamp")
+            .timestamp_millis();
+    // PagerDuty's timestamp is to the second.
+    let due = opened_at + 4_000;
+    assert!(
+        paged_at >= due - due % 1_000,
+        "paged {} ms after it opened",
+        paged_at - opened_at
+    );
+    // Another step would be due within a tick or two of a second replica: none comes.
+    let (_, metrics) = b.get("/metrics");
+    assert!(
+        metrics.contains("stackgen_incident_transitions_total"),
+        "{metrics}"
+    );
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(
+        pages_of(&pager, "checkout"),
+        [("trigger".to_string(), "not_acknowledged".to_string())]
+    );
+    assert_eq!(pages_of(&pager, "search"), Vec::<(String, String)>::new());
+    assert!(!b.log().contains("panicked"), "{}", b.log());
 }

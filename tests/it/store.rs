@@ -105,6 +105,7 @@ fn incident(key: &str, status: Status) -> Incident {
             by: "dana".into(),
             at: 7,
         }),
+        escalation_step: 1,
         members: BTreeMap::new(),
     }
 }

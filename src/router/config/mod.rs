@@ -3,10 +3,11 @@
 //!
 //! One file per section: `secret.rs` (secrets and `auth`), `store.rs`, `teams.rs` (destinations
 //! and their templates), `routes.rs` (`dedup`, `ownership`, `routes`, `heartbeat`),
-//! `delivery.rs` (`delivery`, `smtp`) and `people.rs` (`people`). The checked config holds what it read and compiled (templates, the
+//! `delivery.rs` (`delivery`, `smtp`), `people.rs` (`people`) and `escalation.rs` (`escalation`). The checked config holds what it read and compiled (templates, the
 //! database's CA bundle), so nothing is read twice; only secrets are read when the router starts.
 
 mod delivery;
+mod escalation;
 mod people;
 mod routes;
 mod secret;
@@ -21,7 +22,7 @@ use super::alert::Millis;
 use super::dedup::{DedupSettings, Severity};
 use super::destination::DestinationKind;
 use super::ownership::Ownership;
-use super::routing::{DestinationId, RoutingTable};
+use super::routing::{DestinationId, EscalationStep, RoutingTable};
 use crate::config_check::{Checker, Obj, check_document, values};
 use crate::diagnostic::{Diagnostic, Location};
 
@@ -46,6 +47,7 @@ const TOP_KEYS: &[&str] = &[
     "cluster",
     "smtp",
     "people",
+    "escalation",
 ];
 
 const HTTP_KEYS: &[&str] = &["header_timeout", "body_timeout", "connections_per_client"];
@@ -165,6 +167,7 @@ impl Checker {
             self.lease_outlasts_a_delivery(pg.lease, &delivery, store.lease_location);
         }
         let routes = self.routes_section(&top, &teams);
+        let escalation = self.escalation_section(&top, &teams);
         let smtp = self.smtp_section(&top, &teams);
         let people = self.people_section(&top, base, &teams);
         if let Some(node) = top.get("cluster") {
@@ -188,6 +191,19 @@ impl Checker {
                 .filter(|d| d.kind() == DestinationKind::Pagerduty)
                 .map(|d| d.id.clone())
                 .collect(),
+            escalation: escalation
+                .iter()
+                .map(|(team, steps)| {
+                    let steps = steps
+                        .iter()
+                        .map(|(after, destinations)| EscalationStep {
+                            after: *after,
+                            destinations: destinations.clone(),
+                        })
+                        .collect();
+                    (team.clone(), steps)
+                })
+                .collect(),
         };
         self.every_severity_reaches_each_team(&top, &teams, &routing);
         Some(RouterConfig {
@@ -199,7 +215,19 @@ impl Checker {
             store_sync_full: store.sync_full,
             postgres: store.postgres,
             retention: store.retention,
-            dedup: self.dedup_timing(dedup.as_ref(), heartbeat),
+            dedup: self.dedup_timing(
+                dedup.as_ref(),
+                heartbeat,
+                escalation
+                    .iter()
+                    .map(|(team, steps)| {
+                        (
+                            team.clone(),
+                            steps.iter().map(|(after, _)| *after).collect(),
+                        )
+                    })
+                    .collect(),
+            ),
             ownership,
             delivery,
             teams,
@@ -288,12 +316,14 @@ impl Checker {
         &mut self,
         dedup: Option<&Obj>,
         heartbeat: Option<super::dedup::HeartbeatSettings>,
+        escalation: BTreeMap<String, Vec<Millis>>,
     ) -> DedupSettings {
         DedupSettings {
             resolve_hold: self.duration(dedup, "resolve_hold", "2m"),
             stale_after: self.duration(dedup, "stale_after", "15m"),
             reminder: self.duration(dedup, "reminder", "4h"),
             heartbeat,
+            escalation,
         }
     }
 

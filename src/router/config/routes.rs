@@ -202,7 +202,7 @@ impl Checker {
     }
 
     /// One `team/name` of a route; it must name a declared destination.
-    fn route_destination(
+    pub(super) fn route_destination(
         &mut self,
         node: &marked_yaml::Node,
         field: &str,
