@@ -79,17 +79,41 @@ impl Client {
 
     /// Acknowledges (`acknowledge`) or unacknowledges the incident `key`.
     pub fn act(&self, action: &str, key: &str) -> anyhow::Result<Value> {
+        self.post(
+            &format!("/api/v1/incidents/{action}"),
+            &json!({ "incident": key }),
+        )
+    }
+
+    /// Every silence the router keeps.
+    pub fn silences(&self) -> anyhow::Result<Vec<Value>> {
+        let mut request = self.agent.get(format!("{}/api/v1/silences", self.base));
+        if let Some(value) = &self.authorization {
+            request = request.header("Authorization", value);
+        }
+        let answer = answer(request.call(), &self.base)?;
+        Ok(answer["silences"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Creates a silence (`POST /api/v1/silences`); the router's answer holds its id.
+    pub fn silence(&self, silence: &Value) -> anyhow::Result<Value> {
+        self.post("/api/v1/silences", silence)
+    }
+
+    /// Ends the silence `id` now.
+    pub fn unsilence(&self, id: &str) -> anyhow::Result<Value> {
+        self.post("/api/v1/silences/expire", &json!({ "silence": id }))
+    }
+
+    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let mut request = self
             .agent
-            .post(format!("{}/api/v1/incidents/{action}", self.base))
+            .post(format!("{}{path}", self.base))
             .header("Content-Type", "application/json");
         if let Some(value) = &self.authorization {
             request = request.header("Authorization", value);
         }
-        answer(
-            request.send(json!({ "incident": key }).to_string()),
-            &self.base,
-        )
+        answer(request.send(body.to_string()), &self.base)
     }
 }
 
@@ -164,7 +188,12 @@ fn acknowledged(incident: &Value) -> String {
 }
 
 fn opened(incident: &Value) -> String {
-    incident["opened_at"]
+    time(&incident["opened_at"])
+}
+
+/// A time in milliseconds since the epoch, as a terminal shows it.
+fn time(millis: &Value) -> String {
+    millis
         .as_i64()
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
@@ -198,8 +227,13 @@ pub fn table(incidents: &[Value]) -> String {
             ]
         })
         .collect();
+    aligned(&header, &rows)
+}
+
+/// `rows` under `header`, each column as wide as its widest cell.
+fn aligned<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -214,10 +248,40 @@ pub fn table(incidents: &[Value]) -> String {
         let _ = writeln!(out, "{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
-    for row in &rows {
+    for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+/// The silences as a table, one line each (the comment cut to 60 characters).
+pub fn silences_table(silences: &[Value]) -> String {
+    let header = ["SILENCE", "MATCHERS", "STARTS", "ENDS", "BY", "COMMENT"];
+    let rows: Vec<[String; 6]> = silences
+        .iter()
+        .map(|s| {
+            let matchers: Vec<String> = s["matchers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str().map(escaped))
+                .collect();
+            let comment = field(s, "comment");
+            let comment = match comment.char_indices().nth(60) {
+                Some((cut, _)) => format!("{}…", &comment[..cut]),
+                None => comment,
+            };
+            [
+                field(s, "id"),
+                matchers.join(","),
+                time(&s["starts_at"]),
+                time(&s["ends_at"]),
+                field(s, "created_by"),
+                comment,
+            ]
+        })
+        .collect();
+    aligned(&header, &rows)
 }
 
 /// One incident in full: its fields, signals' members and notifications.

@@ -106,7 +106,7 @@ enum Command {
     /// Service level objectives.
     #[command(subcommand)]
     Slo(SloCommand),
-    /// The router's open incidents: list, show, acknowledge.
+    /// The router's open incidents and silences: list, show, acknowledge, silence.
     #[command(subcommand)]
     Incidents(IncidentsCommand),
 }
@@ -151,6 +151,42 @@ enum IncidentsCommand {
         incident: String,
         #[command(flatten)]
         router: RouterAccess,
+    },
+    /// Hold the notifications of matching incidents for a while (a maintenance window when it
+    /// starts later); they are still tracked, and told once when the silence ends.
+    Silence {
+        /// A matcher in Alertmanager's syntax; one must be `team="NAME"` of a team you respond
+        /// for. May be repeated.
+        #[arg(long = "matcher", required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long from its start (a Prometheus duration: 2h, 1h30m).
+        #[arg(long, conflicts_with = "ends_at", required_unless_present = "ends_at")]
+        duration: Option<String>,
+        /// When it ends (RFC 3339).
+        #[arg(long)]
+        ends_at: Option<String>,
+        /// When it starts (RFC 3339) [default: now].
+        #[arg(long)]
+        starts_at: Option<String>,
+        /// Why, for the others on call.
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        router: RouterAccess,
+    },
+    /// End a silence now.
+    Unsilence {
+        /// The silence's id (as `silences` shows it).
+        silence: String,
+        #[command(flatten)]
+        router: RouterAccess,
+    },
+    /// The silences the router keeps, the latest to start first.
+    Silences {
+        #[command(flatten)]
+        router: RouterAccess,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
 }
 
@@ -527,6 +563,45 @@ fn incidents_command(command: IncidentsCommand) -> anyhow::Result<Outcome> {
                 "acknowledged {incident} as {}",
                 answer["by"].as_str().unwrap_or("?")
             );
+            Ok(Outcome::Ok)
+        }
+        IncidentsCommand::Silence {
+            matchers,
+            duration,
+            ends_at,
+            starts_at,
+            comment,
+            router,
+        } => {
+            let body = serde_json::json!({
+                "matchers": matchers,
+                "duration": duration,
+                "ends_at": ends_at,
+                "starts_at": starts_at,
+                "comment": comment,
+            });
+            let answer = router.client()?.silence(&body)?;
+            println!(
+                "silence {} created by {}",
+                answer["silence"].as_str().unwrap_or("?"),
+                answer["by"].as_str().unwrap_or("?")
+            );
+            Ok(Outcome::Ok)
+        }
+        IncidentsCommand::Unsilence { silence, router } => {
+            let answer = router.client()?.unsilence(&silence)?;
+            println!(
+                "silence {silence} ended by {}",
+                answer["by"].as_str().unwrap_or("?")
+            );
+            Ok(Outcome::Ok)
+        }
+        IncidentsCommand::Silences { router, format } => {
+            let silences = router.client()?.silences()?;
+            match format {
+                Format::Human => print!("{}", incidents::silences_table(&silences)),
+                Format::Json => println!("{:#}", serde_json::json!({ "silences": silences })),
+            }
             Ok(Outcome::Ok)
         }
         IncidentsCommand::Unack { incident, router } => {

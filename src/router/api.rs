@@ -28,6 +28,7 @@ use super::edge::Peer;
 use super::engine::{Action, ActionKind, EngineError, EngineHandle};
 use super::metrics::{Metrics, labels};
 use super::people::{AuthError, People, Person};
+use super::silence::{NewSilence, SilenceError};
 
 /// Inbound credentials, resolved from their files or environment variables at start.
 #[derive(Clone, Default)]
@@ -81,6 +82,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/acknowledge", post(acknowledge))
         .route("/api/v1/incidents/unacknowledge", post(unacknowledge))
+        .route("/api/v1/silences", get(silences).post(create_silence))
+        .route("/api/v1/silences/expire", post(expire_silence))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -136,6 +139,9 @@ pub enum ApiError {
     UnknownIncident(String),
     #[error("{0}")]
     NotOpen(String),
+    /// A silence that cannot be.
+    #[error("{0}")]
+    BadSilence(String),
 }
 
 impl ApiError {
@@ -150,6 +156,7 @@ impl ApiError {
             | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownIncident(_) => StatusCode::NOT_FOUND,
             ApiError::NotOpen(_) => StatusCode::CONFLICT,
+            ApiError::BadSilence(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -410,27 +417,48 @@ async fn act(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let (person, bytes) = action_request(state, peer, headers, body).await?;
+    let request: ActionRequest = serde_json::from_slice(&bytes).map_err(ApiError::MalformedJson)?;
+    let key = request.incident;
+    perform(state, &person, kind, key.clone()).await?;
+    Ok(axum::Json(json!({"incident": key, "by": person.name})).into_response())
+}
+
+/// The person and the JSON body of an action: from this site only, signed in.
+async fn action_request(
+    state: &AppState,
+    peer: Option<Peer>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Person, Bytes), ApiError> {
     same_site(headers)?;
     let person = person(state, peer, headers)?;
     let bytes = json_body(state, headers, body).await?;
-    let request: ActionRequest = serde_json::from_slice(&bytes).map_err(ApiError::MalformedJson)?;
+    Ok((person, bytes))
+}
+
+/// Has the engine do `kind` as `person` (on the incident `key`, if it is about one).
+async fn perform(
+    state: &AppState,
+    person: &Person,
+    kind: ActionKind,
+    key: String,
+) -> Result<(), ApiError> {
     let teams = state
         .people
         .responders
         .keys()
-        .filter(|team| state.people.may_respond(&person, team))
+        .filter(|team| state.people.may_respond(person, team))
         .cloned()
         .collect();
     let action = Action {
         kind,
-        key: request.incident.clone(),
+        key,
         by: person.name.clone(),
         teams,
     };
     match state.engine.act(action).await {
-        Ok(()) => Ok(
-            axum::Json(json!({"incident": request.incident, "by": person.name})).into_response(),
-        ),
+        Ok(()) => Ok(()),
         Err(EngineError::Forbidden { by, team }) => Err(ApiError::Forbidden(format!(
             "{by} is no responder of team {team}"
         ))),
@@ -440,7 +468,146 @@ async fn act(
         Err(EngineError::Refused(e @ ActionError::NotOpen(_))) => {
             Err(ApiError::NotOpen(e.to_string()))
         }
+        Err(EngineError::Silence(SilenceError::Unknown(id))) => {
+            Err(ApiError::UnknownIncident(format!("no silence `{id}`")))
+        }
+        Err(EngineError::Silence(e)) => Err(ApiError::BadSilence(e.to_string())),
         Err(e) => Err(ApiError::Unavailable(e)),
+    }
+}
+
+/// `POST /api/v1/silences`: matchers, when it starts (default now) and ends (or for how long),
+/// and why.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceRequest {
+    matchers: Vec<String>,
+    /// RFC 3339; default: now.
+    starts_at: Option<String>,
+    /// RFC 3339; or `duration`.
+    ends_at: Option<String>,
+    /// A Prometheus duration from the start (`2h`).
+    duration: Option<String>,
+    comment: String,
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+fn millis_of(text: &str, field: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| ApiError::BadSilence(format!("{field} `{text}` is no RFC 3339 time: {e}")))
+}
+
+impl SilenceRequest {
+    fn into_new(self, now: i64) -> Result<NewSilence, ApiError> {
+        let starts_at = match &self.starts_at {
+            Some(text) => millis_of(text, "starts_at")?,
+            None => now,
+        };
+        let ends_at = match (&self.ends_at, &self.duration) {
+            (Some(text), None) => millis_of(text, "ends_at")?,
+            (None, Some(text)) => {
+                let ms = crate::config_check::values::parse_duration_ms(text)
+                    .map_err(|hint| ApiError::BadSilence(format!("duration `{text}`: {hint}")))?;
+                starts_at.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
+            }
+            _ => {
+                return Err(ApiError::BadSilence(
+                    "give either ends_at or duration".into(),
+                ));
+            }
+        };
+        Ok(NewSilence {
+            matchers: self.matchers,
+            starts_at,
+            ends_at,
+            comment: self.comment,
+        })
+    }
+}
+
+async fn create_silence(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let created = async {
+        let (person, bytes) = action_request(&state, peer.map(|p| p.0), &headers, body).await?;
+        let request: SilenceRequest =
+            serde_json::from_slice(&bytes).map_err(ApiError::MalformedJson)?;
+        let silence = request.into_new(super::clock::now_ms())?;
+        let id = format!("{:032x}", fastrand::u128(..));
+        let kind = ActionKind::Silence {
+            id: id.clone(),
+            silence,
+        };
+        perform(&state, &person, kind, String::new()).await?;
+        Ok::<_, ApiError>(axum::Json(json!({"silence": id, "by": person.name})).into_response())
+    };
+    created.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `{"silence": ID}`: the silence to end now.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpireRequest {
+    silence: String,
+}
+
+async fn expire_silence(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let expired = async {
+        let (person, bytes) = action_request(&state, peer.map(|p| p.0), &headers, body).await?;
+        let request: ExpireRequest =
+            serde_json::from_slice(&bytes).map_err(ApiError::MalformedJson)?;
+        let kind = ActionKind::Unsilence {
+            id: request.silence.clone(),
+        };
+        perform(&state, &person, kind, String::new()).await?;
+        Ok::<_, ApiError>(
+            axum::Json(json!({"silence": request.silence, "by": person.name})).into_response(),
+        )
+    };
+    expired.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Reads are for the webhook's credentials or a viewer.
+fn authorize_read(
+    state: &AppState,
+    peer: Option<Peer>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Err(refused) = authorize(&state.credentials, headers) else {
+        return Ok(());
+    };
+    // Not the webhook's credentials: a person who may view, if people sign in at all.
+    if !state.people.enabled() {
+        return Err(refused);
+    }
+    let person = person(state, peer, headers)?;
+    if state.people.may_view(&person) {
+        Ok(())
+    } else {
+        Err(ApiError::NotAViewer(person.name))
+    }
+}
+
+async fn silences(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = authorize_read(&state, peer.map(|p| p.0), &headers) {
+        return e.into_response();
+    }
+    match state.engine.silences().await {
+        Ok(silences) => axum::Json(json!({ "silences": silences })).into_response(),
+        Err(e) => ApiError::Unavailable(e).into_response(),
     }
 }
 
@@ -449,16 +616,8 @@ async fn incidents(
     peer: Option<axum::Extension<Peer>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorize(&state.credentials, &headers) {
-        // Not the webhook's credentials: a person who may view, if people sign in at all.
-        if !state.people.enabled() {
-            return refused.into_response();
-        }
-        match person(&state, peer.map(|p| p.0), &headers) {
-            Ok(person) if state.people.may_view(&person) => {}
-            Ok(person) => return ApiError::NotAViewer(person.name).into_response(),
-            Err(e) => return e.into_response(),
-        }
+    if let Err(e) = authorize_read(&state, peer.map(|p| p.0), &headers) {
+        return e.into_response();
     }
     match state.engine.incidents().await {
         Ok(views) => axum::Json(json!({ "incidents": views })).into_response(),
@@ -739,6 +898,89 @@ mod tests {
             ack_request("payments-team/nothing/A", proxy, &[dana_via_proxy]),
         )
         .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    /// A JSON POST to `path` from `peer`, named `user` by the proxy.
+    fn proxied_post(path: &str, peer: &str, user: &str, body: serde_json::Value) -> Request<Body> {
+        let mut request = Request::post(path)
+            .header("Content-Type", "application/json")
+            .header("X-Forwarded-User", user)
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(Peer(peer.parse().expect("address")));
+        request
+    }
+
+    #[tokio::test]
+    async fn a_responder_silences_their_own_team_and_ends_the_silence() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (app, _) = router_with_people(dir.path()).await;
+        let proxy = "10.1.0.5";
+        let silence = |matchers: &[&str]| json!({"matchers": matchers, "duration": "2h", "comment": "database upgrade"});
+        let mine = silence(&[r#"team="payments-team""#, r#"service="checkout""#]);
+        for (user, body, status) in [
+            ("vic", mine.clone(), StatusCode::FORBIDDEN),
+            (
+                "dana",
+                silence(&[r#"service="checkout""#]),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                "dana",
+                silence(&[r#"team="search""#]),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "dana",
+                json!({"matchers": [r#"team="payments-team""#], "comment": "no end"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let (got, reason) = send_request(
+                &app,
+                proxied_post("/api/v1/silences", proxy, user, body.clone()),
+            )
+            .await;
+            assert_eq!(got, status, "{user} {body}: {reason}");
+            assert!(reason["error"].is_string());
+        }
+        let (status, created) =
+            send_request(&app, proxied_post("/api/v1/silences", proxy, "dana", mine)).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let id = created["silence"].as_str().expect("an id").to_string();
+        let (_, listed) = send(
+            &app,
+            Request::get("/api/v1/silences").header("Authorization", "Bearer t"),
+        )
+        .await;
+        let stored = &listed["silences"][0];
+        assert_eq!(stored["id"], id.as_str());
+        assert_eq!(stored["created_by"], "dana");
+        assert_eq!(stored["comment"], "database upgrade");
+        let hours = (stored["ends_at"].as_i64().unwrap_or(0)
+            - stored["starts_at"].as_i64().unwrap_or(0))
+            / 3_600_000;
+        assert_eq!(hours, 2);
+        let expire = |id: &str| {
+            proxied_post(
+                "/api/v1/silences/expire",
+                proxy,
+                "dana",
+                json!({"silence": id}),
+            )
+        };
+        let (status, _) = send_request(&app, expire(&id)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, listed) = send(
+            &app,
+            Request::get("/api/v1/silences").header("Authorization", "Bearer t"),
+        )
+        .await;
+        assert_eq!(listed["silences"][0]["expired_by"], "dana");
+        let (status, _) = send_request(&app, expire("nothing")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

@@ -357,6 +357,8 @@ pub struct Heartbeat {
 pub struct State {
     pub incidents: BTreeMap<String, Incident>,
     pub heartbeat: Heartbeat,
+    /// Every silence not yet forgotten (they hold notifications, see `quiet`).
+    pub silences: super::silence::Silences,
 }
 
 /// What a step or tick did.
@@ -368,6 +370,8 @@ pub struct Outcome {
     /// Members that changed, by incident key and fingerprint.
     pub changed_members: BTreeSet<(String, u64)>,
     pub heartbeat_changed: bool,
+    /// Silences created or ended, by id (to be stored).
+    pub changed_silences: BTreeSet<String>,
     /// Alerts that changed nothing (repeats, duplicates, stale out-of-order updates).
     pub ignored: usize,
 }

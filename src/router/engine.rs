@@ -30,6 +30,7 @@ use super::metrics::{Metrics, labels};
 use super::notification::Notification;
 use super::quiet;
 use super::routing;
+use super::silence::{self, NewSilence, SilenceError};
 use super::store::{Batch, DeliveryState, OutboxEntry, Scope, Store, StoreError};
 
 /// The most requests one group commit takes.
@@ -60,6 +61,9 @@ pub enum EngineError {
     /// The person does not respond for the incident's team.
     #[error("{by} is no responder of team {team}")]
     Forbidden { by: String, team: String },
+    /// A silence that cannot be, or is not known.
+    #[error(transparent)]
+    Silence(#[from] SilenceError),
 }
 
 impl From<StoreError> for EngineError {
@@ -83,20 +87,30 @@ pub enum Command {
         action: Action,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    Silences {
+        reply: oneshot::Sender<Result<Vec<silence::Silence>, EngineError>>,
+    },
 }
 
-/// What a person does to an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a person does.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionKind {
+    /// Acknowledge the incident of the action's `key`.
     Acknowledge,
+    /// Take the acknowledgement of the incident of `key` back.
     Unacknowledge,
+    /// Create a silence under this id.
+    Silence { id: String, silence: NewSilence },
+    /// End the silence of this id now.
+    Unsilence { id: String },
 }
 
-/// A person's action on the incident `key`, allowed on the incidents of `teams` only (the
-/// teams they respond for): the incident's team is known only once it is loaded.
+/// A person's action, allowed on the incidents and silences of `teams` only (the teams they
+/// respond for): an incident's team is known only once it is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
     pub kind: ActionKind,
+    /// The incident acted on (empty for a silence).
     pub key: String,
     pub by: String,
     pub teams: std::collections::BTreeSet<String>,
@@ -105,20 +119,57 @@ pub struct Action {
 impl Action {
     /// Decides the action on the state (pure).
     fn apply(&self, state: &mut State, now: Millis) -> Result<Outcome, EngineError> {
+        let forbidden = |team: String| EngineError::Forbidden {
+            by: self.by.clone(),
+            team,
+        };
+        match &self.kind {
+            ActionKind::Silence { id, silence } => {
+                let team = silence::check(silence, now)?;
+                if !self.teams.contains(&team) {
+                    return Err(forbidden(team));
+                }
+                silence::create(
+                    &mut state.silences,
+                    id.clone(),
+                    silence.clone(),
+                    &self.by,
+                    now,
+                );
+                return Ok(Outcome {
+                    changed_silences: [id.clone()].into(),
+                    ..Outcome::default()
+                });
+            }
+            ActionKind::Unsilence { id } => {
+                let team = state
+                    .silences
+                    .get(id)
+                    .ok_or_else(|| SilenceError::Unknown(id.clone()))?
+                    .team()
+                    .unwrap_or_default();
+                if !self.teams.contains(&team) {
+                    return Err(forbidden(team));
+                }
+                silence::expire(&mut state.silences, id, &self.by, now)?;
+                return Ok(Outcome {
+                    changed_silences: [id.clone()].into(),
+                    ..Outcome::default()
+                });
+            }
+            ActionKind::Acknowledge | ActionKind::Unacknowledge => {}
+        }
         let team = state
             .incidents
             .get(&self.key)
             .map(|incident| incident.team.clone())
             .ok_or_else(|| dedup::ActionError::Unknown(self.key.clone()))?;
         if !self.teams.contains(&team) {
-            return Err(EngineError::Forbidden {
-                by: self.by.clone(),
-                team,
-            });
+            return Err(forbidden(team));
         }
         let outcome = match self.kind {
-            ActionKind::Acknowledge => dedup::acknowledge(state, &self.key, &self.by, now),
             ActionKind::Unacknowledge => dedup::unacknowledge(state, &self.key, &self.by, now),
+            _ => dedup::acknowledge(state, &self.key, &self.by, now),
         };
         Ok(outcome?)
     }
@@ -144,6 +195,15 @@ impl EngineHandle {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Incidents { reply })
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Every silence not yet forgotten, the latest to start first.
+    pub async fn silences(&self) -> Result<Vec<silence::Silence>, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Silences { reply })
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
     }
@@ -307,6 +367,21 @@ impl Engine {
                 }
                 Command::Act { action, reply } => {
                     let _ = reply.send(self.act(&action, now));
+                }
+                Command::Silences { reply } => {
+                    let silences = match &self.state {
+                        Some(state) => Ok(state.silences.clone()),
+                        None => self
+                            .store
+                            .load_state()
+                            .map(|state| state.silences)
+                            .map_err(EngineError::from),
+                    };
+                    let _ = reply.send(silences.map(|silences| {
+                        let mut listed: Vec<silence::Silence> = silences.into_values().collect();
+                        listed.sort_by(|a, b| b.starts_at.cmp(&a.starts_at).then(a.id.cmp(&b.id)));
+                        listed
+                    }));
                 }
             }
         }
@@ -546,6 +621,8 @@ impl Engine {
         let cutoff = now - self.config.retention;
         let result = match self.state.as_mut() {
             Some(state) => {
+                // The store forgets silences that ended before the cutoff; so does the memory.
+                state.silences.retain(|_, s| s.ends_at >= cutoff);
                 let batch = Batch {
                     forgotten_incidents: dedup::forget_resolved(state, cutoff),
                     ..Batch::default()
@@ -681,6 +758,11 @@ fn plan(
     if outcome.heartbeat_changed {
         batch.heartbeat = Some(state.heartbeat.clone());
     }
+    batch.silences = outcome
+        .changed_silences
+        .iter()
+        .filter_map(|id| state.silences.get(id).cloned())
+        .collect();
     (batch, unroutable)
 }
 
@@ -689,6 +771,7 @@ fn merge(into: &mut Outcome, from: Outcome) {
     into.changed_incidents.extend(from.changed_incidents);
     into.changed_members.extend(from.changed_members);
     into.heartbeat_changed |= from.heartbeat_changed;
+    into.changed_silences.extend(from.changed_silences);
     into.ignored += from.ignored;
 }
 

@@ -23,6 +23,7 @@ pub mod people;
 pub mod preview;
 pub mod quiet;
 pub mod routing;
+pub mod silence;
 pub mod store;
 pub mod template;
 

@@ -1,11 +1,13 @@
-//! Quiet hours: while a team's quiet hours cover the time, its non-critical notifications are
-//! held, not sent. When they end, each held incident that is still open sends one notification
-//! of where it stands: `opened` if the team has heard nothing of it, `updated` otherwise. The
-//! resolve of an incident the team never heard of is dropped (there is nothing to close); the
-//! resolve of one it heard of is sent at once. A critical notification is never held; like any
-//! first notification of an episode the team has not heard of, it goes out as `opened`. An
-//! acknowledgement is a person's action, not an alarm: told at once to a team that heard of the
-//! incident, dropped for one that did not; what was held of an acknowledged incident is not told.
+//! Holding notifications: while a team's quiet hours cover the time its non-critical
+//! notifications are held, not sent, and while a silence in force matches an incident all of
+//! its notifications are. When neither holds any more, each held incident that is still open
+//! sends one notification of where it stands: `opened` if the team has heard nothing of it,
+//! `updated` otherwise. The resolve of an incident the team never heard of is dropped (there is
+//! nothing to close); the resolve of one it heard of is sent at once. Quiet hours never hold a
+//! critical notification; like any first notification of an episode the team has not heard of,
+//! it goes out as `opened`. An acknowledgement is a person's action, not an alarm: told at once
+//! to a team that heard of the incident, dropped for one that did not; what was held of an
+//! acknowledged incident is not told.
 //!
 //! Pure: the state, the transitions and the time are arguments.
 
@@ -14,6 +16,7 @@ use std::collections::BTreeSet;
 use super::alert::Millis;
 use super::dedup::{Intent, IntentKind, Outcome, Severity, State, Status};
 use super::routing::RoutingTable;
+use super::silence;
 
 /// The intents to deliver now, of `intents`; records on the incidents what is held, and returns
 /// the keys of the incidents that changed.
@@ -25,8 +28,13 @@ pub fn hold(
 ) -> (Vec<Intent>, BTreeSet<String>) {
     let mut deliver = Vec::with_capacity(intents.len());
     let mut changed = BTreeSet::new();
+    let State {
+        incidents,
+        silences,
+        ..
+    } = state;
     for intent in intents {
-        let Some(incident) = state.incidents.get_mut(&intent.incident_key) else {
+        let Some(incident) = incidents.get_mut(&intent.incident_key) else {
             deliver.push(intent.clone());
             continue;
         };
@@ -35,6 +43,7 @@ pub fn hold(
             incident.unheard = true;
         }
         let critical = incident.severity.max(incident.notified_severity) >= Severity::Critical;
+        let silenced = silence::silenced(silences, &incident.labels, now);
         let send = match intent.kind {
             IntentKind::Resolved => !incident.unheard,
             // A person's action, told to a team that heard of the incident, whatever the hour.
@@ -43,7 +52,7 @@ pub fn hold(
                 continue;
             }
             IntentKind::Acknowledged | IntentKind::Unacknowledged => continue,
-            _ => critical || !table.quiet(&incident.team, now),
+            _ => !silenced && (critical || !table.quiet(&incident.team, now)),
         };
         if send {
             let mut sent = intent.clone();
@@ -70,16 +79,24 @@ pub fn hold(
 /// transitions) already tells.
 pub fn release(state: &mut State, timed: &[Intent], table: &RoutingTable, now: Millis) -> Outcome {
     let mut out = Outcome::default();
-    for incident in state.incidents.values_mut() {
+    let State {
+        incidents,
+        silences,
+        ..
+    } = state;
+    for incident in incidents.values_mut() {
         if incident.held && incident.acknowledged.is_some() {
             // Somebody is on it: what was held needs telling no more.
             incident.held = false;
             out.changed_incidents.insert(incident.key.clone());
             continue;
         }
+        let critical = incident.severity.max(incident.notified_severity) >= Severity::Critical;
+        let muted = silence::silenced(silences, &incident.labels, now)
+            || (!critical && table.quiet(&incident.team, now));
         if !incident.held
             || incident.status != Status::Open
-            || table.quiet(&incident.team, now)
+            || muted
             || timed
                 .iter()
                 .any(|intent| intent.incident_key == incident.key)
@@ -194,6 +211,63 @@ mod tests {
         let morning = release(&mut unheard, &[], &quiet_nights(), MIDNIGHT + 7 * HOUR);
         assert!(morning.intents.is_empty(), "{:?}", morning.intents);
         assert!(unheard.incidents.values().all(|i| !i.held));
+    }
+
+    #[test]
+    fn a_silence_holds_even_a_critical_incident_and_its_end_tells_the_team_once() {
+        let mut state = State::default();
+        crate::router::silence::create(
+            &mut state.silences,
+            "s1".into(),
+            crate::router::silence::NewSilence {
+                matchers: vec![r#"team="payments""#.into(), r#"service="checkout""#.into()],
+                starts_at: MIDNIGHT + 9 * HOUR,
+                ends_at: MIDNIGHT + 11 * HOUR,
+                comment: "database upgrade".into(),
+            },
+            "dana",
+            MIDNIGHT,
+        );
+        // A maintenance window: before it starts, the page goes out.
+        let mut before = state.clone();
+        assert_eq!(
+            alert(&mut before, "Down", "critical", true, MIDNIGHT + 8 * HOUR),
+            [IntentKind::Opened]
+        );
+        // In it, a critical alert is tracked and held; it opens once the silence ends.
+        assert_eq!(
+            alert(&mut state, "Down", "critical", true, MIDNIGHT + 9 * HOUR),
+            []
+        );
+        assert!(state.incidents.values().all(|i| i.held && i.is_open()));
+        let table = RoutingTable::default();
+        // What the engine's tick does: release, then deliver what is released.
+        let tick = |state: &mut State, at: Millis| {
+            let released = release(state, &[], &table, at);
+            kinds(hold(state, &released.intents, &table, at).0)
+        };
+        assert_eq!(tick(&mut state, MIDNIGHT + 10 * HOUR), []);
+        assert_eq!(tick(&mut state, MIDNIGHT + 11 * HOUR), [IntentKind::Opened]);
+        assert_eq!(tick(&mut state, MIDNIGHT + 11 * HOUR + 1), [], "told once");
+        // Ended early: what resolved in the silence, never heard of, is not told at all.
+        let mut resolved = State {
+            silences: before.silences.clone(),
+            ..State::default()
+        };
+        alert(&mut resolved, "Down", "critical", true, MIDNIGHT + 9 * HOUR);
+        assert_eq!(
+            alert(
+                &mut resolved,
+                "Down",
+                "critical",
+                false,
+                MIDNIGHT + 10 * HOUR
+            ),
+            []
+        );
+        crate::router::silence::expire(&mut resolved.silences, "s1", "dana", MIDNIGHT + 10 * HOUR)
+            .expect("known");
+        assert_eq!(tick(&mut resolved, MIDNIGHT + 10 * HOUR + 1), []);
     }
 
     #[test]

@@ -391,3 +391,95 @@ fn escalation_and_acknowledgement_hold_across_a_sigkill_and_a_failover_between_r
     assert_eq!(pages_of(&pager, "search"), Vec::<(String, String)>::new());
     assert!(!b.log().contains("panicked"), "{}", b.log());
 }
+
+#[test]
+fn a_silence_from_the_cli_holds_a_matching_incident_through_a_restart_and_its_end_tells_once() {
+    let chat = Sink::start(200);
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("users"), users_file()).expect("users file");
+    std::fs::write(dir.path().join("dana.password"), "anad\n").expect("password file");
+    std::fs::write(dir.path().join("token"), TOKEN).expect("token file");
+    let config = format!(
+        "listen: 127.0.0.1:PORT\nauth: {{bearer_token_env: TEST_ROUTER_TOKEN}}\nstore: {{path: ./router.db}}\ndedup: {{stale_after: 1h}}\ndelivery: {{initial_backoff: 100ms, max_backoff: 200ms}}\nteams:\n  oncall:\n    destinations:\n      - {{name: chat, kind: webhook, url: {}}}\nownership: {{default_team: oncall}}\npeople:\n  users_file: users\n  responders:\n    oncall: [dana]\n",
+        chat.url(),
+    );
+    let mut router = Router::start(dir.path(), &config);
+    let as_dana = ["--user", "dana", "--password-file", "dana.password"];
+    let mut args = vec![
+        "silence",
+        "--matcher",
+        r#"team="oncall""#,
+        "--matcher",
+        r#"service="checkout""#,
+        "--duration",
+        "1h",
+        "--comment",
+        "database upgrade",
+    ];
+    args.extend(as_dana);
+    let created = incidents_cli(&router, dir.path(), &args);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let line = stdout(&created);
+    let id = line
+        .strip_prefix("silence ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no id in {line}"))
+        .to_string();
+    assert!(line.ends_with("created by dana\n"), "{line}");
+
+    for service in ["checkout", "search"] {
+        let (status, answer) = router.post(
+            &storm_of(service),
+            "application/json",
+            Some(&format!("Bearer {TOKEN}")),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    // search, not silenced, is told; checkout, as new and as critical, is held.
+    wait_for("search opened", Duration::from_secs(15), || {
+        !told(&chat, "opened", "search").is_empty()
+    });
+    let (_, listed) = router.get("/api/v1/incidents");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    let checkout = listed["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["service"] == "checkout")
+        .expect("checkout is tracked");
+    assert_eq!(checkout["held"], true, "{checkout}");
+    assert!(
+        chat.received()
+            .iter()
+            .all(|r| r.body["service"] != "checkout")
+    );
+
+    // A restart keeps the silence: checkout is still held.
+    router.kill();
+    let router = Router::start_with(dir.path(), router.port);
+    let shown = incidents_cli(&router, dir.path(), &["silences", "--token-file", "token"]);
+    let table = stdout(&shown);
+    assert!(
+        table.contains(&id)
+            && table.contains(r#"team="oncall",service="checkout""#)
+            && table.contains("database upgrade"),
+        "{table}"
+    );
+    let mut args = vec!["unsilence", id.as_str()];
+    args.extend(as_dana);
+    let ended = incidents_cli(&router, dir.path(), &args);
+    assert!(ended.status.success(), "{}", stderr(&ended));
+    let opened = wait_until(
+        "checkout told once the silence ended",
+        Duration::from_secs(15),
+        || told(&chat, "opened", "checkout").pop(),
+    );
+    assert_eq!(opened["firing_members"], 3);
+    assert!(
+        chat.received()
+            .iter()
+            .filter(|r| r.body["service"] == "checkout")
+            .count()
+            == 1
+    );
+}

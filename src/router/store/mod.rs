@@ -1,4 +1,5 @@
-//! Durable state: incidents, their members, the heartbeat and the outbox of planned notifications.
+//! Durable state: incidents, their members, the heartbeat, silences and the outbox of planned
+//! notifications. Every step loads the silences (a short list): any incident may match one.
 //!
 //! [`Store`] is what the engine and the delivery workers need, in three roles: [`IncidentStore`]
 //! (ingest and incidents), [`OutboxStore`] (the outbox and delivery) and [`StoreChores`]. [`sqlite::SqliteStore`] is the
@@ -23,6 +24,7 @@ use super::alert::Millis;
 use super::dedup::{Heartbeat, Incident, Member, State};
 use super::notification::Notification;
 use super::routing::DestinationId;
+use super::silence::Silence;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -87,6 +89,8 @@ pub struct Batch {
     /// Stored as the later of this and the stored heartbeat (replicas may race on it).
     pub heartbeat: Option<Heartbeat>,
     pub outbox: Vec<OutboxEntry>,
+    /// Silences created or ended (written whole).
+    pub silences: Vec<Silence>,
 }
 
 impl Batch {
@@ -96,6 +100,7 @@ impl Batch {
             && self.forgotten_incidents.is_empty()
             && self.heartbeat.is_none()
             && self.outbox.is_empty()
+            && self.silences.is_empty()
     }
 }
 

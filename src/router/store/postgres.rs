@@ -38,6 +38,7 @@ use super::{
 use crate::router::alert::Millis;
 use crate::router::dedup::{Heartbeat, Incident, Member, State};
 use crate::router::routing::DestinationId;
+use crate::router::silence::{Silence, Silences};
 
 /// Advisory lock held while migrating (any constant shared by every replica).
 const MIGRATION_LOCK: i64 = 0x5354_4b47_0001;
@@ -47,7 +48,8 @@ const LEADER_LOCK: i64 = 0x5354_4b47_0002;
 const STEP_ATTEMPTS: usize = 8;
 
 /// Numbered schema migrations; those not yet recorded in `stackgen_schema` are applied in order.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE incidents (
     key TEXT PRIMARY KEY,
     -- NULL: a placeholder a step inserted only to lock the key (removed before it commits).
@@ -85,7 +87,15 @@ CREATE INDEX outbox_pending ON outbox (destination, created_at, id) WHERE state 
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX outbox_incident ON outbox (incident_key);
 CREATE INDEX outbox_done ON outbox (created_at) WHERE state <> 'pending';
-"#];
+"#,
+    r#"
+CREATE TABLE silences (
+    id TEXT PRIMARY KEY,
+    ends_at BIGINT NOT NULL,
+    data TEXT NOT NULL
+);
+"#,
+];
 
 const ENTRY_COLUMNS: &str =
     "id, destination, notification, created_at, next_attempt_at, attempts, state, last_error";
@@ -421,6 +431,15 @@ fn load_incidents(
     Ok(placeholders)
 }
 
+fn read_silences(client: &mut impl postgres::GenericClient) -> Result<Silences, StoreError> {
+    let mut silences = Silences::new();
+    for row in client.query("SELECT data FROM silences", &[])? {
+        let silence: Silence = from_json(&row.try_get::<_, String>(0)?, "silence")?;
+        silences.insert(silence.id.clone(), silence);
+    }
+    Ok(silences)
+}
+
 fn read_heartbeat(
     client: &mut impl postgres::GenericClient,
     statements: &Statements,
@@ -490,6 +509,13 @@ fn write_batch(
     }
     if let Some(last_seen) = batch.heartbeat.as_ref().and_then(|h| h.last_seen) {
         tx.execute(&statements.upsert_heartbeat, &[&last_seen])?;
+    }
+    for silence in &batch.silences {
+        tx.execute(
+            "INSERT INTO silences (id, ends_at, data) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE \
+             SET ends_at = excluded.ends_at, data = excluded.data",
+            &[&silence.id, &silence.ends_at, &to_json(silence, "silence")?],
+        )?;
     }
     if !batch.outbox.is_empty() {
         let n = batch.outbox.len();
@@ -568,6 +594,7 @@ impl IncidentStore for PostgresStore {
             )?;
             load_incidents(client, statements, rows, &mut state)?;
             state.heartbeat = read_heartbeat(client, statements)?;
+            state.silences = read_silences(client)?;
             Ok(state)
         })
     }
@@ -605,6 +632,7 @@ impl IncidentStore for PostgresStore {
             if scope.heartbeat {
                 state.heartbeat = read_heartbeat(tx, statements)?;
             }
+            state.silences = read_silences(tx)?;
             let batch = decide(&mut state);
             write_batch(tx, statements, &batch)?;
             let written: BTreeSet<&str> = batch.incidents.iter().map(|i| i.key.as_str()).collect();
@@ -766,10 +794,12 @@ impl StoreChores for PostgresStore {
 
     fn gc(&mut self, cutoff: Millis) -> Result<usize, StoreError> {
         self.with(|client, _| {
-            Ok(client.execute(
-                "DELETE FROM outbox WHERE state IN ('delivered', 'dead') AND created_at < $1",
-                &[&cutoff],
-            )? as usize)
+            let silences = client.execute("DELETE FROM silences WHERE ends_at < $1", &[&cutoff])?;
+            Ok((silences
+                + client.execute(
+                    "DELETE FROM outbox WHERE state IN ('delivered', 'dead') AND created_at < $1",
+                    &[&cutoff],
+                )?) as usize)
         })
     }
 

@@ -21,6 +21,7 @@ use super::{
 use crate::router::alert::Millis;
 use crate::router::dedup::{Heartbeat, Incident, Member, State};
 use crate::router::routing::DestinationId;
+use crate::router::silence::{Silence, Silences};
 
 /// Numbered schema migrations; the store applies those not applied yet, in order.
 const MIGRATIONS: &[&str] = &[
@@ -59,6 +60,13 @@ CREATE INDEX outbox_destination_order ON outbox (destination, state, created_at)
     r#"
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
 ALTER TABLE outbox ADD COLUMN lease_until INTEGER;
+"#,
+    r#"
+CREATE TABLE silences (
+    id TEXT PRIMARY KEY,
+    ends_at INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
 "#,
 ];
 
@@ -168,6 +176,16 @@ fn stored_entry(row: &rusqlite::Row) -> rusqlite::Result<StoredEntry> {
 /// Incidents that are open or resolving.
 const OPEN_SQL: &str = "json_extract(data, '$.status.state') IN ('open', 'resolving')";
 
+fn read_silences(conn: &Connection) -> Result<Silences, StoreError> {
+    let mut silences = Silences::new();
+    let mut stmt = conn.prepare_cached("SELECT data FROM silences")?;
+    for data in stmt.query_map([], |row| row.get::<_, String>(0))? {
+        let silence: Silence = from_json(&data?, "silence")?;
+        silences.insert(silence.id.clone(), silence);
+    }
+    Ok(silences)
+}
+
 fn read_heartbeat(conn: &Connection) -> Result<Heartbeat, StoreError> {
     Ok(Heartbeat {
         last_seen: conn
@@ -181,6 +199,14 @@ fn read_heartbeat(conn: &Connection) -> Result<Heartbeat, StoreError> {
 
 /// Writes a batch inside the caller's transaction.
 fn write_batch(tx: &Connection, batch: &Batch) -> Result<(), StoreError> {
+    let mut upsert_silence = tx.prepare_cached("INSERT INTO silences (id, ends_at, data) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET ends_at = excluded.ends_at, data = excluded.data")?;
+    for silence in &batch.silences {
+        upsert_silence.execute(params![
+            silence.id,
+            silence.ends_at,
+            to_json(silence, "silence")?
+        ])?;
+    }
     let mut upsert_incident = tx.prepare_cached("INSERT INTO incidents (key, data) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET data = excluded.data")?;
     for incident in &batch.incidents {
         upsert_incident.execute(params![incident.key, to_json(incident, "incident")?])?;
@@ -256,6 +282,7 @@ impl IncidentStore for SqliteStore {
             }
         }
         state.heartbeat = read_heartbeat(&self.conn)?;
+        state.silences = read_silences(&self.conn)?;
         Ok(state)
     }
 
@@ -318,6 +345,7 @@ impl IncidentStore for SqliteStore {
             if scope.heartbeat {
                 state.heartbeat = read_heartbeat(&tx)?;
             }
+            state.silences = read_silences(&tx)?;
         }
         let batch = decide(&mut state);
         write_batch(&tx, &batch)?;
@@ -472,10 +500,14 @@ impl StoreChores for SqliteStore {
     }
 
     fn gc(&mut self, cutoff: Millis) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM outbox WHERE state IN ('delivered', 'dead') AND created_at < ?1",
-            params![cutoff],
-        )?)
+        let silences = self
+            .conn
+            .execute("DELETE FROM silences WHERE ends_at < ?1", params![cutoff])?;
+        Ok(silences
+            + self.conn.execute(
+                "DELETE FROM outbox WHERE state IN ('delivered', 'dead') AND created_at < ?1",
+                params![cutoff],
+            )?)
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {
