@@ -153,10 +153,64 @@ fn config_context(spec: &Spec) -> Value {
             })
         })
         .collect();
+    let escalation: BTreeMap<&str, Vec<Value>> = spec
+        .teams
+        .iter()
+        .filter(|team| !team.escalation.is_empty())
+        .map(|team| {
+            let steps = team
+                .escalation
+                .iter()
+                .map(|step| {
+                    let destinations: Vec<String> = step
+                        .destinations
+                        .iter()
+                        .map(|target| {
+                            let owner = target.team.as_deref().unwrap_or(&team.name);
+                            format!("{owner}/{}", target.kind.name())
+                        })
+                        .collect();
+                    json!({"after": step.after, "destinations": destinations})
+                })
+                .collect();
+            (team.name.as_str(), steps)
+        })
+        .collect();
+    let people = spec.router.people.as_ref().map(|people| {
+        let mut rendered = json!({});
+        if let Some(users) = &people.users {
+            rendered["users_file"] = json!(secret_file(users));
+        }
+        if let Some(proxy) = &people.proxy {
+            let mut fields = json!({"trusted": proxy.trusted});
+            if let Some(header) = &proxy.user_header {
+                fields["user_header"] = json!(header);
+            }
+            if let Some(header) = &proxy.groups_header {
+                fields["groups_header"] = json!(header);
+            }
+            rendered["proxy"] = fields;
+        }
+        if !people.viewers.is_empty() {
+            rendered["viewers"] = json!(people.viewers);
+        }
+        let responders: BTreeMap<&str, &Vec<String>> = spec
+            .teams
+            .iter()
+            .filter(|t| !t.responders.is_empty())
+            .map(|t| (t.name.as_str(), &t.responders))
+            .collect();
+        if !responders.is_empty() {
+            rendered["responders"] = json!(responders);
+        }
+        rendered
+    });
     json!({
         "cluster": spec.cluster.name,
         "teams": teams,
         "routes": routes,
+        "escalation": escalation,
+        "people": people,
         "services": services,
         "namespaces": spec
             .teams

@@ -11,9 +11,10 @@ use marked_yaml::{Node, Span};
 
 use super::metrics::{Convention, Selector, ServiceMetrics};
 use super::{
-    AlertOverride, AlertmanagerSpec, Cluster, Destination, Exporters, GrafanaSpec, Ingress,
-    Ownership, Platform, Port, PrometheusSpec, Resources, RouterSpec, RuleFileRef, SecretRef,
-    Service, Slo, SloKind, Smtp, Spec, Team, TeamRoute, defaults,
+    AlertOverride, AlertmanagerSpec, Cluster, Destination, EscalationStep, EscalationTarget,
+    Exporters, GrafanaSpec, Ingress, Ownership, PeopleSpec, Platform, Port, PrometheusSpec,
+    ProxySpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Slo, SloKind, Smtp, Spec,
+    Team, TeamRoute, defaults,
 };
 use crate::config_check::values;
 use crate::config_check::{
@@ -39,7 +40,7 @@ const TOP_KEYS: &[&str] = &[
     "team_files",
 ];
 /// How a team is reached and what it watches: the keys a `teams[]` entry and a team file share.
-const TEAM_BODY_KEYS: [&str; 12] = [
+const TEAM_BODY_KEYS: [&str; 14] = [
     "slack",
     "mattermost",
     "discord",
@@ -52,13 +53,15 @@ const TEAM_BODY_KEYS: [&str; 12] = [
     "routes",
     "quiet_hours",
     "rule_files",
+    "responders",
+    "escalation",
 ];
 /// A `teams[]` entry of the spec.
-const TEAM_KEYS: [&str; 14] = team_keys(&["name"], &["namespaces"]);
+const TEAM_KEYS: [&str; 16] = team_keys(&["name"], &["namespaces"]);
 /// A team file: one team, how it is reached, the services it owns, its rules and its changes
 /// to the default alerts of its services. `name` is taken for `team` (as a `teams[]` entry
 /// writes it); `namespaces` is known only to refuse it.
-const TEAM_FILE_KEYS: [&str; 17] =
+const TEAM_FILE_KEYS: [&str; 19] =
     team_keys(&["team", "name"], &["services", "alerts", "namespaces"]);
 
 /// `before`, the team body's keys, then `after` (a wrong `TOTAL` fails the build).
@@ -123,7 +126,11 @@ const ROUTER_KEYS: &[&str] = &[
     "resources",
     "replicas",
     "store",
+    "people",
 ];
+const PEOPLE_KEYS: &[&str] = &["users", "proxy", "viewers"];
+const PROXY_KEYS: &[&str] = &["trusted", "user_header", "groups_header"];
+const ESCALATION_STEP_KEYS: &[&str] = &["after", "destinations"];
 const ROUTER_STORE_KEYS: &[&str] = &["postgres"];
 const SMTP_KEYS: [&str; 6] = {
     let [host, port, from, tls, username] = smtp::SERVER_KEYS;
@@ -436,6 +443,7 @@ impl Checker {
             services.extend(owned);
             service_nodes.extend(placed);
         }
+        self.escalation_targets_exist(&teams);
         let alerts = self.alert_overrides(&top);
         let (team_label, service_label) = self.ownership_labels(&top);
         self.cross_checks(
@@ -839,6 +847,203 @@ impl Checker {
             }),
             smtp,
             resources: self.resources(o, &defaults::ROUTER_RESOURCES),
+            people: o
+                .and_then(|r| self.sub_object(r, "people", PEOPLE_KEYS))
+                .map(|p| self.people(&p)),
+        }
+    }
+
+    /// `router.people`: the users file's Secret, the proxy and the viewers.
+    fn people(&mut self, obj: &Obj) -> PeopleSpec {
+        let users = obj
+            .get("users")
+            .and_then(|n| self.secret_ref(n, &obj.path("users")));
+        let proxy = self.sub_object(obj, "proxy", PROXY_KEYS).map(|proxy| {
+            let field = proxy.path("trusted");
+            let mut trusted = Vec::new();
+            for node in self.list(&proxy, "trusted") {
+                let Some((text, _)) = self.string(node, &field) else {
+                    continue;
+                };
+                if crate::router::people::Network::parse(&text).is_some() {
+                    trusted.push(text);
+                } else {
+                    self.error(
+                        node.span(),
+                        &field,
+                        format!("`{text}` is not an address or a network"),
+                        Some(
+                            "write the proxy's addresses: `10.0.0.0/8`, `192.0.2.7` or `::1`"
+                                .into(),
+                        ),
+                    );
+                }
+            }
+            if trusted.is_empty() && proxy.get("trusted").is_none() {
+                self.error(
+                    proxy.span(),
+                    &field,
+                    "the proxy trusts no address: nobody could sign in through it".into(),
+                    Some("list the addresses the proxy connects from (its pod network)".into()),
+                );
+            }
+            ProxySpec {
+                trusted,
+                user_header: self.optional_text(&proxy, "user_header"),
+                groups_header: self.optional_text(&proxy, "groups_header"),
+            }
+        });
+        if users.is_none() && proxy.is_none() {
+            self.error(
+                obj.span(),
+                &obj.field,
+                "`router.people` gives nobody a way to sign in".into(),
+                Some(
+                    "add `users: {secret: NAME, key: users}` (htpasswd -B lines) or `proxy`".into(),
+                ),
+            );
+        }
+        PeopleSpec {
+            users,
+            proxy,
+            viewers: self.principals(obj, "viewers"),
+        }
+    }
+
+    /// `escalation`: the team's steps, each `{after: 10m, destinations: [pagerduty]}` (the
+    /// team's own destinations, or `team/kind` for another team's).
+    fn escalation(&mut self, obj: &Obj, destinations: &[Destination]) -> Vec<EscalationStep> {
+        let declared: Vec<&str> = destinations.iter().map(|d| d.kind().name()).collect();
+        let mut steps: Vec<EscalationStep> = Vec::new();
+        let mut last: Option<u64> = None;
+        for (i, node) in self.list(obj, "escalation").into_iter().enumerate() {
+            let field = format!("{}[{i}]", obj.path("escalation"));
+            let Some(step) = self.object(node, &field, ESCALATION_STEP_KEYS) else {
+                continue;
+            };
+            let Some((after, location)) = self.required_string(&step, "after") else {
+                continue;
+            };
+            let Ok(ms) = values::parse_duration_ms(&after) else {
+                self.error_at(
+                    location,
+                    &step.path("after"),
+                    format!("`{after}` is not a duration"),
+                    Some("write 0s, 10m, 1h30m".into()),
+                );
+                continue;
+            };
+            if i == 0 && ms != 0 {
+                self.error_at(
+                    location,
+                    &step.path("after"),
+                    format!(
+                        "the first step comes after {after}: nobody is told when an incident opens"
+                    ),
+                    Some("make the first step `after: 0s`".into()),
+                );
+            }
+            if last.is_some_and(|before| ms <= before) {
+                self.error_at(
+                    location,
+                    &step.path("after"),
+                    format!("step {i} comes no later than the step before it"),
+                    Some("list the steps in the order they come, each later than the last".into()),
+                );
+            }
+            last = Some(ms);
+            let mut targets = Vec::new();
+            let nodes = self.list(&step, "destinations");
+            if nodes.is_empty() {
+                self.error(
+                    step.span(),
+                    &step.path("destinations"),
+                    format!("{field} tells nobody"),
+                    Some(format!(
+                        "name the team's destinations ({}) or another team's as team/kind",
+                        declared.join(", ")
+                    )),
+                );
+            }
+            for (j, d) in nodes.into_iter().enumerate() {
+                let dfield = format!("{}[{j}]", step.path("destinations"));
+                let Some((text, location)) = self.string(d, &dfield) else {
+                    continue;
+                };
+                let (team, kind_text) = match text.split_once('/') {
+                    Some((team, kind)) => (Some(team.to_string()), kind),
+                    None => (None, text.as_str()),
+                };
+                let kind = DestinationKind::parse(kind_text)
+                    .filter(|k| team.is_some() || declared.contains(&k.name()));
+                match kind {
+                    Some(kind) => targets.push(EscalationTarget {
+                        team,
+                        kind,
+                        file: self.file_of(d.span()).to_string(),
+                        location,
+                    }),
+                    None => {
+                        let hint = did_you_mean(&text, declared.iter().copied()).map_or_else(
+                            || {
+                                format!(
+                                    "the team's destinations: {}; another team's: team/kind",
+                                    declared.join(", ")
+                                )
+                            },
+                            |c| format!("did you mean `{c}`?"),
+                        );
+                        self.error(
+                            d.span(),
+                            &dfield,
+                            format!("the team has no `{text}` destination"),
+                            Some(hint),
+                        );
+                    }
+                }
+            }
+            steps.push(EscalationStep {
+                after,
+                destinations: targets,
+            });
+        }
+        steps
+    }
+
+    /// Every escalation step's destination of another team is one that team has.
+    fn escalation_targets_exist(&mut self, teams: &[Team]) {
+        for team in teams {
+            for step in &team.escalation {
+                for target in &step.destinations {
+                    let Some(other) = &target.team else {
+                        continue;
+                    };
+                    let exists = teams
+                        .iter()
+                        .find(|t| &t.name == other)
+                        .map(|t| t.destinations.iter().any(|d| d.kind() == target.kind));
+                    let (message, hint) = match exists {
+                        Some(true) => continue,
+                        Some(false) => (
+                            format!("team `{other}` has no `{}` destination", target.kind.name()),
+                            format!("name one of team {other}'s destinations"),
+                        ),
+                        None => (
+                            format!("no team `{other}`"),
+                            "name a team of the spec or of a team file".to_string(),
+                        ),
+                    };
+                    self.diagnostics.push(Diagnostic {
+                        file: target.file.clone(),
+                        location: target.location,
+                        field: format!("teams.{}.escalation", team.name),
+                        message,
+                        hint: Some(hint),
+                        redact: false,
+                        width: None,
+                    });
+                }
+            }
         }
     }
 
@@ -923,6 +1128,8 @@ impl Checker {
                     namespaces,
                     quiet_hours: Vec::new(),
                     rule_files: Vec::new(),
+                    responders: Vec::new(),
+                    escalation: Vec::new(),
                 });
                 continue;
             }
@@ -996,6 +1203,8 @@ impl Checker {
         let severities = self.destination_severities(obj);
         let routes = self.team_routes(obj, &destinations);
         let quiet_hours = self.quiet_hours(obj);
+        let responders = self.principals(obj, "responders");
+        let escalation = self.escalation(obj, &destinations);
         let declares_one = DestinationKind::ALL
             .iter()
             .any(|kind| obj.get(kind.name()).is_some());
@@ -1018,6 +1227,8 @@ impl Checker {
             namespaces,
             quiet_hours,
             rule_files,
+            responders,
+            escalation,
         };
         self.every_severity_has_a_destination(&team, obj);
         Some(team)
@@ -2172,6 +2383,54 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "prometheus.keep_metrics[0]");
         assert_eq!(errors[0].location, Location { line: 3, col: 18 });
+    }
+
+    #[test]
+    fn escalation_responders_and_people_are_read_and_their_mistakes_pointed_at() {
+        let teams = "teams:\n  - name: pay\n    slack: {url: {secret: s, key: k}}\n    pagerduty: {routing_key: {secret: s, key: p}}\n";
+        let good = format!(
+            "cluster: {{name: a}}\nrouter:\n  platform_team: ops\n  people: {{users: {{secret: u, key: users}}, viewers: [\"*\"]}}\n{teams}    responders: [dana, \"group:pay\"]\n    escalation:\n      - {{after: 0s, destinations: [slack]}}\n      - {{after: 10m, destinations: [pagerduty, ops/webhook]}}\n  - name: ops\n    webhook: {{url: {{secret: s, key: w}}}}\n"
+        );
+        let spec = parse("s.yaml", &good).unwrap_or_else(|d| panic!("{d:?}"));
+        let pay = &spec.teams[0];
+        assert_eq!(pay.responders, ["dana", "group:pay"]);
+        assert_eq!(pay.escalation.len(), 2);
+        assert_eq!(
+            pay.escalation[1].destinations[1].team.as_deref(),
+            Some("ops")
+        );
+        let people = spec.router.people.as_ref().expect("people");
+        assert_eq!(people.users.as_ref().map(|u| u.secret.as_str()), Some("u"));
+        assert!(
+            spec.secret_refs()
+                .iter()
+                .any(|r| r.secret == "u" && r.key == "users")
+        );
+
+        let bad = format!(
+            "cluster: {{name: a}}\nrouter:\n  platform_team: pay\n  people: {{viewers: [\"group:\"]}}\n{teams}    escalation:\n      - {{after: 5m, destinations: [slak]}}\n      - {{after: 5m, destinations: [nobody/pagerduty, pay/opsgenie]}}\n"
+        );
+        let errors = parse("s.yaml", &bad).expect_err("invalid");
+        let found: Vec<(usize, &str)> = errors
+            .iter()
+            .map(|d| (d.location.line, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (4, "`router.people` gives nobody a way to sign in"),
+                (4, "`group:` names nobody"),
+                (
+                    10,
+                    "the first step comes after 5m: nobody is told when an incident opens"
+                ),
+                (10, "the team has no `slak` destination"),
+                (11, "step 1 comes no later than the step before it"),
+                (11, "no team `nobody`"),
+                (11, "team `pay` has no `opsgenie` destination"),
+            ]
+        );
+        assert_eq!(errors[3].hint.as_deref(), Some("did you mean `slack`?"));
     }
 
     #[test]

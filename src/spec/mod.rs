@@ -215,6 +215,25 @@ pub struct RouterSpec {
     pub platform_team: Option<String>,
     pub smtp: Option<Smtp>,
     pub resources: Resources,
+    /// Who signs in to the router's incidents API and page (`router.people`).
+    pub people: Option<PeopleSpec>,
+}
+
+/// `router.people`: the users file and the authenticating proxy, and who may read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeopleSpec {
+    /// A Secret key holding `name:bcrypt-hash` lines.
+    pub users: Option<SecretRef>,
+    pub proxy: Option<ProxySpec>,
+    pub viewers: Vec<String>,
+}
+
+/// The authenticating proxy in front of the router.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxySpec {
+    pub trusted: Vec<String>,
+    pub user_header: Option<String>,
+    pub groups_header: Option<String>,
 }
 
 /// Outgoing mail server used by `email` destinations.
@@ -247,6 +266,31 @@ pub struct Team {
     /// When the team's non-critical notifications wait (held until the quiet hours end).
     pub quiet_hours: Vec<TimeInterval>,
     pub rule_files: Vec<RuleFileRef>,
+    /// Who may act on the team's incidents (people, `group:NAME`, `*`).
+    pub responders: Vec<String>,
+    /// The team's escalation policy, in order (none: routes and destinations decide).
+    pub escalation: Vec<EscalationStep>,
+}
+
+/// A step of a team's escalation policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EscalationStep {
+    /// As written (`10m`); `0s` for the first step.
+    pub after: String,
+    pub destinations: Vec<EscalationTarget>,
+}
+
+/// A destination an escalation step tells: one of the team's own, or another team's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EscalationTarget {
+    /// `None`: the team's own.
+    pub team: Option<String>,
+    pub kind: DestinationKind,
+    /// Where the spec names it, to report another team's destination that does not exist.
+    #[serde(skip)]
+    pub file: String,
+    #[serde(skip)]
+    pub location: crate::diagnostic::Location,
 }
 
 /// A route of a team: alerts of the team matching every matcher go to these destinations.
@@ -433,6 +477,7 @@ impl Spec {
                     .cloned()
             })
             .chain(self.router.smtp.iter().filter_map(|s| s.password.clone()))
+            .chain(self.router.people.iter().filter_map(|p| p.users.clone()))
             .collect();
         refs.sort();
         refs.dedup();

@@ -316,7 +316,7 @@ fn rendered_router_yaml_passes_router_check_config() {
 
 /// `stackgen router check-config` accepts `dir`'s router/router.yaml. The database's CA bundle
 /// (`store.postgres.ca_file`, a Secret mounted in the cluster) is stood in for by a throwaway CA
-/// certificate, since check-config reads it.
+/// certificate and the users file by one user, since check-config reads them.
 pub fn check_router_config(case: &str, dir: &Path) {
     let mut config = dir.join("router/router.yaml");
     let text = std::fs::read_to_string(&config).expect("router.yaml");
@@ -329,6 +329,20 @@ pub fn check_router_config(case: &str, dir: &Path) {
         let stand_in = scratch.path().join("ca.pem");
         std::fs::copy(ca.cert(), &stand_in).expect("copy the CA certificate");
         let mounted = line.trim_start().trim_start_matches("ca_file: ");
+        let local = text.replace(mounted, stand_in.to_str().expect("utf-8"));
+        config = scratch.path().join("router.yaml");
+        std::fs::write(&config, local).expect("router.yaml copy");
+    }
+    // The users file (`people.users_file`, a mounted Secret) is stood in for by one user.
+    let text = std::fs::read_to_string(&config).expect("router.yaml");
+    if let Some(line) = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("users_file: "))
+    {
+        let stand_in = scratch.path().join("users");
+        let hash = bcrypt::hash("stand-in", 4).expect("hash");
+        std::fs::write(&stand_in, format!("dana:{hash}\n")).expect("users file");
+        let mounted = line.trim_start().trim_start_matches("users_file: ");
         let local = text.replace(mounted, stand_in.to_str().expect("utf-8"));
         config = scratch.path().join("router.yaml");
         std::fs::write(&config, local).expect("router.yaml copy");

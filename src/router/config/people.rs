@@ -71,7 +71,11 @@ impl Checker {
                 groups_header: header(self, "groups_header", "x-forwarded-groups"),
             }
         });
-        let viewers = self.principals(&people, "viewers");
+        let viewers = self
+            .principals(&people, "viewers")
+            .iter()
+            .map(|p| Principal::parse(p))
+            .collect();
         let mut responders = BTreeMap::new();
         let team_names: Vec<&str> = teams.keys().map(String::as_str).collect();
         let by_team = people.get("responders").and_then(|node| {
@@ -98,7 +102,11 @@ impl Checker {
                     );
                     continue;
                 }
-                responders.insert(team.to_string(), self.principals(&by_team, team));
+                let principals = self.principals(&by_team, team);
+                responders.insert(
+                    team.to_string(),
+                    principals.iter().map(|p| Principal::parse(p)).collect(),
+                );
             }
         }
         if users.is_empty() && proxy.is_none() {
@@ -112,25 +120,24 @@ impl Checker {
         People::new(users, proxy, viewers, responders)
     }
 
-    /// A list of people (`dana`), groups (`group:sre`) or `*`.
-    fn principals(&mut self, obj: &Obj, key: &str) -> Vec<Principal> {
+    /// A list of people (`dana`), groups (`group:sre`) or `*` (the spec's and router.yaml's).
+    pub(crate) fn principals(&mut self, obj: &Obj, key: &str) -> Vec<String> {
         let field = obj.path(key);
         let mut principals = Vec::new();
         for node in self.list(obj, key) {
             let Some((text, _)) = self.string(node, &field) else {
                 continue;
             };
-            let name = text.strip_prefix("group:").unwrap_or(&text);
-            if !is_name(name) {
+            if is_name(text.strip_prefix("group:").unwrap_or(&text)) {
+                principals.push(text);
+            } else {
                 self.error(
                     node.span(),
                     &field,
                     format!("`{text}` names nobody"),
                     Some("write a user name, `group:NAME` or `*`".into()),
                 );
-                continue;
             }
-            principals.push(Principal::parse(&text));
         }
         principals
     }
