@@ -80,8 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/alertmanager", post(ingest))
         .route("/api/v1/heartbeat", post(ingest))
         .route("/api/v1/incidents", get(incidents))
-        .route("/api/v1/incidents/acknowledge", post(acknowledge))
-        .route("/api/v1/incidents/unacknowledge", post(unacknowledge))
+        .route("/api/v1/incidents/{action}", post(incident_action))
         .route("/api/v1/silences", get(silences).post(create_silence))
         .route("/api/v1/silences/expire", post(expire_silence))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -376,38 +375,22 @@ struct ActionRequest {
     incident: String,
 }
 
-async fn acknowledge(
+/// `POST /api/v1/incidents/{action}`: `acknowledge` or `unacknowledge`.
+async fn incident_action(
     State(state): State<AppState>,
+    axum::extract::Path(action): axum::extract::Path<String>,
     peer: Option<axum::Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    act(
-        &state,
-        ActionKind::Acknowledge,
-        peer.map(|p| p.0),
-        &headers,
-        body,
-    )
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn unacknowledge(
-    State(state): State<AppState>,
-    peer: Option<axum::Extension<Peer>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    act(
-        &state,
-        ActionKind::Unacknowledge,
-        peer.map(|p| p.0),
-        &headers,
-        body,
-    )
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
+    let kind = match action.as_str() {
+        "acknowledge" => ActionKind::Acknowledge,
+        "unacknowledge" => ActionKind::Unacknowledge,
+        _ => return ApiError::NotFound(format!("/api/v1/incidents/{action}")).into_response(),
+    };
+    act(&state, kind, peer.map(|p| p.0), &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn act(
