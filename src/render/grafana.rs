@@ -68,17 +68,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         ]),
     )?;
     if let Some(ingress) = &g.ingress {
-        stack.template(
-            "grafana/ingress.yaml",
-            "grafana/ingress.yaml",
-            &json!({
-                "namespace": ns,
-                "labels": labels("grafana"),
-                "host": ingress.host,
-                "class_name": ingress.class_name,
-                "tls_secret": ingress.tls_secret,
-            }),
-        )?;
+        stack.ingress("grafana/ingress.yaml", "grafana", &["/"], ingress)?;
     }
     // Users reach Grafana through an ingress controller or a port-forward, from any namespace.
     let ingress_rule = json!({

@@ -184,6 +184,30 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// An Ingress at `path` sending `paths` of the host to the Service `name`'s `http` port.
+    fn ingress(
+        &mut self,
+        path: &str,
+        name: &str,
+        paths: &[&str],
+        ingress: &crate::spec::Ingress,
+    ) -> Result<(), RenderError> {
+        self.template(
+            path,
+            "common/ingress.yaml",
+            &serde_json::json!({
+                "name": name,
+                "service": name,
+                "paths": paths,
+                "namespace": self.stack.namespace,
+                "labels": labels(name),
+                "host": ingress.host,
+                "class_name": ingress.class_name,
+                "tls_secret": ingress.tls_secret,
+            }),
+        )
+    }
+
     /// Adds a manifest (a file kustomize applies), appending to the file if it exists already.
     fn manifest(&mut self, path: &str, text: String) {
         match self.stack.files.get_mut(path) {

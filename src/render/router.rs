@@ -72,16 +72,37 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             {"name": "http", "port": 8080, "targetPort": "http"},
         ]),
     )?;
+    if let Some(ingress) = &spec.router.ingress {
+        // The page and the API people use; not the webhooks or the metrics.
+        stack.ingress(
+            "router/ingress.yaml",
+            "stackgen-router",
+            &["/incidents", "/api/v1/incidents", "/api/v1/silences"],
+            ingress,
+        )?;
+    }
+    let mut rules = vec![allow_from_components(
+        &[(8080, "TCP")],
+        &["alertmanager", "prometheus"],
+    )];
+    let mut reason =
+        "The router takes webhooks from Alertmanager and scrapes from Prometheus.".to_string();
+    if spec.router.people.is_some() || spec.router.ingress.is_some() {
+        // People reach the incidents page through an ingress controller, an authenticating
+        // proxy or a port-forward, from any namespace; every page and action needs a person.
+        rules.push(json!({
+            "ports": [{"port": 8080, "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {}}],
+        }));
+        reason.push_str(" People sign in to its incidents page from any namespace.");
+    }
     stack.workload_extras(
         "router",
         "stackgen-router",
         spec.router.replicas,
         false,
-        json!([allow_from_components(
-            &[(8080, "TCP")],
-            &["alertmanager", "prometheus"]
-        )]),
-        "The router takes webhooks from Alertmanager and scrapes from Prometheus.",
+        json!(rules),
+        &reason,
     )
 }
 

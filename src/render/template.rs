@@ -70,8 +70,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../stack/grafana/deployment.yaml.hbs"),
     ),
     (
-        "grafana/ingress.yaml",
-        include_str!("../../stack/grafana/ingress.yaml.hbs"),
+        "common/ingress.yaml",
+        include_str!("../../stack/common/ingress.yaml.hbs"),
     ),
     (
         "common/pvc.yaml",

@@ -29,6 +29,7 @@ use super::engine::{Action, ActionKind, EngineError, EngineHandle};
 use super::metrics::{Metrics, labels};
 use super::people::{AuthError, People, Person};
 use super::silence::{NewSilence, SilenceError};
+use super::{page, page_routes};
 
 /// Inbound credentials, resolved from their files or environment variables at start.
 #[derive(Clone, Default)]
@@ -69,6 +70,8 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     /// Who signs in to read incidents and act on them.
     pub people: Arc<People>,
+    /// The key the incidents page's form tokens are made with (the same on every replica).
+    pub form_key: [u8; 32],
     pub body_limit: usize,
     /// How long a request's body may take to arrive, once its headers have.
     pub body_timeout: std::time::Duration,
@@ -83,6 +86,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/incidents/{action}", post(incident_action))
         .route("/api/v1/silences", get(silences).post(create_silence))
         .route("/api/v1/silences/expire", post(expire_silence))
+        .route("/incidents", get(page_routes::incidents_page))
+        .route("/incidents/view", get(page_routes::incident_page))
+        .route("/incidents/silences", get(page_routes::silences_page))
+        .route(page::STYLE_PATH, get(page_routes::stylesheet))
+        .route("/incidents/{action}", post(page_routes::post_action))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -309,7 +317,11 @@ async fn json_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
 }
 
 /// The person a request comes from (see [`People::identify`]).
-fn person(state: &AppState, peer: Option<Peer>, headers: &HeaderMap) -> Result<Person, ApiError> {
+pub(super) fn person_of(
+    state: &AppState,
+    peer: Option<Peer>,
+    headers: &HeaderMap,
+) -> Result<Person, ApiError> {
     if !state.people.enabled() {
         return Err(ApiError::NoPeople);
     }
@@ -349,7 +361,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// Refuses what a browser says came from another site: `Sec-Fetch-Site` other than
 /// `same-origin` or `none`, or an `Origin` whose host is not the request's `Host`.
-fn same_site(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn same_site(headers: &HeaderMap) -> Result<(), ApiError> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site"))
         && !matches!(site, "same-origin" | "none")
@@ -415,13 +427,13 @@ async fn action_request(
     body: Body,
 ) -> Result<(Person, Bytes), ApiError> {
     same_site(headers)?;
-    let person = person(state, peer, headers)?;
+    let person = person_of(state, peer, headers)?;
     let bytes = json_body(state, headers, body).await?;
     Ok((person, bytes))
 }
 
 /// Has the engine do `kind` as `person` (on the incident `key`, if it is about one).
-async fn perform(
+pub(super) async fn perform(
     state: &AppState,
     person: &Person,
     kind: ActionKind,
@@ -572,7 +584,7 @@ fn authorize_read(
     if !state.people.enabled() {
         return Err(refused);
     }
-    let person = person(state, peer, headers)?;
+    let person = person_of(state, peer, headers)?;
     if state.people.may_view(&person) {
         Ok(())
     } else {
@@ -628,7 +640,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::Request;
+    use axum::http::{HeaderValue, Request};
     use tower::ServiceExt as _;
 
     use super::*;
@@ -657,6 +669,7 @@ mod tests {
             ownership: Arc::new(Default::default()),
             credentials: Arc::new(Credentials::new(Some("t"), None)),
             people: Arc::new(People::default()),
+            form_key: [7; 32],
             body_limit: 1 << 20,
             body_timeout: std::time::Duration::from_secs(15),
             metrics,
@@ -717,6 +730,7 @@ mod tests {
             ownership,
             credentials: Arc::new(Credentials::new(Some("t"), None)),
             people,
+            form_key: [7; 32],
             body_limit: 1 << 20,
             body_timeout: std::time::Duration::from_secs(15),
             metrics,
@@ -965,5 +979,155 @@ mod tests {
         assert_eq!(listed["silences"][0]["expired_by"], "dana");
         let (status, _) = send_request(&app, expire("nothing")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    /// A request from the proxy naming `user`.
+    fn proxied(builder: axum::http::request::Builder, user: &str, body: Body) -> Request<Body> {
+        let mut request = builder
+            .header("X-Forwarded-User", user)
+            .body(body)
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(Peer("10.1.0.5".parse().expect("address")));
+        request
+    }
+
+    async fn page(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
+        let response = app.clone().oneshot(request).await.expect("response");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
+            .await
+            .expect("body");
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_page_shows_a_viewer_the_incidents_and_takes_a_responders_form_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (app, key) = router_with_people(dir.path()).await;
+        // Nobody: the browser is asked to sign in.
+        let (status, headers, _) = page(
+            &app,
+            Request::get("/incidents")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("Basic ")
+        );
+        // A viewer reads, under a policy that allows nothing but the page's own.
+        let (status, _, body) = page(
+            &app,
+            proxied(Request::get("/incidents"), "vic", Body::empty()),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "vic has no group sre here: {body}"
+        );
+        let viewer = |builder| {
+            let mut request = proxied(builder, "vic", Body::empty());
+            request
+                .headers_mut()
+                .insert("x-forwarded-groups", HeaderValue::from_static("sre"));
+            request
+        };
+        let (status, headers_ok, body) = page(&app, viewer(Request::get("/incidents"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            headers_ok[header::CONTENT_SECURITY_POLICY],
+            page::CONTENT_SECURITY_POLICY
+        );
+        assert!(
+            body.contains("checkout") && body.contains("3 of 3"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("<form method=\"post\""),
+            "a viewer gets no button"
+        );
+        let view = format!("/incidents/view?key={}", page_query(&key));
+        let (status, _, body) = page(&app, viewer(Request::get(view.as_str()))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(!body.contains("Acknowledge</button>"));
+        // The responder's page has the form; its token is theirs.
+        let (_, _, body) = page(
+            &app,
+            proxied(Request::get(view.as_str()), "dana", Body::empty()),
+        )
+        .await;
+        assert!(body.contains("Acknowledge</button>"), "{body}");
+        let token = page_routes::form_token(&[7; 32], "dana");
+        assert!(body.contains(&token));
+        let form = |user: &str, token: &str, extra: &[(&str, &str)]| {
+            let body = format!("incident={}&csrf={token}", page_query(&key));
+            let mut builder = Request::post("/incidents/acknowledge")
+                .header("Content-Type", "application/x-www-form-urlencoded");
+            for (name, value) in extra {
+                builder = builder.header(*name, *value);
+            }
+            proxied(builder, user, Body::from(body))
+        };
+        let vic_token = page_routes::form_token(&[7; 32], "vic");
+        for (request, status) in [
+            (form("dana", "forged", &[]), StatusCode::FORBIDDEN),
+            (form("dana", &vic_token, &[]), StatusCode::FORBIDDEN),
+            (
+                form("dana", &token, &[("Sec-Fetch-Site", "cross-site")]),
+                StatusCode::FORBIDDEN,
+            ),
+            (form("vic", &vic_token, &[]), StatusCode::FORBIDDEN),
+        ] {
+            let (got, _, body) = page(&app, request).await;
+            assert_eq!(got, status, "{body}");
+        }
+        let (status, headers, _) = page(
+            &app,
+            form("dana", &token, &[("Sec-Fetch-Site", "same-origin")]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(
+            headers[header::LOCATION]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("/incidents/view?key=")
+        );
+        let (_, _, body) = page(
+            &app,
+            proxied(Request::get(view.as_str()), "dana", Body::empty()),
+        )
+        .await;
+        assert!(body.contains("Acknowledged by dana"), "{body}");
+        assert!(body.contains("Unacknowledge</button>"));
+        let (status, headers, css) = page(
+            &app,
+            Request::get(page::STYLE_PATH)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
+        assert!(css.contains("@media"));
+    }
+
+    fn page_query(text: &str) -> String {
+        serde_urlencoded::to_string([("k", text)])
+            .unwrap_or_default()
+            .trim_start_matches("k=")
+            .to_string()
     }
 }

@@ -252,6 +252,11 @@ pub struct DeliveryView {
     pub id: String,
     pub destination: String,
     pub kind: String,
+    /// When the notification was planned.
+    pub at: Millis,
+    /// Who the notification tells of (an acknowledgement's person).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     pub state: DeliveryState,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -687,6 +692,8 @@ impl Engine {
                         id: e.id.clone(),
                         destination: e.destination.to_string(),
                         kind: e.notification.kind.as_str().to_string(),
+                        at: e.notification.at,
+                        by: e.notification.by.clone(),
                         state: e.state,
                         attempts: e.attempts,
                         last_error: e.last_error.clone(),

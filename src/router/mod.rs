@@ -19,6 +19,8 @@ pub mod matcher;
 pub mod metrics;
 pub mod notification;
 pub mod ownership;
+pub mod page;
+mod page_routes;
 pub mod people;
 pub mod preview;
 pub mod quiet;
@@ -48,6 +50,31 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The key of the incidents page's form tokens: derived from the webhook's credentials, which
+/// every replica shares, or random for this process without any.
+fn page_form_key(credentials: &api::Credentials) -> [u8; 32] {
+    use sha2::Digest as _;
+    match credentials.bearer.or(credentials.basic) {
+        Some(secret) => {
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(b"stackgen incidents page forms\0");
+            hasher.update(secret);
+            hasher.finalize().into()
+        }
+        None => {
+            // std's hasher keys come from the operating system's randomness.
+            use std::hash::{BuildHasher, Hasher};
+            let mut key = [0u8; 32];
+            for chunk in key.chunks_mut(8) {
+                let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+                hasher.write_u8(0);
+                chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+            }
+            key
+        }
+    }
 }
 
 fn credentials(config: &RouterConfig) -> Result<api::Credentials, ServeError> {
@@ -144,8 +171,9 @@ pub async fn start(
     let state = api::AppState {
         engine: handle,
         ownership: Arc::new(config.ownership.clone()),
-        credentials: Arc::new(credentials),
+        credentials: Arc::new(credentials.clone()),
         people: Arc::new(config.people.clone()),
+        form_key: page_form_key(&credentials),
         body_limit: config.body_limit,
         body_timeout: config.edge.body_timeout,
         metrics: metrics.clone(),

@@ -127,6 +127,7 @@ const ROUTER_KEYS: &[&str] = &[
     "replicas",
     "store",
     "people",
+    "ingress",
 ];
 const PEOPLE_KEYS: &[&str] = &["users", "proxy", "viewers"];
 const PROXY_KEYS: &[&str] = &["trusted", "user_header", "groups_header"];
@@ -746,40 +747,38 @@ impl Checker {
         }
     }
 
+    /// An `ingress: {host, class_name, tls_secret}` of `parent` (`example`: a host for the hint).
+    fn ingress(&mut self, parent: &Obj, example: &str) -> Option<Ingress> {
+        let i = self.sub_object(parent, "ingress", INGRESS_KEYS)?;
+        let host = self
+            .required(&i, "host", &format!("add `host: {example}`"))
+            .and_then(|node| {
+                self.checked_string(
+                    node,
+                    &i.path("host"),
+                    "host name",
+                    values::check_dns_subdomain,
+                )
+            });
+        let class_name = self.optional_checked(
+            &i,
+            "class_name",
+            "ingress class name",
+            values::check_dns_subdomain,
+        );
+        let tls_secret =
+            self.optional_checked(&i, "tls_secret", "Secret name", values::check_dns_subdomain);
+        Some(Ingress {
+            host: host?,
+            class_name,
+            tls_secret,
+        })
+    }
+
     fn grafana(&mut self, top: &Obj, platform: Platform) -> GrafanaSpec {
         let obj = self.sub_object(top, "grafana", GRAFANA_KEYS);
         let o = obj.as_ref();
-        let ingress = o
-            .and_then(|g| self.sub_object(g, "ingress", INGRESS_KEYS))
-            .and_then(|i| {
-                let host = self
-                    .required(&i, "host", "add `host: grafana.example.com`")
-                    .and_then(|node| {
-                        self.checked_string(
-                            node,
-                            &i.path("host"),
-                            "host name",
-                            values::check_dns_subdomain,
-                        )
-                    });
-                let class_name = self.optional_checked(
-                    &i,
-                    "class_name",
-                    "ingress class name",
-                    values::check_dns_subdomain,
-                );
-                let tls_secret = self.optional_checked(
-                    &i,
-                    "tls_secret",
-                    "Secret name",
-                    values::check_dns_subdomain,
-                );
-                Some(Ingress {
-                    host: host?,
-                    class_name,
-                    tls_secret,
-                })
-            });
+        let ingress = o.and_then(|g| self.ingress(g, "grafana.example.com"));
         GrafanaSpec {
             ingress,
             admin_secret: self.checked_or_default(
@@ -850,6 +849,7 @@ impl Checker {
             people: o
                 .and_then(|r| self.sub_object(r, "people", PEOPLE_KEYS))
                 .map(|p| self.people(&p)),
+            ingress: o.and_then(|r| self.ingress(r, "incidents.example.com")),
         }
     }
 

@@ -217,6 +217,8 @@ pub struct RouterSpec {
     pub resources: Resources,
     /// Who signs in to the router's incidents API and page (`router.people`).
     pub people: Option<PeopleSpec>,
+    /// Where the incidents page and API are reached from outside the cluster.
+    pub ingress: Option<Ingress>,
 }
 
 /// `router.people`: the users file and the authenticating proxy, and who may read.
