@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs what the tests need (Debian packages
-# prometheus, prometheus-alertmanager, shellcheck, postgresql and openssl, the PyPI packages
+# prometheus, prometheus-alertmanager, shellcheck, postgresql, openssl, chromium and
+# chromium-driver, the PyPI packages
 # kubernetes-validate and aiosmtpd), then runs formatting, lints, docs and every test. CI runs
 # exactly this (.ci/run). The tests start their own PostgreSQL servers (as the `postgres` user the
 # package creates, on loopback ports, in temporary directories); the Debian service is not needed.
@@ -16,6 +17,9 @@ command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 # The TLS tests make a throwaway CA and server certificate with the openssl CLI.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The incidents page is tested in a real headless browser over WebDriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

@@ -3,7 +3,7 @@
 //! Reading incidents takes the webhook's credentials or a viewer (`people`); acting on one
 //! (acknowledge, unacknowledge) takes a person who responds for its team, in a JSON request from
 //! no other site: a cross-site form can send no JSON, and a request a browser marks cross-site
-//! (`Sec-Fetch-Site`, or an `Origin` other than the router's own) is refused.
+//! (`Sec-Fetch-Site`, or without it an `Origin` other than the router's own) is refused.
 //!
 //! [`app`] builds the router without a socket (tests call it directly); every failure becomes a
 //! JSON `{"error": ...}` with the right status in one place ([`ApiError`]). Alertmanager retries
@@ -140,6 +140,9 @@ pub enum ApiError {
     /// A request a browser sent from another site (a forged form or script).
     #[error("cross-site request refused")]
     CrossSite,
+    /// A form whose token is not the person's (forged, or served to someone else).
+    #[error("this form was not served to you: reload the page")]
+    FormToken,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -160,6 +163,7 @@ impl ApiError {
             ApiError::NoPeople
             | ApiError::NotAViewer(_)
             | ApiError::CrossSite
+            | ApiError::FormToken
             | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownIncident(_) => StatusCode::NOT_FOUND,
             ApiError::NotOpen(_) => StatusCode::CONFLICT,
@@ -359,14 +363,16 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// Refuses what a browser says came from another site: `Sec-Fetch-Site` other than
-/// `same-origin` or `none`, or an `Origin` whose host is not the request's `Host`.
+/// Refuses what a browser says came from another site: with `Sec-Fetch-Site` (every current
+/// browser sends it), anything but `same-origin` or `none`; without it, an `Origin` whose host is
+/// not the request's `Host`.
 pub(super) fn same_site(headers: &HeaderMap) -> Result<(), ApiError> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site"))
-        && !matches!(site, "same-origin" | "none")
-    {
-        return Err(ApiError::CrossSite);
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(ApiError::CrossSite),
+        };
     }
     if let Some(origin) = text(header::ORIGIN) {
         let origin_host = origin

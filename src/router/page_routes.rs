@@ -247,7 +247,7 @@ async fn form(
     let expected = form_token(&state.form_key, &person.name);
     let given = fields.get("csrf").map(String::as_str).unwrap_or("");
     if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
-        return Err(ApiError::CrossSite);
+        return Err(ApiError::FormToken);
     }
     Ok((person, fields))
 }

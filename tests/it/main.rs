@@ -15,6 +15,7 @@ mod keep;
 mod kube_state;
 mod labelled_pods;
 mod marketplace;
+mod page;
 mod pg;
 mod pg_tls;
 mod reload;
