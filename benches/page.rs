@@ -82,6 +82,7 @@ fn main() {
         name: "dana",
         responds_for: &teams,
         form_token: "0123456789abcdef",
+        grafana_url: Some("https://grafana.example"),
     };
     let mut list = Vec::new();
     let mut one = Vec::new();

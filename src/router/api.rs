@@ -72,6 +72,8 @@ pub struct AppState {
     pub people: Arc<People>,
     /// The key the incidents page's form tokens are made with (the same on every replica).
     pub form_key: [u8; 32],
+    /// Where Grafana is, for the page's dashboard links.
+    pub grafana_url: Option<String>,
     pub body_limit: usize,
     /// How long a request's body may take to arrive, once its headers have.
     pub body_timeout: std::time::Duration,
@@ -676,6 +678,7 @@ mod tests {
             credentials: Arc::new(Credentials::new(Some("t"), None)),
             people: Arc::new(People::default()),
             form_key: [7; 32],
+            grafana_url: None,
             body_limit: 1 << 20,
             body_timeout: std::time::Duration::from_secs(15),
             metrics,
@@ -737,6 +740,7 @@ mod tests {
             credentials: Arc::new(Credentials::new(Some("t"), None)),
             people,
             form_key: [7; 32],
+            grafana_url: None,
             body_limit: 1 << 20,
             body_timeout: std::time::Duration::from_secs(15),
             metrics,

@@ -174,6 +174,7 @@ pub async fn start(
         credentials: Arc::new(credentials.clone()),
         people: Arc::new(config.people.clone()),
         form_key: page_form_key(&credentials),
+        grafana_url: config.grafana_url.clone(),
         body_limit: config.body_limit,
         body_timeout: config.edge.body_timeout,
         metrics: metrics.clone(),

@@ -81,6 +81,8 @@ pub struct Viewer<'a> {
     pub responds_for: &'a [String],
     /// Proves a form was served to them (`csrf` field).
     pub form_token: &'a str,
+    /// Where Grafana is, for dashboards annotated by path (`/d/uid`).
+    pub grafana_url: Option<&'a str>,
 }
 
 fn head(out: &mut String, title: &str) {
@@ -240,19 +242,20 @@ pub fn incident(view: &IncidentView, silences: &[Silence], viewer: &Viewer, now:
         let _ = write!(out, "<p class=\"summary\">{}</p>", escape(summary));
     }
     out.push_str("<p class=\"links\">");
+    let dashboard = i
+        .annotations
+        .get("dashboard")
+        .map(|d| match viewer.grafana_url {
+            Some(base) if d.starts_with('/') => format!("{}{d}", base.trim_end_matches('/')),
+            _ => d.clone(),
+        });
     for (text, url) in [
-        (
-            "Runbook",
-            i.annotations.get("runbook_url").map(String::as_str),
-        ),
-        (
-            "Dashboard",
-            i.annotations.get("dashboard").map(String::as_str),
-        ),
-        ("Prometheus", Some(i.generator_url.as_str())),
-        ("Alertmanager", Some(i.alertmanager_url.as_str())),
+        ("Runbook", i.annotations.get("runbook_url").cloned()),
+        ("Dashboard", dashboard),
+        ("Prometheus", Some(i.generator_url.clone())),
+        ("Alertmanager", Some(i.alertmanager_url.clone())),
     ] {
-        let href = link(url.unwrap_or(""));
+        let href = link(url.as_deref().unwrap_or(""));
         if !href.is_empty() {
             let _ = write!(out, "<a href=\"{}\">{text}</a> ", escape(&href));
         }
@@ -491,6 +494,7 @@ mod tests {
             name: "dana<script>",
             responds_for: &teams,
             form_token: "t\"oken",
+            grafana_url: None,
         };
         for html in [
             incidents(std::slice::from_ref(&hostile), &Filter::default(), &viewer),
@@ -530,6 +534,7 @@ mod tests {
             name: "vic",
             responds_for: &none,
             form_token: "t",
+            grafana_url: Some("https://grafana.example"),
         };
         let filter = Filter {
             team: Some("search".into()),
@@ -541,10 +546,21 @@ mod tests {
                 && html.contains(">api<")
                 && !html.contains(">checkout<")
         );
-        let page = incident(&views[0], &[], &viewer, 0);
+        let mut by_path = view("payments", "checkout", "a");
+        by_path.incident.annotations.insert(
+            "dashboard".into(),
+            "/d/stackgen-services?var-service=checkout".into(),
+        );
+        let page = incident(&by_path, &[], &viewer, 0);
         assert!(
             !page.contains("<form method=\"post\""),
             "a viewer gets no form"
+        );
+        assert!(
+            page.contains(
+                "href=\"https://grafana.example/d/stackgen-services?var-service=checkout\""
+            ),
+            "{page}"
         );
         assert_eq!(
             query_value("payments/checkout a&b"),

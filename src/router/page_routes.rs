@@ -160,6 +160,7 @@ pub async fn incidents_page(
             name: &person.name,
             responds_for: &teams,
             form_token: &token,
+            grafana_url: state.grafana_url.as_deref(),
         };
         Ok::<_, ApiError>(html(page::incidents(&views, &filter, &viewer)))
     };
@@ -195,6 +196,7 @@ pub async fn incident_page(
             name: &person.name,
             responds_for: &teams,
             form_token: &token,
+            grafana_url: state.grafana_url.as_deref(),
         };
         let now = super::clock::now_ms();
         Ok::<_, ApiError>(html(page::incident(view, &silences, &viewer, now)))
@@ -220,6 +222,7 @@ pub async fn silences_page(
             name: &person.name,
             responds_for: &teams,
             form_token: &token,
+            grafana_url: state.grafana_url.as_deref(),
         };
         Ok::<_, ApiError>(html(page::silences(
             &silences,
