@@ -219,7 +219,14 @@ pub struct PostgresStore {
     leader: bool,
     /// Whether the migrations are known to be applied (checked on the first connection).
     migrated: bool,
+    /// The silences as last read, and when: a step reads them again only once they are older
+    /// than [`SILENCES_FRESH`] (a query saved on every webhook), or after this store wrote one.
+    silences: Option<(std::time::Instant, Silences)>,
 }
+
+/// How long the silences read by one step serve the next ones: a silence made on another
+/// replica holds that replica's incidents at once and this one's within this.
+const SILENCES_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The URL with libpq's `sslmode=verify-ca` and `sslmode=verify-full` (which managed database
 /// providers put in the URLs they hand out) read as `require`: TLS always, and the server always
@@ -259,6 +266,7 @@ impl PostgresStore {
             claims,
             leader: false,
             migrated: false,
+            silences: None,
         })
     }
 
@@ -617,7 +625,8 @@ impl IncidentStore for PostgresStore {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        self.transact(|tx, statements| {
+        let mut cached = self.silences.take();
+        let result = self.transact(|tx, statements| {
             if !keys.is_empty() {
                 tx.execute(&statements.lock_placeholders, &[&keys])?;
             }
@@ -632,8 +641,21 @@ impl IncidentStore for PostgresStore {
             if scope.heartbeat {
                 state.heartbeat = read_heartbeat(tx, statements)?;
             }
-            state.silences = read_silences(tx)?;
+            state.silences = match &cached {
+                Some((read_at, silences)) if read_at.elapsed() < SILENCES_FRESH && !scope.open => {
+                    silences.clone()
+                }
+                _ => {
+                    let silences = read_silences(tx)?;
+                    cached = Some((std::time::Instant::now(), silences.clone()));
+                    silences
+                }
+            };
             let batch = decide(&mut state);
+            if !batch.silences.is_empty() {
+                // Written here: the next step reads them anew.
+                cached = None;
+            }
             write_batch(tx, statements, &batch)?;
             let written: BTreeSet<&str> = batch.incidents.iter().map(|i| i.key.as_str()).collect();
             let leftover: Vec<&String> = placeholders
@@ -644,7 +666,9 @@ impl IncidentStore for PostgresStore {
                 tx.execute(&statements.drop_placeholders, &[&leftover])?;
             }
             Ok(())
-        })
+        });
+        self.silences = cached;
+        result
     }
 
     fn open_counts(&mut self) -> Result<OpenCounts, StoreError> {
