@@ -112,14 +112,36 @@ fn viewer_of(
     }
 }
 
-fn responds_for(state: &AppState, person: &Person) -> Vec<String> {
-    state
-        .people
-        .responders
-        .keys()
-        .filter(|team| state.people.may_respond(person, team))
-        .cloned()
-        .collect()
+/// What a page needs of the person looking at it: the teams they act for, their form token.
+struct Looking<'p> {
+    name: &'p str,
+    teams: Vec<String>,
+    token: String,
+}
+
+impl<'p> Looking<'p> {
+    fn of(state: &AppState, person: &'p Person) -> Looking<'p> {
+        Looking {
+            name: &person.name,
+            teams: state
+                .people
+                .responders
+                .keys()
+                .filter(|team| state.people.may_respond(person, team))
+                .cloned()
+                .collect(),
+            token: form_token(&state.form_key, &person.name),
+        }
+    }
+
+    fn viewer<'a>(&'a self, state: &'a AppState) -> Viewer<'a> {
+        Viewer {
+            name: self.name,
+            responds_for: &self.teams,
+            form_token: &self.token,
+            grafana_url: state.grafana_url.as_deref(),
+        }
+    }
 }
 
 pub async fn stylesheet() -> Response {
@@ -154,14 +176,8 @@ pub async fn incidents_page(
             service: filter.get("service").cloned(),
             severity: filter.get("severity").cloned(),
         };
-        let teams = responds_for(&state, &person);
-        let token = form_token(&state.form_key, &person.name);
-        let viewer = Viewer {
-            name: &person.name,
-            responds_for: &teams,
-            form_token: &token,
-            grafana_url: state.grafana_url.as_deref(),
-        };
+        let looking = Looking::of(&state, &person);
+        let viewer = looking.viewer(&state);
         Ok::<_, ApiError>(html(page::incidents(&views, &filter, &viewer)))
     };
     shown.await.unwrap_or_else(refusal)
@@ -190,14 +206,8 @@ pub async fn incident_page(
             .silences()
             .await
             .map_err(ApiError::Unavailable)?;
-        let teams = responds_for(&state, &person);
-        let token = form_token(&state.form_key, &person.name);
-        let viewer = Viewer {
-            name: &person.name,
-            responds_for: &teams,
-            form_token: &token,
-            grafana_url: state.grafana_url.as_deref(),
-        };
+        let looking = Looking::of(&state, &person);
+        let viewer = looking.viewer(&state);
         let now = super::clock::now_ms();
         Ok::<_, ApiError>(html(page::incident(view, &silences, &viewer, now)))
     };
@@ -216,14 +226,8 @@ pub async fn silences_page(
             .silences()
             .await
             .map_err(ApiError::Unavailable)?;
-        let teams = responds_for(&state, &person);
-        let token = form_token(&state.form_key, &person.name);
-        let viewer = Viewer {
-            name: &person.name,
-            responds_for: &teams,
-            form_token: &token,
-            grafana_url: state.grafana_url.as_deref(),
-        };
+        let looking = Looking::of(&state, &person);
+        let viewer = looking.viewer(&state);
         Ok::<_, ApiError>(html(page::silences(
             &silences,
             &viewer,
