@@ -157,15 +157,7 @@ impl Filter {
 
 /// Text from an alert, safe on a terminal and in one table cell.
 fn escaped(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::router::notification::one_line(text).into_owned()
 }
 
 fn field(incident: &Value, key: &str) -> String {

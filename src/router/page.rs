@@ -366,9 +366,11 @@ pub fn incident(view: &IncidentView, silences: &[Silence], viewer: &Viewer, now:
 
 /// A silence of this incident's team and service, for a while, with a reason.
 fn silence_form(out: &mut String, i: &super::dedup::Incident, viewer: &Viewer) {
-    let mut matchers = format!("team=\"{}\"", i.team);
+    // Quoted as the matchers read them back (JSON string syntax), whatever the names hold.
+    let quoted = |value: &str| serde_json::to_string(value).unwrap_or_default();
+    let mut matchers = format!("team={}", quoted(&i.team));
     if !i.service.is_empty() {
-        let _ = write!(matchers, "\nservice=\"{}\"", i.service);
+        let _ = write!(matchers, "\nservice={}", quoted(&i.service));
     }
     let _ = write!(
         out,

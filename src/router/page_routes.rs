@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::api::{ApiError, AppState, perform, person_of, same_site};
@@ -24,15 +24,11 @@ use super::silence::NewSilence;
 
 /// HMAC-SHA256 of `message` under `key`.
 fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
-    let mut inner = Sha256::new();
-    let mut outer = Sha256::new();
-    let mut padded = [0u8; 64];
-    padded[..32].copy_from_slice(key);
-    inner.update(padded.map(|b| b ^ 0x36));
-    inner.update(message);
-    outer.update(padded.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// The token a person's forms carry.
