@@ -1509,7 +1509,15 @@ fn kubernetes_signals_reach_the_team_that_owns_the_workload_as_one_incident_per_
     });
     assert_eq!(accepted(&pipeline.stubs.slack).len(), chat_before);
     assert_eq!(pipeline.mails().len(), mails_before);
-    assert_eq!(accepted(&pipeline.stubs.pagerduty).len(), pages_before);
+    // As above, only updates of checkout's open incident may have paged since: none of node-1.
+    let pages_now = accepted(&pipeline.stubs.pagerduty);
+    let later = &pages_now[pages_before.min(pages_now.len())..];
+    assert!(
+        later
+            .iter()
+            .all(|page| !page.contains("node-1") && page.contains(checkout_key)),
+        "a node of the platform team pages nobody of payments: {later:#?}"
+    );
     for sink in [&pipeline.stubs.msteams, &pipeline.stubs.opsgenie] {
         assert_eq!(accepted(sink), Vec::<String>::new());
     }
