@@ -96,6 +96,12 @@ enum Command {
     Images {
         /// The spec file.
         spec: PathBuf,
+        /// Print the images as published upstream (what to copy into a mirror) instead of as
+        /// the pods pull them.
+        #[arg(long)]
+        upstream: bool,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
     /// Lint and test Prometheus rule files.
     #[command(subcommand)]
@@ -442,7 +448,11 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             service,
             format,
         }) => slo_status(&prometheus, service.as_deref(), format),
-        Command::Images { spec } => images(&spec),
+        Command::Images {
+            spec,
+            upstream,
+            format,
+        } => images(&spec, upstream, format),
         Command::Incidents(command) => incidents_command(command),
         Command::ConfigReloader {
             dirs,
@@ -615,14 +625,41 @@ fn incidents_command(command: IncidentsCommand) -> anyhow::Result<Outcome> {
     }
 }
 
-fn images(spec: &Path) -> anyhow::Result<Outcome> {
+/// `stackgen images`: every image the stack runs, as pulled (or upstream), one per line or JSON.
+fn images(spec: &Path, upstream: bool, format: Format) -> anyhow::Result<Outcome> {
     let Some(loaded) = load(spec)? else {
         return Ok(Outcome::Invalid);
     };
     let stack = render::render(&loaded).context("rendering the stack")?;
+    let pairs = stack.images_with_upstream();
     let mut stdout = std::io::stdout().lock();
-    for image in stack.images() {
-        writeln!(stdout, "{image}").context("writing to stdout")?;
+    match format {
+        Format::Human => {
+            let mut lines: Vec<&str> = if upstream {
+                pairs.values().map(String::as_str).collect()
+            } else {
+                pairs.keys().map(String::as_str).collect()
+            };
+            lines.sort_unstable();
+            lines.dedup();
+            for image in lines {
+                writeln!(stdout, "{image}").context("writing to stdout")?;
+            }
+        }
+        Format::Json => {
+            let images: Vec<serde_json::Value> = pairs
+                .iter()
+                .map(|(pulled, source)| {
+                    serde_json::json!({
+                        "image": pulled,
+                        "upstream": source,
+                        "digest": pulled.split_once('@').map(|(_, digest)| digest),
+                    })
+                })
+                .collect();
+            writeln!(stdout, "{:#}", serde_json::json!({ "images": images }))
+                .context("writing to stdout")?;
+        }
     }
     Ok(Outcome::Ok)
 }
@@ -968,8 +1005,18 @@ fn required_secrets(spec: &spec::Spec) -> Vec<String> {
     lines.extend(
         by_secret
             .into_iter()
-            .map(|(s, keys)| format!("{s}: {} (destinations)", keys.join(", "))),
+            .map(|(s, keys)| format!("{s}: {} (the router)", keys.join(", "))),
     );
+    let mut by_secret: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in spec.prometheus_secret_refs() {
+        by_secret.entry(r.secret).or_default().push(r.key);
+    }
+    lines.extend(by_secret.into_iter().map(|(s, keys)| {
+        format!(
+            "{s}: {} (Prometheus: remote_write, Thanos)",
+            keys.join(", ")
+        )
+    }));
     match (&spec.router.postgres, &spec.router.postgres_ca) {
         (Some(db), Some(ca)) if ca.secret == db.secret => lines.push(format!(
             "{}: {}, {} (the router's PostgreSQL URL and CA bundle)",

@@ -269,6 +269,39 @@ pub fn check_ping_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An absolute `http`/`https` URL with a host and no user or password in it (credentials are
+/// given by Secret reference, never in a URL a spec holds).
+pub fn check_http_url(text: &str) -> Result<(), String> {
+    let hint = "write an absolute URL like https://metrics.example.com/api/v1/push";
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("a URL has no spaces or control characters; {hint}"));
+    }
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e}); {hint}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(hint.into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "a URL here carries no user or password; give credentials by Secret reference".into(),
+        );
+    }
+    Ok(())
+}
+
+/// A Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn check_prometheus_label(text: &str) -> Result<(), String> {
+    let mut chars = text.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err("a label name is letters, digits and '_', not starting with a digit".into())
+    }
+}
+
 /// An objective in percent of good requests: a decimal number above 0 and below 100 with at
 /// most 6 decimals (`99.9`).
 pub fn check_objective(text: &str) -> Result<(), String> {

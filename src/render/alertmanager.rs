@@ -2,11 +2,12 @@
 //! router (bearer token from a Secret), Watchdog as a heartbeat, critical inhibiting warning; the
 //! router's own health around it ([`direct_path`]).
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::direct_path::{SECRETS_DIR, TEMPLATE_FILE, direct_path};
 use super::{
-    Builder, RenderError, allow_from_components, labels, projected_secrets, resources, selector,
+    Builder, PodDefaults, RenderError, allow_from_components, labels, projected_secrets, resources,
+    selector,
 };
 use crate::spec::defaults;
 
@@ -59,7 +60,14 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         // A single replica has no peers: gossip off, so notifications never wait for it to settle.
         args.push("--cluster.listen-address=".into());
     }
+    if let Some(url) = am.external.url() {
+        args.push(format!("--web.external-url={url}"));
+    }
     let image = stack.image(defaults::ALERTMANAGER_IMAGE);
+    let pod = stack.pod_placement(
+        &spec.alertmanager.placement,
+        PodDefaults::spread("alertmanager"),
+    );
     // Routes and templates reach Alertmanager through its reload endpoint: a route change
     // never restarts it (nor loses its silences and notification log).
     let reloader = stack.config_reloader(&[("config", "/etc/alertmanager")], 9093);
@@ -72,6 +80,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             "selector": selector("alertmanager"),
             "replicas": am.replicas,
             "image": image,
+            "pod": pod,
             "args": args,
             "resources": resources(&am.resources),
             "storage_class": am.storage_class,
@@ -102,15 +111,34 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             {"name": "mesh-udp", "port": 9094, "targetPort": "mesh-udp", "protocol": "UDP"},
         ]),
     )?;
+    if let Some(ingress) = &am.external.ingress {
+        stack.ingress(
+            "alertmanager/ingress.yaml",
+            "alertmanager",
+            "web",
+            &["/"],
+            ingress,
+        )?;
+    }
     stack.workload_extras(
         "alertmanager",
         "alertmanager",
         am.replicas,
         false,
-        json!([
-            allow_from_components(&[(9093, "TCP")], &["prometheus", "grafana", "stackgen-router"]),
-            allow_from_components(&[(9094, "TCP"), (9094, "UDP")], &["alertmanager"]),
-        ]),
+        {
+            let mut rules = vec![
+                allow_from_components(&[(9093, "TCP")], &["prometheus", "grafana", "stackgen-router"]),
+                allow_from_components(&[(9094, "TCP"), (9094, "UDP")], &["alertmanager"]),
+            ];
+            if am.external.ingress.is_some() {
+                // Its ingress controller runs in a namespace of its own.
+                rules.push(json!({
+                    "ports": [{"port": 9093, "protocol": "TCP"}],
+                    "from": [{"namespaceSelector": {}}],
+                }));
+            }
+            Value::Array(rules)
+        },
         "Alertmanager takes alerts from Prometheus, queries from Grafana and gossip from its peers.",
     )
 }

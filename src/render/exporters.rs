@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use super::{Builder, RenderError, allow_from_components, labels, resources, selector};
+use super::{
+    Builder, PodDefaults, RenderError, allow_from_components, labels, resources, selector,
+};
 use crate::spec::defaults;
 
 pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
@@ -10,11 +12,21 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     let ns = &spec.namespace;
     if spec.exporters.node_exporter {
         let image = stack.image(defaults::NODE_EXPORTER_IMAGE);
+        // On every node, tainted or not, before anything else is evicted.
+        let pod = stack.pod_placement(
+            &spec.exporters.node_exporter_placement,
+            PodDefaults {
+                tolerations: vec![json!({"operator": "Exists"})],
+                priority_class_name: Some("system-node-critical"),
+                ..PodDefaults::default()
+            },
+        );
         stack.template("node-exporter/daemonset.yaml", "exporters/node-exporter.yaml", &json!({
             "namespace": ns,
             "labels": labels("node-exporter"),
             "selector": selector("node-exporter"),
             "image": image,
+            "pod": pod,
             "resources": resources(&crate::spec::Resources::from_defaults(&defaults::NODE_EXPORTER_RESOURCES)),
         }))?;
         stack.service(
@@ -37,11 +49,16 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     }
     if spec.exporters.kube_state_metrics {
         let image = stack.image(defaults::KUBE_STATE_METRICS_IMAGE);
+        let pod = stack.pod_placement(
+            &spec.exporters.kube_state_metrics_placement,
+            PodDefaults::default(),
+        );
         stack.template("kube-state-metrics/deployment.yaml", "exporters/kube-state-metrics.yaml", &json!({
             "namespace": ns,
             "labels": labels("kube-state-metrics"),
             "selector": selector("kube-state-metrics"),
             "image": image,
+            "pod": pod,
             "allowlist_arg": format!("--metric-labels-allowlist={}", super::ownership::pod_label_allowlist(spec)),
             "resources": resources(&crate::spec::Resources::from_defaults(&defaults::KUBE_STATE_METRICS_RESOURCES)),
         }))?;

@@ -5,7 +5,8 @@
 use serde_json::json;
 
 use super::{
-    Builder, RenderError, allow_from_components, content_hash, labels, resources, selector,
+    Builder, PodDefaults, RenderError, allow_from_components, content_hash, labels, resources,
+    selector,
 };
 use crate::spec::defaults;
 
@@ -68,7 +69,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         ]),
     )?;
     if let Some(ingress) = &g.ingress {
-        stack.ingress("grafana/ingress.yaml", "grafana", &["/"], ingress)?;
+        stack.ingress("grafana/ingress.yaml", "grafana", "http", &["/"], ingress)?;
     }
     // Users reach Grafana through an ingress controller or a port-forward, from any namespace.
     let ingress_rule = json!({
@@ -96,6 +97,8 @@ fn provisioning(stack: &mut Builder) -> Result<String, RenderError> {
         "grafana/datasources.yaml",
         &json!({
             "prometheus_url": format!("http://prometheus.{ns}.svc:9090"),
+            "query_url": spec.prometheus.thanos.as_ref().and_then(|t| t.query_url.clone()),
+            "local_name": format!("Prometheus ({} only)", spec.cluster.name),
             "alertmanager_url": format!("http://alertmanager.{ns}.svc:9093"),
             "scrape_interval": spec.prometheus.scrape_interval,
         }),
@@ -155,6 +158,7 @@ fn deployment(stack: &mut Builder, config_hash: &str) -> Result<(), RenderError>
         );
     }
     let image = stack.image(defaults::GRAFANA_IMAGE);
+    let pod = stack.pod_placement(&spec.grafana.placement, PodDefaults::default());
     stack.template(
         "grafana/deployment.yaml",
         "grafana/deployment.yaml",
@@ -163,6 +167,7 @@ fn deployment(stack: &mut Builder, config_hash: &str) -> Result<(), RenderError>
             "labels": labels("grafana"),
             "selector": selector("grafana"),
             "image": image,
+            "pod": pod,
             "env": env,
             "resources": resources(&g.resources),
             "config_hash": config_hash,

@@ -16,6 +16,7 @@ pub mod ownership;
 mod prometheus;
 mod router;
 pub mod rules;
+mod scale_out;
 pub mod service_metrics;
 pub mod slos;
 pub mod template;
@@ -36,7 +37,8 @@ pub struct RenderedStack {
     resources: Vec<String>,
     /// ConfigMaps built from plain config files by kustomize's `configMapGenerator`.
     config_maps: Vec<GeneratedConfigMap>,
-    images: BTreeSet<String>,
+    /// Every image a pod runs (mirrored and pinned as the spec says), with its upstream name.
+    images: BTreeMap<String, String>,
 }
 
 /// A ConfigMap assembled from files of the output (key = file name inside the ConfigMap).
@@ -53,8 +55,14 @@ impl RenderedStack {
         &self.files
     }
 
-    /// Every container image the stack runs, sorted.
-    pub fn images(&self) -> &BTreeSet<String> {
+    /// Every container image the stack runs, sorted, as its pods pull it.
+    pub fn images(&self) -> impl Iterator<Item = &str> {
+        self.images.keys().map(String::as_str)
+    }
+
+    /// Every container image the stack runs, as its pods pull it, with the image it is
+    /// published as upstream (the same unless `images:` mirrors or pins it).
+    pub fn images_with_upstream(&self) -> &BTreeMap<String, String> {
         &self.images
     }
 
@@ -172,7 +180,7 @@ impl<'a> Builder<'a> {
                 files: BTreeMap::new(),
                 resources: Vec::new(),
                 config_maps: Vec::new(),
-                images: BTreeSet::new(),
+                images: BTreeMap::new(),
             },
         }
     }
@@ -184,11 +192,12 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// An Ingress at `path` sending `paths` of the host to the Service `name`'s `http` port.
+    /// An Ingress at `path` sending `paths` of the host to the Service `name`'s `port`.
     fn ingress(
         &mut self,
         path: &str,
         name: &str,
+        port: &str,
         paths: &[&str],
         ingress: &crate::spec::Ingress,
     ) -> Result<(), RenderError> {
@@ -199,6 +208,8 @@ impl<'a> Builder<'a> {
                 "name": name,
                 "service": name,
                 "paths": paths,
+                "port": port,
+                "annotations": ingress.annotations,
                 "namespace": self.stack.namespace,
                 "labels": labels(name),
                 "host": ingress.host,
@@ -247,9 +258,62 @@ impl<'a> Builder<'a> {
         });
     }
 
+    /// The reference a pod pulls for the upstream `image` (the spec's mirror and digest), noted
+    /// for `stackgen images`.
     fn image(&mut self, image: &str) -> String {
-        self.stack.images.insert(image.to_string());
-        image.to_string()
+        let pulled = self.spec.images.resolve(image);
+        self.stack.images.insert(pulled.clone(), image.to_string());
+        pulled
+    }
+
+    /// The pod-spec fields of where a component's pods run: the spec's `placement` over the
+    /// component's defaults (its `affinity` parts replace the default parts of the same name;
+    /// its tolerations replace the default ones), and the image pull secrets of the stack and
+    /// the component. An empty object when nothing is set.
+    fn pod_placement(
+        &self,
+        placement: &crate::spec::placement::Placement,
+        defaults: PodDefaults,
+    ) -> Value {
+        let mut pod = serde_json::Map::new();
+        let mut affinity: serde_json::Map<String, Value> = defaults.affinity.into_iter().collect();
+        affinity.extend(placement.affinity.clone());
+        if !affinity.is_empty() {
+            pod.insert("affinity".into(), Value::Object(affinity));
+        }
+        if !placement.node_selector.is_empty() {
+            pod.insert("nodeSelector".into(), json!(placement.node_selector));
+        }
+        let tolerations = placement
+            .tolerations
+            .clone()
+            .unwrap_or(defaults.tolerations);
+        if !tolerations.is_empty() {
+            pod.insert("tolerations".into(), Value::Array(tolerations));
+        }
+        if let Some(class) = placement
+            .priority_class_name
+            .as_deref()
+            .or(defaults.priority_class_name)
+        {
+            pod.insert("priorityClassName".into(), json!(class));
+        }
+        let mut pull_secrets: Vec<&String> = self.spec.images.pull_secrets.iter().collect();
+        for name in &placement.image_pull_secrets {
+            if !pull_secrets.contains(&name) {
+                pull_secrets.push(name);
+            }
+        }
+        if !pull_secrets.is_empty() {
+            pod.insert(
+                "imagePullSecrets".into(),
+                pull_secrets
+                    .iter()
+                    .map(|name| json!({"name": name}))
+                    .collect(),
+            );
+        }
+        Value::Object(pod)
     }
 
     /// The config reloader sidecar of a component whose configuration is mounted from
@@ -364,6 +428,34 @@ impl<'a> Builder<'a> {
 
     fn finish(self) -> (RenderedStack, BTreeSet<String>) {
         (self.stack, self.parsed)
+    }
+}
+
+/// What a component's pods get where the spec says nothing of their placement.
+#[derive(Default)]
+struct PodDefaults {
+    affinity: Option<(String, Value)>,
+    tolerations: Vec<Value>,
+    priority_class_name: Option<&'static str>,
+}
+
+impl PodDefaults {
+    /// Replicas spread over nodes where they can be (a preference, so a small cluster still
+    /// schedules them).
+    fn spread(component: &str) -> PodDefaults {
+        PodDefaults {
+            affinity: Some((
+                "podAntiAffinity".into(),
+                json!({"preferredDuringSchedulingIgnoredDuringExecution": [{
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": selector(component)},
+                    },
+                }]}),
+            )),
+            ..PodDefaults::default()
+        }
     }
 }
 

@@ -7,9 +7,11 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::{
-    Builder, RenderError, allow_from_components, k8s_sd, keep, labels, resources, rules, selector,
+    Builder, PodDefaults, RenderError, allow_from_components, k8s_sd, keep, labels, resources,
+    rules, scale_out, selector,
 };
 use crate::labels::{SCRAPE_POD_LABEL, SCRAPE_PORT_POD_LABEL};
+use crate::spec::scale_out::Consumer;
 use crate::spec::selectors::KeySetGroups;
 use crate::spec::{Port, Service, Spec, defaults};
 
@@ -68,17 +70,30 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         false,
         web.clone(),
     )?;
+    // Thanos Query finds the sidecars through the headless Service (one address per replica).
+    let mut headless = web;
+    if spec.prometheus.thanos.is_some()
+        && let Value::Array(ports) = &mut headless
+    {
+        ports.push(
+            json!({"name": "grpc", "port": scale_out::THANOS_GRPC_PORT, "targetPort": "grpc"}),
+        );
+    }
     stack.service(
         "prometheus/service.yaml",
         "prometheus-headless",
         "prometheus",
         true,
-        web,
+        headless,
     )?;
     let image = stack.image(defaults::PROMETHEUS_IMAGE);
+    let pod = stack.pod_placement(
+        &spec.prometheus.placement,
+        PodDefaults::spread("prometheus"),
+    );
     // prometheus.yml and the rules reach Prometheus through its reload endpoint
     // (`--web.enable-lifecycle`): a rule change never restarts it.
-    let reloader = stack.config_reloader(
+    let mut sidecars = stack.config_reloader(
         &[
             ("config", "/etc/prometheus"),
             ("rules", "/etc/prometheus/rules"),
@@ -86,6 +101,28 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         9090,
     );
     let p = &spec.prometheus;
+    let mut args = vec![
+        "--config.file=/etc/prometheus/prometheus.yml".to_string(),
+        "--storage.tsdb.path=/prometheus".into(),
+        format!("--storage.tsdb.retention.time={}", p.retention),
+        format!(
+            "--storage.tsdb.retention.size={}",
+            retention_size(p.volume_bytes)
+        ),
+        "--web.enable-lifecycle".into(),
+        "--web.route-prefix=/".into(),
+    ];
+    if let Some(url) = p.external.url() {
+        args.push(format!("--web.external-url={url}"));
+    }
+    if let Some(thanos) = &p.thanos {
+        args.extend(scale_out::thanos_prometheus_args(thanos));
+        let image = stack.image(&thanos.image);
+        if let Value::Array(list) = &mut sidecars {
+            list.push(scale_out::thanos_sidecar(thanos, &image));
+        }
+    }
+    let secrets = spec.prometheus_secret_refs();
     stack.template(
         "prometheus/statefulset.yaml",
         "prometheus/statefulset.yaml",
@@ -95,32 +132,82 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             "selector": selector("prometheus"),
             "replicas": p.replicas,
             "image": image,
-            "args": [
-                "--config.file=/etc/prometheus/prometheus.yml",
-                "--storage.tsdb.path=/prometheus",
-                format!("--storage.tsdb.retention.time={}", p.retention),
-                format!("--storage.tsdb.retention.size={}", retention_size(p.volume_bytes)),
-                "--web.enable-lifecycle",
-                "--web.route-prefix=/",
-            ],
+            "pod": pod,
+            "args": args,
+            "secrets": super::projected_secrets(&secrets),
+            "secrets_dir": scale_out::PROMETHEUS_SECRETS_DIR,
             "resources": resources(&p.resources),
             "storage_class": p.storage_class,
             "volume_size": p.volume_size,
-            "sidecars": reloader,
+            "sidecars": sidecars,
         }),
     )?;
+    if let Some(ingress) = &p.external.ingress {
+        stack.ingress(
+            "prometheus/ingress.yaml",
+            "prometheus",
+            "web",
+            &["/"],
+            ingress,
+        )?;
+    }
     stack.workload_extras(
         "prometheus",
         "prometheus",
         p.replicas,
         true,
-        json!([allow_from_components(
-            &[(9090, "TCP")],
-            &["grafana", "prometheus", "alertmanager", "stackgen-router"]
-        )]),
-        "Prometheus answers Grafana, its peer replica and the stack's components.",
+        Value::Array(network_policy_rules(spec)),
+        "Prometheus answers Grafana, its peer replica, the stack's components and the consumers the spec declares.",
     )?;
     Ok(())
+}
+
+/// Who may reach Prometheus: the stack's components, and the spec's consumers (on the web
+/// port and, with Thanos, the sidecar's StoreAPI). Without declared consumers the StoreAPI is
+/// open to the cluster's namespaces, where a Thanos Query usually runs.
+fn network_policy_rules(spec: &Spec) -> Vec<Value> {
+    let mut rules = vec![allow_from_components(
+        &[(9090, "TCP")],
+        &["grafana", "prometheus", "alertmanager", "stackgen-router"],
+    )];
+    let consumers: Vec<Value> = spec
+        .prometheus
+        .consumers
+        .iter()
+        .map(|consumer| match consumer {
+            Consumer::Pods {
+                namespace,
+                pod_labels,
+            } => {
+                let mut peer = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}});
+                if !pod_labels.is_empty() {
+                    peer["podSelector"] = json!({"matchLabels": pod_labels});
+                }
+                peer
+            }
+            Consumer::Cidr(cidr) => json!({"ipBlock": {"cidr": cidr}}),
+        })
+        .collect();
+    let mut ports = vec![json!({"port": 9090, "protocol": "TCP"})];
+    if spec.prometheus.thanos.is_some() {
+        ports.push(json!({"port": scale_out::THANOS_GRPC_PORT, "protocol": "TCP"}));
+    }
+    if spec.prometheus.external.ingress.is_some() {
+        // Its ingress controller runs in a namespace of its own.
+        rules.push(json!({
+            "ports": [{"port": 9090, "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {}}],
+        }));
+    }
+    if !consumers.is_empty() {
+        rules.push(json!({"ports": ports, "from": consumers}));
+    } else if spec.prometheus.thanos.is_some() {
+        rules.push(json!({
+            "ports": [{"port": scale_out::THANOS_GRPC_PORT, "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {}}],
+        }));
+    }
+    rules
 }
 
 /// The `metric_relabel_configs` of the exporters' jobs: keep the metric names the stack reads
@@ -222,6 +309,7 @@ fn config_context(spec: &Spec, reads: &keep::Reads) -> Value {
         "metric_relabel": read,
         "services": service_jobs(&spec.services),
         "labelled_pods": labelled_pods_job(spec),
+        "remote_write": super::scale_out::remote_write_section(spec),
     })
 }
 
@@ -276,7 +364,7 @@ fn labelled_pods_job(spec: &Spec) -> Option<Value> {
         .collect();
     let listed: Vec<&str> = namespaces.iter().copied().collect();
     Some(json!({
-        "job": "labelled-pods",
+        "job": LABELLED_PODS_JOB,
         "namespaces": listed,
         "namespace_regex": alternatives(&listed),
         "selector": format!("{SCRAPE_POD_LABEL}=true"),
@@ -343,7 +431,7 @@ fn service_job(service: &Service, claimed_earlier: &[&Service]) -> Value {
         .collect::<Vec<_>>()
         .join(",");
     json!({
-        "job": format!("{}/{}", service.namespace, service.name),
+        "job": service_job_name(service),
         "name": service.name,
         "team": service.team,
         "namespace": service.namespace,
@@ -353,6 +441,14 @@ fn service_job(service: &Service, claimed_earlier: &[&Service]) -> Value {
         "port": port,
         "claimed_earlier": claimed_earlier,
     })
+}
+
+/// The job scraping the pods that ask to be scraped in teams' namespaces.
+pub(super) const LABELLED_PODS_JOB: &str = "labelled-pods";
+
+/// The job of a declared service: `NAMESPACE/NAME`.
+pub(super) fn service_job_name(service: &Service) -> String {
+    format!("{}/{}", service.namespace, service.name)
 }
 
 /// A Kubernetes label key as Prometheus' Kubernetes discovery names it in `__meta_*` labels.

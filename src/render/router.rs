@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{
-    Builder, RenderError, allow_from_components, content_hash, labels, projected_secrets,
-    resources, selector,
+    Builder, PodDefaults, RenderError, allow_from_components, content_hash, labels,
+    projected_secrets, resources, selector,
 };
 use crate::spec::{Destination, SecretRef, Spec};
 use crate::time_interval::TimeInterval;
@@ -33,6 +33,14 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         vec![("router.yaml".into(), "router/router.yaml".into())],
     );
     let image = stack.image(&spec.router.image);
+    let pod = stack.pod_placement(
+        &spec.router.placement,
+        if spec.router.replicas > 1 {
+            PodDefaults::spread("stackgen-router")
+        } else {
+            PodDefaults::default()
+        },
+    );
     stack.template(
         "router/deployment.yaml",
         "router/deployment.yaml",
@@ -41,13 +49,13 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
             "labels": labels("stackgen-router"),
             "selector": selector("stackgen-router"),
             "image": image,
+            "pod": pod,
             "resources": resources(&spec.router.resources),
             "auth_secret": spec.router.auth_secret,
             "secret_sources": secret_sources(spec),
             "config_hash": content_hash([config.as_str()]),
             "replicas": spec.router.replicas,
             "shared_store": spec.router.postgres.is_some(),
-            "spread": spec.router.replicas > 1,
         }),
     )?;
     if spec.router.postgres.is_none() {
@@ -77,6 +85,7 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         stack.ingress(
             "router/ingress.yaml",
             "stackgen-router",
+            "http",
             &["/incidents", "/api/v1/incidents", "/api/v1/silences"],
             ingress,
         )?;

@@ -36,6 +36,27 @@ pub const NODE_EXPORTER_IMAGE: &str = "quay.io/prometheus/node-exporter:v1.12.1"
 pub const KUBE_STATE_METRICS_IMAGE: &str =
     "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.19.1";
 
+pub const THANOS_IMAGE: &str = "quay.io/thanos/thanos:v0.39.2";
+pub const BLACKBOX_EXPORTER_IMAGE: &str = "quay.io/prometheus/blackbox-exporter:v0.27.0";
+
+/// The images the stack runs as published upstream, with the router's (`router.image`): what
+/// `images.digests` pins and `images.registry` mirrors.
+pub fn upstream_images(router_image: &str) -> Vec<String> {
+    [
+        PROMETHEUS_IMAGE,
+        ALERTMANAGER_IMAGE,
+        GRAFANA_IMAGE,
+        NODE_EXPORTER_IMAGE,
+        KUBE_STATE_METRICS_IMAGE,
+        THANOS_IMAGE,
+        BLACKBOX_EXPORTER_IMAGE,
+        router_image,
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect()
+}
+
 /// `(requests, limits)` as `(cpu, memory)` pairs; an empty CPU limit means none (no throttling).
 pub struct ResourceDefaults {
     pub request_cpu: &'static str,

@@ -25,6 +25,11 @@ use crate::router::dedup::Severity;
 use crate::router::destination::DestinationKind;
 use crate::router::matcher::Matcher;
 
+mod placement;
+mod scale_out;
+
+use placement::PLACEMENT_KEYS;
+
 const TOP_KEYS: &[&str] = &[
     "cluster",
     "namespace",
@@ -38,6 +43,7 @@ const TOP_KEYS: &[&str] = &[
     "ownership",
     "alerts",
     "team_files",
+    "images",
 ];
 /// How a team is reached and what it watches: the keys a `teams[]` entry and a team file share.
 const TEAM_BODY_KEYS: [&str; 14] = [
@@ -88,12 +94,37 @@ const fn team_keys<const TOTAL: usize>(
     assert!(i + j + k == TOTAL, "TOTAL is the number of keys");
     keys
 }
+/// A component's own keys and the placement keys every component takes.
+const fn with_placement<const OWN: usize, const TOTAL: usize>(
+    own: [&'static str; OWN],
+) -> [&'static str; TOTAL] {
+    let mut keys = [""; TOTAL];
+    let mut i = 0;
+    while i < OWN {
+        keys[i] = own[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < PLACEMENT_KEYS.len() {
+        keys[OWN + j] = PLACEMENT_KEYS[j];
+        j += 1;
+    }
+    assert!(OWN + PLACEMENT_KEYS.len() == TOTAL);
+    keys
+}
+
 /// What the platform spec says about a team whose team file says the rest.
 const TEAM_GRANT_KEYS: &[&str] = &["name", "namespaces"];
 const ALERT_OVERRIDE_KEYS: &[&str] = &["enabled", "for", "severity", "threshold"];
 const CLUSTER_KEYS: &[&str] = &["name", "platform", "control_plane_metrics"];
-const PROMETHEUS_KEYS: &[&str] = &[
+const PROMETHEUS_KEYS: &[&str] = &with_placement::<14, 19>([
     "keep_metrics",
+    "remote_write",
+    "thanos",
+    "external_url",
+    "ingress",
+    "consumers",
+    "scrape_jobs",
     "replicas",
     "retention",
     "volume_size",
@@ -101,24 +132,28 @@ const PROMETHEUS_KEYS: &[&str] = &[
     "scrape_interval",
     "evaluation_interval",
     "resources",
-];
-const ALERTMANAGER_KEYS: &[&str] = &[
+]);
+const ALERTMANAGER_KEYS: &[&str] = &with_placement::<7, 12>([
+    "external_url",
+    "ingress",
     "replicas",
     "volume_size",
     "storage_class",
     "resources",
     "dead_mans_switch",
-];
-const GRAFANA_KEYS: &[&str] = &[
+]);
+const GRAFANA_KEYS: &[&str] = &with_placement::<5, 10>([
     "ingress",
     "admin_secret",
     "volume_size",
     "storage_class",
     "resources",
-];
-const INGRESS_KEYS: &[&str] = &["host", "class_name", "tls_secret"];
+]);
+const INGRESS_KEYS: &[&str] = &["host", "class_name", "tls_secret", "annotations"];
 const EXPORTER_KEYS: &[&str] = &["node_exporter", "kube_state_metrics"];
-const ROUTER_KEYS: &[&str] = &[
+/// An exporter written as a mapping (`node_exporter: {tolerations: ...}`) instead of `true`.
+const EXPORTER_DETAIL_KEYS: &[&str] = &with_placement::<1, 6>(["enabled"]);
+const ROUTER_KEYS: &[&str] = &with_placement::<9, 14>([
     "image",
     "auth_secret",
     "platform_team",
@@ -128,7 +163,7 @@ const ROUTER_KEYS: &[&str] = &[
     "store",
     "people",
     "ingress",
-];
+]);
 const PEOPLE_KEYS: &[&str] = &["users", "proxy", "viewers"];
 const PROXY_KEYS: &[&str] = &["trusted", "user_header", "groups_header"];
 const ESCALATION_STEP_KEYS: &[&str] = &["after", "destinations"];
@@ -402,11 +437,18 @@ impl Checker {
         let alertmanager = self.alertmanager(&top, platform);
         let grafana = self.grafana(&top, platform);
         let exporter_obj = self.sub_object(&top, "exporters", EXPORTER_KEYS);
+        let (node_exporter, node_exporter_placement) =
+            self.exporter(exporter_obj.as_ref(), "node_exporter");
+        let (kube_state_metrics, kube_state_metrics_placement) =
+            self.exporter(exporter_obj.as_ref(), "kube_state_metrics");
         let exporters = Exporters {
-            node_exporter: self.bool(exporter_obj.as_ref(), "node_exporter", true),
-            kube_state_metrics: self.bool(exporter_obj.as_ref(), "kube_state_metrics", true),
+            node_exporter,
+            kube_state_metrics,
+            node_exporter_placement,
+            kube_state_metrics_placement,
         };
         let router = self.router(&top);
+        let images = self.images(&top, &defaults::upstream_images(&router.image));
         self.team_file_patterns(&top);
         let claimed = self.claimed_teams(team_files);
         let mut teams = self.teams(&top, &claimed);
@@ -471,7 +513,31 @@ impl Checker {
                 service_label,
             },
             alerts,
+            images,
         })
+    }
+
+    /// An exporter of `exporters:`: `true`/`false`, or a mapping of `enabled` and where its pods
+    /// run.
+    fn exporter(
+        &mut self,
+        exporters: Option<&Obj>,
+        key: &str,
+    ) -> (bool, super::placement::Placement) {
+        let Some(node) = exporters.and_then(|e| e.get(key)) else {
+            return (true, Default::default());
+        };
+        if node.as_mapping().is_none() {
+            return (self.bool(exporters, key, true), Default::default());
+        }
+        let field = exporters.map_or(key.to_string(), |e| e.path(key));
+        let Some(obj) = self.object(node, &field, EXPORTER_DETAIL_KEYS) else {
+            return (true, Default::default());
+        };
+        (
+            self.bool(Some(&obj), "enabled", true),
+            self.placement(Some(&obj)),
+        )
     }
 
     /// `alerts:` — disable or tune default alerts by name.
@@ -707,6 +773,11 @@ impl Checker {
             ),
             resources: self.resources(o, &defaults::PROMETHEUS_RESOURCES),
             keep_metrics: o.map(|o| self.keep_metrics(o)).unwrap_or_default(),
+            placement: self.placement(o),
+            remote_write: o.map(|o| self.remote_writes(o)).unwrap_or_default(),
+            thanos: o.and_then(|o| self.thanos(o)),
+            external: self.external(o, "prometheus.example.com"),
+            consumers: o.map(|o| self.consumers(o)).unwrap_or_default(),
         }
     }
 
@@ -744,6 +815,8 @@ impl Checker {
             dead_mans_switch: o.and_then(|a| {
                 self.optional_checked(a, "dead_mans_switch", "ping URL", values::check_ping_url)
             }),
+            placement: self.placement(o),
+            external: self.external(o, "alertmanager.example.com"),
         }
     }
 
@@ -768,11 +841,32 @@ impl Checker {
         );
         let tls_secret =
             self.optional_checked(&i, "tls_secret", "Secret name", values::check_dns_subdomain);
+        let annotations = self.annotations(&i);
         Some(Ingress {
             host: host?,
             class_name,
             tls_secret,
+            annotations,
         })
+    }
+
+    /// `annotations:` of an object stackgen renders (an ingress controller's or cert-manager's),
+    /// keys checked as Kubernetes checks them.
+    fn annotations(&mut self, obj: &Obj) -> BTreeMap<String, String> {
+        let annotations = self.string_map(obj, "annotations");
+        if let Some(map) = obj.get("annotations").and_then(Node::as_mapping) {
+            for key in map.keys() {
+                if let Err(hint) = values::check_label_key(key.as_str()) {
+                    self.error(
+                        key.span(),
+                        &obj.path(&format!("annotations.{}", key.as_str())),
+                        format!("invalid annotation `{}`", key.as_str()),
+                        Some(hint.replace("a label key", "an annotation key")),
+                    );
+                }
+            }
+        }
+        annotations
     }
 
     fn grafana(&mut self, top: &Obj, platform: Platform) -> GrafanaSpec {
@@ -791,6 +885,7 @@ impl Checker {
             volume_size: self.volume(o, defaults::GRAFANA_VOLUME).0,
             storage_class: self.storage_class(o, platform),
             resources: self.resources(o, &defaults::GRAFANA_RESOURCES),
+            placement: self.placement(o),
         }
     }
 
@@ -850,6 +945,7 @@ impl Checker {
                 .and_then(|r| self.sub_object(r, "people", PEOPLE_KEYS))
                 .map(|p| self.people(&p)),
             ingress: o.and_then(|r| self.ingress(r, "incidents.example.com")),
+            placement: self.placement(o),
         }
     }
 

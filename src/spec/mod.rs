@@ -9,6 +9,8 @@ pub mod defaults;
 mod load;
 pub mod metrics;
 mod ownership;
+pub mod placement;
+pub mod scale_out;
 pub mod scrape_check;
 pub mod selectors;
 pub mod starter;
@@ -45,6 +47,8 @@ pub struct Spec {
     pub ownership: Ownership,
     /// Changes to default alerts, by alert name.
     pub alerts: BTreeMap<String, AlertOverride>,
+    /// Where every image is pulled from (a mirror, digests, pull secrets).
+    pub images: placement::Images,
 }
 
 /// How Kubernetes signals (workloads, pods, volumes) find their owner beyond the service list.
@@ -162,6 +166,11 @@ pub struct PrometheusSpec {
     /// Regexes of metric names the exporters' jobs keep besides what the stack reads
     /// (`prometheus.keep_metrics`), each as `(?:...)`.
     pub keep_metrics: Vec<String>,
+    pub placement: placement::Placement,
+    pub remote_write: Vec<scale_out::RemoteWrite>,
+    pub thanos: Option<scale_out::Thanos>,
+    pub external: scale_out::External,
+    pub consumers: Vec<scale_out::Consumer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -173,6 +182,8 @@ pub struct AlertmanagerSpec {
     /// An external dead man's switch (a ping URL) Alertmanager sends Watchdog to every minute,
     /// so a cluster whose whole pipeline is gone is noticed from outside it.
     pub dead_mans_switch: Option<String>,
+    pub placement: placement::Placement,
+    pub external: scale_out::External,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -183,6 +194,7 @@ pub struct GrafanaSpec {
     pub volume_size: String,
     pub storage_class: Option<String>,
     pub resources: Resources,
+    pub placement: placement::Placement,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -190,12 +202,17 @@ pub struct Ingress {
     pub host: String,
     pub class_name: Option<String>,
     pub tls_secret: Option<String>,
+    /// The ingress controller's and cert-manager's settings
+    /// (`cert-manager.io/cluster-issuer: letsencrypt`).
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Exporters {
     pub node_exporter: bool,
     pub kube_state_metrics: bool,
+    pub node_exporter_placement: placement::Placement,
+    pub kube_state_metrics_placement: placement::Placement,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -219,6 +236,7 @@ pub struct RouterSpec {
     pub people: Option<PeopleSpec>,
     /// Where the incidents page and API are reached from outside the cluster.
     pub ingress: Option<Ingress>,
+    pub placement: placement::Placement,
 }
 
 /// `router.people`: the users file and the authenticating proxy, and who may read.
@@ -467,7 +485,27 @@ pub enum Port {
 }
 
 impl Spec {
-    /// All Secret keys the stack reads, sorted and without duplicates.
+    /// The Secret keys Prometheus reads (remote_write credentials, Thanos' object storage),
+    /// sorted and without duplicates.
+    pub fn prometheus_secret_refs(&self) -> Vec<SecretRef> {
+        let mut refs: Vec<SecretRef> = self
+            .prometheus
+            .remote_write
+            .iter()
+            .flat_map(|r| r.secrets().into_iter().cloned())
+            .chain(
+                self.prometheus
+                    .thanos
+                    .iter()
+                    .filter_map(|t| t.object_storage.clone()),
+            )
+            .collect();
+        refs.sort();
+        refs.dedup();
+        refs
+    }
+
+    /// All Secret keys the router reads, sorted and without duplicates.
     pub fn secret_refs(&self) -> Vec<SecretRef> {
         let mut refs: Vec<SecretRef> = self
             .teams

@@ -89,6 +89,7 @@ pub const GOLDEN_CASES: &[(&str, &str)] = &[
     ("kubeadm", "tests/fixtures/specs/kubeadm.yaml"),
     ("router-ha", "tests/fixtures/specs/router-ha.yaml"),
     ("teams", "tests/fixtures/teams/stack.yaml"),
+    ("fit", "tests/fixtures/specs/fit.yaml"),
 ];
 
 /// Renders `spec` into a fresh temporary directory and returns it (with the directory guard).
