@@ -66,7 +66,7 @@ pub(super) struct Fleet {
 }
 
 impl Fleet {
-    fn start(
+    pub(super) fn start(
         service: &'static str,
         namespace: &'static str,
         team: &'static str,
@@ -960,6 +960,7 @@ pub(super) fn relocate_paths(document: &mut Yaml, dir: &Path) {
                 etc.join("serviceaccount"),
             ),
             ("/var/lib/stackgen/", var.clone()),
+            ("/etc/prometheus/secrets/", etc.join("prometheus/secrets")),
         ] {
             if let Some(rest) = text.strip_prefix(from) {
                 return to.join(rest).display().to_string();

@@ -19,6 +19,7 @@ mod page;
 mod pg;
 mod pg_tls;
 mod reload;
+mod remote_write;
 mod router;
 mod router_ha;
 mod rules;
