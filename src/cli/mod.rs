@@ -70,9 +70,13 @@ enum Command {
     Render {
         /// The spec file.
         spec: PathBuf,
-        /// Output directory (replaced whole), or `-` for one multi-document YAML stream on stdout.
+        /// Output directory (replaced whole; a fleet gets one directory per cluster), or `-` for
+        /// one multi-document YAML stream on stdout.
         #[arg(long)]
         out: PathBuf,
+        /// Of a fleet, only this cluster's stack (needed with `--out -`).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Tell Prometheus or Alertmanager to reload (`POST /-/reload`) whenever the watched
     /// directories (their mounted ConfigMaps) change: the stack's sidecar, so rule and route
@@ -418,7 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             metrics,
             team,
         } => validate(&spec, &metrics, team.as_deref()),
-        Command::Render { spec, out } => render_command(&spec, &out),
+        Command::Render { spec, out, cluster } => render_command(&spec, &out, cluster.as_deref()),
         Command::Rules(RulesCommand::Lint {
             files,
             team,
@@ -474,29 +478,69 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-fn render_command(spec: &Path, out: &Path) -> anyhow::Result<Outcome> {
-    let Some(loaded) = load(spec)? else {
+fn render_command(spec: &Path, out: &Path, cluster: Option<&str>) -> anyhow::Result<Outcome> {
+    let Some(fleet) = load_fleet(spec)? else {
         return Ok(Outcome::Invalid);
     };
-    let stack = render::render(&loaded).context("rendering the stack")?;
+    let is_fleet = !fleet[0].router.fleet.is_empty();
+    let chosen = choose_clusters(fleet, cluster)?;
+    let mut stacks = Vec::new();
+    for loaded in &chosen {
+        let stack = render::render(loaded)
+            .with_context(|| format!("rendering the stack of cluster {}", loaded.cluster.name))?;
+        stacks.push((loaded.cluster.name.clone(), stack));
+    }
     if out.as_os_str() == "-" {
+        if stacks.len() > 1 {
+            anyhow::bail!(
+                "--out - writes one cluster's stack: add --cluster NAME (one of {})",
+                fleet_names(&chosen)
+            );
+        }
+        let stack = &stacks[0].1;
         std::io::stdout()
             .write_all(stack.stream().as_bytes())
             .context("writing to stdout")?;
         return Ok(Outcome::Ok);
     }
-    render::output::write_dir(&stack, out)?;
-    eprintln!("wrote {} files to {}", stack.files().len(), out.display());
-    eprintln!("apply with: kubectl apply -k {}", out.display());
+    let removed = if is_fleet && cluster.is_none() {
+        render::output::write_fleet(&stacks, out)?
+    } else {
+        render::output::write_dir(&stacks[0].1, out)?
+    };
+    let files: usize = stacks.iter().map(|(_, s)| s.files().len()).sum();
+    eprintln!("wrote {files} files to {}", out.display());
+    if !removed.is_empty() {
+        eprintln!(
+            "removed {} files an earlier render wrote that this one does not:",
+            removed.len()
+        );
+        for path in &removed {
+            eprintln!("  {path}");
+        }
+    }
+    if is_fleet && cluster.is_none() {
+        eprintln!("apply each cluster's stack to its own cluster:");
+        for (name, _) in &stacks {
+            eprintln!(
+                "  kubectl --context {name} apply -k {}",
+                out.join(name).display()
+            );
+        }
+    } else {
+        eprintln!("apply with: kubectl apply -k {}", out.display());
+    }
+    let loaded = &chosen[0];
     eprintln!(
-        "the stack reads these Secrets in namespace {} (create them first):",
-        loaded.namespace
+        "the stack reads these Secrets in namespace {} (create them first{}):",
+        loaded.namespace,
+        if is_fleet { ", in every cluster" } else { "" }
     );
-    for line in required_secrets(&loaded) {
+    for line in required_secrets(loaded) {
         eprintln!("  {line}");
     }
     if let Some(platform) = &loaded.router.platform_team
-        && render::direct_path::direct_destinations(&loaded).is_empty()
+        && render::direct_path::direct_destinations(loaded).is_empty()
     {
         eprintln!(
             "note: team {platform} has no destination Alertmanager delivers to itself ({}): the router's own alerts (StackgenRouterDown, ...) reach it only through the router",
@@ -504,6 +548,33 @@ fn render_command(spec: &Path, out: &Path) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// The clusters `--cluster` picks of a fleet (all of them without it).
+fn choose_clusters(
+    fleet: Vec<spec::Spec>,
+    cluster: Option<&str>,
+) -> anyhow::Result<Vec<spec::Spec>> {
+    let Some(name) = cluster else {
+        return Ok(fleet);
+    };
+    let names = fleet_names(&fleet);
+    let chosen: Vec<spec::Spec> = fleet
+        .into_iter()
+        .filter(|s| s.cluster.name == name)
+        .collect();
+    if chosen.is_empty() {
+        anyhow::bail!("--cluster {name}: the spec has no such cluster (it has {names})");
+    }
+    Ok(chosen)
+}
+
+fn fleet_names(specs: &[spec::Spec]) -> String {
+    specs
+        .iter()
+        .map(|s| s.cluster.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn slo_status(prometheus: &str, service: Option<&str>, format: Format) -> anyhow::Result<Outcome> {
@@ -627,11 +698,15 @@ fn incidents_command(command: IncidentsCommand) -> anyhow::Result<Outcome> {
 
 /// `stackgen images`: every image the stack runs, as pulled (or upstream), one per line or JSON.
 fn images(spec: &Path, upstream: bool, format: Format) -> anyhow::Result<Outcome> {
-    let Some(loaded) = load(spec)? else {
+    let Some(fleet) = load_fleet(spec)? else {
         return Ok(Outcome::Invalid);
     };
-    let stack = render::render(&loaded).context("rendering the stack")?;
-    let pairs = stack.images_with_upstream();
+    // A fleet's clusters may pull from different mirrors: every cluster's images, once each.
+    let mut pairs = std::collections::BTreeMap::new();
+    for loaded in &fleet {
+        let stack = render::render(loaded).context("rendering the stack")?;
+        pairs.extend(stack.images_with_upstream().clone());
+    }
     let mut stdout = std::io::stdout().lock();
     match format {
         Format::Human => {
@@ -773,8 +848,15 @@ fn send_test(
 /// Checks a spec (with `team_file` in place of its team's included file), then each
 /// `SERVICE=SOURCE` scrape against its service.
 fn validate(path: &Path, scrapes: &[String], team_file: Option<&Path>) -> anyhow::Result<Outcome> {
+    let mut clusters = 1;
     let spec = match team_file {
-        None => load(path)?,
+        None => match load_fleet(path)? {
+            Some(fleet) => {
+                clusters = fleet.len();
+                fleet.into_iter().next()
+            }
+            None => None,
+        },
         Some(team_file) => match load_for_team(path, team_file)? {
             TeamCheck::Whole(spec) => Some(*spec),
             TeamCheck::Invalid => None,
@@ -802,6 +884,7 @@ fn validate(path: &Path, scrapes: &[String], team_file: Option<&Path>) -> anyhow
         return Ok(Outcome::Invalid);
     }
     match team_file {
+        None if clusters > 1 => println!("{}: ok ({clusters} clusters)", path.display()),
         None => println!("{}: ok", path.display()),
         Some(team_file) => println!("{}: ok (against {})", team_file.display(), path.display()),
     }
@@ -972,6 +1055,11 @@ fn load_team_file(path: &Path) -> anyhow::Result<Option<(spec::Team, Vec<spec::S
 
 fn load(path: &Path) -> anyhow::Result<Option<spec::Spec>> {
     reported(spec::load(path))
+}
+
+/// Every cluster's stack of a spec (one unless it is a fleet), or `None` after its problems.
+fn load_fleet(path: &Path) -> anyhow::Result<Option<Vec<spec::Spec>>> {
+    reported(spec::load_fleet(path))
 }
 
 /// A loaded file, or `None` after printing its problems on stderr; other errors pass through.

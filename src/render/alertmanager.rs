@@ -17,7 +17,13 @@ const TOKEN_FILE: &str = "/etc/alertmanager/secrets/router/token";
 pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     let spec = stack.spec;
     let ns = &spec.namespace;
-    let router_base = format!("http://stackgen-router.{ns}.svc:8080");
+    // In a fleet, the router may run in another cluster, reached at its URL.
+    let router_base = spec
+        .router
+        .remote
+        .as_deref()
+        .map(|url| url.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("http://stackgen-router.{ns}.svc:8080"));
     let direct = direct_path(spec);
     stack.config_template("alertmanager/alertmanager.yml", "alertmanager/alertmanager.yml", &json!({
         "cluster": spec.cluster.name,

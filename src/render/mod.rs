@@ -152,7 +152,9 @@ pub fn render(spec: &Spec) -> Result<RenderedStack, RenderError> {
     alertmanager::build(&mut stack)?;
     grafana::build(&mut stack)?;
     exporters::build(&mut stack)?;
-    router::build(&mut stack)?;
+    if spec.router.remote.is_none() {
+        router::build(&mut stack)?;
+    }
     let (mut rendered, already_parsed) = stack.finish();
     let kustomization = kustomize::kustomization(&rendered);
     rendered

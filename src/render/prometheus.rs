@@ -288,8 +288,10 @@ fn config_context(spec: &Spec, reads: &keep::Reads) -> Value {
         json!({"job": "prometheus", "keep": "prometheus;web", "instance_is_node": false, "exporter": false, "metric_relabel": []}),
         json!({"job": "alertmanager", "keep": "alertmanager;web", "instance_is_node": false, "exporter": false, "metric_relabel": []}),
         json!({"job": "grafana", "keep": "grafana;http", "instance_is_node": false, "exporter": false, "metric_relabel": []}),
-        json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false, "exporter": false, "metric_relabel": []}),
     ];
+    if spec.router.remote.is_none() {
+        stack_jobs.push(json!({"job": "stackgen-router", "keep": "stackgen-router;http", "instance_is_node": false, "exporter": false, "metric_relabel": []}));
+    }
     if spec.exporters.node_exporter {
         stack_jobs.push(json!({"job": "node-exporter", "keep": "node-exporter;metrics", "instance_is_node": true, "exporter": false, "metric_relabel": read}));
     }

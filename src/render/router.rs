@@ -81,12 +81,17 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
         ]),
     )?;
     if let Some(ingress) = &spec.router.ingress {
-        // The page and the API people use; not the webhooks or the metrics.
+        // The page and the API people use; not the metrics, nor the webhooks unless the other
+        // clusters of a fleet send them here (behind the router's bearer token).
+        let mut paths = vec!["/incidents", "/api/v1/incidents", "/api/v1/silences"];
+        if spec.router.fleet.len() > 1 {
+            paths.extend(["/api/v1/alertmanager", "/api/v1/heartbeat"]);
+        }
         stack.ingress(
             "router/ingress.yaml",
             "stackgen-router",
             "http",
-            &["/incidents", "/api/v1/incidents", "/api/v1/silences"],
+            &paths,
             ingress,
         )?;
     }

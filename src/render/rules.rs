@@ -19,6 +19,16 @@ const WORKLOADS_FILE: &str = "workloads.yaml";
 /// The default rule file that the request series of services with other metric names join.
 const SERVICES_FILE: &str = "services.yaml";
 
+/// The default alerts about the router itself (stack.yaml).
+const ROUTER_ALERTS: [&str; 6] = [
+    "StackgenRouterDeliveriesFailing",
+    "StackgenRouterNotificationsDead",
+    "StackgenRouterQueueBackingUp",
+    "StackgenRouterUnroutable",
+    "StackgenRouterDown",
+    "StackgenRouterMissing",
+];
+
 /// The rule files for `spec`, as (file name, contents), sorted by name.
 pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
     let mut tunings: BTreeMap<&str, Vec<Tuning>> = BTreeMap::new();
@@ -43,6 +53,20 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
             });
         }
     }
+    // A cluster whose router runs in another cluster of the fleet has no router to watch: the
+    // router's own alerts belong to the cluster it runs in.
+    let mut alerts = spec.alerts.clone();
+    if spec.router.remote.is_some() {
+        for name in ROUTER_ALERTS {
+            alerts.insert(
+                name.to_string(),
+                AlertOverride {
+                    enabled: false,
+                    ..AlertOverride::default()
+                },
+            );
+        }
+    }
     let mut files = Vec::new();
     for file in DEFAULT_RULE_FILES.iter().filter(|f| match f.needs {
         Needs::Nothing => true,
@@ -51,7 +75,7 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
         Needs::NodeExporter => spec.exporters.node_exporter,
         Needs::ControlPlane => spec.cluster.scrapes_control_plane(),
     }) {
-        if let Some(text) = apply_overrides(file.text, &spec.alerts, &tunings)
+        if let Some(text) = apply_overrides(file.text, &alerts, &tunings)
             .map_err(|e| format!("{}: {e}", file.name))?
         {
             let text = match file.name {

@@ -25,6 +25,7 @@ use crate::router::dedup::Severity;
 use crate::router::destination::DestinationKind;
 use crate::router::matcher::Matcher;
 
+mod fleet;
 mod placement;
 mod scale_out;
 
@@ -44,6 +45,7 @@ const TOP_KEYS: &[&str] = &[
     "alerts",
     "team_files",
     "images",
+    "clusters",
 ];
 /// How a team is reached and what it watches: the keys a `teams[]` entry and a team file share.
 const TEAM_BODY_KEYS: [&str; 14] = [
@@ -153,7 +155,9 @@ const INGRESS_KEYS: &[&str] = &["host", "class_name", "tls_secret", "annotations
 const EXPORTER_KEYS: &[&str] = &["node_exporter", "kube_state_metrics"];
 /// An exporter written as a mapping (`node_exporter: {tolerations: ...}`) instead of `true`.
 const EXPORTER_DETAIL_KEYS: &[&str] = &with_placement::<1, 6>(["enabled"]);
-const ROUTER_KEYS: &[&str] = &with_placement::<9, 14>([
+const ROUTER_KEYS: &[&str] = &with_placement::<11, 16>([
+    "cluster",
+    "url",
     "image",
     "auth_secret",
     "platform_team",
@@ -239,12 +243,22 @@ impl TeamFileRoot<'_> {
 }
 
 /// Parses and validates the platform spec together with the team files it includes: one model,
-/// every problem of every file at once.
+/// every problem of every file at once. A fleet spec gives its first cluster's stack.
 pub fn parse_with_team_files(
     file: &str,
     source: &str,
     team_files: &[TeamFileSource],
 ) -> Result<Spec, Vec<Diagnostic>> {
+    parse_fleet_with_team_files(file, source, team_files).map(|mut specs| specs.swap_remove(0))
+}
+
+/// [`parse_with_team_files`] for every cluster: a fleet spec (`clusters:`) gives one stack per
+/// cluster, in the order written; any other spec gives its one.
+pub fn parse_fleet_with_team_files(
+    file: &str,
+    source: &str,
+    team_files: &[TeamFileSource],
+) -> Result<Vec<Spec>, Vec<Diagnostic>> {
     let mut checker = Checker::new(file);
     let root = match load_yaml(source) {
         Ok(root) => root,
@@ -269,11 +283,29 @@ pub fn parse_with_team_files(
             }
         }
     }
-    let spec = checker.spec(&root, &roots);
+    let members = checker.fleet(&root);
+    let mut specs = Vec::new();
+    for member in &members {
+        if let Some(mut spec) = checker.spec(&member.root, &roots) {
+            spec.router.remote = member.remote_router.clone();
+            spec.router.fleet = member.fleet.clone();
+            specs.push(spec);
+        }
+    }
     checker.sort_diagnostics();
-    match spec {
-        Some(spec) if checker.diagnostics.is_empty() => Ok(spec),
-        _ => Err(checker.diagnostics),
+    // The clusters share most of the tree: a problem there is found once per cluster.
+    let mut seen: Vec<Diagnostic> = Vec::new();
+    checker.diagnostics.retain(|d| {
+        let first = !seen.contains(d);
+        if first {
+            seen.push(d.clone());
+        }
+        first
+    });
+    if checker.diagnostics.is_empty() && !specs.is_empty() && specs.len() == members.len() {
+        Ok(specs)
+    } else {
+        Err(checker.diagnostics)
     }
 }
 
@@ -946,6 +978,8 @@ impl Checker {
                 .map(|p| self.people(&p)),
             ingress: o.and_then(|r| self.ingress(r, "incidents.example.com")),
             placement: self.placement(o),
+            remote: None,
+            fleet: Vec::new(),
         }
     }
 

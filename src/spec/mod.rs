@@ -27,8 +27,8 @@ use crate::router::destination::DestinationKind;
 use crate::time_interval::TimeInterval;
 
 pub use load::{
-    TeamFileSource, parse, parse_team_file, parse_with_team_files, team_file_includes,
-    team_of_team_file,
+    TeamFileSource, parse, parse_fleet_with_team_files, parse_team_file, parse_with_team_files,
+    team_file_includes, team_of_team_file,
 };
 
 /// A fully validated stack spec with every default filled in.
@@ -237,6 +237,11 @@ pub struct RouterSpec {
     /// Where the incidents page and API are reached from outside the cluster.
     pub ingress: Option<Ingress>,
     pub placement: placement::Placement,
+    /// In a fleet, the URL of the router in another cluster that this cluster's Alertmanagers
+    /// send to; `None`: the router runs here.
+    pub remote: Option<String>,
+    /// In a fleet, every cluster's name (the router here serves them all); empty otherwise.
+    pub fleet: Vec<String>,
 }
 
 /// `router.people`: the users file and the authenticating proxy, and who may read.
@@ -532,17 +537,24 @@ pub type SpecError = crate::diagnostic::FileError;
 /// the team rule files they name (relative to the file naming them) and lints them for their
 /// team: a rule file Prometheus would refuse to load (or one labelled with another team) is an
 /// error here, at its own file, line and column.
+/// A fleet spec gives its first cluster's stack ([`load_fleet`] gives them all).
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
+    load_with(path, None).map(|mut specs| specs.swap_remove(0))
+}
+
+/// [`load`] for every cluster of a fleet spec (`clusters:`), in the order written; any other
+/// spec gives its one stack.
+pub fn load_fleet(path: &Path) -> Result<Vec<Spec>, SpecError> {
     load_with(path, None)
 }
 
 /// [`load`], with `team_file` (a team's changed file, wherever it is) in place of the file the
 /// spec includes for the same team, or added when it includes none: a team's own check.
 pub fn load_with_team_file(path: &Path, team_file: &Path) -> Result<Spec, SpecError> {
-    load_with(path, Some(team_file))
+    load_with(path, Some(team_file)).map(|mut specs| specs.swap_remove(0))
 }
 
-fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Spec, SpecError> {
+fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Vec<Spec>, SpecError> {
     let source = crate::files::read_spec(path).map_err(|error| SpecError::Read {
         path: path.to_path_buf(),
         reason: error.into(),
@@ -590,7 +602,7 @@ fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Spec, SpecError>
         }
         return Err(invalid(diagnostics, included));
     }
-    let mut spec = match parse_with_team_files(&file, &source, &team_files) {
+    let mut specs = match parse_fleet_with_team_files(&file, &source, &team_files) {
         Ok(spec) => spec,
         Err(mut found) => {
             // The rule files of each team file that reads on its own are checked too, so a
@@ -605,17 +617,18 @@ fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Spec, SpecError>
             return Err(invalid(found, included));
         }
     };
-    for (team_index, team) in spec.teams.iter_mut().enumerate() {
-        diagnostics.extend(read_rule_files(
-            team,
-            base,
-            &file,
-            team_index,
-            &mut included,
-        ));
+    for spec in &mut specs {
+        for (team_index, team) in spec.teams.iter_mut().enumerate() {
+            for found in read_rule_files(team, base, &file, team_index, &mut included) {
+                // Every cluster of a fleet reads the same rule files: each problem once.
+                if !diagnostics.contains(&found) {
+                    diagnostics.push(found);
+                }
+            }
+        }
     }
     if diagnostics.is_empty() {
-        Ok(spec)
+        Ok(specs)
     } else {
         Err(invalid(diagnostics, included))
     }

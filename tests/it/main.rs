@@ -8,6 +8,7 @@ mod conventions;
 mod destinations;
 mod direct_path;
 mod e2e;
+mod fleet;
 mod golden;
 mod http_stub;
 mod incidents;

@@ -263,6 +263,10 @@ pub fn check_kustomize_and_kubernetes_validate(case: &str, dir: &Path) -> String
         "grafana-dashboards",
         "stackgen-router-config",
     ] {
+        // A fleet's cluster whose router runs in another cluster has none of its own.
+        if name == "stackgen-router-config" && !dir.join("router").exists() {
+            continue;
+        }
         assert!(
             docs.iter().any(|d| d["kind"].as_str() == Some("ConfigMap")
                 && d["metadata"]["name"].as_str() == Some(name)),

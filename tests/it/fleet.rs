@@ -1,0 +1,173 @@
+//! A fleet from one spec (`examples/fleet.yaml`): one stack per cluster, each passing the real
+//! validators, identical except where a cluster overrides, every series labelled with its
+//! cluster, and every cluster's Alertmanagers sending to the one router.
+
+use std::fs;
+use std::path::Path;
+
+use super::support::{root, stackgen, stderr, stdout};
+use super::validators::{check_amtool, check_kustomize_and_kubernetes_validate, check_promtool};
+
+const SPEC: &str = "examples/fleet.yaml";
+const CLUSTERS: [&str; 3] = ["eu-west-1", "us-east-1", "ap-south-1"];
+
+fn read(dir: &Path, path: &str) -> String {
+    fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn a_fleet_renders_one_validated_stack_per_cluster_all_routed_to_one_router() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("fleet");
+    let rendered = stackgen(&["render", SPEC, "--out", &out.display().to_string()]);
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let mut listed: Vec<String> = fs::read_dir(&out)
+        .expect("output")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        ["ap-south-1", "eu-west-1", "fleet.txt", "us-east-1"]
+    );
+
+    for cluster in CLUSTERS {
+        let dir = out.join(cluster);
+        check_kustomize_and_kubernetes_validate(cluster, &dir);
+        check_promtool(cluster, &dir);
+        check_amtool(cluster, &dir, SPEC);
+        let config = read(&dir, "prometheus/prometheus.yml");
+        assert!(
+            config.contains(&format!("    cluster: {cluster}\n")),
+            "{cluster}: the cluster external label"
+        );
+        assert!(
+            config.contains(&format!("        replacement: {cluster}\n")),
+            "{cluster}: every scraped series gets the cluster label"
+        );
+        let alertmanager = read(&dir, "alertmanager/alertmanager.yml");
+        let hub = cluster == "eu-west-1";
+        assert_eq!(
+            dir.join("router").exists(),
+            hub,
+            "{cluster}: the router runs in eu-west-1 only"
+        );
+        let router_url = if hub {
+            "http://stackgen-router.monitoring.svc:8080/api/v1/alertmanager"
+        } else {
+            "https://alerts.example.com/api/v1/alertmanager"
+        };
+        assert!(
+            alertmanager.contains(router_url),
+            "{cluster}: Alertmanager sends to {router_url}"
+        );
+        let stack_rules = read(&dir, "prometheus/rules/stack.yaml");
+        assert_eq!(
+            stack_rules.contains("alert: StackgenRouterDown"),
+            hub,
+            "{cluster}: the router's own alerts are the hub's"
+        );
+    }
+    let hub = out.join("eu-west-1");
+    let ingress = read(&hub, "router/ingress.yaml");
+    for path in ["/api/v1/alertmanager", "/api/v1/heartbeat", "/incidents"] {
+        assert!(
+            ingress.contains(&format!("path: {path}\n")),
+            "the router's ingress serves {path}"
+        );
+    }
+    // Identical except where overridden.
+    let statefulset = |cluster: &str| read(&out.join(cluster), "prometheus/statefulset.yaml");
+    assert!(statefulset("us-east-1").contains("replicas: 3\n"));
+    assert!(statefulset("eu-west-1").contains("replicas: 2\n"));
+    assert!(
+        statefulset("ap-south-1")
+            .contains("image: asia-docker.pkg.dev/acme/mirror/prometheus/prometheus:v3.13.2\n")
+    );
+    assert!(statefulset("eu-west-1").contains("image: quay.io/prometheus/prometheus:v3.13.2\n"));
+    let strip = |text: String, cluster: &str| text.replace(cluster, "CLUSTER");
+    for path in [
+        "alertmanager/statefulset.yaml",
+        "prometheus/rules/workloads.yaml",
+    ] {
+        assert_eq!(
+            strip(read(&out.join("eu-west-1"), path), "eu-west-1"),
+            strip(read(&out.join("us-east-1"), path), "us-east-1"),
+            "{path} is the same in both EKS clusters"
+        );
+    }
+
+    // A re-render says what it removes; a cluster's own stack alone, by name.
+    let single = stackgen(&[
+        "render",
+        SPEC,
+        "--out",
+        &out.display().to_string(),
+        "--cluster",
+        "us-east-1",
+    ]);
+    assert!(single.status.success(), "{}", stderr(&single));
+    assert!(
+        stderr(&single).contains("  eu-west-1/router/deployment.yaml\n"),
+        "the files of the earlier render that are gone are listed: {}",
+        stderr(&single)
+    );
+    assert!(out.join("kustomization.yaml").exists());
+    let stream = stackgen(&["render", SPEC, "--out", "-"]);
+    assert_eq!(
+        stream.status.code(),
+        Some(2),
+        "a fleet on stdout needs --cluster"
+    );
+    assert!(
+        stderr(&stream).contains("--cluster NAME"),
+        "{}",
+        stderr(&stream)
+    );
+
+    let validated = stackgen(&["validate", SPEC]);
+    assert!(validated.status.success(), "{}", stderr(&validated));
+    assert!(stdout(&validated).contains("ok (3 clusters)"));
+}
+
+#[test]
+fn a_fleet_problem_points_at_its_cluster_once_and_a_shared_problem_is_reported_once() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let spec = tmp.path().join("fleet.yaml");
+    let text = fs::read_to_string(root().join(SPEC))
+        .expect("example")
+        .replace(
+            "{replicas: 3, volume_size: 200Gi, retention: 30d}",
+            "{replicas: many, volume_size: 200Gi, retention: 30d}",
+        )
+        .replace("- name: ap-south-1", "- name: us-east-1")
+        .replace(
+            "series: [recorded, services]",
+            "series: [recorded, everything]",
+        );
+    fs::write(&spec, text).expect("spec");
+    let checked = stackgen(&["validate", &spec.display().to_string()]);
+    assert_eq!(checked.status.code(), Some(1));
+    let errors = stderr(&checked);
+    assert_eq!(
+        errors
+            .matches("must be a whole number from 1 to 10, got `many`")
+            .count(),
+        1,
+        "{errors}"
+    );
+    assert_eq!(
+        errors.matches("a second cluster named `us-east-1`").count(),
+        1,
+        "{errors}"
+    );
+    assert_eq!(
+        errors
+            .matches("unknown kind of series `everything`")
+            .count(),
+        1,
+        "{errors}"
+    );
+    assert!(errors.contains(":11:"), "the override's own line: {errors}");
+}
