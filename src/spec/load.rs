@@ -96,6 +96,9 @@ const fn team_keys<const TOTAL: usize>(
     assert!(i + j + k == TOTAL, "TOTAL is the number of keys");
     keys
 }
+/// Namespaces the stack may not be rendered into.
+const RESERVED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
 /// A component's own keys and the placement keys every component takes.
 const fn with_placement<const OWN: usize, const TOTAL: usize>(
     own: [&'static str; OWN],
@@ -519,6 +522,7 @@ impl Checker {
             service_nodes.extend(placed);
         }
         self.escalation_targets_exist(&teams);
+        self.namespace_is_the_stacks(&top, &namespace, &teams);
         let alerts = self.alert_overrides(&top);
         let (team_label, service_label) = self.ownership_labels(&top);
         self.cross_checks(
@@ -547,6 +551,32 @@ impl Checker {
             alerts,
             images,
         })
+    }
+
+    /// The stack's namespace is its own: not one Kubernetes keeps for itself, nor one a team
+    /// owns (the stack's NetworkPolicies and RBAC would then cover the team's workloads).
+    fn namespace_is_the_stacks(&mut self, top: &Obj, namespace: &str, teams: &[Team]) {
+        let span = top.get("namespace").map_or(*top.span(), |n| *n.span());
+        if RESERVED_NAMESPACES.contains(&namespace) {
+            self.error(
+                &span,
+                "namespace",
+                format!("the stack cannot run in `{namespace}`"),
+                Some("Kubernetes and other tools keep that namespace for themselves; give the stack its own, such as `namespace: monitoring`".into()),
+            );
+            return;
+        }
+        if let Some(team) = teams.iter().find(|t| t.namespaces.iter().any(|n| n == namespace)) {
+            self.error(
+                &span,
+                "namespace",
+                format!(
+                    "the stack's namespace `{namespace}` is also team `{}`'s",
+                    team.name
+                ),
+                Some("give the stack a namespace of its own (`namespace: monitoring`), or take it out of the team's `namespaces`".into()),
+            );
+        }
     }
 
     /// An exporter of `exporters:`: `true`/`false`, or a mapping of `enabled` and where its pods
