@@ -265,6 +265,21 @@ pub enum FileError {
     },
 }
 
+impl Diagnostic {
+    /// The JSON form of an error (`--format json`): where, what and the hint.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "file": self.file,
+            "line": self.location.line,
+            "col": self.location.col,
+            "level": "error",
+            "field": self.field,
+            "message": self.message,
+            "hint": self.hint,
+        })
+    }
+}
+
 impl FileError {
     /// Every diagnostic with the source line it points at, and a one-line summary.
     pub fn render(&self) -> String {

@@ -65,6 +65,9 @@ enum Command {
         /// files are only counted.
         #[arg(long, value_name = "TEAM_FILE")]
         team: Option<PathBuf>,
+        /// `json`: one document on stdout ({valid, clusters, problems}); the exit code is the same.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
     /// Validate a spec, then write the whole stack.
     Render {
@@ -77,6 +80,10 @@ enum Command {
         /// Of a fleet, only this cluster's stack (needed with `--out -`).
         #[arg(long)]
         cluster: Option<String>,
+        /// `json`: the summary (files written and removed, clusters, Secrets to create) as one
+        /// document on stdout instead of text on stderr.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
     /// Tell Prometheus or Alertmanager to reload (`POST /-/reload`) whenever the watched
     /// directories (their mounted ConfigMaps) change: the stack's sidecar, so rule and route
@@ -119,6 +126,16 @@ enum Command {
     /// The router's open incidents and silences: list, show, acknowledge, silence.
     #[command(subcommand)]
     Incidents(IncidentsCommand),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `stackgen completions bash > /etc/bash_completion.d/stackgen`.
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (stackgen.1 and one per command, stackgen-render.1, ...) into a
+    /// directory.
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -260,6 +277,9 @@ enum RouterCommand {
     CheckConfig {
         /// The router configuration (router.yaml).
         config: PathBuf,
+        /// `json`: one document on stdout ({valid, problems}); the exit code is the same.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
     /// Print exactly what a webhook body would send to one destination, without sending.
     Preview {
@@ -421,8 +441,24 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             spec,
             metrics,
             team,
+            format: Format::Json,
+        } if metrics.is_empty() && team.is_none() => validate_json(&spec),
+        Command::Validate {
+            format: Format::Json,
+            ..
+        } => anyhow::bail!("--format json checks the spec alone: without --metrics and --team"),
+        Command::Validate {
+            spec,
+            metrics,
+            team,
+            format: Format::Human,
         } => validate(&spec, &metrics, team.as_deref()),
-        Command::Render { spec, out, cluster } => render_command(&spec, &out, cluster.as_deref()),
+        Command::Render {
+            spec,
+            out,
+            cluster,
+            format,
+        } => render_command(&spec, &out, cluster.as_deref(), format),
         Command::Rules(RulesCommand::Lint {
             files,
             team,
@@ -458,6 +494,22 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             format,
         } => images(&spec, upstream, format),
         Command::Incidents(command) => incidents_command(command),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "stackgen", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("writing to stdout"))
+                }
+                _ => Ok(Outcome::Ok),
+            }
+        }
+        Command::Man { out } => {
+            let written = write_man_pages(&out)?;
+            eprintln!("wrote {written} man pages to {}", out.display());
+            Ok(Outcome::Ok)
+        }
         Command::ConfigReloader {
             dirs,
             reload_url,
@@ -478,7 +530,12 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-fn render_command(spec: &Path, out: &Path, cluster: Option<&str>) -> anyhow::Result<Outcome> {
+fn render_command(
+    spec: &Path,
+    out: &Path,
+    cluster: Option<&str>,
+    format: Format,
+) -> anyhow::Result<Outcome> {
     let Some(fleet) = load_fleet(spec)? else {
         return Ok(Outcome::Invalid);
     };
@@ -509,6 +566,18 @@ fn render_command(spec: &Path, out: &Path, cluster: Option<&str>) -> anyhow::Res
         render::output::write_dir(&stacks[0].1, out)?
     };
     let files: usize = stacks.iter().map(|(_, s)| s.files().len()).sum();
+    if let Format::Json = format {
+        let document = serde_json::json!({
+            "out": out.display().to_string(),
+            "files": files,
+            "removed": removed,
+            "clusters": stacks.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            "namespace": chosen[0].namespace,
+            "secrets": required_secrets(&chosen[0]),
+        });
+        println!("{document:#}");
+        return Ok(Outcome::Ok);
+    }
     eprintln!("wrote {files} files to {}", out.display());
     if !removed.is_empty() {
         eprintln!(
@@ -696,6 +765,28 @@ fn incidents_command(command: IncidentsCommand) -> anyhow::Result<Outcome> {
     }
 }
 
+/// Writes the man page of every command (and subcommand) into `dir`; returns how many.
+fn write_man_pages(dir: &Path) -> anyhow::Result<usize> {
+    fn write(command: &clap::Command, name: &str, dir: &Path) -> anyhow::Result<usize> {
+        let command = command.clone().name(name.to_string());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone())
+            .render(&mut page)
+            .context("formatting a man page")?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+        let mut written = 1;
+        for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+            written += write(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(written)
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    write(&command, "stackgen", dir)
+}
+
 /// `stackgen images`: every image the stack runs, as pulled (or upstream), one per line or JSON.
 fn images(spec: &Path, upstream: bool, format: Format) -> anyhow::Result<Outcome> {
     let Some(fleet) = load_fleet(spec)? else {
@@ -741,17 +832,29 @@ fn images(spec: &Path, upstream: bool, format: Format) -> anyhow::Result<Outcome
 
 fn router_command(command: RouterCommand) -> anyhow::Result<Outcome> {
     let config = match &command {
-        RouterCommand::CheckConfig { config }
+        RouterCommand::CheckConfig { config, .. }
         | RouterCommand::Preview { config, .. }
         | RouterCommand::SendTest { config, .. }
         | RouterCommand::Serve { config, .. }
         | RouterCommand::Routes(RoutesCommand::Test { config, .. }) => config.clone(),
     };
+    if let RouterCommand::CheckConfig {
+        format: Format::Json,
+        ..
+    } = command
+    {
+        let problems = match crate::router::config::load(&config) {
+            Ok(_) => Vec::new(),
+            Err(diagnostic::FileError::Invalid { diagnostics, .. }) => diagnostics,
+            Err(err) => return Err(err.into()),
+        };
+        return print_check_json(&config, None, &problems);
+    }
     let Some(loaded) = load_router_config(&config)? else {
         return Ok(Outcome::Invalid);
     };
     match command {
-        RouterCommand::CheckConfig { config } => {
+        RouterCommand::CheckConfig { config, .. } => {
             println!("{}: ok", config.display());
             Ok(Outcome::Ok)
         }
@@ -889,6 +992,42 @@ fn validate(path: &Path, scrapes: &[String], team_file: Option<&Path>) -> anyhow
         Some(team_file) => println!("{}: ok (against {})", team_file.display(), path.display()),
     }
     Ok(Outcome::Ok)
+}
+
+/// `validate --format json`: every cluster checked, the problems as JSON on stdout.
+fn validate_json(path: &Path) -> anyhow::Result<Outcome> {
+    match spec::load_fleet(path) {
+        Ok(fleet) => {
+            let names: Vec<String> = fleet.iter().map(|s| s.cluster.name.clone()).collect();
+            print_check_json(path, Some(&names), &[])
+        }
+        Err(diagnostic::FileError::Invalid { diagnostics, .. }) => {
+            print_check_json(path, None, &diagnostics)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The JSON result of a check: valid or not, the clusters (of a spec), every problem.
+fn print_check_json(
+    path: &Path,
+    clusters: Option<&[String]>,
+    problems: &[diagnostic::Diagnostic],
+) -> anyhow::Result<Outcome> {
+    let mut document = serde_json::json!({
+        "file": path.display().to_string(),
+        "valid": problems.is_empty(),
+        "problems": problems.iter().map(diagnostic::Diagnostic::to_json).collect::<Vec<_>>(),
+    });
+    if let Some(clusters) = clusters {
+        document["clusters"] = serde_json::json!(clusters);
+    }
+    println!("{document:#}");
+    Ok(if problems.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Invalid
+    })
 }
 
 /// What a team's check of its file found.
@@ -1067,11 +1206,42 @@ fn reported<T>(loaded: Result<T, diagnostic::FileError>) -> anyhow::Result<Optio
     match loaded {
         Ok(value) => Ok(Some(value)),
         Err(invalid @ diagnostic::FileError::Invalid { .. }) => {
-            eprint!("{}", invalid.render());
+            use std::io::IsTerminal as _;
+            let colour = colour_wanted(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            );
+            eprint!("{}", colourize(&invalid.render(), colour));
             Ok(None)
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Whether diagnostics get colour: on a terminal, unless `NO_COLOR` is set to anything but
+/// the empty string (no-color.org).
+fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
+/// Rendered diagnostics with their `error:` heads in bold red and hints in cyan, when `colour`.
+/// Only the heads stackgen writes at the start of a line are coloured; the source lines it
+/// echoes start with their line number and are left as they are.
+fn colourize(text: &str, colour: bool) -> String {
+    if !colour {
+        return text.to_string();
+    }
+    text.lines()
+        .map(|line| {
+            if let Some(rest) = line.strip_prefix("error:") {
+                format!("\x1b[1;31merror\x1b[0m:{rest}\n")
+            } else if let Some(rest) = line.strip_prefix("  = hint:") {
+                format!("  = \x1b[36mhint\x1b[0m:{rest}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
 }
 
 /// The Secrets (and keys) the rendered stack expects to exist.
@@ -1429,5 +1599,24 @@ fn describe_payload(payload: &crate::router::destination::Payload) -> String {
             m.html
         ),
         Payload::Log { line } => format!("log: {line}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some(std::ffi::OsStr::new(""))));
+        assert!(!colour_wanted(true, Some(std::ffi::OsStr::new("1"))));
+        assert!(!colour_wanted(false, None));
+        let text = "error: bad\n --> s.yaml:1:1\n1 | error: as written\n  = hint: fix it\n";
+        assert_eq!(colourize(text, false), text);
+        assert_eq!(
+            colourize(text, true),
+            "\x1b[1;31merror\x1b[0m: bad\n --> s.yaml:1:1\n1 | error: as written\n  = \x1b[36mhint\x1b[0m: fix it\n"
+        );
     }
 }

@@ -566,7 +566,10 @@ impl Checker {
             );
             return;
         }
-        if let Some(team) = teams.iter().find(|t| t.namespaces.iter().any(|n| n == namespace)) {
+        if let Some(team) = teams
+            .iter()
+            .find(|t| t.namespaces.iter().any(|n| n == namespace))
+        {
             self.error(
                 &span,
                 "namespace",

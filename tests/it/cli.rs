@@ -691,3 +691,110 @@ fn rules_lint_checks_a_services_convention_against_its_scrape() {
         stderr(&without_spec)
     );
 }
+
+/// Completions and man pages come from the CLI definition: bash completes a command from the
+/// generated script, and every command has its page.
+#[test]
+fn completions_complete_commands_and_every_command_has_a_man_page() {
+    let script = stackgen(&["completions", "bash"]);
+    assert!(script.status.success());
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let file = tmp.path().join("stackgen.bash");
+    std::fs::write(&file, &script.stdout).expect("script");
+    let completed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(stackgen ren); COMP_CWORD=1; _stackgen stackgen ren stackgen; echo \"${{COMPREPLY[@]}}\"",
+            file.display()
+        ))
+        .output()
+        .expect("bash runs");
+    assert_eq!(String::from_utf8_lossy(&completed.stdout).trim(), "render");
+    let man = stackgen(&[
+        "man",
+        "--out",
+        &tmp.path().join("man").display().to_string(),
+    ]);
+    assert!(man.status.success(), "{}", stderr(&man));
+    for page in [
+        "stackgen.1",
+        "stackgen-render.1",
+        "stackgen-router-check-config.1",
+        "stackgen-incidents-ack.1",
+    ] {
+        let text = std::fs::read_to_string(tmp.path().join("man").join(page)).expect(page);
+        assert!(text.contains(".TH"), "{page} is a man page");
+    }
+}
+
+/// `--format json` gives one document a script reads: the problems with their places, the
+/// clusters of a valid spec, and the same exit codes.
+#[test]
+fn validate_and_check_config_speak_json() {
+    let invalid = stackgen(&[
+        "validate",
+        "tests/fixtures/invalid/reserved-namespace.yaml",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(invalid.status.code(), Some(1));
+    let document: serde_json::Value = serde_json::from_slice(&invalid.stdout).expect("JSON");
+    assert_eq!(document["valid"], false);
+    assert_eq!(document["problems"][0]["line"], 3);
+    assert_eq!(document["problems"][0]["field"], "namespace");
+    let valid = stackgen(&["validate", "examples/fleet.yaml", "--format", "json"]);
+    assert_eq!(valid.status.code(), Some(0), "{}", stderr(&valid));
+    let document: serde_json::Value = serde_json::from_slice(&valid.stdout).expect("JSON");
+    assert_eq!(
+        document["clusters"],
+        serde_json::json!(["eu-west-1", "us-east-1", "ap-south-1"])
+    );
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = tmp.path().join("router.yaml");
+    std::fs::write(&config, "listen: nowhere\n").expect("config");
+    let checked = stackgen(&[
+        "router",
+        "check-config",
+        &config.display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(checked.status.code(), Some(1));
+    let document: serde_json::Value = serde_json::from_slice(&checked.stdout).expect("JSON");
+    assert_eq!(document["valid"], false);
+    assert!(document["problems"][0]["message"].is_string());
+    let rendered = stackgen(&[
+        "render",
+        "examples/minimal.yaml",
+        "--out",
+        &tmp.path().join("out").display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let summary: serde_json::Value = serde_json::from_slice(&rendered.stdout).expect("JSON");
+    assert_eq!(summary["removed"], serde_json::json!([]));
+    assert!(summary["files"].as_u64().is_some_and(|n| n > 10));
+    let images = stackgen(&[
+        "images",
+        "tests/fixtures/specs/fit.yaml",
+        "--format",
+        "json",
+    ]);
+    let listed: serde_json::Value = serde_json::from_slice(&images.stdout).expect("JSON");
+    let prometheus = listed["images"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|i| i["upstream"] == "quay.io/prometheus/prometheus:v3.13.2")
+        })
+        .expect("prometheus listed");
+    assert!(prometheus["image"].as_str().is_some_and(|i| i.starts_with(
+        "registry.internal.example:5000/mirror/prometheus/prometheus:v3.13.2@sha256:"
+    )));
+    assert!(
+        prometheus["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:"))
+    );
+}
