@@ -351,7 +351,7 @@ fn check_registry(text: &str) -> Result<(), String> {
                     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
                 })
         });
-    if host_ok && port_ok && path_ok && !text.contains("://") {
+    if host_ok && port_ok && path_ok && !text.contains("://") && !text.ends_with('/') {
         Ok(())
     } else {
         Err(hint())
