@@ -255,24 +255,26 @@ pub fn check_email(text: &str) -> Result<(), String> {
 /// An absolute `http`/`https` URL a service is pinged at (a dead man's switch), with a host and
 /// no user or password in it.
 pub fn check_ping_url(text: &str) -> Result<(), String> {
-    let hint = "write an absolute URL like https://hc-ping.com/<uuid>";
-    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("a URL has no spaces or control characters; {hint}"));
-    }
-    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e}); {hint}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(hint.into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("a ping URL carries no user or password; use the service's token URL".into());
-    }
-    Ok(())
+    check_absolute_url(
+        text,
+        "write an absolute URL like https://hc-ping.com/<uuid>",
+        "a ping URL carries no user or password; use the service's token URL",
+    )
 }
 
 /// An absolute `http`/`https` URL with a host and no user or password in it (credentials are
 /// given by Secret reference, never in a URL a spec holds).
 pub fn check_http_url(text: &str) -> Result<(), String> {
-    let hint = "write an absolute URL like https://metrics.example.com/api/v1/push";
+    check_absolute_url(
+        text,
+        "write an absolute URL like https://metrics.example.com/api/v1/push",
+        "a URL here carries no user or password; give credentials by Secret reference",
+    )
+}
+
+/// An absolute `http`/`https` URL with a host and no credentials; `hint` says what to write,
+/// `no_credentials` why a user or password is refused.
+fn check_absolute_url(text: &str, hint: &str, no_credentials: &str) -> Result<(), String> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("a URL has no spaces or control characters; {hint}"));
     }
@@ -281,9 +283,7 @@ pub fn check_http_url(text: &str) -> Result<(), String> {
         return Err(hint.into());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "a URL here carries no user or password; give credentials by Secret reference".into(),
-        );
+        return Err(no_credentials.into());
     }
     Ok(())
 }

@@ -55,11 +55,6 @@ impl RenderedStack {
         &self.files
     }
 
-    /// Every container image the stack runs, sorted, as its pods pull it.
-    pub fn images(&self) -> impl Iterator<Item = &str> {
-        self.images.keys().map(String::as_str)
-    }
-
     /// Every container image the stack runs, as its pods pull it, with the image it is
     /// published as upstream (the same unless `images:` mirrors or pins it).
     pub fn images_with_upstream(&self) -> &BTreeMap<String, String> {

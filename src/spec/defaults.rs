@@ -37,7 +37,6 @@ pub const KUBE_STATE_METRICS_IMAGE: &str =
     "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.19.1";
 
 pub const THANOS_IMAGE: &str = "quay.io/thanos/thanos:v0.39.2";
-pub const BLACKBOX_EXPORTER_IMAGE: &str = "quay.io/prometheus/blackbox-exporter:v0.27.0";
 
 /// The images the stack runs as published upstream, with the router's (`router.image`): what
 /// `images.digests` pins and `images.registry` mirrors.
@@ -49,7 +48,6 @@ pub fn upstream_images(router_image: &str) -> Vec<String> {
         NODE_EXPORTER_IMAGE,
         KUBE_STATE_METRICS_IMAGE,
         THANOS_IMAGE,
-        BLACKBOX_EXPORTER_IMAGE,
         router_image,
     ]
     .into_iter()

@@ -9,19 +9,18 @@
 use serde_json::{Value, json};
 use std::path::Path;
 
-use super::e2e::{DEADLINE, Fleet, start_prometheus};
+use super::e2e::{DEADLINE, Fleet, Server, spawn, start_prometheus};
 use super::support::{free_port, stackgen, stderr, tool, wait_explained};
 
 const CLUSTER: &str = "eu-west-1";
 const USER: &str = "eu-west-1";
 const PASSWORD: &str = "remote-write-test-password";
 
-/// A receiving Prometheus on a loopback port, killed by its PID when dropped.
+/// A receiving Prometheus on a loopback port (killed by its PID when dropped), behind HTTP
+/// basic auth or not.
 struct Receiver {
-    port: u16,
-    log: std::path::PathBuf,
+    server: Server,
     basic_auth: bool,
-    _process: super::destinations::Killed,
 }
 
 impl Receiver {
@@ -45,19 +44,9 @@ impl Receiver {
                 .expect("web config");
             args.push(format!("--web.config.file={}", web.display()));
         }
-        let log = home.join("prometheus.log");
-        let process = std::process::Command::new(binary)
-            .args(&args)
-            .current_dir(&home)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("receiver starts");
         let receiver = Receiver {
-            port,
-            log,
+            server: spawn(name, &binary, &args, &[], &home, port),
             basic_auth,
-            _process: super::destinations::Killed(process),
         };
         wait_explained(
             "the receiver to be ready",
@@ -69,11 +58,11 @@ impl Receiver {
     }
 
     fn write_url(&self) -> String {
-        format!("http://127.0.0.1:{}/api/v1/write", self.port)
+        self.server.url("/api/v1/write")
     }
 
     fn get(&self, path: &str) -> Option<String> {
-        let request = ureq::get(&format!("http://127.0.0.1:{}{path}", self.port));
+        let request = ureq::get(&self.server.url(path));
         let request = if self.basic_auth {
             use base64::Engine as _;
             let token =
@@ -96,7 +85,7 @@ impl Receiver {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log()
     }
 }
 
