@@ -181,8 +181,9 @@ impl Checker {
                     "username",
                     "add `username:` (the store's user or tenant)",
                 )
-                .and_then(|n| self.string(n, &obj.path("username")))
-                .map(|(u, _)| u);
+                .and_then(|n| {
+                    self.checked_string(n, &obj.path("username"), "user name", check_username)
+                });
             let password = self
                 .required(&obj, "password", "add `password: {secret: NAME, key: KEY}`")
                 .and_then(|n| self.secret_ref(n, &obj.path("password")));
@@ -275,8 +276,19 @@ impl Checker {
         let Some(map) = target.get("headers").and_then(Node::as_mapping) else {
             return headers;
         };
-        for key in map.keys() {
+        for (key, value) in map.iter() {
             let name = key.as_str();
+            if value
+                .as_scalar()
+                .is_some_and(|v| v.as_str().chars().any(char::is_control))
+            {
+                self.error(
+                    value.span(),
+                    &target.path(&format!("headers.{name}")),
+                    format!("the value of header `{name}` holds a control character"),
+                    Some("a header value is one line of printable text".into()),
+                );
+            }
             let token_ok = !name.is_empty()
                 && name
                     .chars()
@@ -596,4 +608,13 @@ fn check_cidr(text: &str) -> Result<(), String> {
         return Err(hint());
     }
     Ok(())
+}
+
+/// A basic-auth user name: printable, without the `:` that ends it on the wire.
+fn check_username(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.contains(':') || text.chars().any(char::is_control) {
+        Err("a user name is printable text without ':'".into())
+    } else {
+        Ok(())
+    }
 }
