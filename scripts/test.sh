@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs what the tests need (Debian packages
 # prometheus, prometheus-alertmanager, shellcheck, postgresql, openssl, chromium and
-# chromium-driver, the PyPI packages
+# chromium-driver, prometheus-blackbox-exporter, the PyPI packages
 # kubernetes-validate and aiosmtpd), then runs formatting, lints, docs and every test. CI runs
 # exactly this (.ci/run). The tests start their own PostgreSQL servers (as the `postgres` user the
 # package creates, on loopback ports, in temporary directories); the Debian service is not needed.
@@ -20,6 +20,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The incidents page is tested in a real headless browser over WebDriver.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# Probes are tested through the real blackbox exporter.
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || missing+=(prometheus-blackbox-exporter)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

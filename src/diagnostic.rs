@@ -89,7 +89,7 @@ impl Diagnostic {
             out,
             "{}: {}",
             level.as_str(),
-            capped(&self.message, MAX_ECHO)
+            capped(&hide_url_credentials(&self.message), MAX_ECHO)
         );
         let gutter = line.to_string().len();
         let pad = " ".repeat(gutter);
@@ -165,6 +165,19 @@ fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 /// A source line as a diagnostic may echo it: whatever looks like a secret, or sits where one
 /// could (the value of a key like `password`, `pasword`, `token`, `url`, `routing_key`; a URL past
 /// its host; a long token of letters and digits), is masked with `*`, keeping every column.
+/// `text` with the user and password of every URL in it (`https://user:pw@host`) hidden: a
+/// message that quotes a refused URL must not echo its credentials.
+pub fn hide_url_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::sync::OnceLock;
+    static USERINFO: OnceLock<regex::Regex> = OnceLock::new();
+    USERINFO
+        .get_or_init(|| {
+            regex::Regex::new(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s`]+@")
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .replace_all(text, "${1}***@")
+}
+
 pub fn mask_secrets(line: &str) -> String {
     use std::sync::OnceLock;
     static PATTERNS: OnceLock<[regex::Regex; 3]> = OnceLock::new();
@@ -274,7 +287,7 @@ impl Diagnostic {
             "col": self.location.col,
             "level": "error",
             "field": self.field,
-            "message": self.message,
+            "message": hide_url_credentials(&self.message),
             "hint": self.hint,
         })
     }
@@ -373,6 +386,15 @@ mod tests {
         let got = diag(5, 3).render(src);
         let want = "error: unknown key `retension` in `prometheus`\n --> stack.yaml:5:3\n  |\n5 |   retension: 15d\n  |   ^^^^^^^^^\n  = field: prometheus.retension\n  = hint: did you mean `retention`?\n";
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_quoted_url_shows_no_credentials() {
+        assert_eq!(
+            hide_url_credentials("invalid URL `https://user:pw@partner.example.net/health`"),
+            "invalid URL `https://***@partner.example.net/health`"
+        );
+        assert_eq!(hide_url_credentials("no URL here"), "no URL here");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod keep;
 mod kustomize;
 pub mod output;
 pub mod ownership;
+mod probes;
 mod prometheus;
 mod router;
 pub mod rules;
@@ -147,6 +148,7 @@ pub fn render(spec: &Spec) -> Result<RenderedStack, RenderError> {
     alertmanager::build(&mut stack)?;
     grafana::build(&mut stack)?;
     exporters::build(&mut stack)?;
+    probes::build(&mut stack)?;
     if spec.router.remote.is_none() {
         router::build(&mut stack)?;
     }

@@ -312,6 +312,7 @@ fn config_context(spec: &Spec, reads: &keep::Reads) -> Value {
         "services": service_jobs(&spec.services),
         "labelled_pods": labelled_pods_job(spec),
         "remote_write": super::scale_out::remote_write_section(spec),
+        "extra_jobs": super::probes::scrape_configs(spec),
     })
 }
 

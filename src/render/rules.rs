@@ -74,6 +74,7 @@ pub fn rule_files(spec: &Spec) -> Result<Vec<(String, String)>, String> {
         Needs::NoKubeStateMetrics => !spec.exporters.kube_state_metrics,
         Needs::NodeExporter => spec.exporters.node_exporter,
         Needs::ControlPlane => spec.cluster.scrapes_control_plane(),
+        Needs::Probes => !spec.probes.is_empty(),
     }) {
         if let Some(text) = apply_overrides(file.text, &alerts, &tunings)
             .map_err(|e| format!("{}: {e}", file.name))?

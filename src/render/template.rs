@@ -86,6 +86,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../stack/exporters/kube-state-metrics.yaml.hbs"),
     ),
     (
+        "exporters/blackbox-exporter.yaml",
+        include_str!("../../stack/exporters/blackbox-exporter.yaml.hbs"),
+    ),
+    (
         "router/router.yaml",
         include_str!("../../stack/router/router.yaml.hbs"),
     ),

@@ -23,6 +23,8 @@ pub enum Needs {
     NoKubeStateMetrics,
     NodeExporter,
     ControlPlane,
+    /// The spec has `probes:`.
+    Probes,
 }
 
 macro_rules! rule_file {
@@ -44,6 +46,7 @@ pub const DEFAULT_RULE_FILES: &[DefaultRuleFile] = &[
     rule_file!("kubernetes.yaml", Needs::KubeStateMetrics),
     rule_file!("node.yaml", Needs::NodeExporter),
     rule_file!("control-plane.yaml", Needs::ControlPlane),
+    rule_file!("probes.yaml", Needs::Probes),
 ];
 
 /// Series the renderer records from the spec, besides the default files' own: the ownership map,

@@ -37,6 +37,8 @@ pub const KUBE_STATE_METRICS_IMAGE: &str =
     "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.19.1";
 
 pub const THANOS_IMAGE: &str = "quay.io/thanos/thanos:v0.39.2";
+/// Runs the `probes:` of a spec.
+pub const BLACKBOX_EXPORTER_IMAGE: &str = "quay.io/prometheus/blackbox-exporter:v0.27.0";
 
 /// The images the stack runs as published upstream, with the router's (`router.image`): what
 /// `images.digests` pins and `images.registry` mirrors.
@@ -48,6 +50,7 @@ pub fn upstream_images(router_image: &str) -> Vec<String> {
         NODE_EXPORTER_IMAGE,
         KUBE_STATE_METRICS_IMAGE,
         THANOS_IMAGE,
+        BLACKBOX_EXPORTER_IMAGE,
         router_image,
     ]
     .into_iter()
@@ -99,6 +102,12 @@ pub const NODE_EXPORTER_RESOURCES: ResourceDefaults = ResourceDefaults {
     request_memory: "64Mi",
     limit_cpu: Some("250m"),
     limit_memory: "128Mi",
+};
+pub const BLACKBOX_EXPORTER_RESOURCES: ResourceDefaults = ResourceDefaults {
+    request_cpu: "20m",
+    request_memory: "32Mi",
+    limit_cpu: Some("200m"),
+    limit_memory: "64Mi",
 };
 pub const KUBE_STATE_METRICS_RESOURCES: ResourceDefaults = ResourceDefaults {
     request_cpu: "50m",

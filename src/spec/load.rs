@@ -27,6 +27,7 @@ use crate::router::matcher::Matcher;
 
 mod fleet;
 mod placement;
+mod probes;
 mod scale_out;
 
 use placement::PLACEMENT_KEYS;
@@ -45,6 +46,7 @@ const TOP_KEYS: &[&str] = &[
     "alerts",
     "team_files",
     "images",
+    "probes",
     "clusters",
 ];
 /// How a team is reached and what it watches: the keys a `teams[]` entry and a team file share.
@@ -488,6 +490,7 @@ impl Checker {
         let claimed = self.claimed_teams(team_files);
         let mut teams = self.teams(&top, &claimed);
         let mut services = self.services(&top, &namespace);
+        let probes = self.probes(&top);
         let mut service_nodes: Vec<Placed> = self
             .list(&top, "services")
             .into_iter()
@@ -522,6 +525,8 @@ impl Checker {
             service_nodes.extend(placed);
         }
         self.escalation_targets_exist(&teams);
+        let probes = self.probe_owners(probes, &services, &teams);
+        self.scrape_job_owners(&prometheus.scrape_jobs, &teams);
         self.namespace_is_the_stacks(&top, &namespace, &teams);
         let alerts = self.alert_overrides(&top);
         let (team_label, service_label) = self.ownership_labels(&top);
@@ -550,6 +555,7 @@ impl Checker {
             },
             alerts,
             images,
+            probes,
         })
     }
 
@@ -810,6 +816,13 @@ impl Checker {
         let obj = self.sub_object(top, "prometheus", PROMETHEUS_KEYS);
         let o = obj.as_ref();
         let (volume_size, volume_bytes) = self.volume(o, defaults::PROMETHEUS_VOLUME);
+        let scrape_interval = self.checked_or_default(
+            o,
+            "scrape_interval",
+            "scrape interval",
+            values::check_scrape_interval,
+            defaults::SCRAPE_INTERVAL,
+        );
         PrometheusSpec {
             replicas: self.uint(o, "replicas", 1, 10, defaults::PROMETHEUS_REPLICAS.into()) as u32,
             retention: self.checked_or_default(
@@ -822,13 +835,10 @@ impl Checker {
             volume_size,
             volume_bytes,
             storage_class: self.storage_class(o, platform),
-            scrape_interval: self.checked_or_default(
-                o,
-                "scrape_interval",
-                "scrape interval",
-                values::check_scrape_interval,
-                defaults::SCRAPE_INTERVAL,
-            ),
+            scrape_jobs: o
+                .map(|o| self.scrape_jobs(o, &scrape_interval))
+                .unwrap_or_default(),
+            scrape_interval,
             evaluation_interval: self.checked_or_default(
                 o,
                 "evaluation_interval",

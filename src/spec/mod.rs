@@ -10,6 +10,7 @@ mod load;
 pub mod metrics;
 mod ownership;
 pub mod placement;
+pub mod probes;
 pub mod scale_out;
 pub mod scrape_check;
 pub mod selectors;
@@ -49,6 +50,8 @@ pub struct Spec {
     pub alerts: BTreeMap<String, AlertOverride>,
     /// Where every image is pulled from (a mirror, digests, pull secrets).
     pub images: placement::Images,
+    /// URLs and ports checked from outside through the blackbox exporter (`probes:`).
+    pub probes: Vec<probes::Probe>,
 }
 
 /// How Kubernetes signals (workloads, pods, volumes) find their owner beyond the service list.
@@ -171,6 +174,8 @@ pub struct PrometheusSpec {
     pub thanos: Option<scale_out::Thanos>,
     pub external: scale_out::External,
     pub consumers: Vec<scale_out::Consumer>,
+    /// Static targets scraped like services (`prometheus.scrape_jobs`).
+    pub scrape_jobs: Vec<probes::ScrapeJob>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -808,6 +808,10 @@ pub(super) fn start_prometheus(
         panic!("scrape_configs is not a list")
     };
     for (index, job) in jobs.iter_mut().enumerate() {
+        // The spec's own static targets (scrape jobs, probes) are scraped where they are.
+        if !job["static_configs"].is_badvalue() {
+            continue;
+        }
         let name = job["job_name"].as_str().unwrap_or_default().to_string();
         let groups = fleets
             .iter()

@@ -19,6 +19,7 @@ mod marketplace;
 mod page;
 mod pg;
 mod pg_tls;
+mod probes;
 mod reload;
 mod remote_write;
 mod router;
