@@ -153,7 +153,7 @@ impl Diagnostic {
 const MAX_ECHO: usize = 240;
 
 /// `text` cut to `max` characters, marked `…`.
-fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if text.chars().count() <= max {
         return std::borrow::Cow::Borrowed(text);
     }

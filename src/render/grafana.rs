@@ -1,4 +1,5 @@
-//! Grafana: Prometheus and Alertmanager datasources, dashboards provisioned from a ConfigMap, admin
+//! Grafana: Prometheus and Alertmanager datasources, the stack's dashboards and each team's (in
+//! the team's own folder) provisioned from ConfigMaps, admin
 //! credentials from a Secret (never a default password), a ReadWriteOnce volume with `Recreate`,
 //! and an optional Ingress with TLS.
 
@@ -39,6 +40,54 @@ pub fn dashboards(spec: &crate::spec::Spec) -> Vec<(&'static str, &'static str)>
         .iter()
         .copied()
         .chain(objectives.then_some(SLO_DASHBOARD))
+        .collect()
+}
+
+/// A team's dashboards as Grafana loads them: `(file name, text)` in the order named.
+pub fn team_dashboards(team: &crate::spec::Team) -> Vec<(String, &str)> {
+    team.dashboards
+        .iter()
+        .filter_map(|d| {
+            d.contents
+                .as_deref()
+                .map(|text| (crate::spec::dashboard_file_name(&d.path), text))
+        })
+        .collect()
+}
+
+/// Every dashboard the stack provisions, the stack's and the teams', as Grafana loads them.
+pub fn every_dashboard(spec: &crate::spec::Spec) -> Vec<&str> {
+    dashboards(spec)
+        .into_iter()
+        .map(|(_, text)| text)
+        .chain(
+            spec.teams
+                .iter()
+                .flat_map(|team| team_dashboards(team).into_iter().map(|(_, text)| text)),
+        )
+        .collect()
+}
+
+/// Where the dashboards of `team` are mounted in Grafana's pod.
+fn team_dashboards_dir(team: &str) -> String {
+    format!("/var/lib/grafana-dashboards-teams/{team}")
+}
+
+/// The teams with dashboards: their names, ConfigMaps and mount paths.
+fn teams_with_dashboards(spec: &crate::spec::Spec) -> Vec<serde_json::Value> {
+    spec.teams
+        .iter()
+        .filter(|team| !team.dashboards.is_empty())
+        .enumerate()
+        .map(|(index, team)| {
+            json!({
+                "team": team.name,
+                // A volume name is a DNS label: a team's name may already be 63 characters.
+                "volume": format!("team-dashboards-{index}"),
+                "config_map": format!("grafana-dashboards-{}", team.name),
+                "path": team_dashboards_dir(&team.name),
+            })
+        })
         .collect()
 }
 
@@ -108,6 +157,7 @@ fn provisioning(stack: &mut Builder) -> Result<String, RenderError> {
         "grafana/dashboards.yaml",
         &json!({
             "folder": format!("stackgen ({})", spec.cluster.name),
+            "teams": teams_with_dashboards(spec),
         }),
     )?;
     stack.config_map(
@@ -131,6 +181,21 @@ fn provisioning(stack: &mut Builder) -> Result<String, RenderError> {
         entries.push((name.to_string(), path));
     }
     stack.config_map("grafana-dashboards", "grafana", entries);
+    for team in &spec.teams {
+        let mut entries = Vec::new();
+        for (name, text) in team_dashboards(team) {
+            let path = format!("grafana/dashboards-{}/{name}", team.name);
+            stack.config_file(&path, text.to_string());
+            entries.push((name, path));
+        }
+        if !entries.is_empty() {
+            stack.config_map(
+                &format!("grafana-dashboards-{}", team.name),
+                "grafana",
+                entries,
+            );
+        }
+    }
     Ok(content_hash(hashed.iter().map(String::as_str)))
 }
 
@@ -171,6 +236,7 @@ fn deployment(stack: &mut Builder, config_hash: &str) -> Result<(), RenderError>
             "env": env,
             "resources": resources(&g.resources),
             "config_hash": config_hash,
+            "teams": teams_with_dashboards(spec),
         }),
     )
 }

@@ -47,8 +47,7 @@ const SYNTHETIC: &[&str] = &[
     "scrape_series_added",
 ];
 
-/// Stands for a Grafana variable in a dashboard query: a matcher on it constrains nothing.
-const VARIABLE: &str = "__grafana_variable__";
+use crate::rules::dashboard::VARIABLE;
 
 /// A metric whose series are kept only for some values of some labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,9 +184,7 @@ pub fn reads(rule_files: &[(String, String)], dashboards: &[&str]) -> Result<Rea
     }
     for dashboard in dashboards {
         let json: Value = serde_json::from_str(dashboard).map_err(|e| e.to_string())?;
-        let mut expressions = Vec::new();
-        dashboard_expressions(&json, &mut expressions);
-        for expr in expressions {
+        for (_, expr) in crate::rules::dashboard::queries(&json) {
             let parsed = promql_parser::parser::parse(&expr)
                 .map_err(|e| format!("dashboard query `{expr}` does not parse: {e}"))?;
             reads.add(&parsed);
@@ -210,57 +207,6 @@ fn rule_expressions(text: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(expressions)
-}
-
-/// The PromQL of a dashboard: its panels' `expr` and its variables' `label_values(...)` and
-/// `query_result(...)` queries, with Grafana's variables written as values.
-fn dashboard_expressions(node: &Value, out: &mut Vec<String>) {
-    match node {
-        Value::Object(map) => {
-            for (key, value) in map {
-                match (key.as_str(), value) {
-                    ("expr", Value::String(expr)) => out.push(grafana_to_promql(expr)),
-                    ("query", Value::String(query)) => out.extend(variable_query(query)),
-                    _ => dashboard_expressions(value, out),
-                }
-            }
-        }
-        Value::Array(items) => items
-            .iter()
-            .for_each(|item| dashboard_expressions(item, out)),
-        _ => {}
-    }
-}
-
-/// The PromQL inside a variable's query: `label_values(EXPR, label)`, `query_result(EXPR)`.
-fn variable_query(query: &str) -> Option<String> {
-    let query = query.trim();
-    if let Some(inner) = query
-        .strip_prefix("label_values(")
-        .and_then(|rest| rest.strip_suffix(')'))
-    {
-        // `label_values(label)` reads no metric; `label_values(EXPR, label)` reads EXPR.
-        let (expr, _) = inner.rsplit_once(',')?;
-        return Some(grafana_to_promql(expr));
-    }
-    query
-        .strip_prefix("query_result(")
-        .and_then(|rest| rest.strip_suffix(')'))
-        .map(grafana_to_promql)
-}
-
-/// Grafana's `$__rate_interval` and friends as a duration, any other `$variable` as a value.
-fn grafana_to_promql(expr: &str) -> String {
-    static BUILTIN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    static VARIABLES: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let builtin = BUILTIN.get_or_init(|| {
-        regex::Regex::new(r"\$\{?__(rate_interval|interval|range)\}?").expect("regex")
-    });
-    let variable = VARIABLES.get_or_init(|| {
-        regex::Regex::new(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(:[a-z]+)?\}?").expect("regex")
-    });
-    let expr = builtin.replace_all(expr, "5m");
-    variable.replace_all(&expr, VARIABLE).into_owned()
 }
 
 /// Whether `selector` may select a series whose `label` is empty (absent).

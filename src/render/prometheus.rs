@@ -18,10 +18,7 @@ use crate::spec::{Port, Service, Spec, defaults};
 pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     let spec = stack.spec;
     let rule_files = rules::rule_files(spec).map_err(RenderError::RuleFile)?;
-    let dashboards: Vec<&str> = super::grafana::dashboards(spec)
-        .into_iter()
-        .map(|(_, text)| text)
-        .collect();
+    let dashboards = super::grafana::every_dashboard(spec);
     let reads = keep::reads(&rule_files, &dashboards).map_err(RenderError::RuleFile)?;
     let config = stack.config_template(
         "prometheus/prometheus.yml",

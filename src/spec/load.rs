@@ -12,8 +12,8 @@ use marked_yaml::{Node, Span};
 use super::metrics::{Convention, Selector, ServiceMetrics};
 use super::{
     AlertOverride, AlertmanagerSpec, Cluster, Destination, EscalationStep, EscalationTarget,
-    Exporters, GrafanaSpec, Ingress, Ownership, PeopleSpec, Platform, Port, PrometheusSpec,
-    ProxySpec, Resources, RouterSpec, RuleFileRef, SecretRef, Service, Slo, SloKind, Smtp, Spec,
+    Exporters, GrafanaSpec, IncludedFile, Ingress, Ownership, PeopleSpec, Platform, Port,
+    PrometheusSpec, ProxySpec, Resources, RouterSpec, SecretRef, Service, Slo, SloKind, Smtp, Spec,
     Team, TeamRoute, defaults,
 };
 use crate::config_check::values;
@@ -50,7 +50,7 @@ const TOP_KEYS: &[&str] = &[
     "clusters",
 ];
 /// How a team is reached and what it watches: the keys a `teams[]` entry and a team file share.
-const TEAM_BODY_KEYS: [&str; 14] = [
+const TEAM_BODY_KEYS: [&str; 15] = [
     "slack",
     "mattermost",
     "discord",
@@ -63,15 +63,16 @@ const TEAM_BODY_KEYS: [&str; 14] = [
     "routes",
     "quiet_hours",
     "rule_files",
+    "dashboards",
     "responders",
     "escalation",
 ];
 /// A `teams[]` entry of the spec.
-const TEAM_KEYS: [&str; 16] = team_keys(&["name"], &["namespaces"]);
+const TEAM_KEYS: [&str; 17] = team_keys(&["name"], &["namespaces"]);
 /// A team file: one team, how it is reached, the services it owns, its rules and its changes
 /// to the default alerts of its services. `name` is taken for `team` (as a `teams[]` entry
 /// writes it); `namespaces` is known only to refuse it.
-const TEAM_FILE_KEYS: [&str; 19] =
+const TEAM_FILE_KEYS: [&str; 20] =
     team_keys(&["team", "name"], &["services", "alerts", "namespaces"]);
 
 /// `before`, the team body's keys, then `after` (a wrong `TOTAL` fails the build).
@@ -1301,13 +1302,13 @@ impl Checker {
                     namespaces,
                     quiet_hours: Vec::new(),
                     rule_files: Vec::new(),
+                    dashboards: Vec::new(),
                     responders: Vec::new(),
                     escalation: Vec::new(),
                 });
                 continue;
             }
-            let rule_files = self.rule_files(&obj, Path::new(""));
-            if let Some(team) = self.team_body(&obj, name, namespaces, rule_files) {
+            if let Some(team) = self.team_body(&obj, name, namespaces, Path::new("")) {
                 teams.push(team);
             }
         }
@@ -1343,15 +1344,13 @@ impl Checker {
         );
     }
 
-    /// `rule_files` of a team, relative to `dir` (the directory of the file naming them, as
-    /// seen from the spec's).
-    fn rule_files(&mut self, obj: &Obj, dir: &Path) -> Vec<RuleFileRef> {
-        let mut rule_files = Vec::new();
-        for (i, n) in self.list(obj, "rule_files").into_iter().enumerate() {
-            if let Some((path, location)) =
-                self.string(n, &format!("{}[{i}]", obj.path("rule_files")))
-            {
-                rule_files.push(RuleFileRef {
+    /// The files a team names under `key` (`rule_files`, `dashboards`), relative to `dir` (the
+    /// directory of the team file naming them; empty: the spec's).
+    fn named_files(&mut self, obj: &Obj, key: &str, dir: &Path) -> Vec<IncludedFile> {
+        let mut files = Vec::new();
+        for (i, n) in self.list(obj, key).into_iter().enumerate() {
+            if let Some((path, location)) = self.string(n, &format!("{}[{i}]", obj.path(key))) {
+                files.push(IncludedFile {
                     path,
                     location,
                     named_in: self.file_of(n.span()).to_string(),
@@ -1360,18 +1359,20 @@ impl Checker {
                 });
             }
         }
-        rule_files
+        files
     }
 
-    /// How a team is reached and what it watches: its destinations, routes, quiet hours and
-    /// rule files (the platform spec's `teams[]` entry, or a team file).
+    /// How a team is reached and what it watches: its destinations, routes, quiet hours, rule
+    /// files and dashboards (the platform spec's `teams[]` entry, or a team file in `dir`).
     fn team_body(
         &mut self,
         obj: &Obj,
         name: Option<String>,
         namespaces: Vec<String>,
-        rule_files: Vec<RuleFileRef>,
+        dir: &Path,
     ) -> Option<Team> {
+        let rule_files = self.named_files(obj, "rule_files", dir);
+        let dashboards = self.named_files(obj, "dashboards", dir);
         let destinations = self.team_destinations(obj);
         let severities = self.destination_severities(obj);
         let routes = self.team_routes(obj, &destinations);
@@ -1400,6 +1401,7 @@ impl Checker {
             namespaces,
             quiet_hours,
             rule_files,
+            dashboards,
             responders,
             escalation,
         };
@@ -1682,8 +1684,7 @@ impl Checker {
             .and_then(|n| grants.get(n))
             .cloned()
             .unwrap_or_default();
-        let rule_files = self.rule_files(&top, &team_file.source.dir);
-        let team = self.team_body(&top, name, namespaces, rule_files)?;
+        let team = self.team_body(&top, name, namespaces, &team_file.source.dir)?;
         let team_alerts = top
             .get("alerts")
             .map(|node| self.alert_override_map(node, "alerts", true))

@@ -295,7 +295,10 @@ pub struct Team {
     pub namespaces: Vec<String>,
     /// When the team's non-critical notifications wait (held until the quiet hours end).
     pub quiet_hours: Vec<TimeInterval>,
-    pub rule_files: Vec<RuleFileRef>,
+    pub rule_files: Vec<IncludedFile>,
+    /// Grafana dashboards (JSON), provisioned into the team's folder; once read, their
+    /// contents are the text Grafana loads.
+    pub dashboards: Vec<IncludedFile>,
     /// Who may act on the team's incidents (people, `group:NAME`, `*`).
     pub responders: Vec<String>,
     /// The team's escalation policy, in order (none: routes and destinations decide).
@@ -396,10 +399,10 @@ impl Destination {
     }
 }
 
-/// A team rule file as named in the spec, with the place it was named (for errors) and, once
-/// [`load`] has read it, its contents.
+/// A file a team names (a rule file, a dashboard) as written, with the place it was named (for
+/// errors) and, once [`load`] has read it, its contents.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RuleFileRef {
+pub struct IncludedFile {
     pub path: String,
     #[serde(skip)]
     pub location: Location,
@@ -414,7 +417,7 @@ pub struct RuleFileRef {
     pub contents: Option<String>,
 }
 
-impl RuleFileRef {
+impl IncludedFile {
     /// The directory `path` is relative to, given the spec's.
     pub fn directory(&self, spec_dir: &Path) -> std::path::PathBuf {
         if self.dir.as_os_str().is_empty() {
@@ -623,12 +626,21 @@ fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Vec<Spec>, SpecE
         }
     };
     for spec in &mut specs {
+        let mut found = Vec::new();
         for (team_index, team) in spec.teams.iter_mut().enumerate() {
-            for found in read_rule_files(team, base, &file, team_index, &mut included) {
-                // Every cluster of a fleet reads the same rule files: each problem once.
-                if !diagnostics.contains(&found) {
-                    diagnostics.push(found);
-                }
+            found.extend(read_rule_files(
+                team,
+                base,
+                &file,
+                team_index,
+                &mut included,
+            ));
+        }
+        found.extend(dashboard_uids_unique(&spec.teams));
+        for found in found {
+            // Every cluster of a fleet reads the same files: each problem once.
+            if !diagnostics.contains(&found) {
+                diagnostics.push(found);
             }
         }
     }
@@ -639,9 +651,9 @@ fn load_with(path: &Path, replacement: Option<&Path>) -> Result<Vec<Spec>, SpecE
     }
 }
 
-/// Reads the rule files `team` names (into it) and lints them as the team's; returns the
-/// problems, and adds the texts read to `included`. `team_index` is the team's entry in the spec
-/// `file`.
+/// Reads the rule files and dashboards `team` names (into it), lints the rule files as the
+/// team's and checks the dashboards; returns the problems, and adds the texts read to
+/// `included`. `team_index` is the team's entry in the spec `file`.
 fn read_rule_files(
     team: &mut Team,
     base: &Path,
@@ -652,36 +664,206 @@ fn read_rule_files(
     let mut diagnostics = Vec::new();
     let mut texts = Vec::new();
     for (file_index, rule_file) in team.rule_files.iter_mut().enumerate() {
-        let dir = rule_file.directory(base);
-        let named_by_spec = rule_file.named_in == file;
-        // A team file's rule file is relative to it; one the team file's directory does not
-        // have is looked for beside the spec, where a single spec would name it.
-        let read = crate::files::read_confined(&dir, &rule_file.path).or_else(|error| {
-            match (&error, named_by_spec) {
-                (crate::files::ReadError::Io(io), false)
-                    if io.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    crate::files::read_confined(base, &rule_file.path).map_err(|_| error)
-                }
-                _ => Err(error),
-            }
-        });
-        match read {
+        match read_named(rule_file, base, file, team_index, "rule_files", file_index) {
             Ok((rule_path, text)) => {
-                texts.push((rule_path.display().to_string(), text.clone()));
+                texts.push((rule_path, text.clone()));
                 rule_file.contents = Some(text);
             }
-            Err(err) => diagnostics.push(Diagnostic {
-                file: rule_file.named_in.clone(),
-                location: rule_file.location,
+            Err(problem) => diagnostics.push(*problem),
+        }
+    }
+    diagnostics.extend(team_rule_errors(&team.name, &texts));
+    included.extend(texts);
+    diagnostics.extend(read_dashboards(team, base, file, team_index, included));
+    diagnostics
+}
+
+/// The most bytes of dashboards a team provisions: they share one ConfigMap, which Kubernetes
+/// keeps under 1 MiB.
+const MAX_TEAM_DASHBOARD_BYTES: usize = 900 * 1024;
+
+/// Reads and checks the dashboards `team` names; their contents become what Grafana loads.
+fn read_dashboards(
+    team: &mut Team,
+    base: &Path,
+    file: &str,
+    team_index: usize,
+    included: &mut BTreeMap<String, String>,
+) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut bytes = 0;
+    for (index, dashboard) in team.dashboards.iter_mut().enumerate() {
+        let (path, text) = match read_named(dashboard, base, file, team_index, "dashboards", index)
+        {
+            Ok(read) => read,
+            Err(problem) => {
+                diagnostics.push(*problem);
+                continue;
+            }
+        };
+        included.insert(path.clone(), text.clone());
+        let named_here = |message: String, hint: &str| Diagnostic {
+            file: dashboard.named_in.clone(),
+            location: dashboard.location,
+            field: format!("teams.{}.dashboards", team.name),
+            message,
+            hint: Some(hint.to_string()),
+            redact: false,
+            width: None,
+        };
+        let key = dashboard_file_name(&dashboard.path);
+        if let Some(first) = names.insert(key.clone(), dashboard.path.clone()) {
+            diagnostics.push(named_here(
+                format!(
+                    "`{}` and `{first}` are both provisioned as {key}",
+                    dashboard.path
+                ),
+                "rename one: a team's dashboards are files of one folder",
+            ));
+        }
+        match crate::rules::dashboard::check(&path, &text) {
+            Ok(checked) => {
+                if checked.uid.starts_with("stackgen-") {
+                    diagnostics.push(named_here(
+                        format!("the uid `{}` is one of the stack's", checked.uid),
+                        "uids starting with `stackgen-` are the stack's own dashboards; choose another",
+                    ));
+                }
+                bytes += checked.provisioned.len();
+                dashboard.contents = Some(checked.provisioned);
+            }
+            Err(problems) => diagnostics.extend(problems),
+        }
+    }
+    if bytes > MAX_TEAM_DASHBOARD_BYTES
+        && let Some(first) = team.dashboards.first()
+    {
+        diagnostics.push(Diagnostic {
+            file: first.named_in.clone(),
+            location: first.location,
+            field: format!("teams.{}.dashboards", team.name),
+            message: format!(
+                "team {}'s dashboards hold {} KiB; one ConfigMap holds at most {} KiB",
+                team.name,
+                bytes / 1024,
+                MAX_TEAM_DASHBOARD_BYTES / 1024
+            ),
+            hint: Some(
+                "drop unused panels, or split the team's dashboards among its services' teams"
+                    .into(),
+            ),
+            redact: false,
+            width: None,
+        });
+    }
+    diagnostics
+}
+
+/// Every dashboard uid once across all teams (Grafana keeps one dashboard per uid); a second
+/// one is a problem where its file is named.
+fn dashboard_uids_unique(teams: &[Team]) -> Vec<Diagnostic> {
+    let mut first_of: BTreeMap<String, (&str, &str)> = BTreeMap::new();
+    let mut diagnostics = Vec::new();
+    for team in teams {
+        for dashboard in &team.dashboards {
+            let Some(uid) = dashboard
+                .contents
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+                .and_then(|json| json["uid"].as_str().map(str::to_string))
+            else {
+                continue;
+            };
+            match first_of.get(&uid) {
+                Some((first_team, first_path)) => diagnostics.push(Diagnostic {
+                    file: dashboard.named_in.clone(),
+                    location: dashboard.location,
+                    field: format!("teams.{}.dashboards", team.name),
+                    message: format!(
+                        "`{}` has the uid `{uid}` of team {first_team}'s `{first_path}`",
+                        dashboard.path
+                    ),
+                    hint: Some(
+                        "give every dashboard its own uid: Grafana keeps one dashboard per uid"
+                            .into(),
+                    ),
+                    redact: false,
+                    width: None,
+                }),
+                None => {
+                    first_of.insert(uid, (&team.name, &dashboard.path));
+                }
+            }
+        }
+    }
+    diagnostics
+}
+
+/// The file name a team's dashboard is provisioned as (the ConfigMap key, in the folder).
+pub fn dashboard_file_name(path: &str) -> String {
+    let name = Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string());
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.ends_with(".json") {
+        name
+    } else {
+        format!("{name}.json")
+    }
+}
+
+/// Reads a file `team` names, the `index`th of `key`: relative to the file naming it; a team
+/// file's file that its directory does not have is looked for beside the spec, where a single
+/// spec would name it. Gives the path read (as shown) and the text.
+fn read_named(
+    named: &IncludedFile,
+    base: &Path,
+    file: &str,
+    team_index: usize,
+    key: &str,
+    index: usize,
+) -> Result<(String, String), Box<Diagnostic>> {
+    let dir = named.directory(base);
+    let named_by_spec = named.named_in == file;
+    let read = crate::files::read_confined(&dir, &named.path).or_else(|error| {
+        match (&error, named_by_spec) {
+            (crate::files::ReadError::Io(io), false)
+                if io.kind() == std::io::ErrorKind::NotFound =>
+            {
+                crate::files::read_confined(base, &named.path).map_err(|_| error)
+            }
+            _ => Err(error),
+        }
+    });
+    let what = if key == "dashboards" {
+        "dashboard"
+    } else {
+        "rule file"
+    };
+    read.map(|(path, text)| (path.display().to_string(), text))
+        .map_err(|err| {
+            Box::new(Diagnostic {
+                file: named.named_in.clone(),
+                location: named.location,
                 field: if named_by_spec {
-                    format!("teams[{team_index}].rule_files[{file_index}]")
+                    format!("teams[{team_index}].{key}[{index}]")
                 } else {
-                    format!("rule_files[{file_index}]")
+                    format!("{key}[{index}]")
                 },
-                message: format!("cannot read rule file `{}`: {err}", rule_file.path),
+                message: format!("cannot read {what} `{}`: {err}", named.path),
                 hint: Some(format!(
-                    "a rule file is a regular file inside {} ({}), named by a path relative to it",
+                    "a {what} is a regular file inside {} ({}), named by a path relative to it",
                     if named_by_spec {
                         "the spec's directory"
                     } else {
@@ -691,12 +873,8 @@ fn read_rule_files(
                 )),
                 redact: false,
                 width: None,
-            }),
-        }
-    }
-    diagnostics.extend(team_rule_errors(&team.name, &texts));
-    included.extend(texts);
-    diagnostics
+            })
+        })
 }
 
 /// Reads the team files the spec's `team_files` name (relative to `base`, its directory); a

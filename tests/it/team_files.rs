@@ -79,7 +79,7 @@ fn a_scrape_check_points_into_the_team_file() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let report = stderr(&output);
     assert!(
-        report.contains(&format!("--> {PAYMENTS}:17:11"))
+        report.contains(&format!("--> {PAYMENTS}:18:11"))
             && report.contains("= field: services[0].metrics")
             && report.contains("write `metrics: opentelemetry`"),
         "{report}"
