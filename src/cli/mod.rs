@@ -1266,6 +1266,15 @@ fn required_secrets(spec: &spec::Spec) -> Vec<String> {
             .map(|(s, keys)| format!("{s}: {} (the router)", keys.join(", "))),
     );
     let mut by_secret: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in spec.grafana_secret_refs() {
+        by_secret.entry(r.secret).or_default().push(r.key);
+    }
+    lines.extend(
+        by_secret
+            .into_iter()
+            .map(|(s, keys)| format!("{s}: {} (Grafana: OAuth, grafana.ini)", keys.join(", "))),
+    );
+    let mut by_secret: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for r in spec.prometheus_secret_refs() {
         by_secret.entry(r.secret).or_default().push(r.key);
     }

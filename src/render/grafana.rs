@@ -10,6 +10,7 @@ use super::{
     selector,
 };
 use crate::spec::defaults;
+use crate::spec::grafana::{IniValue, OAuth, environment_name};
 
 /// The dashboards shipped with the stack, by file name.
 pub const DASHBOARDS: &[(&str, &str)] = &[
@@ -222,6 +223,23 @@ fn deployment(stack: &mut Builder, config_hash: &str) -> Result<(), RenderError>
             json!({"name": "GF_SERVER_ROOT_URL", "value": format!("{scheme}://{}/", ingress.host)}),
         );
     }
+    if let Some(oauth) = &g.oauth {
+        env.extend(oauth_env(oauth));
+    }
+    for (section, settings) in &g.ini {
+        for (key, value) in settings {
+            let name = environment_name(section, key);
+            let variable = match value {
+                IniValue::Text(text) => json!({"name": name, "value": text}),
+                IniValue::Secret(secret) => {
+                    json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret.secret, "key": secret.key}}})
+                }
+            };
+            // The spec's setting wins over the stack's own of the same name.
+            env.retain(|existing| existing["name"] != variable["name"]);
+            env.push(variable);
+        }
+    }
     let image = stack.image(defaults::GRAFANA_IMAGE);
     let pod = stack.pod_placement(&spec.grafana.placement, PodDefaults::default());
     stack.template(
@@ -239,4 +257,42 @@ fn deployment(stack: &mut Builder, config_hash: &str) -> Result<(), RenderError>
             "teams": teams_with_dashboards(spec),
         }),
     )
+}
+
+/// Grafana's `auth.generic_oauth` settings for `oauth`, as environment variables.
+fn oauth_env(oauth: &OAuth) -> Vec<serde_json::Value> {
+    let setting = |key: &str, value: &str| json!({"name": environment_name("auth.generic_oauth", key), "value": value});
+    let mut env = vec![
+        setting("enabled", "true"),
+        setting("name", &oauth.name),
+        setting("client_id", &oauth.client_id),
+        json!({
+            "name": environment_name("auth.generic_oauth", "client_secret"),
+            "valueFrom": {"secretKeyRef": {"name": oauth.client_secret.secret, "key": oauth.client_secret.key}},
+        }),
+        setting("auth_url", &oauth.auth_url),
+        setting("token_url", &oauth.token_url),
+        setting("scopes", &oauth.scopes.join(" ")),
+        setting("use_pkce", "true"),
+        setting(
+            "allow_sign_up",
+            if oauth.allow_sign_up { "true" } else { "false" },
+        ),
+    ];
+    if let Some(api_url) = &oauth.api_url {
+        env.push(setting("api_url", api_url));
+    }
+    if let Some(path) = &oauth.role_attribute_path {
+        env.push(setting("role_attribute_path", path));
+        // A user the path gives no role is refused, not made a Viewer.
+        env.push(setting("role_attribute_strict", "true"));
+    }
+    if !oauth.allowed_groups.is_empty() {
+        env.push(setting("allowed_groups", &oauth.allowed_groups.join(" ")));
+        env.push(setting("groups_attribute_path", "groups"));
+    }
+    if oauth.disable_login_form {
+        env.push(json!({"name": environment_name("auth", "disable_login_form"), "value": "true"}));
+    }
+    env
 }

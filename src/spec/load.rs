@@ -26,6 +26,7 @@ use crate::router::destination::DestinationKind;
 use crate::router::matcher::Matcher;
 
 mod fleet;
+mod grafana;
 mod placement;
 mod probes;
 mod scale_out;
@@ -150,8 +151,10 @@ const ALERTMANAGER_KEYS: &[&str] = &with_placement::<7, 12>([
     "resources",
     "dead_mans_switch",
 ]);
-const GRAFANA_KEYS: &[&str] = &with_placement::<5, 10>([
+const GRAFANA_KEYS: &[&str] = &with_placement::<7, 12>([
     "ingress",
+    "oauth",
+    "ini",
     "admin_secret",
     "volume_size",
     "storage_class",
@@ -949,8 +952,8 @@ impl Checker {
         let obj = self.sub_object(top, "grafana", GRAFANA_KEYS);
         let o = obj.as_ref();
         let ingress = o.and_then(|g| self.ingress(g, "grafana.example.com"));
+        let ingress_given = o.is_some_and(|g| g.get("ingress").is_some());
         GrafanaSpec {
-            ingress,
             admin_secret: self.checked_or_default(
                 o,
                 "admin_secret",
@@ -962,6 +965,9 @@ impl Checker {
             storage_class: self.storage_class(o, platform),
             resources: self.resources(o, &defaults::GRAFANA_RESOURCES),
             placement: self.placement(o),
+            oauth: o.and_then(|g| self.grafana_oauth(g, ingress_given)),
+            ini: o.map(|g| self.grafana_ini(g)).unwrap_or_default(),
+            ingress,
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`starter`].
 
 pub mod defaults;
+pub mod grafana;
 mod load;
 pub mod metrics;
 mod ownership;
@@ -200,6 +201,10 @@ pub struct GrafanaSpec {
     pub storage_class: Option<String>,
     pub resources: Resources,
     pub placement: placement::Placement,
+    /// Sign-in through an OAuth 2.0 / OpenID Connect provider (`grafana.oauth`).
+    pub oauth: Option<grafana::OAuth>,
+    /// `grafana.ini` settings (`grafana.ini`), over the stack's own.
+    pub ini: grafana::Ini,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -512,6 +517,26 @@ impl Spec {
                     .iter()
                     .filter_map(|t| t.object_storage.clone()),
             )
+            .collect();
+        refs.sort();
+        refs.dedup();
+        refs
+    }
+
+    /// The Secret keys Grafana reads besides its admin account (the OAuth client secret,
+    /// `grafana.ini` settings), sorted and without duplicates.
+    pub fn grafana_secret_refs(&self) -> Vec<SecretRef> {
+        let mut refs: Vec<SecretRef> = self
+            .grafana
+            .oauth
+            .iter()
+            .map(|o| o.client_secret.clone())
+            .chain(self.grafana.ini.values().flat_map(|settings| {
+                settings.values().filter_map(|value| match value {
+                    grafana::IniValue::Secret(secret) => Some(secret.clone()),
+                    grafana::IniValue::Text(_) => None,
+                })
+            }))
             .collect();
         refs.sort();
         refs.dedup();
