@@ -344,9 +344,9 @@ teams:
 ownership:
   default_team: bench
 EOF
-  log "$name: $STACKGEN router serve --config $TMP/$name/router.yaml (listen 127.0.0.1:$port)"
+  log "$name: $STACKGEN router serve $TMP/$name/router.yaml (listen 127.0.0.1:$port)"
   start_until_ready "$name" "http://127.0.0.1:$port/readyz" "$slog" \
-    env -C "$TMP/$name" "$STACKGEN" router serve --config "$TMP/$name/router.yaml"
+    env -C "$TMP/$name" "$STACKGEN" router serve "$TMP/$name/router.yaml"
   ROUTER_PID=$STARTED_PID
   ROUTER_PORT=$port
 }

@@ -266,25 +266,24 @@ enum SloCommand {
 enum RouterCommand {
     /// Run the router.
     Serve {
-        /// The router configuration (router.yaml).
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: RouterConfigArg,
         /// Log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
     /// Check a router configuration and report every problem in it.
     CheckConfig {
-        /// The router configuration (router.yaml).
-        config: PathBuf,
+        #[command(flatten)]
+        config: RouterConfigArg,
         /// `json`: one document on stdout ({valid, problems}); the exit code is the same.
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
     /// Print exactly what a webhook body would send to one destination, without sending.
     Preview {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: RouterConfigArg,
         /// `team/name` of the destination.
         #[arg(long)]
         destination: String,
@@ -294,8 +293,8 @@ enum RouterCommand {
     },
     /// Send a clearly marked test notification to one destination and report the outcome.
     SendTest {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: RouterConfigArg,
         /// `team/name` of the destination.
         #[arg(long)]
         destination: String,
@@ -310,12 +309,38 @@ enum RoutesCommand {
     /// Print the team, the incident and the destinations an alert with these labels reaches,
     /// and which route (or the team's destinations) decided, like `amtool config routes test`.
     Test {
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: RouterConfigArg,
         /// The alert's labels, `LABEL=VALUE` (e.g. alertname=HighErrorRate severity=warning).
-        #[arg(required = true, value_name = "LABEL=VALUE")]
+        #[arg(value_name = "LABEL=VALUE")]
         labels: Vec<String>,
     },
+}
+
+/// The router configuration a `router` command reads: the file positional, as every stackgen
+/// command takes its file; `--config FILE`, the earlier spelling, is still understood.
+#[derive(clap::Args, Debug, Clone)]
+struct RouterConfigArg {
+    /// The router configuration (router.yaml).
+    #[arg(value_name = "CONFIG", required_unless_present = "config_flag")]
+    config: Option<PathBuf>,
+    #[arg(long = "config", value_name = "CONFIG", hide = true)]
+    config_flag: Option<PathBuf>,
+}
+
+impl RouterConfigArg {
+    /// The configuration's path, and the positional argument left over when it was given as
+    /// `--config` (the first label of `routes test`).
+    fn resolve(&self) -> (PathBuf, Option<String>) {
+        match (&self.config_flag, &self.config) {
+            (Some(flag), positional) => (
+                flag.clone(),
+                positional.as_ref().map(|p| p.display().to_string()),
+            ),
+            (None, Some(positional)) => (positional.clone(), None),
+            (None, None) => (PathBuf::new(), None),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -831,13 +856,20 @@ fn images(spec: &Path, upstream: bool, format: Format) -> anyhow::Result<Outcome
 }
 
 fn router_command(command: RouterCommand) -> anyhow::Result<Outcome> {
-    let config = match &command {
+    let (config, left_over) = match &command {
         RouterCommand::CheckConfig { config, .. }
         | RouterCommand::Preview { config, .. }
         | RouterCommand::SendTest { config, .. }
         | RouterCommand::Serve { config, .. }
-        | RouterCommand::Routes(RoutesCommand::Test { config, .. }) => config.clone(),
+        | RouterCommand::Routes(RoutesCommand::Test { config, .. }) => config.resolve(),
     };
+    let takes_labels = matches!(command, RouterCommand::Routes(_));
+    if let (Some(extra), false) = (&left_over, takes_labels) {
+        anyhow::bail!(
+            "the configuration is given twice (`{extra}` and --config {}): name it once, as the first argument",
+            config.display()
+        );
+    }
     if let RouterCommand::CheckConfig {
         format: Format::Json,
         ..
@@ -854,7 +886,7 @@ fn router_command(command: RouterCommand) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Invalid);
     };
     match command {
-        RouterCommand::CheckConfig { config, .. } => {
+        RouterCommand::CheckConfig { .. } => {
             println!("{}: ok", config.display());
             Ok(Outcome::Ok)
         }
@@ -864,7 +896,15 @@ fn router_command(command: RouterCommand) -> anyhow::Result<Outcome> {
             ..
         } => preview(&loaded, &destination, &fixture),
         RouterCommand::SendTest { destination, .. } => send_test(&loaded, &destination),
-        RouterCommand::Routes(RoutesCommand::Test { labels, .. }) => routes_test(&loaded, &labels),
+        RouterCommand::Routes(RoutesCommand::Test { labels, .. }) => {
+            let labels: Vec<String> = left_over.into_iter().chain(labels).collect();
+            if labels.is_empty() {
+                anyhow::bail!(
+                    "give the alert's labels after the configuration: `stackgen router routes test router.yaml alertname=HighErrorRate service=checkout`"
+                );
+            }
+            routes_test(&loaded, &labels)
+        }
         RouterCommand::Serve { log_format, .. } => {
             init_logging(log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()

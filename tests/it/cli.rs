@@ -487,13 +487,7 @@ fn team_routes_decide_the_destinations_in_the_rendered_router() {
     let (_tmp, out) = render_to_temp("tests/fixtures/specs/team-routes.yaml");
     let config = out.join("router/router.yaml");
     let trace = |labels: &[&str]| {
-        let mut args = vec![
-            "router",
-            "routes",
-            "test",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ];
+        let mut args = vec!["router", "routes", "test", config.to_str().expect("utf-8")];
         args.extend(labels);
         let output = stackgen(&args);
         assert!(output.status.success(), "{}", stderr(&output));
@@ -796,5 +790,59 @@ fn validate_and_check_config_speak_json() {
         prometheus["digest"]
             .as_str()
             .is_some_and(|d| d.starts_with("sha256:"))
+    );
+}
+
+/// Every router command takes its configuration as the first argument, as the other commands
+/// take their files; the earlier `--config FILE` still works, and naming it both ways is refused.
+#[test]
+fn router_commands_take_the_configuration_first_and_still_understand_config() {
+    for args in [
+        &["router", "check-config", "examples/router.yaml"][..],
+        &["router", "check-config", "--config", "examples/router.yaml"][..],
+        &[
+            "router",
+            "routes",
+            "test",
+            "examples/router.yaml",
+            "alertname=HighErrorRate",
+            "service=checkout",
+        ][..],
+        &[
+            "router",
+            "routes",
+            "test",
+            "--config",
+            "examples/router.yaml",
+            "alertname=HighErrorRate",
+            "service=checkout",
+        ][..],
+    ] {
+        let output = stackgen(args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let twice = stackgen(&[
+        "router",
+        "check-config",
+        "examples/router.yaml",
+        "--config",
+        "examples/router.yaml",
+    ]);
+    assert_eq!(twice.status.code(), Some(2), "{}", stderr(&twice));
+    assert!(stderr(&twice).contains("given twice"), "{}", stderr(&twice));
+    let none = stackgen(&["router", "serve"]);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert!(stderr(&none).contains("<CONFIG>"), "{}", stderr(&none));
+    let no_labels = stackgen(&["router", "routes", "test", "examples/router.yaml"]);
+    assert_ne!(no_labels.status.code(), Some(0));
+    assert!(
+        stderr(&no_labels).contains("labels"),
+        "{}",
+        stderr(&no_labels)
     );
 }

@@ -166,7 +166,7 @@ impl Router {
             STARTS.fetch_add(1, Ordering::SeqCst)
         ));
         let child = Command::new(env!("CARGO_BIN_EXE_stackgen"))
-            .args(["router", "serve", "--config"])
+            .args(["router", "serve"])
             .arg(dir.join("router.yaml"))
             .env("TEST_ROUTER_TOKEN", TOKEN)
             .current_dir(dir)
@@ -810,7 +810,6 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
         run(&[
             "router",
             "preview",
-            "--config",
             config_path.to_str().expect("utf-8"),
             "--destination",
             destination,
@@ -822,7 +821,6 @@ fn preview_prints_the_request_and_send_test_reports_the_outcome() {
         run(&[
             "router",
             "send-test",
-            "--config",
             config_path.to_str().expect("utf-8"),
             "--destination",
             destination,
@@ -1210,7 +1208,6 @@ fn a_warning_reaches_the_chat_and_not_the_pager() {
         "router",
         "routes",
         "test",
-        "--config",
         config_arg,
         "alertname=HighErrorRate",
         "service=checkout",
@@ -1225,7 +1222,6 @@ fn a_warning_reaches_the_chat_and_not_the_pager() {
     let preview = cli(&[
         "router",
         "preview",
-        "--config",
         config_arg,
         "--destination",
         "payments/pager",
@@ -1494,7 +1490,7 @@ fn preview_never_prints_a_secret_of_any_destination() {
         for name in names.clone() {
             let mut command = Command::new(env!("CARGO_BIN_EXE_stackgen"));
             command
-                .args(["router", "preview", "--config"])
+                .args(["router", "preview"])
                 .arg(root().join("examples/destinations.yaml"))
                 .args(["--destination", &format!("payments/{name}"), "--fixture"])
                 .arg(&fixture);
