@@ -1508,6 +1508,19 @@ fn rules_test(
         (None, None, None) => None,
     };
     let promtool = test::find_promtool()?;
+    let local = test::promtool_version(&promtool);
+    match local
+        .as_deref()
+        .map(|local| test::version_mismatch(local, crate::spec::defaults::PROMETHEUS_IMAGE))
+    {
+        Some(Some(warning)) => eprintln!("warning: {warning}"),
+        Some(None) => {}
+        None => eprintln!(
+            "warning: {} does not say its version; the stack deploys {}",
+            promtool.display(),
+            crate::spec::defaults::PROMETHEUS_IMAGE
+        ),
+    }
     let results = test::run(files, team.as_deref(), &promtool)?;
     let mut failed = 0;
     for result in &results {

@@ -45,6 +45,39 @@ pub fn find_promtool() -> Result<PathBuf, TestError> {
         .ok_or(TestError::PromtoolMissing)
 }
 
+/// The version `promtool --version` reports (`2.42.0` of `promtool, version 2.42.0+ds (...)`).
+pub fn promtool_version(promtool: &Path) -> Option<String> {
+    let output = Command::new(promtool).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    parse_version_report(&text)
+}
+
+fn parse_version_report(text: &str) -> Option<String> {
+    let rest = text.split_once("version ")?.1;
+    let version: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    (version.split('.').count() >= 2).then_some(version)
+}
+
+/// A warning when promtool (`local`, like `2.42.0`) is another minor release than the
+/// Prometheus `deployed_image` runs: its test results may not hold there (Prometheus 3 changed
+/// range selections and regex matching of `.`, among others).
+pub fn version_mismatch(local: &str, deployed_image: &str) -> Option<String> {
+    let deployed = deployed_image
+        .rsplit_once(':')
+        .map(|(_, tag)| tag.trim_start_matches('v'))?;
+    let minor =
+        |version: &str| -> Vec<String> { version.split('.').take(2).map(str::to_string).collect() };
+    (minor(local) != minor(deployed)).then(|| {
+        format!(
+            "promtool {local} is not the Prometheus the stack deploys ({deployed}): a result may differ there; install promtool {deployed} to test what runs"
+        )
+    })
+}
+
 /// Runs each test file with its rule files labelled for `team` (none: the files as they are).
 pub fn run(
     test_files: &[PathBuf],
@@ -126,4 +159,28 @@ fn prepare(test_file: &Path, team: Option<&str>, dir: &Path) -> Result<PathBuf, 
     let prepared = dir.join(test_file.file_name().unwrap_or_default());
     fs::write(&prepared, out)?;
     Ok(prepared)
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn another_minor_release_than_the_deployed_one_is_warned_about() {
+        let debian =
+            "promtool, version 2.42.0+ds (branch: debian/sid, revision: 2.42.0+ds-5+deb12u1)\n";
+        assert_eq!(parse_version_report(debian).as_deref(), Some("2.42.0"));
+        let image = "quay.io/prometheus/prometheus:v3.13.2";
+        let warning = version_mismatch("2.42.0", image).expect("warned");
+        assert!(
+            warning.contains("2.42.0") && warning.contains("3.13.2"),
+            "{warning}"
+        );
+        assert_eq!(
+            version_mismatch("3.13.0", image),
+            None,
+            "a patch release differs only"
+        );
+        assert!(version_mismatch("3.12.1", image).is_some());
+    }
 }

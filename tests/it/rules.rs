@@ -278,6 +278,26 @@ fn rules_test_runs_team_tests_against_the_rendered_rules() {
         stdout(&passing)
     );
     assert!(stdout(&passing).contains("1 passed, 0 failed"));
+    // The local promtool is told apart from the Prometheus the stack deploys when their minor
+    // releases differ (Debian's is 2.42; the stack deploys 3.x).
+    let promtool = tool("promtool", "apt-get install prometheus");
+    let reported = run_ok(Command::new(&promtool).arg("--version"));
+    let local = String::from_utf8_lossy(&reported.stdout).into_owned()
+        + &String::from_utf8_lossy(&reported.stderr);
+    let deployed = stackgen::spec::defaults::PROMETHEUS_IMAGE
+        .rsplit_once(":v")
+        .map(|(_, version)| version.to_string())
+        .expect("a tagged image");
+    let deployed_minor: String = deployed.split('.').take(2).collect::<Vec<_>>().join(".");
+    let same_minor = local.contains(&format!("version {deployed_minor}."));
+    assert_eq!(
+        stderr(&passing).contains(&format!(
+            "is not the Prometheus the stack deploys ({deployed})"
+        )),
+        !same_minor,
+        "promtool says {local}; stderr: {}",
+        stderr(&passing)
+    );
 
     // Without the team label injected, the same test's expected labels do not match.
     let unlabelled = stackgen(&["rules", "test", "examples/rules/payments_test.yaml"]);
