@@ -125,6 +125,21 @@ EOF
   say "cluster: $node_count nodes, ${cpu_millicores}m CPU and ${memory_mib}Mi memory allocatable"
 }
 
+# One line per workload: kind, name and the stack it is part of.
+WORKLOAD_LINES='jsonpath={range .items[*]}{.kind}{"\t"}{.metadata.name}{"\t"}{.metadata.labels.app\.kubernetes\.io/part-of}{"\n"}{end}'
+
+# The namespace is the stack's alone: no workload of another stack or tool runs in it (its
+# NetworkPolicies would cut that workload off, and a second Prometheus or Grafana chart there
+# would fight over the same names). A namespace that does not exist yet holds nothing.
+check_namespace_free() {
+  step "checking that namespace $NAMESPACE holds only stackgen-monitoring (kubectl get deployments,statefulsets,daemonsets)" "make kubectl point at your cluster (kubectl config current-context), then re-run $SCRIPT"
+  workloads=$("$KUBECTL" -n "$NAMESPACE" get deployments,statefulsets,daemonsets -o "$WORKLOAD_LINES")
+  foreign=$(printf '%s\n' "$workloads" | awk -F "$TAB" -v ours="$PART_OF" 'NF >= 2 && $3 != ours { printf "%s%s/%s", (n++ ? ", " : ""), tolower($1), $2 }')
+  if [ -n "$foreign" ]; then
+    fail "namespace $NAMESPACE already runs workloads that are not stackgen-monitoring's: $foreign" "install stackgen-monitoring into a cluster whose $NAMESPACE namespace is free (move or uninstall what runs there first; kube-prometheus-stack and Grafana charts are uninstalled with helm uninstall), then re-run $SCRIPT"
+  fi
+}
+
 # The listing is installed: its namespace exists.
 check_installed() {
   step "reaching the cluster (kubectl get namespace $NAMESPACE)" "make kubectl point at your cluster (kubectl config current-context), then re-run $SCRIPT"

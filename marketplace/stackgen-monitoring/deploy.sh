@@ -19,6 +19,7 @@ fi
 
 require_kubectl
 check_cluster
+check_namespace_free
 apply_namespace
 ensure_generated_secrets
 apply_manifests

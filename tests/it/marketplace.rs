@@ -31,6 +31,7 @@ const MANAGER: &str = "--field-manager=stackgen-marketplace";
 
 // The exact output formats and kinds the scripts pass to kubectl.
 const NODE_LINES: &str = r#"jsonpath={range .items[*]}{.status.allocatable.cpu}{"\t"}{.status.allocatable.memory}{"\n"}{end}"#;
+const WORKLOAD_LINES: &str = r#"jsonpath={range .items[*]}{.kind}{"\t"}{.metadata.name}{"\t"}{.metadata.labels.app\.kubernetes\.io/part-of}{"\n"}{end}"#;
 const OBJECT_LINES: &str = r#"jsonpath={range .items[*]}{.apiVersion}{"\t"}{.kind}{"\t"}{.metadata.namespace}{"\t"}{.metadata.name}{"\n"}{end}"#;
 const LIVE_OBJECT_LINES: &str = r#"jsonpath={range .items[*]}{.apiVersion}{"\t"}{.kind}{"\t"}{.metadata.namespace}{"\t"}{.metadata.name}{"\t"}{.metadata.managedFields[*].manager}{"\n"}{end}"#;
 const OWNED_KINDS: &str = "deployments.apps,statefulsets.apps,daemonsets.apps,services,configmaps,serviceaccounts,networkpolicies.networking.k8s.io,poddisruptionbudgets.policy,ingresses.networking.k8s.io,roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io,clusterroles.rbac.authorization.k8s.io,clusterrolebindings.rbac.authorization.k8s.io";
@@ -60,7 +61,8 @@ const SCRIPT_TOOLS: &[(&str, &str)] = &[
 /// The recording stand-in for kubectl. It appends each call (argv, and standard input for
 /// `-f -`) to calls.jsonl and answers from scenario.json: `nodes`, `applied` and `live` are the
 /// outputs of `get nodes`, `apply -k` and the listing of owned objects; `installed` makes the
-/// namespace exist; Secrets exist once created (or listed in `secrets`); a `failures` entry whose
+/// namespace exist; `workloads` are what already runs in it (as `get deployments,...` lines);
+/// Secrets exist once created (or listed in `secrets`); a `failures` entry whose
 /// `when` words all appear in a call makes that call fail with its `stderr`. Any call it does not
 /// know fails with status 3.
 const STANDIN: &str = r#"#!{python}
@@ -91,6 +93,8 @@ def after(word):
 
 if args[:2] == ["get", "nodes"]:
     sys.stdout.write(scenario["nodes"])
+elif "get" in args and "deployments,statefulsets,daemonsets" in args:
+    sys.stdout.write(scenario.get("workloads", ""))
 elif "get" in args and "secret" in args:
     if after("secret") in secrets:
         print("secret/" + after("secret"))
@@ -288,6 +292,17 @@ fn get_secret(name: &str) -> Vec<String> {
     ])
 }
 
+fn check_namespace() -> Vec<String> {
+    argv(&[
+        "-n",
+        NS,
+        "get",
+        "deployments,statefulsets,daemonsets",
+        "-o",
+        WORKLOAD_LINES,
+    ])
+}
+
 fn rollouts() -> Vec<Vec<String>> {
     WORKLOADS
         .iter()
@@ -312,6 +327,7 @@ fn deploy_calls(sandbox: &Sandbox, first_run: bool) -> Vec<Vec<String>> {
     let namespace_file = format!("{}/namespace.yaml", sandbox.manifests());
     let mut calls = vec![
         argv(&["get", "nodes", "-o", NODE_LINES]),
+        check_namespace(),
         argv(&["apply", "--server-side", MANAGER, "-f", &namespace_file]),
     ];
     for secret in ["grafana-admin", "stackgen-router-auth"] {
@@ -464,7 +480,7 @@ fn deploy_creates_the_secrets_once_and_a_second_run_changes_nothing() {
     let (output, calls) = other.run("deploy.sh", &[]);
     assert!(output.status.success());
     let other_password =
-        yaml(calls[3].stdin.as_deref().expect("created"))["stringData"]["admin-password"]
+        yaml(calls[4].stdin.as_deref().expect("created"))["stringData"]["admin-password"]
             .as_str()
             .expect("admin-password")
             .to_string();
@@ -497,6 +513,36 @@ fn deploy_refuses_a_cluster_below_the_minimum() {
     }
 }
 
+/// A namespace where another stack already runs (kube-prometheus-stack's Grafana, an unlabelled
+/// DaemonSet) is refused before anything is applied; one holding only the listing's own
+/// workloads (a second run) is not.
+#[test]
+fn deploy_refuses_a_namespace_another_stack_uses() {
+    let mut taken = scenario(TWO_SMALL_NODES, true);
+    taken["workloads"] = json!(
+        "Deployment\tgrafana\tkube-prometheus-stack\nStatefulSet\tprometheus\tstackgen\nDaemonSet\tlog-shipper\t\n"
+    );
+    let sandbox = Sandbox::new(taken);
+    let (output, calls) = sandbox.run("deploy.sh", &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        argvs(&calls),
+        [argv(&["get", "nodes", "-o", NODE_LINES]), check_namespace()],
+        "nothing is applied"
+    );
+    let said = stderr(&output);
+    assert!(
+        said.contains("deploy.sh: error: namespace stackgen-monitoring already runs workloads that are not stackgen-monitoring's: deployment/grafana, daemonset/log-shipper")
+            && said.contains("deploy.sh: next step: install stackgen-monitoring into a cluster whose stackgen-monitoring namespace is free"),
+        "{said}"
+    );
+    let mut ours = scenario(TWO_SMALL_NODES, true);
+    ours["workloads"] = json!("StatefulSet\tprometheus\tstackgen\nDeployment\tgrafana\tstackgen\n");
+    let sandbox = Sandbox::new(ours);
+    let (output, _) = sandbox.run("deploy.sh", &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
 #[test]
 fn deploy_stops_at_the_first_failing_kubectl_call_and_says_what_to_do() {
     let sandbox = Sandbox::new(scenario(TWO_SMALL_NODES, false));
@@ -511,21 +557,21 @@ fn deploy_stops_at_the_first_failing_kubectl_call_and_says_what_to_do() {
         (
             vec!["create"],
             "Error from server (Forbidden): secrets is forbidden: User \"dev\" cannot create resource \"secrets\"",
-            4,
+            5,
             "deploy.sh: error: creating the generated Secrets failed (exit status 1)",
             "deploy.sh: next step: check that you may read and create Secrets in stackgen-monitoring",
         ),
         (
             vec!["apply", "-k"],
             "error: You must be logged in to the server (Unauthorized)",
-            7,
+            8,
             "deploy.sh: error: applying the manifests in",
             "deploy.sh: next step: read kubectl's message above",
         ),
         (
             vec!["rollout", "statefulset.apps/prometheus"],
             "error: timed out waiting for the condition",
-            12,
+            13,
             "deploy.sh: error: waiting for the rollout of statefulset.apps/prometheus failed (exit status 1)",
             "deploy.sh: next step: see why: kubectl -n stackgen-monitoring describe statefulset.apps/prometheus",
         ),
