@@ -101,7 +101,13 @@ pub(super) fn build(stack: &mut Builder) -> Result<(), RenderError> {
     )];
     let mut reason =
         "The router takes webhooks from Alertmanager and scrapes from Prometheus.".to_string();
-    if spec.router.people.is_some() || spec.router.ingress.is_some() {
+    if spec.router.fleet.len() > 1 {
+        // The other clusters' Alertmanagers come from outside the cluster, through whatever
+        // `router.url` is (a load balancer, a node port, an ingress controller): from anywhere,
+        // every webhook behind the router's bearer token and every page behind a person.
+        rules.push(json!({"ports": [{"port": 8080, "protocol": "TCP"}]}));
+        reason.push_str(" In a fleet, the other clusters' Alertmanagers send to it from outside the cluster, behind its bearer token.");
+    } else if spec.router.people.is_some() || spec.router.ingress.is_some() {
         // People reach the incidents page through an ingress controller, an authenticating
         // proxy or a port-forward, from any namespace; every page and action needs a person.
         rules.push(json!({

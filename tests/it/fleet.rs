@@ -77,6 +77,16 @@ fn a_fleet_renders_one_validated_stack_per_cluster_all_routed_to_one_router() {
             "the router's ingress serves {path}"
         );
     }
+    // The other clusters reach the router from outside its cluster, whatever `router.url` goes
+    // through: its NetworkPolicy takes port 8080 from any source.
+    let text = read(&hub, "router/networkpolicy.yaml");
+    let policy = yaml_rust2::YamlLoader::load_from_str(&text).expect("YAML");
+    let open_to_all = policy[0]["spec"]["ingress"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .any(|rule| rule["from"].is_badvalue() && rule["ports"][0]["port"].as_i64() == Some(8080));
+    assert!(open_to_all, "{text}");
     // Identical except where overridden.
     let statefulset = |cluster: &str| read(&out.join(cluster), "prometheus/statefulset.yaml");
     assert!(statefulset("us-east-1").contains("replicas: 3\n"));
