@@ -260,6 +260,7 @@ fn config_context(spec: &Spec) -> Value {
             .collect::<BTreeMap<String, String>>(),
         "default_team": default_team,
         "heartbeat_team": default_team,
+        "fleet": if spec.router.fleet.len() > 1 { spec.router.fleet.clone() } else { Vec::new() },
         "grafana_url": spec.grafana.ingress.as_ref().map(|i| {
             let scheme = if i.tls_secret.is_some() { "https" } else { "http" };
             format!("{scheme}://{}", i.host)

@@ -49,6 +49,29 @@ pub struct HeartbeatSettings {
     pub timeout: Millis,
     /// The team that owns the "monitoring pipeline silent" incident.
     pub team: String,
+    /// A fleet's clusters (by their `cluster` label): each has a heartbeat of its own, so one
+    /// cluster going silent is not hidden by the others; a cluster heard from but not listed is
+    /// watched too. Empty: one heartbeat, whichever cluster sends it.
+    pub clusters: Vec<String>,
+}
+
+impl HeartbeatSettings {
+    /// The incidents the heartbeat may raise (the one heartbeat's, or each listed cluster's).
+    pub fn incident_keys(&self) -> Vec<String> {
+        if self.clusters.is_empty() {
+            vec![HEARTBEAT_INCIDENT.to_string()]
+        } else {
+            self.clusters
+                .iter()
+                .map(|c| cluster_heartbeat_incident(c))
+                .collect()
+        }
+    }
+}
+
+/// The key of the incident raised when `cluster`'s heartbeat stops.
+pub fn cluster_heartbeat_incident(cluster: &str) -> String {
+    format!("{HEARTBEAT_INCIDENT}/{cluster}")
 }
 
 /// An alert update with its incident already decided (see `routing::classify`).
@@ -350,6 +373,9 @@ pub struct Intent {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub last_seen: Option<Millis>,
+    /// When each cluster's heartbeat was last seen (a fleet's; see [`HeartbeatSettings`]).
+    #[serde(default)]
+    pub clusters: BTreeMap<String, Millis>,
 }
 
 /// Everything the state machine remembers.
@@ -395,14 +421,27 @@ pub fn step(
     let mut out = Outcome::default();
     let mut touched = BTreeSet::new();
     for alert in alerts {
-        if settings
+        if let Some(heartbeat) = settings
             .heartbeat
             .as_ref()
-            .is_some_and(|h| h.alertname == alert.alertname)
+            .filter(|h| h.alertname == alert.alertname)
         {
             if alert.update.firing {
                 state.heartbeat.last_seen =
                     Some(state.heartbeat.last_seen.map_or(now, |t| t.max(now)));
+                if let Some(cluster) = alert
+                    .update
+                    .labels
+                    .get("cluster")
+                    .filter(|_| !heartbeat.clusters.is_empty())
+                {
+                    let seen = state
+                        .heartbeat
+                        .clusters
+                        .entry(cluster.clone())
+                        .or_insert(now);
+                    *seen = (*seen).max(now);
+                }
                 out.heartbeat_changed = true;
             }
             continue;
@@ -772,61 +811,59 @@ fn tick_heartbeat(
     heartbeat: &HeartbeatSettings,
     out: &mut Outcome,
 ) {
-    let last_seen = match state.heartbeat.last_seen {
-        Some(t) => t,
-        None => {
+    if heartbeat.clusters.is_empty() {
+        let last_seen = *state.heartbeat.last_seen.get_or_insert_with(|| {
             // Count the silence from the first tick, so a heartbeat that never arrives is noticed.
-            state.heartbeat.last_seen = Some(now);
             out.heartbeat_changed = true;
-            return;
+            now
+        });
+        watch_heartbeat(
+            state,
+            HEARTBEAT_INCIDENT,
+            None,
+            last_seen,
+            now,
+            heartbeat,
+            out,
+        );
+        return;
+    }
+    for cluster in &heartbeat.clusters {
+        if !state.heartbeat.clusters.contains_key(cluster) {
+            state.heartbeat.clusters.insert(cluster.clone(), now);
+            out.heartbeat_changed = true;
         }
-    };
+    }
+    let watched: Vec<(String, Millis)> = state
+        .heartbeat
+        .clusters
+        .iter()
+        .map(|(cluster, seen)| (cluster.clone(), *seen))
+        .collect();
+    for (cluster, last_seen) in watched {
+        let key = cluster_heartbeat_incident(&cluster);
+        watch_heartbeat(state, &key, Some(&cluster), last_seen, now, heartbeat, out);
+    }
+}
+
+/// Opens the incident `key` when the heartbeat (of `cluster`, or the one heartbeat) last seen at
+/// `last_seen` has been silent for the timeout, and resolves it when the heartbeat is back.
+fn watch_heartbeat(
+    state: &mut State,
+    key: &str,
+    cluster: Option<&str>,
+    last_seen: Millis,
+    now: Millis,
+    heartbeat: &HeartbeatSettings,
+    out: &mut Outcome,
+) {
     let silent = now - last_seen >= heartbeat.timeout;
-    let open = state
-        .incidents
-        .get(HEARTBEAT_INCIDENT)
-        .is_some_and(Incident::is_open);
+    let open = state.incidents.get(key).is_some_and(Incident::is_open);
     if silent && !open {
         let incident = state
             .incidents
-            .entry(HEARTBEAT_INCIDENT.to_string())
-            .or_insert_with(|| Incident {
-                key: HEARTBEAT_INCIDENT.to_string(),
-                team: heartbeat.team.clone(),
-                service: "monitoring-pipeline".into(),
-                alertname: "MonitoringPipelineSilent".into(),
-                labels: Labels::from([
-                    (
-                        "alertname".to_string(),
-                        "MonitoringPipelineSilent".to_string(),
-                    ),
-                    ("severity".to_string(), "critical".to_string()),
-                    ("team".to_string(), heartbeat.team.clone()),
-                ]),
-                annotations: Labels::from([(
-                    "summary".to_string(),
-                    format!(
-                        "No {} heartbeat from Alertmanager: the monitoring pipeline is silent.",
-                        heartbeat.alertname
-                    ),
-                )]),
-                annotations_vary: false,
-                generator_url: String::new(),
-                alertmanager_url: String::new(),
-                status: Status::New,
-                severity: Severity::Critical,
-                notified_severity: Severity::None,
-                opened_at: now,
-                last_notified_at: now,
-                sequence: 0,
-                episode: 0,
-                signals_told: BTreeSet::new(),
-                held: false,
-                unheard: false,
-                acknowledged: None,
-                escalation_step: 0,
-                members: BTreeMap::new(),
-            });
+            .entry(key.to_string())
+            .or_insert_with(|| silent_pipeline_incident(key, cluster, heartbeat, now));
         let kind = if incident.episode == 0 {
             IntentKind::Opened
         } else {
@@ -839,12 +876,66 @@ fn tick_heartbeat(
         notify(incident, kind, now, out);
     } else if !silent
         && open
-        && let Some(incident) = state.incidents.get_mut(HEARTBEAT_INCIDENT)
+        && let Some(incident) = state.incidents.get_mut(key)
         && incident.status == Status::Open
     {
         // The heartbeat is back: resolve through the usual hold.
         incident.status = Status::Resolving { since: now };
-        out.changed_incidents.insert(HEARTBEAT_INCIDENT.to_string());
+        out.changed_incidents.insert(key.to_string());
+    }
+}
+
+/// The "monitoring pipeline silent" incident (of `cluster`, in a fleet).
+fn silent_pipeline_incident(
+    key: &str,
+    cluster: Option<&str>,
+    heartbeat: &HeartbeatSettings,
+    now: Millis,
+) -> Incident {
+    let mut labels = Labels::from([
+        (
+            "alertname".to_string(),
+            "MonitoringPipelineSilent".to_string(),
+        ),
+        ("severity".to_string(), "critical".to_string()),
+        ("team".to_string(), heartbeat.team.clone()),
+    ]);
+    let summary = match cluster {
+        Some(cluster) => {
+            labels.insert("cluster".into(), cluster.to_string());
+            format!(
+                "No {} heartbeat from cluster {cluster}'s Alertmanager: its monitoring pipeline is silent.",
+                heartbeat.alertname
+            )
+        }
+        None => format!(
+            "No {} heartbeat from Alertmanager: the monitoring pipeline is silent.",
+            heartbeat.alertname
+        ),
+    };
+    Incident {
+        key: key.to_string(),
+        team: heartbeat.team.clone(),
+        service: "monitoring-pipeline".into(),
+        alertname: "MonitoringPipelineSilent".into(),
+        labels,
+        annotations: Labels::from([("summary".to_string(), summary)]),
+        annotations_vary: false,
+        generator_url: String::new(),
+        alertmanager_url: String::new(),
+        status: Status::New,
+        severity: Severity::Critical,
+        notified_severity: Severity::None,
+        opened_at: now,
+        last_notified_at: now,
+        sequence: 0,
+        episode: 0,
+        signals_told: BTreeSet::new(),
+        held: false,
+        unheard: false,
+        acknowledged: None,
+        escalation_step: 0,
+        members: BTreeMap::new(),
     }
 }
 
@@ -1419,6 +1510,7 @@ mod tests {
                 alertname: "Watchdog".into(),
                 timeout: 5 * MIN,
                 team: "platform".into(),
+                clusters: Vec::new(),
             }),
             ..settings()
         });
@@ -1438,6 +1530,64 @@ mod tests {
         run.tick(7 * MIN);
         run.tick(9 * MIN);
         assert_eq!(run.intents, vec![IntentKind::Opened, IntentKind::Resolved]);
+    }
+
+    /// In a fleet each cluster's heartbeat is watched on its own: the cluster that goes silent
+    /// (or never sends one) is one incident of its own, labelled with the cluster, and resolves
+    /// when it is back; the others' heartbeats do not hide it.
+    #[test]
+    fn each_cluster_of_a_fleet_has_a_heartbeat_of_its_own() {
+        let mut run = Run::new(DedupSettings {
+            heartbeat: Some(HeartbeatSettings {
+                alertname: "Watchdog".into(),
+                timeout: 5 * MIN,
+                team: "platform".into(),
+                clusters: vec!["eu".into(), "us".into(), "ap".into()],
+            }),
+            ..settings()
+        });
+        let watchdog = |cluster: &str| {
+            let mut alert = alert("", 0, true, 0, None, "info");
+            alert.alertname = "Watchdog".into();
+            alert.update.labels.insert("cluster".into(), cluster.into());
+            alert
+        };
+        run.tick(0);
+        // eu and us keep beating; ap never does, and us stops after 2 minutes.
+        for minute in 1..=12 {
+            let mut beats = vec![watchdog("eu")];
+            if minute <= 2 {
+                beats.push(watchdog("us"));
+            }
+            run.step(&beats, minute * MIN);
+            run.tick(minute * MIN);
+        }
+        let open: Vec<(&str, &str)> = run
+            .state
+            .incidents
+            .values()
+            .filter(|i| i.is_open())
+            .map(|i| (i.key.as_str(), i.labels["cluster"].as_str()))
+            .collect();
+        assert_eq!(
+            open,
+            [
+                ("stackgen/monitoring-pipeline/heartbeat/ap", "ap"),
+                ("stackgen/monitoring-pipeline/heartbeat/us", "us"),
+            ]
+        );
+        assert_eq!(run.intents, vec![IntentKind::Opened, IntentKind::Opened]);
+        assert!(!run.state.incidents.contains_key(HEARTBEAT_INCIDENT));
+        // us comes back: its incident resolves through the hold; ap's stays open.
+        for minute in 13..=20 {
+            run.step(&[watchdog("eu"), watchdog("us")], minute * MIN);
+            run.tick(minute * MIN);
+        }
+        assert_eq!(
+            run.intents,
+            vec![IntentKind::Opened, IntentKind::Opened, IntentKind::Resolved]
+        );
+        assert!(run.state.incidents["stackgen/monitoring-pipeline/heartbeat/ap"].is_open());
     }
 
     /// Property: whatever the batching, order and duplication of a storm's webhooks, one service

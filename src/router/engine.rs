@@ -25,7 +25,7 @@ use tracing::{error, warn};
 use super::alert::Millis;
 use super::clock::now_ms;
 use super::config::RouterConfig;
-use super::dedup::{self, Classified, HEARTBEAT_INCIDENT, Incident, Outcome, State};
+use super::dedup::{self, Classified, Incident, Outcome, State};
 use super::metrics::{Metrics, labels};
 use super::notification::Notification;
 use super::quiet;
@@ -590,11 +590,13 @@ impl Engine {
             Ok(true) => {
                 let heartbeat = self.config.dedup.heartbeat.is_some();
                 let scope = Scope {
-                    keys: if heartbeat {
-                        vec![HEARTBEAT_INCIDENT.to_string()]
-                    } else {
-                        Vec::new()
-                    },
+                    keys: self
+                        .config
+                        .dedup
+                        .heartbeat
+                        .as_ref()
+                        .map(|h| h.incident_keys())
+                        .unwrap_or_default(),
                     open: true,
                     heartbeat,
                 };

@@ -151,15 +151,21 @@ fn committed_state_and_outbox_come_back(backend: &dyn Backend) {
             .commit(&Batch {
                 incidents: vec![incident(key, Status::Open)],
                 members: vec![(key.into(), u64::MAX, member(true))],
-                heartbeat: Some(Heartbeat { last_seen: Some(7) }),
+                heartbeat: Some(Heartbeat {
+                    last_seen: Some(7),
+                    clusters: [("eu-west-1".to_string(), 7), ("us-east-1".to_string(), 2)].into(),
+                }),
                 outbox: vec![entry("n1", "t/hook", 5), entry("n1", "t/hook", 5)],
                 ..Batch::default()
             })
             .expect("commit");
-        // The heartbeat only moves forward.
+        // The heartbeat only moves forward, each cluster's too.
         store
             .commit(&Batch {
-                heartbeat: Some(Heartbeat { last_seen: Some(3) }),
+                heartbeat: Some(Heartbeat {
+                    last_seen: Some(3),
+                    clusters: [("eu-west-1".to_string(), 3), ("us-east-1".to_string(), 6)].into(),
+                }),
                 ..Batch::default()
             })
             .expect("commit");
@@ -171,6 +177,10 @@ fn committed_state_and_outbox_come_back(backend: &dyn Backend) {
     assert_eq!(state.incidents[key].members[&u64::MAX], member(true));
     assert_eq!(state.incidents[key].status, Status::Open);
     assert_eq!(state.heartbeat.last_seen, Some(7));
+    assert_eq!(
+        state.heartbeat.clusters,
+        [("eu-west-1".to_string(), 7), ("us-east-1".to_string(), 6)].into()
+    );
     assert_eq!(
         store.pending_count().expect("count"),
         1,

@@ -21,7 +21,7 @@ pub(super) const DEDUP_KEYS: &[&str] = &[
     "stale_after",
     "reminder",
 ];
-const HEARTBEAT_KEYS: &[&str] = &["alertname", "timeout", "team"];
+const HEARTBEAT_KEYS: &[&str] = &["alertname", "timeout", "team", "clusters"];
 const OWNERSHIP_KEYS: &[&str] = &["services", "namespaces", "rules", "default_team"];
 const RULE_KEYS: &[&str] = &["matchers", "team"];
 const ROUTE_KEYS: &[&str] = &["matchers", "destinations", "continue"];
@@ -158,10 +158,27 @@ impl Checker {
         let timeout = self.duration(Some(&h), "timeout", "5m");
         let (team, _) = self.required_string(&h, "team")?;
         self.known_team(teams, &team, h.get("team"), "heartbeat.team");
+        let mut clusters: Vec<String> = Vec::new();
+        for (i, node) in self.list(&h, "clusters").into_iter().enumerate() {
+            let field = format!("heartbeat.clusters[{i}]");
+            if let Some((cluster, _)) = self.string(node, &field) {
+                if clusters.contains(&cluster) {
+                    self.error(
+                        node.span(),
+                        &field,
+                        format!("cluster `{cluster}` is listed twice"),
+                        Some("list each cluster of the fleet once".into()),
+                    );
+                } else {
+                    clusters.push(cluster);
+                }
+            }
+        }
         Some(HeartbeatSettings {
             alertname,
             timeout,
             team,
+            clusters,
         })
     }
 

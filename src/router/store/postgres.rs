@@ -95,6 +95,12 @@ CREATE TABLE silences (
     data TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE cluster_heartbeats (
+    cluster TEXT PRIMARY KEY,
+    last_seen BIGINT NOT NULL
+);
+"#,
 ];
 
 const ENTRY_COLUMNS: &str =
@@ -110,6 +116,8 @@ struct Statements {
     select_locked_open: Statement,
     members_of: Statement,
     heartbeat: Statement,
+    cluster_heartbeats: Statement,
+    upsert_cluster_heartbeat: Statement,
     drop_placeholders: Statement,
     upsert_incidents: Statement,
     upsert_members: Statement,
@@ -142,6 +150,12 @@ impl Statements {
                 "SELECT incident_key, fingerprint, data FROM members WHERE incident_key = ANY($1)",
             )?,
             heartbeat: client.prepare("SELECT last_seen FROM heartbeat WHERE id = 1")?,
+            cluster_heartbeats: client
+                .prepare("SELECT cluster, last_seen FROM cluster_heartbeats")?,
+            upsert_cluster_heartbeat: client.prepare(
+                "INSERT INTO cluster_heartbeats (cluster, last_seen) VALUES ($1, $2) ON CONFLICT (cluster) \
+                 DO UPDATE SET last_seen = GREATEST(cluster_heartbeats.last_seen, excluded.last_seen)",
+            )?,
             drop_placeholders: client
                 .prepare("DELETE FROM incidents WHERE key = ANY($1) AND data IS NULL")?,
             upsert_incidents: client.prepare(
@@ -452,12 +466,17 @@ fn read_heartbeat(
     client: &mut impl postgres::GenericClient,
     statements: &Statements,
 ) -> Result<Heartbeat, StoreError> {
+    let mut clusters = std::collections::BTreeMap::new();
+    for row in client.query(&statements.cluster_heartbeats, &[])? {
+        clusters.insert(row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?);
+    }
     Ok(Heartbeat {
         last_seen: client
             .query_opt(&statements.heartbeat, &[])?
             .map(|row| row.try_get::<_, Option<i64>>(0))
             .transpose()?
             .flatten(),
+        clusters,
     })
 }
 
@@ -517,6 +536,9 @@ fn write_batch(
     }
     if let Some(last_seen) = batch.heartbeat.as_ref().and_then(|h| h.last_seen) {
         tx.execute(&statements.upsert_heartbeat, &[&last_seen])?;
+    }
+    for (cluster, last_seen) in batch.heartbeat.iter().flat_map(|h| &h.clusters) {
+        tx.execute(&statements.upsert_cluster_heartbeat, &[cluster, last_seen])?;
     }
     for silence in &batch.silences {
         tx.execute(

@@ -68,6 +68,12 @@ CREATE TABLE silences (
     data TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE cluster_heartbeats (
+    cluster TEXT PRIMARY KEY,
+    last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -187,6 +193,14 @@ fn read_silences(conn: &Connection) -> Result<Silences, StoreError> {
 }
 
 fn read_heartbeat(conn: &Connection) -> Result<Heartbeat, StoreError> {
+    let mut clusters = std::collections::BTreeMap::new();
+    let mut rows = conn.prepare_cached("SELECT cluster, last_seen FROM cluster_heartbeats")?;
+    for row in rows.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })? {
+        let (cluster, last_seen) = row?;
+        clusters.insert(cluster, last_seen);
+    }
     Ok(Heartbeat {
         last_seen: conn
             .query_row("SELECT last_seen FROM heartbeat WHERE id = 1", [], |row| {
@@ -194,6 +208,7 @@ fn read_heartbeat(conn: &Connection) -> Result<Heartbeat, StoreError> {
             })
             .optional()?
             .flatten(),
+        clusters,
     })
 }
 
@@ -232,6 +247,13 @@ fn write_batch(tx: &Connection, batch: &Batch) -> Result<(), StoreError> {
              THEN excluded.last_seen ELSE heartbeat.last_seen END",
             params![last_seen],
         )?;
+    }
+    let mut upsert_cluster = tx.prepare_cached(
+        "INSERT INTO cluster_heartbeats (cluster, last_seen) VALUES (?1, ?2) ON CONFLICT (cluster) DO UPDATE SET \
+         last_seen = MAX(cluster_heartbeats.last_seen, excluded.last_seen)",
+    )?;
+    for (cluster, last_seen) in batch.heartbeat.iter().flat_map(|h| &h.clusters) {
+        upsert_cluster.execute(params![cluster, last_seen])?;
     }
     // An entry planned twice (same idempotency key) is stored once.
     let mut insert_entry = tx.prepare_cached(
