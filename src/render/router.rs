@@ -11,7 +11,7 @@ use super::{
     Builder, PodDefaults, RenderError, allow_from_components, content_hash, labels,
     projected_secrets, resources, selector,
 };
-use crate::spec::{Destination, SecretRef, Spec};
+use crate::spec::{Destination, SecretRef, Spec, defaults};
 use crate::time_interval::TimeInterval;
 
 /// Where the router finds a Secret key: the projected volume mounts each as `<secret>/<key>`.
@@ -154,13 +154,16 @@ fn config_context(spec: &Spec) -> Value {
         })
         .collect();
     // With no team declared, the platform team logs every notification, so the router still works.
-    let default_team = spec
-        .router
-        .platform_team
-        .clone()
-        .or_else(|| teams.is_empty().then(|| "platform".to_string()));
+    let default_team = spec.router.platform_team.clone().or_else(|| {
+        teams
+            .is_empty()
+            .then(|| defaults::UNDECLARED_TEAM.to_string())
+    });
     if teams.is_empty() {
-        teams.insert("platform", json!({ "destinations": [{"kind": "log"}] }));
+        teams.insert(
+            defaults::UNDECLARED_TEAM,
+            json!({ "destinations": [{"kind": "log"}] }),
+        );
     }
     let services: BTreeMap<String, &str> = spec
         .services

@@ -22,6 +22,8 @@ pub const ALERTMANAGER_VOLUME: &str = "1Gi";
 pub const GRAFANA_VOLUME: &str = "2Gi";
 pub const GRAFANA_ADMIN_SECRET: &str = "grafana-admin";
 
+/// With no team declared, this team owns everything and the router logs its notifications.
+pub const UNDECLARED_TEAM: &str = "platform";
 pub const ROUTER_IMAGE: &str = "ghcr.io/stackgen/stackgen:0.1.0";
 pub const ROUTER_AUTH_SECRET: &str = "stackgen-router-auth";
 pub const ROUTER_REPLICAS: u32 = 1;

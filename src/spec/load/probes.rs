@@ -477,12 +477,12 @@ impl Checker {
                         continue;
                     }
                 }
-            } else if !teams.iter().any(|t| t.name == probe.team) {
+            } else if !team_exists(teams, &probe.team) {
                 self.error_at(
                     probe.owner_location,
                     &field,
                     format!("no team `{}`", probe.team),
-                    Some("name a team of the spec or of a team file".into()),
+                    Some(no_team_hint(teams)),
                 );
                 continue;
             }
@@ -494,15 +494,36 @@ impl Checker {
     /// A scrape job's team must exist.
     pub(in crate::spec) fn scrape_job_owners(&mut self, jobs: &[ScrapeJob], teams: &[Team]) {
         for job in jobs {
-            if !teams.iter().any(|t| t.name == job.team) {
+            if !team_exists(teams, &job.team) {
                 self.error_at(
                     job.team_location,
                     &format!("prometheus.scrape_jobs.{}.team", job.name),
                     format!("no team `{}`", job.team),
-                    Some("name a team of the spec or of a team file".into()),
+                    Some(no_team_hint(teams)),
                 );
             }
         }
+    }
+}
+
+/// Whether `team` owns things here: a declared team, or, with none declared, the team that
+/// then owns everything.
+fn team_exists(teams: &[Team], team: &str) -> bool {
+    if teams.is_empty() {
+        team == crate::spec::defaults::UNDECLARED_TEAM
+    } else {
+        teams.iter().any(|t| t.name == team)
+    }
+}
+
+fn no_team_hint(teams: &[Team]) -> String {
+    if teams.is_empty() {
+        format!(
+            "with no team declared, team `{}` owns everything (its notifications are logged): write that, or declare the team under `teams:`",
+            crate::spec::defaults::UNDECLARED_TEAM
+        )
+    } else {
+        "name a team of the spec or of a team file".into()
     }
 }
 
@@ -521,6 +542,27 @@ fn check_host_port(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::check_host_port;
+
+    /// Without teams, the team that then owns everything owns a probe; another name is an
+    /// error that says so.
+    #[test]
+    fn without_teams_the_undeclared_team_owns_probes() {
+        let spec = |team: &str| {
+            format!(
+                "cluster: {{name: prod}}\nprobes:\n  - {{name: site, url: https://example.com/, team: {team}}}\n"
+            )
+        };
+        let parsed = crate::spec::parse("stack.yaml", &spec("platform")).expect("valid");
+        assert_eq!(parsed.probes[0].team, "platform");
+        let problems = crate::spec::parse("stack.yaml", &spec("ops")).expect_err("no team ops");
+        assert_eq!(problems[0].message, "no team `ops`");
+        assert!(
+            problems[0]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("team `platform` owns everything"))
+        );
+    }
 
     #[test]
     fn a_target_is_a_host_and_a_port() {
