@@ -492,15 +492,39 @@ pub fn step(
 /// A new incident for an alert, not yet evaluated.
 fn new_incident(alert: &Classified, now: Millis) -> Incident {
     Incident {
-        key: alert.key.clone(),
-        team: alert.team.clone(),
-        service: alert.service.clone(),
-        alertname: alert.alertname.clone(),
-        labels: alert.incident_labels(),
         annotations: alert.update.annotations.clone(),
-        annotations_vary: false,
         generator_url: alert.update.generator_url.clone(),
         alertmanager_url: alert.update.alertmanager_url.clone(),
+        ..unopened_incident(
+            &alert.key,
+            &alert.team,
+            &alert.service,
+            &alert.alertname,
+            alert.incident_labels(),
+            now,
+        )
+    }
+}
+
+/// An incident that has told nothing yet and has no members, no annotations and no severity.
+fn unopened_incident(
+    key: &str,
+    team: &str,
+    service: &str,
+    alertname: &str,
+    labels: Labels,
+    now: Millis,
+) -> Incident {
+    Incident {
+        key: key.to_string(),
+        team: team.to_string(),
+        service: service.to_string(),
+        alertname: alertname.to_string(),
+        labels,
+        annotations: Labels::new(),
+        annotations_vary: false,
+        generator_url: String::new(),
+        alertmanager_url: String::new(),
         status: Status::New,
         severity: Severity::None,
         notified_severity: Severity::None,
@@ -914,28 +938,16 @@ fn silent_pipeline_incident(
         ),
     };
     Incident {
-        key: key.to_string(),
-        team: heartbeat.team.clone(),
-        service: "monitoring-pipeline".into(),
-        alertname: "MonitoringPipelineSilent".into(),
-        labels,
         annotations: Labels::from([("summary".to_string(), summary)]),
-        annotations_vary: false,
-        generator_url: String::new(),
-        alertmanager_url: String::new(),
-        status: Status::New,
         severity: Severity::Critical,
-        notified_severity: Severity::None,
-        opened_at: now,
-        last_notified_at: now,
-        sequence: 0,
-        episode: 0,
-        signals_told: BTreeSet::new(),
-        held: false,
-        unheard: false,
-        acknowledged: None,
-        escalation_step: 0,
-        members: BTreeMap::new(),
+        ..unopened_incident(
+            key,
+            &heartbeat.team,
+            "monitoring-pipeline",
+            "MonitoringPipelineSilent",
+            labels,
+            now,
+        )
     }
 }
 

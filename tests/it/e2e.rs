@@ -29,7 +29,7 @@ use super::destinations::{Killed, SmtpServer, start_smtp};
 use super::http_stub::{HttpStub, Reply};
 use super::kube_state::{ClusterState, Deployment, KubeStateMetrics};
 use super::router::{Router, Sink, TOKEN};
-use super::support::{free_port, render_to_temp, tool, wait_explained};
+use super::support::{free_port, render_to_temp, tool, url_encode, wait_explained};
 
 const PROMETHEUS_PKG: &str = "apt-get install prometheus";
 pub(super) const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";
@@ -1369,13 +1369,7 @@ impl Pipeline {
 
     /// How many series `query` returns in Prometheus now.
     fn series(&self, query: &str) -> usize {
-        let encoded: String = query
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b':' => (b as char).to_string(),
-                other => format!("%{other:02X}"),
-            })
-            .collect();
+        let encoded = url_encode(query);
         self.prometheus
             .get_json(&format!("/api/v1/query?query={encoded}"))["data"]["result"]
             .as_array()

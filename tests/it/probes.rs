@@ -8,28 +8,17 @@ use serde_json::Value;
 
 use super::e2e::{DEADLINE, Server, spawn, start_prometheus};
 use super::http_stub::{HttpStub, Reply};
-use super::support::{free_port, stackgen, stderr, tool, wait_explained};
+use super::support::{free_port, render_into, tool, url_encode, wait_explained};
 
 /// Where the rendered jobs send probes, replaced by the loopback exporter's address.
 const EXPORTER_IN_CLUSTER: &str = "blackbox-exporter.monitoring.svc:9115";
 
 fn query(prometheus: &Server, promql: &str) -> Vec<Value> {
-    let encoded: String = url_encode(promql);
+    let encoded = url_encode(promql);
     prometheus.get_json(&format!("/api/v1/query?query={encoded}"))["data"]["result"]
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]
@@ -82,13 +71,7 @@ probes:
     )
     .expect("spec");
     let out = dir.join("out");
-    let rendered = stackgen(&[
-        "render",
-        &spec.display().to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
-    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    render_into(&spec, &out);
 
     let exporter_bin = tool(
         "prometheus-blackbox-exporter",

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 use super::e2e::{DEADLINE, Fleet, Server, spawn, start_prometheus};
-use super::support::{free_port, stackgen, stderr, tool, wait_explained};
+use super::support::{free_port, render_into, tool, url_encode, wait_explained};
 
 const CLUSTER: &str = "eu-west-1";
 const USER: &str = "eu-west-1";
@@ -77,7 +77,7 @@ impl Receiver {
 
     /// The result vector of an instant query.
     fn query(&self, promql: &str) -> Vec<Value> {
-        let path = format!("/api/v1/query?query={}", urlencode(promql));
+        let path = format!("/api/v1/query?query={}", url_encode(promql));
         self.get(&path)
             .and_then(|text| serde_json::from_str::<Value>(&text).ok())
             .and_then(|answer| answer["data"]["result"].as_array().cloned())
@@ -87,17 +87,6 @@ impl Receiver {
     fn log(&self) -> String {
         self.server.log()
     }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]
@@ -135,13 +124,7 @@ services:
     )
     .expect("spec");
     let out = dir.join("out");
-    let rendered = stackgen(&[
-        "render",
-        &spec.display().to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
-    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    render_into(&spec, &out);
     let secrets = dir.join("etc/prometheus/secrets/central-write");
     std::fs::create_dir_all(&secrets).expect("secret dir");
     std::fs::write(secrets.join("password"), PASSWORD).expect("secret");

@@ -37,6 +37,18 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// `text` percent-encoded for a URL query value (every byte but the unreserved ones).
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Polls `produce` until it gives a value or the deadline passes, and returns the value.
 pub fn wait_until<T>(what: &str, deadline: Duration, mut produce: impl FnMut() -> Option<T>) -> T {
     let mut value = None;
@@ -96,13 +108,19 @@ pub const GOLDEN_CASES: &[(&str, &str)] = &[
 pub fn render_to_temp(spec: &str) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = tmp.path().join("out");
+    render_into(Path::new(spec), &out);
+    (tmp, out)
+}
+
+/// Renders `spec` into `out`; panics with stackgen's errors when it fails.
+pub fn render_into(spec: &Path, out: &Path) {
+    let spec = spec.to_str().expect("utf-8 path");
     let result = stackgen(&["render", spec, "--out", out.to_str().expect("utf-8 path")]);
     assert!(
         result.status.success(),
         "render {spec} failed:\n{}",
         stderr(&result)
     );
-    (tmp, out)
 }
 
 /// Path of a real tool; panics with the package to install when it is missing (never skips).
