@@ -599,6 +599,11 @@ fn render_command(
             "clusters": stacks.iter().map(|(name, _)| name).collect::<Vec<_>>(),
             "namespace": chosen[0].namespace,
             "secrets": required_secrets(&chosen[0]),
+            "secrets_by_cluster": chosen.iter().map(|loaded| serde_json::json!({
+                "cluster": loaded.cluster.name,
+                "namespace": loaded.namespace,
+                "secrets": required_secrets(loaded),
+            })).collect::<Vec<_>>(),
         });
         println!("{document:#}");
         return Ok(Outcome::Ok);
@@ -624,15 +629,8 @@ fn render_command(
     } else {
         eprintln!("apply with: kubectl apply -k {}", out.display());
     }
+    print_required_secrets(&chosen, is_fleet);
     let loaded = &chosen[0];
-    eprintln!(
-        "the stack reads these Secrets in namespace {} (create them first{}):",
-        loaded.namespace,
-        if is_fleet { ", in every cluster" } else { "" }
-    );
-    for line in required_secrets(loaded) {
-        eprintln!("  {line}");
-    }
     if let Some(platform) = &loaded.router.platform_team
         && render::direct_path::direct_destinations(loaded).is_empty()
     {
@@ -817,11 +815,20 @@ fn images(spec: &Path, upstream: bool, format: Format) -> anyhow::Result<Outcome
     let Some(fleet) = load_fleet(spec)? else {
         return Ok(Outcome::Invalid);
     };
-    // A fleet's clusters may pull from different mirrors: every cluster's images, once each.
+    // A fleet's clusters may pull from different mirrors: every cluster's images, once each,
+    // with the clusters that pull it.
     let mut pairs = std::collections::BTreeMap::new();
+    let mut pulled_by: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
     for loaded in &fleet {
-        let stack = render::render(loaded).context("rendering the stack")?;
-        pairs.extend(stack.images_with_upstream().clone());
+        let stack = render::render(loaded)
+            .with_context(|| format!("rendering the stack of cluster {}", loaded.cluster.name))?;
+        for (pulled, source) in stack.images_with_upstream() {
+            pulled_by
+                .entry(pulled.clone())
+                .or_default()
+                .push(&loaded.cluster.name);
+            pairs.insert(pulled.clone(), source.clone());
+        }
     }
     let mut stdout = std::io::stdout().lock();
     match format {
@@ -845,6 +852,7 @@ fn images(spec: &Path, upstream: bool, format: Format) -> anyhow::Result<Outcome
                         "image": pulled,
                         "upstream": source,
                         "digest": pulled.split_once('@').map(|(_, digest)| digest),
+                        "clusters": pulled_by.get(pulled),
                     })
                 })
                 .collect();
@@ -1285,6 +1293,37 @@ fn colourize(text: &str, colour: bool) -> String {
 }
 
 /// The Secrets (and keys) the rendered stack expects to exist.
+/// Prints the Secrets each rendered stack reads: once when every cluster reads the same ones in
+/// the same namespace, else per group of clusters that do (the router's only where it runs).
+fn print_required_secrets(chosen: &[spec::Spec], is_fleet: bool) {
+    let mut groups: Vec<(&str, Vec<String>, Vec<&str>)> = Vec::new();
+    for loaded in chosen {
+        let secrets = required_secrets(loaded);
+        match groups
+            .iter_mut()
+            .find(|(namespace, listed, _)| *namespace == loaded.namespace && *listed == secrets)
+        {
+            Some((_, _, clusters)) => clusters.push(&loaded.cluster.name),
+            None => groups.push((&loaded.namespace, secrets, vec![&loaded.cluster.name])),
+        }
+    }
+    for (namespace, secrets, clusters) in &groups {
+        let clusters = match (is_fleet, groups.len()) {
+            (false, _) => String::new(),
+            (true, 1) => ", in every cluster".to_string(),
+            (true, _) => format!(", in {}", clusters.join(", ")),
+        };
+        eprintln!(
+            "the stack reads these Secrets in namespace {namespace} (create them first{clusters}):"
+        );
+        for line in secrets {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+/// The Secrets `spec`'s stack reads, one line per Secret with its keys and reader. A cluster of
+/// a fleet whose router runs elsewhere reads only the token its Alertmanager sends with.
 fn required_secrets(spec: &spec::Spec) -> Vec<String> {
     let mut lines = vec![
         format!(
@@ -1296,14 +1335,29 @@ fn required_secrets(spec: &spec::Spec) -> Vec<String> {
             spec.router.auth_secret
         ),
     ];
-    let mut by_secret: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for r in spec.secret_refs() {
-        by_secret.entry(r.secret).or_default().push(r.key);
+    let router_here = spec.router.remote.is_none();
+    let router_refs = spec.secret_refs().into_iter().filter(|_| router_here);
+    let readers = router_refs.map(|r| (r, "the router")).chain(
+        render::direct_path::direct_path(spec)
+            .secrets
+            .into_iter()
+            .map(|r| (r, "Alertmanager")),
+    );
+    let mut by_secret: std::collections::BTreeMap<String, (Vec<String>, Vec<&str>)> =
+        Default::default();
+    for (r, reader) in readers {
+        let (keys, readers) = by_secret.entry(r.secret).or_default();
+        if !keys.contains(&r.key) {
+            keys.push(r.key);
+        }
+        if !readers.contains(&reader) {
+            readers.push(reader);
+        }
     }
     lines.extend(
-        by_secret
-            .into_iter()
-            .map(|(s, keys)| format!("{s}: {} (the router)", keys.join(", "))),
+        by_secret.into_iter().map(|(s, (keys, readers))| {
+            format!("{s}: {} ({})", keys.join(", "), readers.join(", "))
+        }),
     );
     let mut by_secret: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for r in spec.grafana_secret_refs() {
@@ -1324,7 +1378,11 @@ fn required_secrets(spec: &spec::Spec) -> Vec<String> {
             keys.join(", ")
         )
     }));
-    match (&spec.router.postgres, &spec.router.postgres_ca) {
+    let (postgres, postgres_ca) = match router_here {
+        true => (&spec.router.postgres, &spec.router.postgres_ca),
+        false => (&None, &None),
+    };
+    match (postgres, postgres_ca) {
         (Some(db), Some(ca)) if ca.secret == db.secret => lines.push(format!(
             "{}: {}, {} (the router's PostgreSQL URL and CA bundle)",
             db.secret, db.key, ca.key

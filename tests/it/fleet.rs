@@ -141,6 +141,87 @@ fn a_fleet_renders_one_validated_stack_per_cluster_all_routed_to_one_router() {
     assert!(stdout(&validated).contains("ok (3 clusters)"));
 }
 
+/// The Secrets `cluster` reads, from the JSON render summary, by name.
+fn secrets_of<'a>(summary: &'a serde_json::Value, cluster: &str) -> Vec<&'a str> {
+    summary["secrets_by_cluster"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["cluster"] == cluster))
+        .and_then(|c| c["secrets"].as_array())
+        .unwrap_or_else(|| panic!("no secrets of {cluster}: {summary}"))
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect()
+}
+
+#[test]
+fn each_cluster_is_told_the_secrets_and_images_it_needs_and_only_those() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("fleet").display().to_string();
+    let rendered = stackgen(&["render", SPEC, "--out", &out, "--format", "json"]);
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let summary: serde_json::Value = serde_json::from_slice(&rendered.stdout).expect("JSON");
+    let hub = secrets_of(&summary, "eu-west-1");
+    assert!(
+        hub.contains(&"router-db: url (the router's PostgreSQL URL)"),
+        "{hub:?}"
+    );
+    assert!(
+        hub.contains(&"chat: payments, platform (the router, Alertmanager)"),
+        "{hub:?}"
+    );
+    for cluster in ["us-east-1", "ap-south-1"] {
+        let other = secrets_of(&summary, cluster);
+        // Its Alertmanager signs its webhooks and delivers the platform team's direct path;
+        // the router's own Secrets (its database, the other teams' destinations) stay in the hub.
+        assert!(
+            other.contains(&"stackgen-router-auth: token (Alertmanager -> router)"),
+            "{other:?}"
+        );
+        assert!(
+            other.contains(&"chat: platform (Alertmanager)"),
+            "{other:?}"
+        );
+        assert!(
+            !other.iter().any(|line| line.contains("router-db")),
+            "{cluster}: {other:?}"
+        );
+    }
+    let text = stackgen(&["render", SPEC, "--out", &out]);
+    let told = stderr(&text);
+    assert!(
+        told.contains("(create them first, in us-east-1, ap-south-1):"),
+        "{told}"
+    );
+
+    let images = stackgen(&["images", SPEC, "--format", "json"]);
+    assert!(images.status.success(), "{}", stderr(&images));
+    let listed: serde_json::Value = serde_json::from_slice(&images.stdout).expect("JSON");
+    let clusters_of = |prefix: &str| -> Vec<String> {
+        listed["images"]
+            .as_array()
+            .and_then(|all| {
+                all.iter().find(|i| {
+                    i["image"]
+                        .as_str()
+                        .is_some_and(|image| image.starts_with(prefix))
+                })
+            })
+            .and_then(|image| image["clusters"].as_array())
+            .unwrap_or_else(|| panic!("no image {prefix}: {listed}"))
+            .iter()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(
+        clusters_of("asia-docker.pkg.dev/acme/mirror/prometheus/prometheus:"),
+        ["ap-south-1"]
+    );
+    assert_eq!(
+        clusters_of("quay.io/prometheus/prometheus:"),
+        ["eu-west-1", "us-east-1"]
+    );
+}
+
 #[test]
 fn a_fleet_problem_points_at_its_cluster_once_and_a_shared_problem_is_reported_once() {
     let tmp = tempfile::tempdir().expect("temp dir");
