@@ -989,8 +989,9 @@ impl Checker {
             .filter(|n| !crate::config_check::is_null(n))
             .and_then(|node| self.secret_ref(node, "router.store.postgres.ca"));
         let replicas = self.uint(o, "replicas", 1, 10, defaults::ROUTER_REPLICAS.into()) as u32;
+        // A store given but wrong has its own errors; this one is for a store not given.
         if replicas > 1
-            && postgres.is_none()
+            && postgres_node.is_none()
             && let Some(node) = o.and_then(|r| r.get("replicas"))
         {
             self.error(
