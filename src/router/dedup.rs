@@ -50,8 +50,9 @@ pub struct HeartbeatSettings {
     /// The team that owns the "monitoring pipeline silent" incident.
     pub team: String,
     /// A fleet's clusters (by their `cluster` label): each has a heartbeat of its own, so one
-    /// cluster going silent is not hidden by the others; a cluster heard from but not listed is
-    /// watched too. Empty: one heartbeat, whichever cluster sends it.
+    /// cluster going silent is not hidden by the others. Only the listed clusters are watched: a
+    /// cluster taken out of the fleet stops being one (its open incident resolves) and a cluster
+    /// not listed yet is not paged for. Empty: one heartbeat, whichever cluster sends it.
     pub clusters: Vec<String>,
 }
 
@@ -433,7 +434,7 @@ pub fn step(
                     .update
                     .labels
                     .get("cluster")
-                    .filter(|_| !heartbeat.clusters.is_empty())
+                    .filter(|cluster| heartbeat.clusters.contains(cluster))
                 {
                     let seen = state
                         .heartbeat
@@ -853,20 +854,29 @@ fn tick_heartbeat(
         return;
     }
     for cluster in &heartbeat.clusters {
-        if !state.heartbeat.clusters.contains_key(cluster) {
-            state.heartbeat.clusters.insert(cluster.clone(), now);
-            out.heartbeat_changed = true;
-        }
+        let last_seen = *state
+            .heartbeat
+            .clusters
+            .entry(cluster.clone())
+            .or_insert_with(|| {
+                // Count the silence from the first tick, so a heartbeat that never arrives is noticed.
+                out.heartbeat_changed = true;
+                now
+            });
+        let key = cluster_heartbeat_incident(cluster);
+        watch_heartbeat(state, &key, Some(cluster), last_seen, now, heartbeat, out);
     }
-    let watched: Vec<(String, Millis)> = state
-        .heartbeat
-        .clusters
-        .iter()
-        .map(|(cluster, seen)| (cluster.clone(), *seen))
-        .collect();
-    for (cluster, last_seen) in watched {
-        let key = cluster_heartbeat_incident(&cluster);
-        watch_heartbeat(state, &key, Some(&cluster), last_seen, now, heartbeat, out);
+    // A cluster taken out of the fleet: its silence is no incident any more.
+    let prefix = cluster_heartbeat_incident("");
+    let keys = &heartbeat.incident_keys();
+    for incident in state.incidents.values_mut() {
+        if incident.key.starts_with(&prefix)
+            && incident.status == Status::Open
+            && !keys.contains(&incident.key)
+        {
+            incident.status = Status::Resolving { since: now };
+            out.changed_incidents.insert(incident.key.clone());
+        }
     }
 }
 
@@ -1600,6 +1610,41 @@ mod tests {
             vec![IntentKind::Opened, IntentKind::Opened, IntentKind::Resolved]
         );
         assert!(run.state.incidents["stackgen/monitoring-pipeline/heartbeat/ap"].is_open());
+
+        // ap is taken out of the fleet: its incident resolves, and it is not watched any more.
+        let mut without_ap = run.settings.clone();
+        if let Some(heartbeat) = without_ap.heartbeat.as_mut() {
+            heartbeat.clusters.retain(|c| c != "ap");
+        }
+        run.settings = without_ap;
+        for minute in 21..=40 {
+            run.step(&[watchdog("eu"), watchdog("us")], minute * MIN);
+            run.tick(minute * MIN);
+        }
+        assert_eq!(
+            run.intents,
+            vec![
+                IntentKind::Opened,
+                IntentKind::Opened,
+                IntentKind::Resolved,
+                IntentKind::Resolved
+            ]
+        );
+        assert!(run.state.incidents.values().all(|i| !i.is_open()));
+        // A cluster not listed is not paged for, however long it beats and then stops.
+        for minute in 41..=45 {
+            run.step(
+                &[watchdog("eu"), watchdog("us"), watchdog("new")],
+                minute * MIN,
+            );
+            run.tick(minute * MIN);
+        }
+        for minute in 46..=60 {
+            run.step(&[watchdog("eu"), watchdog("us")], minute * MIN);
+            run.tick(minute * MIN);
+        }
+        assert_eq!(run.intents.len(), 4, "{:?}", run.intents);
+        assert!(!run.state.heartbeat.clusters.contains_key("new"));
     }
 
     /// Property: whatever the batching, order and duplication of a storm's webhooks, one service
