@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::e2e::{DEADLINE, start_prometheus};
 use super::http_stub::{HttpStub, Reply};
-use super::support::{render_to_temp, stackgen, stderr, stdout, wait_explained, wait_until};
+use super::support::{query, render_to_temp, stackgen, stderr, stdout, wait_explained, wait_until};
 
 const SPEC: &str = "tests/fixtures/conventions/stack.yaml";
 /// Requests a second to every service but `quiet`.
@@ -235,18 +235,6 @@ fn quicken_rules(rules: &Path) {
             .replace("interval: \"5m\"", "interval: \"1s\"");
         std::fs::write(&path, text).expect("write rules");
     }
-}
-
-/// The series of an instant query, or none while Prometheus cannot answer.
-pub(super) fn query(base: &str, expr: &str) -> Vec<Value> {
-    ureq::get(format!("{base}/api/v1/query"))
-        .query("query", expr)
-        .call()
-        .ok()
-        .and_then(|mut response| response.body_mut().read_to_string().ok())
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|body| body["data"]["result"].as_array().cloned())
-        .unwrap_or_default()
 }
 
 /// `(namespace/service, label)` of every series.

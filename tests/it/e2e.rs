@@ -29,7 +29,7 @@ use super::destinations::{Killed, SmtpServer, start_smtp};
 use super::http_stub::{HttpStub, Reply};
 use super::kube_state::{ClusterState, Deployment, KubeStateMetrics};
 use super::router::{Router, Sink, TOKEN};
-use super::support::{free_port, render_to_temp, tool, url_encode, wait_explained};
+use super::support::{free_port, render_to_temp, tool, wait_explained};
 
 const PROMETHEUS_PKG: &str = "apt-get install prometheus";
 pub(super) const ALERTMANAGER_PKG: &str = "apt-get install prometheus-alertmanager";
@@ -166,6 +166,11 @@ impl Server {
 
     pub(super) fn get_json(&self, path: &str) -> Value {
         get_json(&self.url(path))
+    }
+
+    /// The series of an instant query to this Prometheus.
+    pub(super) fn query(&self, expr: &str) -> Vec<Value> {
+        super::support::query(&self.url(""), expr)
     }
 
     pub(super) fn log(&self) -> String {
@@ -1369,11 +1374,7 @@ impl Pipeline {
 
     /// How many series `query` returns in Prometheus now.
     fn series(&self, query: &str) -> usize {
-        let encoded = url_encode(query);
-        self.prometheus
-            .get_json(&format!("/api/v1/query?query={encoded}"))["data"]["result"]
-            .as_array()
-            .map_or(0, Vec::len)
+        self.prometheus.query(query).len()
     }
 }
 

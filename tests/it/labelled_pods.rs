@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use super::conventions::query;
 use super::e2e::{DEADLINE, start_prometheus};
 use super::http_stub::{HttpStub, Reply};
+use super::support::query;
 use super::support::{render_to_temp, wait_explained};
 
 const JOB: &str = "labelled-pods";

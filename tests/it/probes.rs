@@ -4,22 +4,12 @@
 //! Each probe's result must arrive with its owner's labels, and the failing ones must be on their
 //! way to a ProbeFailing alert.
 
-use serde_json::Value;
-
-use super::e2e::{DEADLINE, Server, spawn, start_prometheus};
+use super::e2e::{DEADLINE, spawn, start_prometheus};
 use super::http_stub::{HttpStub, Reply};
-use super::support::{free_port, render_into, tool, url_encode, wait_explained};
+use super::support::{free_port, render_into, tool, wait_explained};
 
 /// Where the rendered jobs send probes, replaced by the loopback exporter's address.
 const EXPORTER_IN_CLUSTER: &str = "blackbox-exporter.monitoring.svc:9115";
-
-fn query(prometheus: &Server, promql: &str) -> Vec<Value> {
-    let encoded = url_encode(promql);
-    prometheus.get_json(&format!("/api/v1/query?query={encoded}"))["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[test]
 fn probes_run_through_the_real_blackbox_exporter_and_carry_their_owners() {
@@ -121,17 +111,15 @@ probes:
             &format!("{selector} to be {success}"),
             DEADLINE,
             || {
-                query(&prometheus, &selector).first().is_some_and(|sample| {
+                prometheus.query(&selector).first().is_some_and(|sample| {
                     sample["value"][1].as_str() == Some(if success == 1.0 { "1" } else { "0" })
                 })
             },
             || format!("{}\n{}", prometheus.log(), exporter.log()),
         );
     }
-    let namespaced = query(
-        &prometheus,
-        r#"probe_success{probe="checkout-health", namespace="shop"}"#,
-    );
+    let namespaced =
+        prometheus.query(r#"probe_success{probe="checkout-health", namespace="shop"}"#);
     assert_eq!(
         namespaced.len(),
         1,
@@ -141,9 +129,7 @@ probes:
         "the extra scrape job's target to be up with its owner",
         DEADLINE,
         || {
-            !query(
-                &prometheus,
-                r#"up{job="exporter-self", team="platform", service="exporter-self", env="test", cluster="prod"} == 1"#,
+            !prometheus.query(r#"up{job="exporter-self", team="platform", service="exporter-self", env="test", cluster="prod"} == 1"#,
             )
             .is_empty()
         },
@@ -153,7 +139,7 @@ probes:
         "ProbeFailing to be pending for the two failing probes only",
         DEADLINE,
         || {
-            let alerts = query(&prometheus, r#"ALERTS{alertname="ProbeFailing"}"#);
+            let alerts = prometheus.query(r#"ALERTS{alertname="ProbeFailing"}"#);
             let mut probes: Vec<&str> = alerts
                 .iter()
                 .filter_map(|a| a["metric"]["probe"].as_str())
@@ -170,20 +156,18 @@ probes:
         "the extra job's target to be counted as its service's",
         DEADLINE,
         || {
-            !query(
-                &prometheus,
-                r#"stackgen:service_targets:count{service="exporter-self", team="platform"}"#,
-            )
-            .is_empty()
+            !prometheus
+                .query(
+                    r#"stackgen:service_targets:count{service="exporter-self", team="platform"}"#,
+                )
+                .is_empty()
         },
         || prometheus.log(),
     );
     assert!(
-        query(
-            &prometheus,
-            r#"stackgen:service_targets:count{service="checkout"}"#
-        )
-        .is_empty(),
+        prometheus
+            .query(r#"stackgen:service_targets:count{service="checkout"}"#)
+            .is_empty(),
         "probes counted as service targets"
     );
 }

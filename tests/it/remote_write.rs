@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 use super::e2e::{DEADLINE, Fleet, Server, spawn, start_prometheus};
-use super::support::{free_port, render_into, tool, url_encode, wait_explained};
+use super::support::{free_port, render_into, tool, wait_explained};
 
 const CLUSTER: &str = "eu-west-1";
 const USER: &str = "eu-west-1";
@@ -61,24 +61,26 @@ impl Receiver {
         self.server.url("/api/v1/write")
     }
 
-    fn get(&self, path: &str) -> Option<String> {
+    /// A GET of `path`, signed in when the receiver demands it.
+    fn request(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
         let request = ureq::get(&self.server.url(path));
-        let request = if self.basic_auth {
+        if self.basic_auth {
             use base64::Engine as _;
             let token =
                 base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
             request.header("Authorization", &format!("Basic {token}"))
         } else {
             request
-        };
-        let mut response = request.call().ok()?;
-        response.body_mut().read_to_string().ok()
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<String> {
+        read_body(self.request(path))
     }
 
     /// The result vector of an instant query.
     fn query(&self, promql: &str) -> Vec<Value> {
-        let path = format!("/api/v1/query?query={}", url_encode(promql));
-        self.get(&path)
+        read_body(self.request("/api/v1/query").query("query", promql))
             .and_then(|text| serde_json::from_str::<Value>(&text).ok())
             .and_then(|answer| answer["data"]["result"].as_array().cloned())
             .unwrap_or_default()
@@ -87,6 +89,11 @@ impl Receiver {
     fn log(&self) -> String {
         self.server.log()
     }
+}
+
+fn read_body(request: ureq::RequestBuilder<ureq::typestate::WithoutBody>) -> Option<String> {
+    let mut response = request.call().ok()?;
+    response.body_mut().read_to_string().ok()
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: running the binary, finding the real tools (a missing
 //! tool fails the test with the package that provides it), free loopback ports, polling with a
-//! deadline, and the golden cases.
+//! deadline, querying a real Prometheus, and the golden cases.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -37,16 +37,16 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// `text` percent-encoded for a URL query value (every byte but the unreserved ones).
-pub fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The series of an instant query to the Prometheus at `base`, or none while it cannot answer.
+pub fn query(base: &str, expr: &str) -> Vec<serde_json::Value> {
+    ureq::get(format!("{base}/api/v1/query"))
+        .query("query", expr)
+        .call()
+        .ok()
+        .and_then(|mut response| response.body_mut().read_to_string().ok())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|body| body["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 /// Polls `produce` until it gives a value or the deadline passes, and returns the value.
