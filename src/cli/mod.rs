@@ -1292,7 +1292,6 @@ fn colourize(text: &str, colour: bool) -> String {
         .collect()
 }
 
-/// The Secrets (and keys) the rendered stack expects to exist.
 /// Prints the Secrets each rendered stack reads: once when every cluster reads the same ones in
 /// the same namespace, else per group of clusters that do (the router's only where it runs).
 fn print_required_secrets(chosen: &[spec::Spec], is_fleet: bool) {
@@ -1337,51 +1336,24 @@ fn required_secrets(spec: &spec::Spec) -> Vec<String> {
     ];
     let router_here = spec.router.remote.is_none();
     let router_refs = spec.secret_refs().into_iter().filter(|_| router_here);
-    let readers = router_refs.map(|r| (r, "the router")).chain(
-        render::direct_path::direct_path(spec)
-            .secrets
+    let direct_refs = render::direct_path::direct_path(spec).secrets;
+    lines.extend(secret_lines(
+        router_refs
+            .map(|r| (r, "the router"))
+            .chain(direct_refs.into_iter().map(|r| (r, "Alertmanager"))),
+    ));
+    lines.extend(secret_lines(
+        spec.grafana_secret_refs()
             .into_iter()
-            .map(|r| (r, "Alertmanager")),
-    );
-    let mut by_secret: std::collections::BTreeMap<String, (Vec<String>, Vec<&str>)> =
-        Default::default();
-    for (r, reader) in readers {
-        let (keys, readers) = by_secret.entry(r.secret).or_default();
-        if !keys.contains(&r.key) {
-            keys.push(r.key);
-        }
-        if !readers.contains(&reader) {
-            readers.push(reader);
-        }
-    }
-    lines.extend(
-        by_secret.into_iter().map(|(s, (keys, readers))| {
-            format!("{s}: {} ({})", keys.join(", "), readers.join(", "))
-        }),
-    );
-    let mut by_secret: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for r in spec.grafana_secret_refs() {
-        by_secret.entry(r.secret).or_default().push(r.key);
-    }
-    lines.extend(
-        by_secret
+            .map(|r| (r, "Grafana: OAuth, grafana.ini")),
+    ));
+    lines.extend(secret_lines(
+        spec.prometheus_secret_refs()
             .into_iter()
-            .map(|(s, keys)| format!("{s}: {} (Grafana: OAuth, grafana.ini)", keys.join(", "))),
-    );
-    let mut by_secret: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for r in spec.prometheus_secret_refs() {
-        by_secret.entry(r.secret).or_default().push(r.key);
-    }
-    lines.extend(by_secret.into_iter().map(|(s, keys)| {
-        format!(
-            "{s}: {} (Prometheus: remote_write, Thanos)",
-            keys.join(", ")
-        )
-    }));
-    let (postgres, postgres_ca) = match router_here {
-        true => (&spec.router.postgres, &spec.router.postgres_ca),
-        false => (&None, &None),
-    };
+            .map(|r| (r, "Prometheus: remote_write, Thanos")),
+    ));
+    let postgres = spec.router.postgres.as_ref().filter(|_| router_here);
+    let postgres_ca = spec.router.postgres_ca.as_ref().filter(|_| router_here);
     match (postgres, postgres_ca) {
         (Some(db), Some(ca)) if ca.secret == db.secret => lines.push(format!(
             "{}: {}, {} (the router's PostgreSQL URL and CA bundle)",
@@ -1403,6 +1375,27 @@ fn required_secrets(spec: &spec::Spec) -> Vec<String> {
         }
     }
     lines
+}
+
+/// One line per Secret of `refs` (each with who reads it), by Secret name: its keys and readers.
+fn secret_lines<'a>(refs: impl Iterator<Item = (spec::SecretRef, &'a str)>) -> Vec<String> {
+    let mut by_secret: std::collections::BTreeMap<String, (Vec<String>, Vec<&str>)> =
+        Default::default();
+    for (secret, reader) in refs {
+        let (keys, readers) = by_secret.entry(secret.secret).or_default();
+        if !keys.contains(&secret.key) {
+            keys.push(secret.key);
+        }
+        if !readers.contains(&reader) {
+            readers.push(reader);
+        }
+    }
+    by_secret
+        .into_iter()
+        .map(|(name, (keys, readers))| {
+            format!("{name}: {} ({})", keys.join(", "), readers.join(", "))
+        })
+        .collect()
 }
 
 fn init(platform: Platform, out: &Path, force: bool) -> anyhow::Result<Outcome> {
