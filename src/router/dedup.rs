@@ -836,6 +836,7 @@ fn tick_heartbeat(
     heartbeat: &HeartbeatSettings,
     out: &mut Outcome,
 ) {
+    resolve_unwatched_heartbeats(state, now, heartbeat, out);
     if heartbeat.clusters.is_empty() {
         let last_seen = *state.heartbeat.last_seen.get_or_insert_with(|| {
             // Count the silence from the first tick, so a heartbeat that never arrives is noticed.
@@ -866,14 +867,23 @@ fn tick_heartbeat(
         let key = cluster_heartbeat_incident(cluster);
         watch_heartbeat(state, &key, Some(cluster), last_seen, now, heartbeat, out);
     }
-    // A cluster taken out of the fleet: its silence is no incident any more.
-    let prefix = cluster_heartbeat_incident("");
-    let keys = &heartbeat.incident_keys();
+}
+
+/// Resolves the open heartbeat incidents the settings no longer watch: a cluster taken out of the
+/// fleet, the one heartbeat of a router that now watches a fleet's, or a fleet's of one that now
+/// watches one heartbeat. Their silence is no incident any more.
+fn resolve_unwatched_heartbeats(
+    state: &mut State,
+    now: Millis,
+    heartbeat: &HeartbeatSettings,
+    out: &mut Outcome,
+) {
+    let watched = heartbeat.incident_keys();
+    let cluster_prefix = cluster_heartbeat_incident("");
     for incident in state.incidents.values_mut() {
-        if incident.key.starts_with(&prefix)
-            && incident.status == Status::Open
-            && !keys.contains(&incident.key)
-        {
+        let of_heartbeat =
+            incident.key == HEARTBEAT_INCIDENT || incident.key.starts_with(&cluster_prefix);
+        if of_heartbeat && incident.status == Status::Open && !watched.contains(&incident.key) {
             incident.status = Status::Resolving { since: now };
             out.changed_incidents.insert(incident.key.clone());
         }
@@ -1645,6 +1655,53 @@ mod tests {
         }
         assert_eq!(run.intents.len(), 4, "{:?}", run.intents);
         assert!(!run.state.heartbeat.clusters.contains_key("new"));
+    }
+
+    /// A router that changes between one heartbeat and a fleet's resolves the incidents it no
+    /// longer watches, both ways, instead of leaving them open for ever.
+    #[test]
+    fn a_heartbeat_no_longer_watched_resolves() {
+        let settings_with = |clusters: Vec<String>| DedupSettings {
+            heartbeat: Some(HeartbeatSettings {
+                alertname: "Watchdog".into(),
+                timeout: 5 * MIN,
+                team: "platform".into(),
+                clusters,
+            }),
+            ..settings()
+        };
+        // One heartbeat, never heard: its incident opens.
+        let mut run = Run::new(settings_with(Vec::new()));
+        for minute in 0..=6 {
+            run.tick(minute * MIN);
+        }
+        assert!(run.state.incidents[HEARTBEAT_INCIDENT].is_open());
+        // The router now watches a fleet: the one heartbeat's incident resolves, the silent
+        // cluster's opens.
+        run.settings = settings_with(vec!["eu".into()]);
+        for minute in 7..=20 {
+            run.tick(minute * MIN);
+        }
+        assert!(!run.state.incidents[HEARTBEAT_INCIDENT].is_open());
+        assert!(run.state.incidents[&cluster_heartbeat_incident("eu")].is_open());
+        // And back to one heartbeat, heard: the cluster's resolves too.
+        run.settings = settings_with(Vec::new());
+        let mut watchdog = alert("", 0, true, 0, None, "info");
+        watchdog.alertname = "Watchdog".into();
+        for minute in 21..=40 {
+            run.step(std::slice::from_ref(&watchdog), minute * MIN);
+            run.tick(minute * MIN);
+        }
+        assert!(run.state.incidents.values().all(|i| !i.is_open()));
+        assert_eq!(
+            run.intents,
+            vec![
+                IntentKind::Opened,
+                IntentKind::Resolved,
+                IntentKind::Opened,
+                IntentKind::Resolved
+            ]
+        );
     }
 
     /// Property: whatever the batching, order and duplication of a storm's webhooks, one service
